@@ -1,0 +1,58 @@
+"""`creditnode`: the operator's command line (floor 6).
+
+Each subcommand lives in its own module under `node.cli` and is registered here; the commands
+are thin shells that parse options, call the domain code, and print.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+import click
+
+from node.errors import CreditNodeError
+
+# Modules that each add their commands to `main` (imported lazily so --help stays fast).
+COMMAND_MODULES = (
+    "node.cli.identity",
+    "node.cli.ingest",
+)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="credit-interchange-node")
+def main() -> None:
+    """A city's credit-interchange node: exchange signed public-credit results with peer
+    cities, keep a witnessed exchange log, and feed the Green Loan Link.
+
+    Every command works on a node home (node.toml, keys/, data/) chosen by --home, else
+    $CREDITNODE_HOME, else the current directory.
+    """
+
+
+def _register() -> None:
+    for name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name == name:  # not written yet
+                continue
+            raise
+        module.register(main)
+
+
+_register()
+
+
+def run() -> None:
+    """Entry point that turns domain errors into one clear line and exit status 1."""
+    try:
+        main(standalone_mode=False)
+    except click.exceptions.Abort:
+        raise SystemExit(130) from None
+    except click.ClickException as exc:
+        exc.show()
+        raise SystemExit(exc.exit_code) from None
+    except CreditNodeError as exc:
+        click.echo(f"error: {exc.message}", err=True)
+        raise SystemExit(1) from None

@@ -5,6 +5,8 @@ exactly what is wrong and what was expected.
 
 from __future__ import annotations
 
+import datetime as dt
+
 from node import divisions
 from node.errors import InvalidIdentifier
 
@@ -80,7 +82,9 @@ def validate_resident_id(raw: str) -> str:
         bad = next(i for i, c in enumerate(code[:17], start=1) if not ("0" <= c <= "9"))
         raise InvalidIdentifier(f"resident id character {bad} must be a digit, got {code[bad-1]!r}")
     if not (code[17].isdigit() or code[17] == "X"):
-        raise InvalidIdentifier(f"resident id check character must be a digit or X, got {code[17]!r}")
+        raise InvalidIdentifier(
+            f"resident id check character must be a digit or X, got {code[17]!r}"
+        )
     if not divisions.is_plausible_division(code[:6]):
         raise InvalidIdentifier(f"resident id starts with {code[:6]}, not a division code")
     birth = code[6:14]
@@ -106,10 +110,8 @@ def normalise_subject_id(id_type: str, raw: str, *, allow_bad_check: bool = Fals
 
 
 def _is_date(yyyymmdd: str) -> bool:
-    import datetime as dt
-
     try:
         dt.date(int(yyyymmdd[:4]), int(yyyymmdd[4:6]), int(yyyymmdd[6:8]))
     except ValueError:
         return False
-    return 1900 <= int(yyyymmdd[:4])
+    return int(yyyymmdd[:4]) >= 1900

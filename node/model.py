@@ -280,3 +280,30 @@ class ChangeBatch:
             self.changes[0].seq != self.first_seq or self.changes[-1].seq != self.last_seq
         ):
             raise InvalidInput("batch first_seq/last_seq must match its changes")
+
+
+REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
+SLUG_RE = re.compile(r"^[a-z0-9][a-z0-9\-]{0,63}$")
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class CreditQuery:
+    """A peer's question: this subject's result, under this zone, for this purpose."""
+
+    request_id: str
+    subject: SubjectRef
+    zone: str
+    purpose: str
+
+    def __post_init__(self) -> None:
+        if not REQUEST_ID_RE.match(self.request_id):
+            raise InvalidInput(
+                "request_id must be 1-128 characters of letters, digits and . _ : -, "
+                f"got {self.request_id!r}"
+            )
+        if not SLUG_RE.match(self.zone):
+            raise InvalidInput(f"zone must be a lower-case slug like 'hjjw', got {self.zone!r}")
+        if not SLUG_RE.match(self.purpose):
+            raise InvalidInput(
+                f"purpose must be a lower-case slug like 'xinyi-dai', got {self.purpose!r}"
+            )

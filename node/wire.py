@@ -1,0 +1,243 @@
+"""The one bridge between the domain model and the generated protobuf code (floor 3).
+
+Only this module imports `node._pb`. Serialization is deterministic (map fields sorted) so the
+bytes we sign and hash are reproducible; parsing never trusts a re-serialization: callers keep
+the bytes they received.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from google.protobuf import message as pb_message
+from google.protobuf import timestamp_pb2
+
+from node import model
+from node._pb.creditx.v1 import messages_pb2 as pb
+from node._pb.creditx.v1 import services_pb2 as spb
+from node.errors import InvalidInput
+
+__all__ = ["pb", "spb"]
+
+
+def serialize(message: pb_message.Message) -> bytes:
+    return message.SerializeToString(deterministic=True)
+
+
+def _parse(cls: type[pb_message.Message], data: bytes, what: str) -> pb_message.Message:
+    msg = cls()
+    try:
+        msg.ParseFromString(data)
+    except pb_message.DecodeError as exc:
+        raise InvalidInput(f"{what} is not a valid protobuf message: {exc}") from None
+    return msg
+
+
+def _enum(value: int) -> Any:
+    """An IntEnum value for a generated enum field (the stubs only admit names or wrappers)."""
+    return int(value)
+
+
+# --- timestamps --------------------------------------------------------------------------
+
+
+def timestamp(value: dt.datetime) -> timestamp_pb2.Timestamp:
+    ts = timestamp_pb2.Timestamp()
+    ts.FromDatetime(value.astimezone(dt.UTC))
+    return ts
+
+
+def from_timestamp(ts: timestamp_pb2.Timestamp) -> dt.datetime:
+    return ts.ToDatetime(tzinfo=dt.UTC)
+
+
+# --- subjects and queries ----------------------------------------------------------------
+
+
+def subject_to_pb(subject: model.SubjectRef) -> pb.SubjectRef:
+    return pb.SubjectRef(id_type=_enum(subject.id_type), id=subject.id)
+
+
+def subject_from_pb(msg: pb.SubjectRef) -> model.SubjectRef:
+    if msg.id_type not in {t.value for t in model.SubjectIdType}:
+        raise InvalidInput(
+            f"subject id_type must be USCC (1) or RESIDENT_ID (2), got {msg.id_type}"
+        )
+    return model.SubjectRef(model.SubjectIdType(msg.id_type), msg.id)
+
+
+def query_to_pb(query: model.CreditQuery) -> pb.CreditQuery:
+    return pb.CreditQuery(
+        request_id=query.request_id,
+        subject=subject_to_pb(query.subject),
+        zone=query.zone,
+        purpose=query.purpose,
+    )
+
+
+def query_from_pb(msg: pb.CreditQuery) -> model.CreditQuery:
+    if not msg.HasField("subject"):
+        raise InvalidInput("query has no subject")
+    return model.CreditQuery(
+        request_id=msg.request_id,
+        subject=subject_from_pb(msg.subject),
+        zone=msg.zone,
+        purpose=msg.purpose,
+    )
+
+
+# --- credit results ----------------------------------------------------------------------
+
+
+def result_to_pb(result: model.CreditResult) -> pb.CreditResult:
+    msg = pb.CreditResult(
+        result_id=result.result_id,
+        subject=subject_to_pb(result.subject),
+        subject_name=result.subject_name,
+        subject_type=_enum(result.subject_type),
+        issuer_node=result.issuer_node,
+        scheme=result.scheme,
+        native_level=result.native_level,
+        level=_enum(result.level),
+        flags=list(result.flags),
+        indicators=dict(result.indicators),
+        evaluated_at=timestamp(result.evaluated_at),
+        valid_until=timestamp(result.valid_until),
+        audience_node=result.audience_node,
+        zone=result.zone,
+        purpose=result.purpose,
+        request_id=result.request_id,
+        request_digest=result.request_digest,
+        log_index=result.log_index,
+        status=_enum(result.status),
+        supersedes=result.supersedes,
+    )
+    if result.native_score is not None:
+        msg.native_score = result.native_score
+    if result.issued_at is not None:
+        msg.issued_at.CopyFrom(timestamp(result.issued_at))
+    return msg
+
+
+def result_from_pb(msg: pb.CreditResult) -> model.CreditResult:
+    try:
+        return model.CreditResult(
+            result_id=msg.result_id,
+            subject=subject_from_pb(msg.subject),
+            subject_name=msg.subject_name,
+            subject_type=model.SubjectType(msg.subject_type),
+            issuer_node=msg.issuer_node,
+            scheme=msg.scheme,
+            native_level=msg.native_level,
+            native_score=msg.native_score if msg.HasField("native_score") else None,
+            level=model.CreditLevel(msg.level),
+            flags=tuple(msg.flags),
+            indicators=dict(msg.indicators),
+            evaluated_at=from_timestamp(msg.evaluated_at),
+            valid_until=from_timestamp(msg.valid_until),
+            issued_at=from_timestamp(msg.issued_at) if msg.HasField("issued_at") else None,
+            audience_node=msg.audience_node,
+            zone=msg.zone,
+            purpose=msg.purpose,
+            request_id=msg.request_id,
+            request_digest=msg.request_digest,
+            log_index=msg.log_index,
+            status=model.ResultStatus(msg.status),
+            supersedes=msg.supersedes,
+        )
+    except ValueError as exc:  # an enum value outside the contract
+        raise InvalidInput(f"credit result has a value outside the contract: {exc}") from None
+
+
+def result_bytes(result: model.CreditResult) -> bytes:
+    return serialize(result_to_pb(result))
+
+
+def result_from_bytes(data: bytes) -> model.CreditResult:
+    msg = _parse(pb.CreditResult, data, "credit result")
+    assert isinstance(msg, pb.CreditResult)
+    return result_from_pb(msg)
+
+
+# --- exchange records --------------------------------------------------------------------
+
+
+def record_to_pb(record: model.ExchangeRecord) -> pb.ExchangeRecord:
+    msg = pb.ExchangeRecord(
+        time=timestamp(record.time),
+        direction=_enum(record.direction),
+        requester_node=record.requester_node,
+        responder_node=record.responder_node,
+        zone=record.zone,
+        purpose=record.purpose,
+        request_id=record.request_id,
+        request_digest=record.request_digest,
+        decision=_enum(record.decision),
+        reason=record.reason,
+        result_id=record.result_id,
+        result_digest=record.result_digest,
+    )
+    if record.subject is not None:
+        msg.subject.CopyFrom(subject_to_pb(record.subject))
+    return msg
+
+
+def record_bytes(record: model.ExchangeRecord) -> bytes:
+    return serialize(record_to_pb(record))
+
+
+def record_from_bytes(data: bytes) -> model.ExchangeRecord:
+    msg = _parse(pb.ExchangeRecord, data, "exchange record")
+    assert isinstance(msg, pb.ExchangeRecord)
+    try:
+        return model.ExchangeRecord(
+            time=from_timestamp(msg.time),
+            direction=model.Direction(msg.direction),
+            requester_node=msg.requester_node,
+            responder_node=msg.responder_node,
+            zone=msg.zone,
+            purpose=msg.purpose,
+            subject=subject_from_pb(msg.subject) if msg.HasField("subject") else None,
+            request_id=msg.request_id,
+            request_digest=msg.request_digest,
+            decision=model.Decision(msg.decision),
+            reason=msg.reason,
+            result_id=msg.result_id,
+            result_digest=msg.result_digest,
+        )
+    except ValueError as exc:
+        raise InvalidInput(f"exchange record has a value outside the contract: {exc}") from None
+
+
+# --- revocations and the changefeed ------------------------------------------------------
+
+
+def revocation_bytes(notice: model.RevocationNotice) -> bytes:
+    return serialize(
+        pb.RevocationNotice(
+            seq=notice.seq,
+            result_id=notice.result_id,
+            subject=subject_to_pb(notice.subject),
+            issuer_node=notice.issuer_node,
+            reason=_enum(notice.reason),
+            superseded_by=notice.superseded_by,
+            revoked_at=timestamp(notice.revoked_at),
+            audience_node=notice.audience_node,
+        )
+    )
+
+
+def change_batch_bytes(batch: model.ChangeBatch) -> bytes:
+    msg = pb.ChangeBatchBody(
+        first_seq=batch.first_seq,
+        last_seq=batch.last_seq,
+        issuer_node=batch.issuer_node,
+        audience=batch.audience,
+        issued_at=timestamp(batch.issued_at),
+    )
+    for change in batch.changes:
+        item = msg.changes.add(seq=change.seq, kind=_enum(change.kind), result_id=change.result_id)
+        if change.result is not None:
+            item.result.CopyFrom(result_to_pb(change.result))
+    return serialize(msg)

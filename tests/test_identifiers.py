@@ -1,0 +1,111 @@
+"""USCC (GB 32100-2015) and resident id (GB 11643-1999) validation and normalisation."""
+
+from __future__ import annotations
+
+import pytest
+
+from node import divisions, identifiers
+from node.errors import InvalidIdentifier
+
+# Published codes from real registers (public notices), with their check characters.
+REAL_USCCS = ["91350100M000100Y43", "91110000600037341L"]
+
+
+@pytest.mark.parametrize("code", REAL_USCCS)
+def test_real_uscc_validates(code: str) -> None:
+    assert identifiers.validate_uscc(code) == code
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("91350100m000100y43", "91350100M000100Y43"),
+        (" 91350100M000100Y43 ", "91350100M000100Y43"),
+        ("\u300091350100 M000100Y43\u3000", "91350100M000100Y43"),
+        ("\t91350100M000100Y43", "91350100M000100Y43"),
+    ],
+)
+def test_uscc_is_normalised(raw: str, expected: str) -> None:
+    assert identifiers.validate_uscc(raw) == expected
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        ("91350100M000100Y4", "must have 18 characters, got 17"),
+        ("91350100M000100Y433", "must have 18 characters, got 19"),
+        ("91350100M000100Y44", "check character should be 3, got 4"),
+        ("91350100I000100Y43", "character 9 is 'I'"),
+        ("91350100O000100Y43", "character 9 is 'O'"),
+        ("9135010ZM000100Y43", "character 8 is 'Z'"),
+        ("91350100S000100Y43", "character 9 is 'S'"),
+        ("91350100V000100Y43", "character 9 is 'V'"),
+        ("913501A0M000100Y43", "positions 3-8 must be a six-digit division code"),
+    ],
+)
+def test_bad_uscc_says_what_is_wrong(raw: str, message: str) -> None:
+    with pytest.raises(InvalidIdentifier, match=message):
+        identifiers.validate_uscc(raw)
+
+
+def test_legacy_uscc_with_bad_check_only_when_allowed() -> None:
+    bad = "91350100M000100Y44"
+    with pytest.raises(InvalidIdentifier):
+        identifiers.validate_uscc(bad)
+    assert identifiers.validate_uscc(bad, allow_bad_check=True) == bad
+    # Every other rule still holds for a legacy code.
+    with pytest.raises(InvalidIdentifier, match="'I'"):
+        identifiers.validate_uscc("91350100I000100Y44", allow_bad_check=True)
+
+
+def test_make_uscc_round_trips_every_check_value() -> None:
+    seen = set()
+    for n in range(2000):
+        body = f"91330500MA{n:07d}"
+        code = identifiers.make_uscc(body)
+        assert identifiers.validate_uscc(code) == code
+        assert identifiers.uscc_division(code) == "330500"
+        seen.add(code[-1])
+    assert len(seen) == 31  # every character of the charset occurs as a check character
+
+
+@pytest.mark.parametrize(
+    "code", ["11010519491231002X", identifiers.make_resident_id("33050219900307123")]
+)
+def test_resident_id_validates(code: str) -> None:
+    assert identifiers.validate_resident_id(code.lower()) == code
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        ("110105194912310021", "check character should be X, got 1"),
+        ("11010519491231002", "must have 18 characters, got 17"),
+        ("1101051949123100AX", "character 17 must be a digit"),
+        ("110105194913310020", "birth date 19491331 is not a valid date"),
+        ("990105194912310020", "not a division code"),
+    ],
+)
+def test_bad_resident_id_says_what_is_wrong(raw: str, message: str) -> None:
+    with pytest.raises(InvalidIdentifier, match=message):
+        identifiers.validate_resident_id(raw)
+
+
+@pytest.mark.parametrize(
+    "code",
+    ["310000", "320100", "320500", "330100", "330500", "340100", "330400", "330600", "330800",
+     "341000", "330700", "330300", "330200", "330900", "331000"],
+)
+def test_every_city_of_the_first_deployment_is_in_the_division_table(code: str) -> None:
+    assert divisions.name_of(code)
+    assert divisions.node_id_for(code) == f"cn-{code}"
+
+
+def test_unknown_division_is_refused() -> None:
+    with pytest.raises(InvalidIdentifier, match="999999 is not in the GB/T 2260 table"):
+        divisions.name_of("999999")
+
+
+def test_unknown_id_type_is_refused() -> None:
+    with pytest.raises(InvalidIdentifier, match="unknown subject id type"):
+        identifiers.normalise_subject_id("PASSPORT", "E12345678")

@@ -1,0 +1,97 @@
+"""The wire layer: model ↔ protobuf round trips, deterministic bytes, clear refusals."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+
+from node import model, wire
+from node.errors import InvalidInput
+
+T0 = dt.datetime(2026, 3, 1, 8, 30, tzinfo=dt.UTC)
+
+
+def make_result(**changes: object) -> model.CreditResult:
+    base = model.CreditResult(
+        result_id="cn-330500:r1",
+        subject=model.SubjectRef(model.SubjectIdType.USCC, "91350100M000100Y43"),
+        subject_name="湖州绿源新材料有限公司",
+        subject_type=model.SubjectType.ENTERPRISE,
+        issuer_node="cn-330500",
+        scheme="zj-public-credit@2023",
+        native_level="A",
+        native_score=91.5,
+        level=model.CreditLevel.A,
+        flags=("RED_LIST",),
+        indicators={"green_rating": "G2", "carbon_intensity": "low"},
+        evaluated_at=T0,
+        valid_until=T0 + dt.timedelta(days=365),
+    )
+    return base.bound(**changes) if changes else base
+
+
+def test_result_round_trips_through_bytes() -> None:
+    result = make_result(
+        audience_node="cn-330400", zone="hjjw", purpose="xinyi-dai", request_id="q-1",
+        request_digest=bytes(32), log_index=7, issued_at=T0,
+    )
+    assert wire.result_from_bytes(wire.result_bytes(result)) == result
+
+
+def test_result_without_score_keeps_score_absent() -> None:
+    result = make_result(native_score=None)
+    msg = wire.result_to_pb(result)
+    assert not msg.HasField("native_score")
+    assert wire.result_from_bytes(wire.result_bytes(result)).native_score is None
+
+
+def test_serialization_is_deterministic_for_maps() -> None:
+    one = make_result(indicators={"a": "1", "b": "2", "c": "3"})
+    two = make_result(indicators={"c": "3", "b": "2", "a": "1"})
+    assert wire.result_bytes(one) == wire.result_bytes(two)
+
+
+def test_record_round_trips() -> None:
+    record = model.ExchangeRecord(
+        time=T0, direction=model.Direction.ANSWERED, requester_node="cn-330400",
+        responder_node="cn-330500", zone="hjjw", purpose="xinyi-dai",
+        subject=model.SubjectRef(model.SubjectIdType.RESIDENT_ID, "hmac-sha256:" + "ab" * 32),
+        request_id="q-1", request_digest=bytes(range(32)), decision=model.Decision.GRANTED,
+        result_id="r", result_digest=bytes(32),
+    )
+    assert wire.record_from_bytes(wire.record_bytes(record)) == record
+
+
+@pytest.mark.parametrize(
+    ("query", "message"),
+    [
+        (wire.pb.CreditQuery(request_id="q", zone="hjjw", purpose="xinyi-dai"), "no subject"),
+        (wire.pb.CreditQuery(request_id="q", zone="hjjw", purpose="xinyi-dai",
+                             subject=wire.pb.SubjectRef(id_type=0, id="x")), "id_type must be"),
+        (wire.pb.CreditQuery(request_id="q", zone="hjjw", purpose="xinyi-dai",
+                             subject=wire.pb.SubjectRef(id_type=1, id="91350100M000100Y44")),
+         "check character should be 3"),
+        (wire.pb.CreditQuery(request_id="", zone="hjjw", purpose="xinyi-dai",
+                             subject=wire.pb.SubjectRef(id_type=1, id="91350100M000100Y43")),
+         "request_id must be"),
+        (wire.pb.CreditQuery(request_id="q", zone="HJJW!", purpose="xinyi-dai",
+                             subject=wire.pb.SubjectRef(id_type=1, id="91350100M000100Y43")),
+         "zone must be"),
+    ],
+)
+def test_bad_query_is_refused_with_reason(query: wire.pb.CreditQuery, message: str) -> None:
+    with pytest.raises(InvalidInput, match=message):
+        wire.query_from_pb(query)
+
+
+def test_garbage_bytes_are_refused() -> None:
+    with pytest.raises(InvalidInput, match="not a valid protobuf"):
+        wire.record_from_bytes(b"\xff\xff\xff")
+
+
+def test_out_of_contract_enum_is_refused() -> None:
+    msg = wire.result_to_pb(make_result())
+    msg.level = 9
+    with pytest.raises(InvalidInput, match="outside the contract"):
+        wire.result_from_bytes(wire.serialize(msg))

@@ -1,0 +1,224 @@
+"""Zone policy: who may ask what, for which purpose, and what they may see (DESIGN.md §8).
+
+Pure decisions over configuration values: `authorize` names the rule that lets a caller ask,
+or raises PermissionDenied saying exactly why not; `redact` trims a result to what the purpose
+may see; `RateLimiter` is a token bucket per caller that takes the clock as an argument.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+
+from node import model
+from node.errors import InvalidInput, PermissionDenied, RateLimited
+
+# Result fields a purpose may be denied; the identifying and binding fields are always present.
+OPTIONAL_FIELDS = frozenset({"native_score", "native_level", "flags", "indicators"})
+
+PURPOSE_NAMES: Mapping[str, str] = {
+    "xinyi-you": "信易游",
+    "xinyi-gou": "信易购",
+    "xinyi-xing": "信易行",
+    "xinyi-dai": "信易贷",
+    "joint-sanction": "联合奖惩",
+    "enforcement-coordination": "跨区域执法协同",
+    "green-loan": "绿贷通",
+}
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class PurposeRule:
+    """What one agreed purpose may ask about and see."""
+
+    purpose: str
+    subject_types: frozenset[model.SubjectType]
+    fields: frozenset[str] = OPTIONAL_FIELDS
+    indicators: frozenset[str] = frozenset()  # indicator keys; "*" means all
+
+    def __post_init__(self) -> None:
+        unknown = self.fields - OPTIONAL_FIELDS
+        if unknown:
+            raise InvalidInput(
+                f"purpose {self.purpose}: unknown result fields {sorted(unknown)}; "
+                f"choose from {sorted(OPTIONAL_FIELDS)}"
+            )
+        if not self.subject_types:
+            raise InvalidInput(f"purpose {self.purpose}: no subject types allowed")
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ZonePolicy:
+    zone: str
+    name: str
+    members: frozenset[str]
+    purposes: Mapping[str, PurposeRule]
+    rate_per_minute: int = 600
+    caller_rates: Mapping[str, int] = dataclasses.field(default_factory=dict)
+
+    def rate_for(self, caller: str) -> int:
+        return self.caller_rates.get(caller, self.rate_per_minute)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Policy:
+    zones: Mapping[str, ZonePolicy]
+
+    def zones_of(self, node_id: str) -> list[str]:
+        return sorted(z.zone for z in self.zones.values() if node_id in z.members)
+
+
+def authorize(
+    policy: Policy, local_node: str, caller: str, query: model.CreditQuery
+) -> PurposeRule:
+    """The rule under which `caller` may ask `query`, or PermissionDenied with why not.
+
+    Checked in the order a person would ask: does the zone exist here, are both of us in it,
+    is the purpose agreed in it, may this purpose ask about this kind of subject.
+    """
+    zone = policy.zones.get(query.zone)
+    if zone is None or local_node not in zone.members:
+        raise PermissionDenied(
+            f"this node ({local_node}) is not in zone {query.zone!r}", reason="ZONE_NOT_SERVED"
+        )
+    if caller not in zone.members:
+        raise PermissionDenied(
+            f"{caller} is not a member of zone {query.zone} ({zone.name})",
+            reason="NOT_ZONE_MEMBER",
+        )
+    rule = zone.purposes.get(query.purpose)
+    if rule is None:
+        agreed = ", ".join(sorted(zone.purposes)) or "none"
+        raise PermissionDenied(
+            f"purpose {query.purpose!r} is not agreed in zone {query.zone} (agreed: {agreed})",
+            reason="PURPOSE_NOT_AGREED",
+        )
+    if (
+        query.subject.id_type is model.SubjectIdType.RESIDENT_ID
+        and model.SubjectType.NATURAL_PERSON not in rule.subject_types
+    ):
+        raise PermissionDenied(
+            f"purpose {query.purpose} in zone {query.zone} does not allow natural persons",
+            reason="SUBJECT_TYPE_NOT_ALLOWED",
+        )
+    return rule
+
+
+def check_subject_type(rule: PurposeRule, zone: str, subject_type: model.SubjectType) -> None:
+    """Once the subject is known: may this purpose see a subject of its type?"""
+    if subject_type not in rule.subject_types:
+        raise PermissionDenied(
+            f"purpose {rule.purpose} in zone {zone} does not allow subjects of type "
+            f"{subject_type.name}",
+            reason="SUBJECT_TYPE_NOT_ALLOWED",
+        )
+
+
+def redact(result: model.CreditResult, rule: PurposeRule) -> model.CreditResult:
+    """The result trimmed to the fields and indicators the purpose may see."""
+    changes: dict[str, object] = {}
+    if "native_score" not in rule.fields:
+        changes["native_score"] = None
+    if "native_level" not in rule.fields:
+        # native_level must not be empty; the canonical level stands in for it.
+        changes["native_level"] = result.level.name
+    if "flags" not in rule.fields:
+        changes["flags"] = ()
+    if "indicators" not in rule.fields:
+        changes["indicators"] = {}
+    elif "*" not in rule.indicators:
+        changes["indicators"] = {
+            k: v for k, v in result.indicators.items() if k in rule.indicators
+        }
+    return result.bound(**changes) if changes else result
+
+
+class RateLimiter:
+    """Token bucket per caller: `limit` requests per minute, bursting up to `limit`."""
+
+    def __init__(self) -> None:
+        self._buckets: dict[str, tuple[float, float]] = {}  # caller -> (tokens, last time)
+
+    def take(self, caller: str, limit_per_minute: int, now: float) -> None:
+        if limit_per_minute <= 0:
+            raise RateLimited(f"{caller} has no request allowance here")
+        tokens, last = self._buckets.get(caller, (float(limit_per_minute), now))
+        tokens = min(float(limit_per_minute), tokens + (now - last) * limit_per_minute / 60.0)
+        if tokens < 1.0:
+            wait = (1.0 - tokens) * 60.0 / limit_per_minute
+            self._buckets[caller] = (tokens, now)
+            raise RateLimited(
+                f"{caller} is over its rate of {limit_per_minute} requests per minute; "
+                f"retry in {wait:.1f} s"
+            )
+        self._buckets[caller] = (tokens - 1.0, now)
+
+
+def policy_from_mapping(data: Mapping[str, object], source: str = "config") -> Policy:
+    """Build a Policy from the `[zones.*]` tables of a TOML file (already parsed).
+
+    Every mistake names the table and key, so an operator can fix the file.
+    """
+    zones: dict[str, ZonePolicy] = {}
+    for zone_id, raw in _table(data, "zones", source).items():
+        where = f"{source}: [zones.{zone_id}]"
+        table = _as_table(raw, where)
+        purposes: dict[str, PurposeRule] = {}
+        for purpose, raw_rule in _table(table, "purposes", where).items():
+            rule_where = f"{where}.purposes.{purpose}"
+            rule = _as_table(raw_rule, rule_where)
+            try:
+                types = frozenset(
+                    model.SubjectType[name] for name in _strings(rule, "subject_types", rule_where)
+                )
+            except KeyError as exc:
+                raise InvalidInput(
+                    f"{rule_where}: unknown subject type {exc.args[0]!r}; use one of "
+                    f"{[t.name for t in model.SubjectType]}"
+                ) from None
+            fields = rule.get("fields")
+            purposes[purpose] = PurposeRule(
+                purpose=purpose,
+                subject_types=types,
+                fields=(
+                    OPTIONAL_FIELDS
+                    if fields is None
+                    else frozenset(_strings(rule, "fields", rule_where))
+                ),
+                indicators=frozenset(_strings(rule, "indicators", rule_where, required=False)),
+            )
+        rates = _as_table(table.get("caller_rates", {}), f"{where}.caller_rates")
+        zones[zone_id] = ZonePolicy(
+            zone=zone_id,
+            name=str(table.get("name", zone_id)),
+            members=frozenset(_strings(table, "members", where)),
+            purposes=purposes,
+            rate_per_minute=_int(table.get("rate_per_minute", 600), f"{where}.rate_per_minute"),
+            caller_rates={k: _int(v, f"{where}.caller_rates.{k}") for k, v in rates.items()},
+        )
+    return Policy(zones=zones)
+
+
+def _as_table(value: object, where: str) -> dict[str, object]:
+    if not isinstance(value, dict):
+        raise InvalidInput(f"{where} must be a table")
+    return value
+
+
+def _table(data: Mapping[str, object], key: str, where: str) -> dict[str, object]:
+    return _as_table(data.get(key, {}), f"{where}: {key}")
+
+
+def _strings(data: Mapping[str, object], key: str, where: str, required: bool = True) -> list[str]:
+    value = data.get(key)
+    if value is None and not required:
+        return []
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise InvalidInput(f"{where}: {key} must be a list of strings")
+    return value
+
+
+def _int(value: object, where: str) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise InvalidInput(f"{where} must be a whole number >= 0, got {value!r}")
+    return value

@@ -1,0 +1,110 @@
+"""Policy decisions against the shipped example configuration of DESIGN.md §1 and §8."""
+
+from __future__ import annotations
+
+import importlib.resources
+import tomllib
+
+import pytest
+
+from node import model, policy
+from node.errors import InvalidInput, PermissionDenied, RateLimited
+from tests.test_wire import make_result
+
+USCC = model.SubjectRef(model.SubjectIdType.USCC, "91350100M000100Y43")
+PERSON = model.SubjectRef(model.SubjectIdType.RESIDENT_ID, "11010519491231002X")
+
+
+@pytest.fixture(scope="module")
+def example() -> policy.Policy:
+    text = importlib.resources.files("node.data").joinpath("zones.example.toml").read_text()
+    return policy.policy_from_mapping(tomllib.loads(text), "zones.example.toml")
+
+
+def q(zone: str, purpose: str, subject: model.SubjectRef = USCC) -> model.CreditQuery:
+    return model.CreditQuery("q-1", subject, zone, purpose)
+
+
+def test_example_ships_every_zone_and_city_of_the_design(example: policy.Policy) -> None:
+    assert set(example.zones) == {"yrd", "hz-metro", "hjjw", "hyzt"}
+    assert example.zones_of("cn-330500") == ["hjjw", "hyzt", "hz-metro", "yrd"]
+    assert "cn-330400" in example.zones["hjjw"].members
+    assert "cn-331000" in example.zones["hyzt"].members
+
+
+@pytest.mark.parametrize(
+    ("caller", "query", "reason"),
+    [
+        # member of the zone, agreed purpose, allowed subject type
+        ("cn-330400", q("hjjw", "xinyi-dai"), None),
+        ("cn-310000", q("yrd", "joint-sanction", PERSON), None),
+        ("cn-330100", q("hz-metro", "xinyi-xing", PERSON), None),
+        # not a member of the zone at all
+        ("cn-310000", q("hjjw", "xinyi-dai"), "NOT_ZONE_MEMBER"),
+        # member of another zone that this node shares (Ningbo is in hyzt, not hjjw)
+        ("cn-330200", q("hjjw", "xinyi-dai"), "NOT_ZONE_MEMBER"),
+        ("cn-330200", q("hyzt", "xinyi-dai"), None),
+        # purpose not agreed in the zone
+        ("cn-330400", q("hjjw", "joint-sanction"), "PURPOSE_NOT_AGREED"),
+        ("cn-330200", q("hyzt", "green-loan"), "PURPOSE_NOT_AGREED"),
+        # natural person where the purpose does not allow it
+        ("cn-330400", q("hjjw", "xinyi-dai", PERSON), "SUBJECT_TYPE_NOT_ALLOWED"),
+        ("cn-310000", q("yrd", "xinyi-dai", PERSON), "SUBJECT_TYPE_NOT_ALLOWED"),
+        # a zone this node does not serve
+        ("cn-330400", q("pearl-river", "xinyi-dai"), "ZONE_NOT_SERVED"),
+    ],
+)
+def test_authorisation_matrix(
+    example: policy.Policy, caller: str, query: model.CreditQuery, reason: str | None
+) -> None:
+    if reason is None:
+        assert policy.authorize(example, "cn-330500", caller, query).purpose == query.purpose
+    else:
+        with pytest.raises(PermissionDenied) as info:
+            policy.authorize(example, "cn-330500", caller, query)
+        assert info.value.reason == reason
+        assert caller in info.value.message or query.zone in info.value.message
+
+
+def test_subject_type_checked_once_subject_known(example: policy.Policy) -> None:
+    rule = example.zones["hjjw"].purposes["green-loan"]
+    policy.check_subject_type(rule, "hjjw", model.SubjectType.ENTERPRISE)
+    with pytest.raises(PermissionDenied, match="INDIVIDUAL_BUSINESS"):
+        policy.check_subject_type(rule, "hjjw", model.SubjectType.INDIVIDUAL_BUSINESS)
+
+
+def test_redact_keeps_only_what_the_purpose_may_see(example: policy.Policy) -> None:
+    result = make_result(indicators={"green_rating": "G2", "internal_note": "x"})
+    gou = policy.redact(result, example.zones["hjjw"].purposes["xinyi-gou"])
+    assert (gou.native_score, gou.flags, dict(gou.indicators)) == (None, (), {})
+    green = policy.redact(result, example.zones["hjjw"].purposes["green-loan"])
+    assert dict(green.indicators) == {"green_rating": "G2"}
+    assert green.native_score == result.native_score
+    you = policy.redact(result, example.zones["hz-metro"].purposes["xinyi-you"])
+    assert you.native_level == "A" and you.level == result.level
+
+
+def test_rate_limiter_refills_over_time() -> None:
+    limiter = policy.RateLimiter()
+    for _ in range(3):
+        limiter.take("cn-330400", 3, now=100.0)
+    with pytest.raises(RateLimited, match="over its rate of 3 requests per minute"):
+        limiter.take("cn-330400", 3, now=100.0)
+    limiter.take("cn-330100", 3, now=100.0)  # other callers have their own bucket
+    limiter.take("cn-330400", 3, now=120.0)  # 20 s at 3/min refills one token
+
+
+@pytest.mark.parametrize(
+    ("toml", "message"),
+    [
+        ('[zones.a]\nmembers = "cn-330500"', r"\[zones.a\]: members must be a list"),
+        ('[zones.a]\nmembers = []\n[zones.a.purposes.p]\nsubject_types = ["ROBOT"]',
+         "unknown subject type 'ROBOT'"),
+        ('[zones.a]\nmembers = []\n[zones.a.purposes.p]\nsubject_types = ["ENTERPRISE"]\n'
+         'fields = ["password"]', "unknown result fields"),
+        ('[zones.a]\nmembers = []\nrate_per_minute = -1', "rate_per_minute must be"),
+    ],
+)
+def test_bad_policy_file_names_the_place(toml: str, message: str) -> None:
+    with pytest.raises(InvalidInput, match=message):
+        policy.policy_from_mapping(tomllib.loads(toml), "node.toml")

@@ -123,6 +123,18 @@ class RolledBackTrustList(PeerError):
     reason = "ROLLED_BACK_TRUST_LIST"
 
 
+class UnsignedEnvelope(BadSignature):
+    """A signed object arrived with no signature at all."""
+
+    reason = "UNSIGNED"
+
+
+class TrustListZoneMismatch(PeerError):
+    """A trust list signed for one zone was offered as another zone's list."""
+
+    reason = "TRUST_LIST_ZONE_MISMATCH"
+
+
 class BadAnswer(PeerError):
     """A peer's answer is well signed but not bound to our request (audience, digest, id)."""
 

@@ -8,7 +8,7 @@ the bytes they received.
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
+from typing import Any, TypedDict
 
 from google.protobuf import message as pb_message
 from google.protobuf import timestamp_pb2
@@ -241,3 +241,105 @@ def change_batch_bytes(batch: model.ChangeBatch) -> bytes:
         if change.result is not None:
             item.result.CopyFrom(result_to_pb(change.result))
     return serialize(msg)
+
+
+# --- trust lists (helper "trust"; DESIGN.md §3, §5 TrustList/Member/PublicKey) ------------
+# Plain-value forms: node.trust (floor 4) builds its validated dataclasses from these, so this
+# floor-3 module never imports upward.
+
+
+class PublicKeyFields(TypedDict):
+    keyid: str
+    algorithm: str
+    spki_der: bytes
+    not_before: dt.datetime
+    not_after: dt.datetime | None  # None: no planned end (field absent on the wire)
+    status: str
+
+
+class MemberFields(TypedDict):
+    node_id: str
+    name: str
+    division_code: str
+    endpoint: str
+    tls_cert_der: bytes
+    tls_cert_sha256: str
+    signing_keys: list[PublicKeyFields]
+    roles: list[str]
+
+
+class TrustListFields(TypedDict):
+    zone: str
+    version: int
+    issued_at: dt.datetime
+    expires_at: dt.datetime
+    members: list[MemberFields]
+
+
+def public_key_to_pb(key: PublicKeyFields) -> pb.PublicKey:
+    msg = pb.PublicKey(
+        keyid=key["keyid"],
+        spki_der=key["spki_der"],
+        algorithm=key["algorithm"],
+        not_before=timestamp(key["not_before"]),
+        status=key["status"],
+    )
+    if key["not_after"] is not None:
+        msg.not_after.CopyFrom(timestamp(key["not_after"]))
+    return msg
+
+
+def public_key_from_pb(msg: pb.PublicKey) -> PublicKeyFields:
+    return PublicKeyFields(
+        keyid=msg.keyid,
+        algorithm=msg.algorithm,
+        spki_der=msg.spki_der,
+        not_before=from_timestamp(msg.not_before),
+        not_after=from_timestamp(msg.not_after) if msg.HasField("not_after") else None,
+        status=msg.status,
+    )
+
+
+def trust_list_bytes(trust_list: TrustListFields) -> bytes:
+    msg = pb.TrustList(
+        zone=trust_list["zone"],
+        version=trust_list["version"],
+        issued_at=timestamp(trust_list["issued_at"]),
+        expires_at=timestamp(trust_list["expires_at"]),
+    )
+    for member in trust_list["members"]:
+        msg.members.add(
+            node_id=member["node_id"],
+            name=member["name"],
+            division_code=member["division_code"],
+            endpoint=member["endpoint"],
+            tls_cert_sha256=member["tls_cert_sha256"],
+            signing_keys=[public_key_to_pb(k) for k in member["signing_keys"]],
+            roles=list(member["roles"]),
+            tls_cert_der=member["tls_cert_der"],
+        )
+    return serialize(msg)
+
+
+def trust_list_fields(data: bytes) -> TrustListFields:
+    msg = _parse(pb.TrustList, data, "trust list")
+    assert isinstance(msg, pb.TrustList)
+    return TrustListFields(
+        zone=msg.zone,
+        version=msg.version,
+        issued_at=from_timestamp(msg.issued_at),
+        expires_at=from_timestamp(msg.expires_at),
+        members=[
+            MemberFields(
+                node_id=m.node_id,
+                name=m.name,
+                division_code=m.division_code,
+                endpoint=m.endpoint,
+                tls_cert_der=m.tls_cert_der,
+                tls_cert_sha256=m.tls_cert_sha256,
+                signing_keys=[public_key_from_pb(k) for k in m.signing_keys],
+                roles=list(m.roles),
+            )
+            for m in msg.members
+        ],
+    )

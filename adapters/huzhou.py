@@ -1,0 +1,551 @@
+"""The Huzhou public credit platform's export, as CSV (`huzhou-csv`) or JSON (`huzhou-json`).
+
+Columns are the platform's pinyin initials; adapters/huzhou.md defines the format. Parsing is all
+or nothing: every row is checked and every problem collected before any result is returned.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import datetime as dt
+import io
+import json
+import math
+import re
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Literal
+
+from adapters.decoding import decode_export
+from adapters.result_ids import result_id_for
+from adapters.schemes import Scheme, builtin_schemes
+from node import identifiers
+from node.errors import ImportRejected, InvalidIdentifier, InvalidInput, RowProblem
+from node.model import CreditLevel, CreditResult, SubjectIdType, SubjectRef, SubjectType
+
+if TYPE_CHECKING:
+    from adapters.registry import Progress
+
+# Dates in the export are calendar days in China Standard Time (UTC+8, no daylight saving).
+CHINA_TZ = dt.timezone(dt.timedelta(hours=8), "CST")
+
+SUBJECT_ID = "TYSHXYDM"  # 统一社会信用代码; a resident id when ZTLX is 自然人
+SUBJECT_NAME = "QYMC"  # 企业名称 (a person's name for 自然人)
+SUBJECT_TYPE = "ZTLX"  # 主体类型
+SCHEME = "PJTX"  # 评价体系, scheme id with version
+LEVEL = "PJDJ"  # 评价等级, in the scheme's own names
+SCORE = "PJFS"  # 评价分数
+EVALUATED = "PJRQ"  # 评价日期
+VALID_UNTIL = "YXQZ"  # 有效期至, last valid day (inclusive)
+FLAGS = "SXBZ"  # 失信/守信标识
+INDICATOR_PREFIX = "ZB_"  # 指标: ZB_GREEN_RATING -> indicators["green_rating"]
+
+REQUIRED_COLUMNS = (SUBJECT_ID, SUBJECT_NAME, SUBJECT_TYPE, SCHEME, EVALUATED)
+COLUMN_ORDER = (
+    SUBJECT_ID, SUBJECT_NAME, SUBJECT_TYPE, SCHEME, LEVEL, SCORE, EVALUATED, VALID_UNTIL, FLAGS,
+)  # fmt: skip
+
+SUBJECT_TYPE_LABELS: Mapping[SubjectType, str] = {
+    SubjectType.ENTERPRISE: "企业",
+    SubjectType.INDIVIDUAL_BUSINESS: "个体工商户",
+    SubjectType.SOCIAL_ORGANIZATION: "社会组织",
+    SubjectType.PUBLIC_INSTITUTION: "事业单位",
+    SubjectType.GOVERNMENT_AGENCY: "机关",
+    SubjectType.NATURAL_PERSON: "自然人",
+}
+_SUBJECT_TYPE_SPELLINGS: Mapping[str, SubjectType] = {
+    **{label: t for t, label in SUBJECT_TYPE_LABELS.items()},
+    **{t.name: t for t in SubjectType},
+    "企业法人": SubjectType.ENTERPRISE,
+    "个体户": SubjectType.INDIVIDUAL_BUSINESS,
+    "社会团体": SubjectType.SOCIAL_ORGANIZATION,
+    "民办非企业单位": SubjectType.SOCIAL_ORGANIZATION,
+    "基金会": SubjectType.SOCIAL_ORGANIZATION,
+    "机关单位": SubjectType.GOVERNMENT_AGENCY,
+    "党政机关": SubjectType.GOVERNMENT_AGENCY,
+}
+_FLAG_ALIASES: Mapping[str, str] = {
+    "红名单": "RED_LIST",
+    "守信红名单": "RED_LIST",
+    "严重失信": "SERIOUS_DISHONESTY",
+    "严重失信主体": "SERIOUS_DISHONESTY",
+    "信用修复中": "UNDER_REPAIR",
+    "修复中": "UNDER_REPAIR",
+}
+_FLAG_SEPARATORS = re.compile(r"[;|；｜]")
+_FLAG_RE = re.compile(r"^[A-Z][A-Z0-9_]*$")
+_INDICATOR_COLUMN_RE = re.compile(r"^ZB_[A-Z0-9_]+$")
+_INDICATOR_KEY_RE = re.compile(r"^[a-z0-9_]+$")
+_DATE_RE = re.compile(r"^(\d{4})[-/](\d{1,2})[-/](\d{1,2})$|^(\d{4})(\d{2})(\d{2})$")
+_SCORE_RE = re.compile(r"^[+-]?\d+(\.\d+)?$")
+_PROGRESS_EVERY = 2000
+
+Cell = str | list[str] | None
+_Problem = Callable[[str, str], None]  # (field, reason) for the row being converted
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Records:
+    """A file read into cells, before any field is interpreted."""
+
+    columns: tuple[str, ...]
+    rows: list[tuple[int, dict[str, Cell]]]
+    problems: list[RowProblem]  # from reading (bad cells, non-object items); row 0 = file
+
+
+@dataclasses.dataclass(frozen=True)
+class HuzhouExport:
+    """An ImportAdapter (adapters.registry) for one container of the Huzhou export."""
+
+    name: str
+    description: str
+    container: Literal["csv", "json"]
+    schemes: Mapping[str, Scheme] | None = None  # None: the tables shipped in adapters/schemes
+
+    def parse(
+        self,
+        data: bytes,
+        *,
+        issuer_node: str,
+        legacy_uscc_allowed: bool = False,
+        progress: Progress | None = None,
+    ) -> list[CreditResult]:
+        text = decode_export(data, self.name)
+        records = _read_csv(text) if self.container == "csv" else _read_json(text)
+        file_problems = [p for p in records.problems if p.row == 0]
+        file_problems += _column_problems(records.columns)
+        if file_problems:
+            raise _rejected(self.name, file_problems)
+        converter = _RowConverter(
+            issuer_node=issuer_node,
+            legacy_uscc_allowed=legacy_uscc_allowed,
+            schemes=builtin_schemes() if self.schemes is None else self.schemes,
+            indicator_columns=tuple(c for c in records.columns if c.startswith(INDICATOR_PREFIX)),
+        )
+        problems = list(records.problems)
+        bad_rows = {p.row for p in problems}
+        results: list[CreditResult] = []
+        total = len(records.rows)
+        for done, (row, cells) in enumerate(records.rows, start=1):
+            outcome = converter.convert(row, cells)
+            if isinstance(outcome, CreditResult):
+                if row not in bad_rows:
+                    results.append(outcome)
+            else:
+                problems.extend(outcome)
+            if progress is not None and (done % _PROGRESS_EVERY == 0 or done == total):
+                progress(done, total)
+        if problems:
+            problems.sort(key=lambda p: p.row)  # stable: a row's problems keep column order
+            raise _rejected(self.name, problems)
+        return results
+
+    def render(self, results: Sequence[CreditResult]) -> bytes:
+        indicator_keys = sorted({key for r in results for key in r.indicators})
+        for key in indicator_keys:
+            if not _INDICATOR_KEY_RE.match(key):
+                raise InvalidInput(
+                    f"indicator {key!r} cannot be a {self.name} column: use a-z, 0-9 and _"
+                )
+        columns = [*COLUMN_ORDER, *(INDICATOR_PREFIX + key.upper() for key in indicator_keys)]
+        rows = [_export_row(r) for r in results]
+        if self.container == "csv":
+            out = io.StringIO(newline="")
+            writer = csv.writer(out, lineterminator="\r\n")
+            writer.writerow(columns)
+            for row in rows:
+                writer.writerow([_csv_cell(row.get(column)) for column in columns])
+            return out.getvalue().encode("utf-8")
+        lines = [json.dumps(row, ensure_ascii=False) for row in rows]
+        return ("[\n" + ",\n".join(lines) + "\n]\n").encode("utf-8")
+
+
+HUZHOU_CSV = HuzhouExport(
+    "huzhou-csv",
+    "Huzhou public credit platform export, CSV with pinyin headers (UTF-8 or GB18030)",
+    "csv",
+)
+HUZHOU_JSON = HuzhouExport(
+    "huzhou-json",
+    'Huzhou public credit platform export, JSON array (or {"records": [...]}) of pinyin-keyed '
+    "objects",
+    "json",
+)
+
+
+# --- reading ------------------------------------------------------------------------------
+
+
+def _read_csv(text: str) -> _Records:
+    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
+    rows: list[tuple[int, dict[str, Cell]]] = []
+    problems: list[RowProblem] = []
+    columns: list[str] = []
+    try:
+        header = next(reader, None)
+        if header is None or not any(cell.strip() for cell in header):
+            message = f"is empty; the first line must name the columns ({', '.join(COLUMN_ORDER)})"
+            return _Records((), [], [RowProblem(0, "file", message)])
+        columns = [cell.strip().upper() for cell in header]
+        problems += _duplicate_column_problems(columns)
+        width = len(columns)
+        for row_number, cells in enumerate(reader, start=1):
+            if not any(cell.strip() for cell in cells):
+                continue  # blank line: still counted, so row n stays spreadsheet line n+1
+            if len(cells) > width and any(cell.strip() for cell in cells[width:]):
+                problems.append(
+                    RowProblem(row_number, "row", f"has {len(cells)} cells, the header {width}")
+                )
+            rows.append((row_number, {c: v for c, v in zip(columns, cells, strict=False) if c}))
+    except csv.Error as exc:
+        problems.append(
+            RowProblem(0, "file", f"is not valid CSV near line {reader.line_num}: {exc}")
+        )
+    return _Records(tuple(c for c in columns if c), rows, problems)
+
+
+def _read_json(text: str) -> _Records:
+    try:
+        document = json.loads(text)
+    except json.JSONDecodeError as exc:
+        message = f"is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
+        return _Records((), [], [RowProblem(0, "file", message)])
+    except RecursionError:
+        return _Records((), [], [RowProblem(0, "file", "is JSON nested too deeply")])
+    if isinstance(document, dict) and "records" in document:
+        document = document["records"]
+    if not isinstance(document, list):
+        message = 'must be a JSON array of objects, or {"records": [...]}'
+        return _Records((), [], [RowProblem(0, "file", message)])
+    columns: dict[str, None] = {}  # ordered set: the union of keys stands for a header
+    rows: list[tuple[int, dict[str, Cell]]] = []
+    problems: list[RowProblem] = []
+    for row_number, item in enumerate(document, start=1):
+        if not isinstance(item, dict):
+            problems.append(RowProblem(row_number, "row", "must be a JSON object"))
+            continue
+        cells: dict[str, Cell] = {}
+        for raw_key, value in item.items():
+            key = raw_key.strip().upper()
+            if key in cells:
+                problems.append(RowProblem(row_number, key, "is given twice"))
+                continue
+            columns[key] = None
+            try:
+                cells[key] = _json_cell(key, value)
+            except ValueError as exc:
+                problems.append(RowProblem(row_number, key, str(exc)))
+        rows.append((row_number, cells))
+    return _Records(tuple(columns), rows, problems)
+
+
+def _json_cell(key: str, value: object) -> Cell:
+    """A JSON value as a cell, or ValueError saying what the field must be."""
+    if value is None or isinstance(value, str):
+        return value
+    numeric_ok = key == SCORE or key.startswith(INDICATOR_PREFIX)
+    if isinstance(value, int | float) and not isinstance(value, bool) and numeric_ok:
+        return repr(value) if isinstance(value, float) else str(value)
+    if isinstance(value, list) and key == FLAGS and all(isinstance(v, str) for v in value):
+        return list(value)
+    expected = "a string or number" if numeric_ok else "a string"
+    if key == FLAGS:
+        expected = "a string or an array of strings"
+    raise ValueError(f"must be {expected}, got JSON {type(value).__name__}")
+
+
+def _duplicate_column_problems(columns: Sequence[str]) -> list[RowProblem]:
+    seen: set[str] = set()
+    problems = []
+    for column in columns:
+        if column and column in seen:
+            problems.append(RowProblem(0, column, "column appears twice in the header"))
+        seen.add(column)
+    return problems
+
+
+def _column_problems(columns: Sequence[str]) -> list[RowProblem]:
+    present = set(columns)
+    listing = ", ".join(columns) or "no columns"
+    problems = [
+        RowProblem(0, column, f"required column is missing (the file has: {listing})")
+        for column in REQUIRED_COLUMNS
+        if column not in present
+    ]
+    if LEVEL not in present and SCORE not in present:
+        problems.append(
+            RowProblem(0, LEVEL, "the file needs a PJDJ (level) or PJFS (score) column")
+        )
+    for column in columns:
+        if column.startswith(INDICATOR_PREFIX) and not _INDICATOR_COLUMN_RE.match(column):
+            problems.append(
+                RowProblem(0, column, "indicator columns are ZB_ then A-Z, 0-9 and _ only")
+            )
+    return problems
+
+
+# --- interpreting one row ---------------------------------------------------------------------
+
+
+class _RowConverter:
+    """Checks one row's cells and builds its result; remembers subjects to catch duplicates."""
+
+    def __init__(
+        self,
+        *,
+        issuer_node: str,
+        legacy_uscc_allowed: bool,
+        schemes: Mapping[str, Scheme],
+        indicator_columns: tuple[str, ...],
+    ) -> None:
+        self.issuer_node = issuer_node
+        self.legacy_uscc_allowed = legacy_uscc_allowed
+        self.schemes = schemes
+        self.indicator_columns = indicator_columns
+        self.first_row_of: dict[SubjectRef, int] = {}
+        self.dates: dict[str, dt.date | None] = {}  # exports repeat few dates: parse each once
+
+    def convert(self, row: int, cells: Mapping[str, Cell]) -> CreditResult | list[RowProblem]:
+        problems: list[RowProblem] = []
+
+        def problem(field: str, reason: str) -> None:
+            problems.append(RowProblem(row, field, reason))
+
+        subject_type = self._subject_type(_text(cells, SUBJECT_TYPE), problem)
+        subject = self._subject(row, _text(cells, SUBJECT_ID), subject_type, problem)
+        name = _text(cells, SUBJECT_NAME)
+        if not name:
+            problem(SUBJECT_NAME, "is required")
+        scheme = self._scheme(_text(cells, SCHEME), problem)
+        evaluated = self._date(_text(cells, EVALUATED), EVALUATED, problem, required=True)
+        valid_until = self._date(_text(cells, VALID_UNTIL), VALID_UNTIL, problem, required=False)
+        if evaluated is not None and valid_until is not None and valid_until < evaluated:
+            problem(VALID_UNTIL, f"{valid_until} is before the evaluation date {evaluated}")
+        score = self._score(_text(cells, SCORE), scheme, problem)
+        native_level = self._level(_text(cells, LEVEL), score, scheme, problem)
+        flags = _flags(cells.get(FLAGS), problem)
+        indicators = {
+            column[len(INDICATOR_PREFIX) :].lower(): value
+            for column in self.indicator_columns
+            if (value := _text(cells, column))
+        }
+        if (
+            problems
+            or subject is None
+            or subject_type is None
+            or scheme is None
+            or evaluated is None
+            or native_level is None
+        ):
+            return problems
+        if valid_until is None:
+            last_day = evaluated + dt.timedelta(days=scheme.validity_days - 1)
+        else:
+            last_day = valid_until
+        evaluated_at = _start_of(evaluated)
+        try:
+            return CreditResult(
+                result_id=result_id_for(self.issuer_node, subject, scheme.id, evaluated_at),
+                subject=subject,
+                subject_name=name,
+                subject_type=subject_type,
+                issuer_node=self.issuer_node,
+                scheme=scheme.id,
+                native_level=native_level[0],
+                level=native_level[1],
+                evaluated_at=evaluated_at,
+                valid_until=_start_of(last_day + dt.timedelta(days=1)),
+                native_score=score,
+                flags=flags,
+                indicators=indicators,
+            )
+        except InvalidInput as exc:  # the model's own checks; the ones above should catch all
+            return [RowProblem(row, "row", exc.message)]
+
+    def _subject_type(self, raw: str, problem: _Problem) -> SubjectType | None:
+        if not raw:
+            problem(SUBJECT_TYPE, "is required")
+            return None
+        found = _SUBJECT_TYPE_SPELLINGS.get(raw) or _SUBJECT_TYPE_SPELLINGS.get(raw.upper())
+        if found is None:
+            chinese = ", ".join(SUBJECT_TYPE_LABELS.values())
+            english = ", ".join(SubjectType.__members__)
+            problem(SUBJECT_TYPE, f"unknown subject type {raw!r}; use one of {chinese} ({english})")
+        return found
+
+    def _subject(
+        self, row: int, raw: str, subject_type: SubjectType | None, problem: _Problem
+    ) -> SubjectRef | None:
+        if not raw:
+            problem(SUBJECT_ID, "is required")
+            return None
+        if subject_type is None:
+            return None  # which identifier rules apply depends on the subject type
+        try:
+            if subject_type is SubjectType.NATURAL_PERSON:
+                subject = SubjectRef(
+                    SubjectIdType.RESIDENT_ID, identifiers.validate_resident_id(raw)
+                )
+            else:
+                code = identifiers.validate_uscc(raw, allow_bad_check=self.legacy_uscc_allowed)
+                subject = SubjectRef(SubjectIdType.USCC, code)
+        except InvalidIdentifier as exc:
+            problem(SUBJECT_ID, exc.message)
+            return None
+        first = self.first_row_of.setdefault(subject, row)
+        if first != row:
+            problem(SUBJECT_ID, f"subject {subject.id} already appears in row {first}")
+            return None
+        return subject
+
+    def _scheme(self, raw: str, problem: _Problem) -> Scheme | None:
+        if not raw:
+            problem(SCHEME, "is required (a scheme id with version, e.g. zj-public-credit@2023)")
+            return None
+        scheme = self.schemes.get(raw)
+        if scheme is None:
+            problem(SCHEME, f"unknown scheme {raw!r}; known schemes: {', '.join(self.schemes)}")
+        return scheme
+
+    def _date(self, raw: str, field: str, problem: _Problem, *, required: bool) -> dt.date | None:
+        if not raw:
+            if required:
+                problem(field, "is required (YYYY-MM-DD or YYYYMMDD)")
+            return None
+        if raw not in self.dates:
+            self.dates[raw] = _parse_date(raw)
+        value = self.dates[raw]
+        if value is None:
+            problem(field, f"{raw!r} is not a calendar date; write YYYY-MM-DD or YYYYMMDD")
+        return value
+
+    def _score(self, raw: str, scheme: Scheme | None, problem: _Problem) -> float | None:
+        if not raw:
+            return None
+        if not _SCORE_RE.match(raw):
+            problem(SCORE, f"{raw!r} is not a number")
+            return None
+        score = float(raw)
+        if not math.isfinite(score):
+            problem(SCORE, f"{raw!r} is not a finite number")
+            return None
+        if scheme is not None and not scheme.score_in_range(score):
+            low = "" if scheme.score_min is None else f"{scheme.score_min:g}"
+            high = "" if scheme.score_max is None else f"{scheme.score_max:g}"
+            problem(SCORE, f"{raw} is outside {scheme.id}'s score range {low}-{high}")
+            return None
+        return score
+
+    def _level(
+        self, raw: str, score: float | None, scheme: Scheme | None, problem: _Problem
+    ) -> tuple[str, CreditLevel] | None:
+        if scheme is None:
+            return None  # the level names depend on the scheme, already reported
+        if raw:
+            level = scheme.level_named(raw)
+            if level is None:
+                problem(
+                    LEVEL,
+                    f"unknown level {raw!r} in scheme {scheme.id}; "
+                    f"known: {', '.join(scheme.spellings)}",
+                )
+                return None
+            return level.name, level.canonical
+        if score is not None:
+            level = scheme.level_for_score(score)
+            if level is not None:
+                return level.name, level.canonical
+            problem(LEVEL, f"is required: scheme {scheme.id} has no score band for {score:g}")
+            return None
+        problem(LEVEL, "is required (or give PJFS, a score, for a scheme with score bands)")
+        return None
+
+
+def _text(cells: Mapping[str, Cell], column: str) -> str:
+    value = cells.get(column)
+    if value is None:
+        return ""
+    if isinstance(value, list):
+        return ";".join(value).strip()
+    return value.strip()
+
+
+def _flags(cell: Cell, problem: _Problem) -> tuple[str, ...]:
+    parts: Iterable[str]
+    if cell is None:
+        return ()
+    parts = cell if isinstance(cell, list) else _FLAG_SEPARATORS.split(cell)
+    flags: list[str] = []
+    for part in parts:
+        raw = part.strip()
+        if not raw:
+            continue
+        flag = _FLAG_ALIASES.get(raw, raw.upper())
+        if not _FLAG_RE.match(flag):
+            problem(
+                FLAGS,
+                f"unknown flag {raw!r}; use UPPER_SNAKE names like SERIOUS_DISHONESTY or "
+                f"one of {', '.join(_FLAG_ALIASES)}",
+            )
+        elif flag not in flags:
+            flags.append(flag)
+    return tuple(flags)
+
+
+def _parse_date(raw: str) -> dt.date | None:
+    match = _DATE_RE.match(raw)
+    if match is None:
+        return None
+    year, month, day = (int(g) for g in match.groups() if g is not None)
+    try:
+        return dt.date(year, month, day)
+    except ValueError:
+        return None
+
+
+def _start_of(day: dt.date) -> dt.datetime:
+    return dt.datetime(day.year, day.month, day.day, tzinfo=CHINA_TZ)
+
+
+def _rejected(format_name: str, problems: list[RowProblem]) -> ImportRejected:
+    rows = len({p.row for p in problems})
+    noun = "problem" if len(problems) == 1 else "problems"
+    return ImportRejected(
+        f"{format_name} file rejected, nothing imported: {len(problems)} {noun} "
+        f"in {rows} row{'s' if rows != 1 else ''}; first: {problems[0]}",
+        problems,
+    )
+
+
+# --- writing ----------------------------------------------------------------------------------
+
+
+def _export_row(result: CreditResult) -> dict[str, object]:
+    evaluated = result.evaluated_at.astimezone(CHINA_TZ).date()
+    # valid_until is the first instant no longer valid; the export names the last valid day.
+    last_day = (result.valid_until.astimezone(CHINA_TZ) - dt.timedelta(microseconds=1)).date()
+    row: dict[str, object] = {
+        SUBJECT_ID: result.subject.id,
+        SUBJECT_NAME: result.subject_name,
+        SUBJECT_TYPE: SUBJECT_TYPE_LABELS[result.subject_type],
+        SCHEME: result.scheme,
+        LEVEL: result.native_level,
+    }
+    if result.native_score is not None:
+        score = result.native_score
+        row[SCORE] = int(score) if score.is_integer() else score
+    row[EVALUATED] = evaluated.isoformat()
+    row[VALID_UNTIL] = last_day.isoformat()
+    if result.flags:
+        row[FLAGS] = list(result.flags)
+    for key, value in sorted(result.indicators.items()):
+        row[INDICATOR_PREFIX + key.upper()] = value
+    return row
+
+
+def _csv_cell(value: object) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, list):
+        return ";".join(value)
+    return str(value)

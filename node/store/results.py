@@ -1,0 +1,422 @@
+"""The results repository: bulk, idempotent, all-or-nothing import of published credit results.
+
+A result id names one content forever (peers hold signed copies of it). Re-importing content the
+store already holds changes nothing; a re-evaluation arrives under a new result id, becomes the
+subject's ACTIVE result for its scheme, marks the previous one SUPERSEDED and links to it in
+`supersedes`. Every new row appends an UPSERT to the changes journal in the same transaction.
+Deciding what an import does is a pure function (`plan_import`); the repository only does I/O.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import hashlib
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, cast
+
+from sqlalchemy import Row, Table, bindparam, func, insert, or_, select, update
+from sqlalchemy.engine import Connection
+from sqlalchemy.exc import IntegrityError
+
+from node.errors import Conflict, ImportRejected, RowProblem
+from node.model import (
+    ChangeKind,
+    CreditLevel,
+    CreditResult,
+    ResultStatus,
+    SubjectIdType,
+    SubjectRef,
+    SubjectType,
+)
+from node.store.schema import ChangeRow, CreditResultRow, ImportBatchRow
+
+if TYPE_CHECKING:
+    from node.store.store import Store
+
+RESULTS = cast(Table, CreditResultRow.__table__)
+IMPORT_BATCHES = cast(Table, ImportBatchRow.__table__)
+CHANGES = cast(Table, ChangeRow.__table__)
+
+# Bound parameters per prefetch query stay below SQLite's historic limit of 999.
+_PREFETCH_CHUNK = 400
+_DIGEST_VERSION = 1
+
+SubjectKey = tuple[int, str, str]  # (id type, subject id, scheme): one ACTIVE result each
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ImportSummary:
+    """What an import did: new subjects/schemes, re-evaluations, and results already held."""
+
+    inserted: int
+    updated: int
+    unchanged: int
+
+
+def content_digest(result: CreditResult) -> str:
+    """Hex SHA-256 of a result's published content, the key of idempotent re-import.
+
+    Covers what the issuer asserts about the subject; leaves out the result id (a re-export
+    that renames identical content is not a change), the status and supersedes link (the
+    store's bookkeeping) and the per-request binding fields. Flags are a set.
+    """
+    content = {
+        "v": _DIGEST_VERSION,
+        "id_type": int(result.subject.id_type),
+        "subject_id": result.subject.id,
+        "subject_name": result.subject_name,
+        "subject_type": int(result.subject_type),
+        "issuer_node": result.issuer_node,
+        "scheme": result.scheme,
+        "native_level": result.native_level,
+        "native_score": result.native_score,
+        "level": int(result.level),
+        "flags": sorted(result.flags),
+        "indicators": dict(result.indicators),
+        "evaluated_at": result.evaluated_at.isoformat(),
+        "valid_until": result.valid_until.isoformat(),
+    }
+    canonical = json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+def subject_key(result: CreditResult) -> SubjectKey:
+    return (int(result.subject.id_type), result.subject.id, result.scheme)
+
+
+# --- planning (pure) -----------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class KnownResult:
+    """What the store already holds about a result, as far as planning an import needs."""
+
+    result_id: str
+    key: SubjectKey
+    digest: str
+    status: ResultStatus
+    evaluated_at: dt.datetime
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class PlannedInsert:
+    result: CreditResult
+    digest: str
+    supersedes: str | None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ImportPlan:
+    inserts: tuple[PlannedInsert, ...]
+    superseded: tuple[str, ...]  # result ids that become SUPERSEDED
+    unchanged: int
+
+    @property
+    def summary(self) -> ImportSummary:
+        updated = len(self.superseded)
+        return ImportSummary(len(self.inserts) - updated, updated, self.unchanged)
+
+
+def check_batch(results: Sequence[CreditResult]) -> list[RowProblem]:
+    """Problems visible in the batch alone; `row` is the 1-based position in `results`."""
+    problems: list[RowProblem] = []
+    first_by_id: dict[str, int] = {}
+    first_by_key: dict[SubjectKey, int] = {}
+    for row, result in enumerate(results, start=1):
+        if result.status is not ResultStatus.ACTIVE or result.supersedes:
+            problems.append(
+                RowProblem(
+                    row,
+                    "status",
+                    "an imported result is ACTIVE and supersedes nothing; "
+                    "the store sets status and supersedes",
+                )
+            )
+        if result.audience_node or result.zone or result.purpose or result.request_id:
+            problems.append(
+                RowProblem(
+                    row,
+                    "audience_node",
+                    "an imported result is not yet bound to a "
+                    "request: audience, zone, purpose and request id must be empty",
+                )
+            )
+        earlier = first_by_id.setdefault(result.result_id, row)
+        if earlier != row:
+            problems.append(
+                RowProblem(row, "result_id", f"{result.result_id!r} repeats row {earlier}")
+            )
+        key = subject_key(result)
+        earlier = first_by_key.setdefault(key, row)
+        if earlier != row:
+            problems.append(
+                RowProblem(
+                    row,
+                    "subject",
+                    f"{result.subject.id} already has a {result.scheme} "
+                    f"result in row {earlier}; an import carries one per subject and "
+                    "scheme",
+                )
+            )
+    return problems
+
+
+def plan_import(
+    results: Sequence[CreditResult],
+    digests: Sequence[str],
+    known: Iterable[KnownResult],
+) -> ImportPlan:
+    """Decide what importing `results` (checked by `check_batch`) does to what is `known`.
+
+    Raises ImportRejected listing every row that cannot be imported; then nothing is.
+    """
+    by_id: dict[str, KnownResult] = {}
+    by_key: dict[SubjectKey, list[KnownResult]] = {}
+    for item in known:
+        by_id[item.result_id] = item
+        by_key.setdefault(item.key, []).append(item)
+
+    inserts: list[PlannedInsert] = []
+    superseded: list[str] = []
+    unchanged = 0
+    problems: list[RowProblem] = []
+    for row, (result, digest) in enumerate(zip(results, digests, strict=True), start=1):
+        same_id = by_id.get(result.result_id)
+        if same_id is not None:
+            if same_id.digest == digest:
+                unchanged += 1
+            else:
+                problems.append(
+                    RowProblem(
+                        row,
+                        "result_id",
+                        f"{result.result_id!r} is already stored with "
+                        "different content; a re-evaluation or correction needs a new "
+                        "result id",
+                    )
+                )
+            continue
+        history = by_key.get(subject_key(result), [])
+        if any(item.digest == digest for item in history):
+            unchanged += 1  # same content under another id: already held (maybe revoked)
+            continue
+        current = next((i for i in history if i.status is ResultStatus.ACTIVE), None)
+        if current is None:
+            inserts.append(PlannedInsert(result, digest, None))
+        elif result.evaluated_at < current.evaluated_at:
+            problems.append(
+                RowProblem(
+                    row,
+                    "evaluated_at",
+                    f"{result.evaluated_at.isoformat()} is before "
+                    f"the current result {current.result_id} (evaluated "
+                    f"{current.evaluated_at.isoformat()}); an older evaluation cannot "
+                    "replace a newer one",
+                )
+            )
+        else:
+            inserts.append(PlannedInsert(result, digest, current.result_id))
+            superseded.append(current.result_id)
+    if problems:
+        raise ImportRejected(
+            f"{len(problems)} of {len(results)} results cannot be imported", problems
+        )
+    return ImportPlan(tuple(inserts), tuple(superseded), unchanged)
+
+
+# --- rows <-> domain ---------------------------------------------------------------------------
+
+
+def _row_values(planned: PlannedInsert, now: dt.datetime) -> dict[str, Any]:
+    result = planned.result
+    return {
+        "result_id": result.result_id,
+        "id_type": int(result.subject.id_type),
+        "subject_id": result.subject.id,
+        "subject_name": result.subject_name,
+        "subject_type": int(result.subject_type),
+        "issuer_node": result.issuer_node,
+        "scheme": result.scheme,
+        "native_level": result.native_level,
+        "native_score": result.native_score,
+        "level": int(result.level),
+        "flags": json.dumps(list(result.flags)),
+        "indicators": json.dumps(dict(result.indicators), ensure_ascii=False, sort_keys=True),
+        "evaluated_at": result.evaluated_at,
+        "valid_until": result.valid_until,
+        "status": int(ResultStatus.ACTIVE),
+        "supersedes": planned.supersedes,
+        "content_digest": planned.digest,
+        "created_at": now,
+        "updated_at": now,
+    }
+
+
+def result_from_row(row: Row[Any] | Mapping[str, Any]) -> CreditResult:
+    """The domain result for a `credit_results` row (binding fields empty)."""
+    m = row._mapping if isinstance(row, Row) else row
+    return CreditResult(
+        result_id=m["result_id"],
+        subject=SubjectRef(SubjectIdType(m["id_type"]), m["subject_id"]),
+        subject_name=m["subject_name"],
+        subject_type=SubjectType(m["subject_type"]),
+        issuer_node=m["issuer_node"],
+        scheme=m["scheme"],
+        native_level=m["native_level"],
+        native_score=m["native_score"],
+        level=CreditLevel(m["level"]),
+        flags=tuple(json.loads(m["flags"])),
+        indicators=json.loads(m["indicators"]),
+        evaluated_at=m["evaluated_at"],
+        valid_until=m["valid_until"],
+        status=ResultStatus(m["status"]),
+        supersedes=m["supersedes"] or "",
+    )
+
+
+# --- the repository ----------------------------------------------------------------------------
+
+
+class ResultRepository:
+    """Credit results of local subjects: `Store.results`."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+
+    def import_results(
+        self,
+        results: Sequence[CreditResult],
+        *,
+        source: str,
+        file_sha256: str,
+        fmt: str,
+        now: dt.datetime | None = None,
+    ) -> ImportSummary:
+        """Import one file's results in one transaction: all of them, or none.
+
+        Raises ImportRejected (listing every bad row; `row` = 1-based position in `results`)
+        or Conflict when a concurrent writer changed the same results (retry the import).
+        """
+        problems = check_batch(results)
+        if problems:
+            raise ImportRejected(
+                f"{source}: {len(problems)} problems; nothing was imported", problems
+            )
+        digests = [content_digest(r) for r in results]
+        at = (now or dt.datetime.now(dt.UTC)).astimezone(dt.UTC)
+        try:
+            with self._store.begin() as conn:
+                self._store.lock_changes(conn)
+                plan = plan_import(results, digests, self._prefetch(conn, results))
+                self._apply(conn, plan, at)
+                summary = plan.summary
+                conn.execute(
+                    insert(IMPORT_BATCHES).values(
+                        source=source,
+                        file_sha256=file_sha256,
+                        format=fmt,
+                        row_count=len(results),
+                        inserted=summary.inserted,
+                        updated=summary.updated,
+                        unchanged=summary.unchanged,
+                        imported_at=at,
+                    )
+                )
+        except ImportRejected as exc:
+            raise ImportRejected(
+                f"{source}: {exc.message}; nothing was imported", exc.problems
+            ) from None
+        except IntegrityError as exc:
+            raise Conflict(
+                f"{source}: the store refused the import ({str(exc.orig).splitlines()[0]}); "
+                "another import may have changed the same subjects at the same time. Nothing "
+                "was imported; run the import again."
+            ) from exc
+        return summary
+
+    def _prefetch(self, conn: Connection, results: Sequence[CreditResult]) -> list[KnownResult]:
+        """Every stored row sharing a subject or a result id with the batch."""
+        subjects = sorted({r.subject.id for r in results})
+        result_ids = sorted({r.result_id for r in results})
+        columns = (
+            RESULTS.c.result_id,
+            RESULTS.c.id_type,
+            RESULTS.c.subject_id,
+            RESULTS.c.scheme,
+            RESULTS.c.content_digest,
+            RESULTS.c.status,
+            RESULTS.c.evaluated_at,
+        )
+        seen: dict[str, KnownResult] = {}
+        chunk = _PREFETCH_CHUNK
+        for start in range(0, max(len(subjects), len(result_ids)), chunk):
+            query = select(*columns).where(
+                or_(
+                    RESULTS.c.subject_id.in_(subjects[start : start + chunk]),
+                    RESULTS.c.result_id.in_(result_ids[start : start + chunk]),
+                )
+            )
+            for row in conn.execute(query):
+                seen[row.result_id] = KnownResult(
+                    row.result_id,
+                    (row.id_type, row.subject_id, row.scheme),
+                    row.content_digest,
+                    ResultStatus(row.status),
+                    row.evaluated_at,
+                )
+        return list(seen.values())
+
+    def _apply(self, conn: Connection, plan: ImportPlan, at: dt.datetime) -> None:
+        # Supersede first: the partial unique index allows one ACTIVE row per subject+scheme.
+        if plan.superseded:
+            conn.execute(
+                update(RESULTS)
+                .where(RESULTS.c.result_id == bindparam("old_id"))
+                .values(status=int(ResultStatus.SUPERSEDED), updated_at=at),
+                [{"old_id": result_id} for result_id in plan.superseded],
+            )
+        if plan.inserts:
+            conn.execute(insert(RESULTS), [_row_values(p, at) for p in plan.inserts])
+            conn.execute(
+                insert(CHANGES),
+                [
+                    {"kind": int(ChangeKind.UPSERT), "result_id": p.result.result_id, "at": at}
+                    for p in plan.inserts
+                ],
+            )
+
+    # --- reads ----------------------------------------------------------------------------------
+
+    def get(self, result_id: str) -> CreditResult | None:
+        """The result with this id, whatever its status; None if there is none."""
+        with self._store.connect() as conn:
+            row = conn.execute(select(RESULTS).where(RESULTS.c.result_id == result_id)).first()
+        return None if row is None else result_from_row(row)
+
+    def get_current(self, id_type: SubjectIdType, subject_id: str) -> list[CreditResult]:
+        """The subject's ACTIVE results, one per scheme, ordered by scheme.
+
+        `subject_id` is normalised and checked first (InvalidIdentifier when malformed).
+        """
+        subject = SubjectRef(id_type, subject_id)
+        query = (
+            select(RESULTS)
+            .where(
+                RESULTS.c.subject_id == subject.id,
+                RESULTS.c.id_type == int(subject.id_type),
+                RESULTS.c.status == int(ResultStatus.ACTIVE),
+            )
+            .order_by(RESULTS.c.scheme)
+        )
+        with self._store.connect() as conn:
+            return [result_from_row(row) for row in conn.execute(query)]
+
+    def count(self, status: ResultStatus | None = None) -> int:
+        """How many results are stored (of one status, when given)."""
+        query = select(func.count()).select_from(RESULTS)
+        if status is not None:
+            query = query.where(RESULTS.c.status == int(status))
+        with self._store.connect() as conn:
+            return int(conn.execute(query).scalar_one())

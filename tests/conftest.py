@@ -1,0 +1,63 @@
+"""Shared fixtures: a throwaway PostgreSQL server for the session, and per-test databases.
+
+`db_url` runs a test once on a real SQLite file and once on a fresh PostgreSQL database;
+`store` is a migrated `node.store.Store` on that URL. PostgreSQL never skips: when it cannot
+start, every test that needs it fails with the reason.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from node.store import Store
+from tests.pg import PostgresServer, PostgresUnavailable
+
+BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """A PostgreSQL server on 127.0.0.1 for the whole session, removed afterwards."""
+    try:
+        server = PostgresServer()
+    except PostgresUnavailable as exc:
+        pytest.fail(f"cannot set up the test PostgreSQL server: {exc}", pytrace=False)
+    try:
+        server.start()
+    except PostgresUnavailable as exc:
+        server.stop()
+        pytest.fail(f"cannot start the test PostgreSQL server: {exc}", pytrace=False)
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def postgres_url(postgres_server: PostgresServer) -> Iterator[str]:
+    """SQLAlchemy URL of a fresh, empty PostgreSQL database (test_<n>), dropped afterwards."""
+    name = postgres_server.create_database()
+    yield postgres_server.url(name)
+    postgres_server.drop_database(name)
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    """SQLAlchemy URL of a (not yet created) SQLite file in the test's tmp_path."""
+    return f"sqlite:///{tmp_path / 'node.db'}"
+
+
+@pytest.fixture(params=BACKENDS)
+def db_url(request: pytest.FixtureRequest) -> str:
+    """A fresh empty database URL, once per backend: "sqlite" and "postgres"."""
+    url: str = request.getfixturevalue(f"{request.param}_url")
+    return url
+
+
+@pytest.fixture
+def store(db_url: str) -> Iterator[Store]:
+    """A Store opened (and migrated to head) on `db_url`, closed afterwards."""
+    opened = Store.open(db_url)
+    yield opened
+    opened.close()

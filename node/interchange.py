@@ -1,0 +1,209 @@
+"""Answering a peer's credit query (DESIGN.md §6-§7): policy, lookup, signing, logging.
+
+`Interchange.answer` decides, builds the signed result for the log index the sequencer
+reserves, and returns only after the exchange record is durable. Every outcome — granted,
+refused, not found — is one log entry (a build that fails leaves a FAILED one); a repeated
+(requester, request id) gets the stored answer and is not logged again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import datetime as dt
+import hashlib
+import hmac
+import time
+from collections.abc import Callable
+from typing import Protocol
+
+from node import model, signing, wire
+from node import policy as policies
+from node.errors import CreditNodeError, NotFound
+from node.sequencer import LogWrite, Receipt, Sequencer
+
+
+class ResultSource(Protocol):
+    """Where current results come from (the store); called off the event loop."""
+
+    def current_result(self, subject: model.SubjectRef) -> model.CreditResult | None: ...
+
+    def stored_answer(self, requester: str, request_id: str) -> Replay | None: ...
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Answer:
+    """What goes back to the caller: the signed result, or the refusal, and its receipt."""
+
+    request_id: str
+    envelope: signing.Envelope | None
+    receipt: Receipt | None
+    error: CreditNodeError | None = None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Replay:
+    """The stored wire answer to a repeated request id, and where it was logged."""
+
+    log_index: int
+    response: bytes
+
+
+def pseudonymise(subject: model.SubjectRef, key: bytes) -> model.SubjectRef:
+    """DESIGN.md §5: a resident id never enters the log in clear."""
+    if subject.id_type is not model.SubjectIdType.RESIDENT_ID or subject.is_pseudonymous:
+        return subject
+    digest = hmac.new(key, subject.id.encode("ascii"), hashlib.sha256).hexdigest()
+    return model.SubjectRef(subject.id_type, model.HMAC_SUBJECT_PREFIX + digest)
+
+
+Encode = Callable[[Answer], bytes]  # the wire form kept for replaying a repeated request id
+
+
+class Interchange:
+    def __init__(
+        self,
+        *,
+        node_id: str,
+        policy: policies.Policy,
+        results: ResultSource,
+        signer: Callable[[], signing.Signer],
+        sequencer: Sequencer,
+        subject_key: bytes,
+        encode: Encode,
+        clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.node_id = node_id
+        self.policy = policy
+        self._results = results
+        self._signer = signer
+        self._sequencer = sequencer
+        self._subject_key = subject_key
+        self._encode = encode
+        self._clock = clock
+        self._monotonic = monotonic
+        self._limiter = policies.RateLimiter()
+        self._in_flight: dict[tuple[str, str], asyncio.Future[Answer | Replay]] = {}
+
+    async def answer(
+        self, caller: str, raw_query: bytes, parse: Callable[[], model.CreditQuery],
+        request_id: str,
+    ) -> Answer | Replay:
+        """Answer one query, or return the stored wire answer of a repeated request id.
+
+        `raw_query` is the CreditQuery exactly as received (its SHA-256 is the request digest);
+        `parse` turns it into the domain query, raising InvalidInput when it is malformed.
+        """
+        key = (caller, request_id)
+        running = self._in_flight.get(key)
+        if running is not None:  # the same request id is being answered right now
+            return await asyncio.shield(running)
+        future: asyncio.Future[Answer | Replay] = asyncio.get_running_loop().create_future()
+        self._in_flight[key] = future
+        try:
+            outcome = await self._answer(caller, raw_query, parse, request_id)
+        except BaseException as exc:
+            future.set_exception(exc)
+            future.exception()  # retrieved: a waiter may not exist
+            raise
+        else:
+            future.set_result(outcome)
+            return outcome
+        finally:
+            del self._in_flight[key]
+
+    async def _answer(
+        self, caller: str, raw_query: bytes, parse: Callable[[], model.CreditQuery],
+        request_id: str,
+    ) -> Answer | Replay:
+        if request_id:
+            stored = await asyncio.to_thread(self._results.stored_answer, caller, request_id)
+            if stored is not None:
+                return stored
+        digest = hashlib.sha256(raw_query).digest()
+        query: model.CreditQuery | None = None
+        result: model.CreditResult | None = None
+        refusal: CreditNodeError | None = None
+        rule: policies.PurposeRule | None = None
+        try:
+            query = parse()
+            rule = policies.authorize(self.policy, self.node_id, caller, query)
+            zone = self.policy.zones[query.zone]
+            self._limiter.take(caller, zone.rate_for(caller), self._monotonic())
+            result = await asyncio.to_thread(self._results.current_result, query.subject)
+            if result is None or result.valid_until <= self._clock():
+                raise NotFound(
+                    f"no current credit result for {query.subject.id_type.name} "
+                    f"{_shown(query.subject)} at {self.node_id}"
+                )
+            policies.check_subject_type(rule, query.zone, result.subject_type)
+        except CreditNodeError as exc:
+            refusal = exc
+        if refusal is not None and not request_id:
+            # Without a request id there is nothing to log the refusal under or replay.
+            raise refusal
+        return await self._log(caller, request_id, digest, query, result, rule, refusal)
+
+    async def _log(
+        self,
+        caller: str,
+        request_id: str,
+        digest: bytes,
+        query: model.CreditQuery | None,
+        result: model.CreditResult | None,
+        rule: policies.PurposeRule | None,
+        refusal: CreditNodeError | None,
+    ) -> Answer:
+        now = self._clock()
+        subject = pseudonymise(query.subject, self._subject_key) if query else None
+        outcome: dict[str, Answer] = {}
+
+        def record(decision: model.Decision, reason: str = "", result_id: str = "",
+                   result_digest: bytes = b"") -> bytes:
+            return wire.record_bytes(model.ExchangeRecord(
+                time=now, direction=model.Direction.ANSWERED, requester_node=caller,
+                responder_node=self.node_id, zone=query.zone if query else "",
+                purpose=query.purpose if query else "", subject=subject, request_id=request_id,
+                request_digest=digest, decision=decision, reason=reason, result_id=result_id,
+                result_digest=result_digest,
+            ))
+
+        def build(index: int) -> LogWrite:
+            if refusal is not None:
+                decision = (model.Decision.NOT_FOUND if isinstance(refusal, NotFound)
+                            else model.Decision.REFUSED)
+                entry = record(decision, f"{refusal.reason}: {refusal.message}")
+                answer = Answer(request_id, None, None, refusal)
+            else:
+                assert query is not None and result is not None and rule is not None
+                issued = policies.redact(result, rule).bound(
+                    issued_at=now, audience_node=caller, zone=query.zone,
+                    purpose=query.purpose, request_id=request_id, request_digest=digest,
+                    log_index=index,
+                )
+                payload = wire.result_bytes(issued)
+                envelope = signing.sign_envelope(
+                    signing.PAYLOAD_CREDIT_RESULT, payload, [self._signer()]
+                )
+                entry = record(model.Decision.GRANTED, "", result.result_id,
+                               hashlib.sha256(payload).digest())
+                answer = Answer(request_id, envelope, None)
+            outcome["answer"] = answer
+            return LogWrite(entry, requester=caller, request_id=request_id,
+                            answer=self._encode(answer))
+
+        def failed(index: int, exc: BaseException) -> bytes:
+            return record(model.Decision.FAILED, f"FAILED: {type(exc).__name__}")
+
+        receipt = await self._sequencer.append(build, failed)
+        answer = dataclasses.replace(outcome["answer"], receipt=receipt)
+        return answer
+
+
+def _shown(subject: model.SubjectRef) -> str:
+    """How a subject appears in a message: resident ids are masked."""
+    if subject.id_type is model.SubjectIdType.RESIDENT_ID:
+        return subject.id[:6] + "********" + subject.id[-4:]
+    return subject.id
+

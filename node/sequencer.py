@@ -1,0 +1,253 @@
+"""The sequencer: the exchange log's only writer, with group commit (DESIGN.md §7).
+
+Order of work for one append: reserve the next index, let the caller build its entry for that
+index (a signed result names it), store the entry, the completed tree nodes, the new tree state
+and one signed checkpoint for the whole batch in ONE transaction, commit (one fsync), and only
+then release the callers' receipts. A caller whose entry cannot be built gets a FAILED entry in
+its reserved index, so the log never has a hole.
+
+Several processes may share one PostgreSQL database: each batch first takes the row lock on
+`log_state` (an UPDATE), so exactly one process sequences at a time and every batch starts from
+the size the database holds (docs/adr/0002-sequencer-election.md).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import datetime as dt
+import logging
+import threading
+from collections.abc import Callable, Sequence
+
+import sqlalchemy as sa
+
+from node import merkle
+from node.errors import Conflict, NodeFault, StoreUnavailable
+from node.store import log_tables as t
+
+log = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class LogWrite:
+    """What one caller writes: the entry bytes and, for an answer, its idempotency row."""
+
+    entry: bytes
+    requester: str = ""
+    request_id: str = ""
+    answer: bytes = b""  # the serialized response, replayed for a repeated request id
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Receipt:
+    log_index: int
+    leaf_hash: bytes
+    checkpoint: str
+    inclusion_proof: tuple[bytes, ...]
+
+
+BuildEntry = Callable[[int], LogWrite]
+FailedEntry = Callable[[int, BaseException], bytes]
+SignCheckpoint = Callable[[int, bytes], str]  # (tree size, root hash) -> signed note text
+
+
+@dataclasses.dataclass(slots=True)
+class _Pending:
+    build: BuildEntry
+    failed: FailedEntry
+    future: asyncio.Future[Receipt]
+
+
+class Sequencer:
+    """Group-committing appender. `append` returns only after the entry is durable."""
+
+    def __init__(
+        self,
+        engine: sa.Engine,
+        sign_checkpoint: SignCheckpoint,
+        *,
+        max_batch: int = 512,
+        on_checkpoint: Callable[[int, str], None] | None = None,
+    ) -> None:
+        self._engine = engine
+        self._sign_checkpoint = sign_checkpoint
+        self._max_batch = max_batch
+        self._on_checkpoint = on_checkpoint
+        self._queue: asyncio.Queue[_Pending] = asyncio.Queue()
+        self._worker: asyncio.Task[None] | None = None
+        self._tree = merkle.InMemoryTree()
+        self._tree_lock = threading.Lock()
+        self.latest_checkpoint = ""
+
+    # --- lifecycle -------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        await asyncio.to_thread(self._load)
+        self._worker = asyncio.create_task(self._run(), name="sequencer")
+
+    async def close(self) -> None:
+        if self._worker is not None:
+            self._worker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._worker
+            self._worker = None
+
+    @property
+    def tree(self) -> merkle.InMemoryTree:
+        """The committed tree, for proofs (covers at least every committed checkpoint)."""
+        return self._tree
+
+    def receipt_for(self, index: int) -> Receipt:
+        """A receipt for an earlier entry against the latest checkpoint (for replays)."""
+        with self._tree_lock:
+            size = int(self.latest_checkpoint.split("\n", 2)[1]) if self.latest_checkpoint else 0
+            if not 0 <= index < size:
+                raise NodeFault(f"log index {index} is not under the latest checkpoint")
+            return Receipt(
+                log_index=index,
+                leaf_hash=self._tree.leaf(index),
+                checkpoint=self.latest_checkpoint,
+                inclusion_proof=tuple(self._tree.inclusion_proof(index, size)),
+            )
+
+    # --- the public operation ---------------------------------------------------------------
+
+    async def append(self, build: BuildEntry, failed: FailedEntry) -> Receipt:
+        """Reserve an index, build the entry for it, and return once it is durable."""
+        if self._worker is None or self._worker.done():
+            raise NodeFault("the exchange log sequencer is not running")
+        future: asyncio.Future[Receipt] = asyncio.get_running_loop().create_future()
+        await self._queue.put(_Pending(build, failed, future))
+        return await future
+
+    # --- the worker --------------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        while True:
+            batch = [await self._queue.get()]
+            while len(batch) < self._max_batch and not self._queue.empty():
+                batch.append(self._queue.get_nowait())
+            await self._commit_and_release(batch)
+
+    async def _commit_and_release(self, batch: list[_Pending]) -> None:
+        try:
+            receipts = await asyncio.to_thread(self._commit, batch)
+        except sa.exc.IntegrityError:
+            if len(batch) > 1:
+                # Two writes for one (requester, request id) met in one batch, e.g. from two
+                # processes: commit one by one so only the repeat fails.
+                for pending in batch:
+                    await self._commit_and_release([pending])
+                return
+            self._fail(batch, Conflict("this request id was answered already; ask again"))
+            return
+        except sa.exc.OperationalError as exc:
+            log.error("log batch of %d failed: %s", len(batch), exc)
+            self._fail(batch, StoreUnavailable("the exchange log store is unavailable"))
+            return
+        except Exception as exc:
+            log.exception("log batch of %d failed", len(batch))
+            self._fail(batch, exc)
+            return
+        for pending, receipt in zip(batch, receipts, strict=True):
+            if not pending.future.done():
+                pending.future.set_result(receipt)
+
+    @staticmethod
+    def _fail(batch: Sequence[_Pending], error: BaseException) -> None:
+        for pending in batch:
+            if not pending.future.done():
+                pending.future.set_exception(error)
+
+    def _load(self) -> None:
+        with self._engine.connect() as conn:
+            self._catch_up(conn)
+            row = conn.execute(
+                sa.select(t.log_checkpoints.c.note).order_by(t.log_checkpoints.c.size.desc())
+            ).first()
+            self.latest_checkpoint = row.note if row else ""
+
+    def _catch_up(self, conn: sa.Connection) -> None:
+        """Load leaves other processes (or earlier runs) committed beyond our tree."""
+        rows = conn.execute(
+            sa.select(t.log_entries.c.leaf_hash)
+            .where(t.log_entries.c.idx >= self._tree.size)
+            .order_by(t.log_entries.c.idx)
+        ).scalars()
+        with self._tree_lock:
+            if self._tree.size == 0:
+                self._tree = merkle.InMemoryTree.from_leaf_hashes(list(rows))
+            else:
+                self._tree.extend(rows)
+
+    def _commit(self, batch: Sequence[_Pending]) -> list[Receipt]:
+        with self._engine.connect() as conn, conn.begin():
+            # Take the log's write lock first (row lock on PostgreSQL, the database write lock
+            # on SQLite), so one process sequences at a time.
+            conn.execute(
+                sa.update(t.log_state).where(t.log_state.c.id == 1).values(
+                    epoch=t.log_state.c.epoch + 1
+                )
+            )
+            state = conn.execute(
+                sa.select(t.log_state.c.size, t.log_state.c.frontier).where(t.log_state.c.id == 1)
+            ).one()
+            if state.size != self._tree.size:
+                self._catch_up(conn)
+            if state.size != self._tree.size:
+                raise NodeFault(f"log state says size {state.size}, entries give {self._tree.size}")
+            frontier = [state.frontier[i : i + 32] for i in range(0, len(state.frontier), 32)]
+            compact = merkle.CompactRange.from_frontier(state.size, frontier)
+            now = dt.datetime.now(dt.UTC)
+            entries, nodes, answers, leaves = [], [], [], []
+            for offset, pending in enumerate(batch):
+                index = state.size + offset
+                try:
+                    write = pending.build(index)
+                except Exception as exc:
+                    write = LogWrite(entry=pending.failed(index, exc))
+                    if not pending.future.done():
+                        pending.future.set_exception(exc)
+                leaf = merkle.leaf_hash(write.entry)
+                leaves.append(leaf)
+                entries.append({"idx": index, "data": write.entry, "leaf_hash": leaf,
+                                "created_at": now})
+                for node in compact.append(leaf)[1:]:
+                    nodes.append({"level": node.level, "idx": node.index, "hash": node.hash})
+                if write.request_id:
+                    answers.append({"requester": write.requester, "request_id": write.request_id,
+                                    "log_index": index, "response": write.answer})
+            size, root = compact.size, compact.root()
+            note = self._sign_checkpoint(size, root)
+            conn.execute(sa.insert(t.log_entries), entries)
+            if nodes:
+                conn.execute(sa.insert(t.log_nodes), nodes)
+            if answers:
+                conn.execute(sa.insert(t.log_answers), answers)
+            conn.execute(
+                sa.update(t.log_state).where(t.log_state.c.id == 1).values(
+                    size=size, frontier=b"".join(h for _, h in compact.frontier)
+                )
+            )
+            conn.execute(
+                sa.insert(t.log_checkpoints).values(size=size, root=root, note=note,
+                                                    created_at=now)
+            )
+        # Committed: only now extend the tree that proofs are served from.
+        with self._tree_lock:
+            self._tree.extend(leaves)
+            receipts = [
+                Receipt(
+                    log_index=state.size + i,
+                    leaf_hash=leaf,
+                    checkpoint=note,
+                    inclusion_proof=tuple(self._tree.inclusion_proof(state.size + i, size)),
+                )
+                for i, leaf in enumerate(leaves)
+            ]
+        self.latest_checkpoint = note
+        if self._on_checkpoint is not None:
+            self._on_checkpoint(size, note)
+        return receipts

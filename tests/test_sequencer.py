@@ -1,0 +1,137 @@
+"""The sequencer: group commit, durable receipts that verify, no holes, one linear history."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+from collections.abc import AsyncIterator
+
+import pytest
+import sqlalchemy as sa
+
+from node import merkle
+from node.sequencer import LogWrite, Receipt, Sequencer
+from node.store import Store
+from node.store import log_tables as t
+
+
+def fake_checkpoint(size: int, root: bytes) -> str:
+    # The tests of the note format live in test_notes; here the body is enough.
+    return f"test/origin\n{size}\n{base64.b64encode(root).decode()}\n"
+
+
+@pytest.fixture
+async def sequencer(store: Store) -> AsyncIterator[Sequencer]:
+    seq = Sequencer(store.engine, fake_checkpoint)
+    await seq.start()
+    yield seq
+    await seq.close()
+
+
+def entry(i: int) -> bytes:
+    return f"entry-{i}".encode()
+
+
+def root_of(note: str) -> bytes:
+    return base64.b64decode(note.splitlines()[2])
+
+
+async def test_concurrent_appends_commit_in_groups_and_verify(
+    sequencer: Sequencer, store: Store
+) -> None:
+    receipts = await asyncio.gather(
+        *(sequencer.append(lambda idx, i=i: LogWrite(entry(i)), lambda idx, e: b"failed")
+          for i in range(200))
+    )
+    assert sorted(r.log_index for r in receipts) == list(range(200))
+    with store.connect() as conn:
+        checkpoints = conn.execute(sa.select(t.log_checkpoints.c.size)).scalars().all()
+        stored = dict(conn.execute(sa.select(t.log_entries.c.idx, t.log_entries.c.data)).all())
+    assert len(checkpoints) < 200, "concurrent appends should share batches"
+    for receipt in receipts:
+        size = int(receipt.checkpoint.splitlines()[1])
+        merkle.verify_inclusion(
+            receipt.log_index, size, receipt.leaf_hash, list(receipt.inclusion_proof),
+            root_of(receipt.checkpoint),
+        )
+        assert receipt.leaf_hash == merkle.leaf_hash(stored[receipt.log_index])
+    # The whole stored log hashes to the latest checkpoint's root.
+    leaves = [merkle.leaf_hash(stored[i]) for i in range(200)]
+    assert merkle.root_from_leaves(leaves) == root_of(sequencer.latest_checkpoint)
+
+
+async def test_entry_names_its_own_index(sequencer: Sequencer) -> None:
+    receipt = await sequencer.append(lambda idx: LogWrite(f"I am {idx}".encode()),
+                                     lambda idx, e: b"")
+    assert receipt.leaf_hash == merkle.leaf_hash(f"I am {receipt.log_index}".encode())
+
+
+async def test_failed_build_fills_its_index_and_others_go_on(
+    sequencer: Sequencer, store: Store
+) -> None:
+    def boom(idx: int) -> LogWrite:
+        raise RuntimeError("signing failed")
+
+    good = asyncio.ensure_future(sequencer.append(lambda idx: LogWrite(b"good"), lambda i, e: b""))
+    with pytest.raises(RuntimeError, match="signing failed"):
+        await sequencer.append(boom, lambda idx, exc: f"FAILED {idx}: {exc}".encode())
+    await good
+    with store.connect() as conn:
+        data = conn.execute(sa.select(t.log_entries.c.data).order_by(t.log_entries.c.idx)).scalars()
+        entries = list(data)
+    assert len(entries) == 2
+    assert any(e.startswith(b"FAILED") and b"signing failed" in e for e in entries)
+
+
+async def test_repeated_request_id_is_written_once(sequencer: Sequencer, store: Store) -> None:
+    write = LogWrite(b"answer", requester="cn-330400", request_id="q-1", answer=b"resp")
+    await sequencer.append(lambda idx: write, lambda i, e: b"")
+    with pytest.raises(Exception, match="answered already"):
+        await sequencer.append(lambda idx: write, lambda i, e: b"")
+    with store.connect() as conn:
+        assert conn.execute(sa.select(sa.func.count()).select_from(t.log_answers)).scalar() == 1
+
+
+async def test_restart_resumes_the_same_tree(store: Store) -> None:
+    first = Sequencer(store.engine, fake_checkpoint)
+    await first.start()
+    receipts: list[Receipt] = [
+        await first.append(lambda idx, i=i: LogWrite(entry(i)), lambda i, e: b"") for i in range(5)
+    ]
+    await first.close()
+    second = Sequencer(store.engine, fake_checkpoint)
+    await second.start()
+    assert second.latest_checkpoint == receipts[-1].checkpoint
+    later = await second.append(lambda idx: LogWrite(entry(5)), lambda i, e: b"")
+    await second.close()
+    assert later.log_index == 5
+    merkle.verify_consistency(5, 6, root_of(receipts[-1].checkpoint), root_of(later.checkpoint),
+                              second.tree.consistency_proof(5, 6))
+
+
+@pytest.mark.postgres
+async def test_two_sequencers_on_one_postgres_never_share_an_index(postgres_url: str) -> None:
+    stores = [Store.open(postgres_url), Store.open(postgres_url, migrate=False)]
+    seqs = [Sequencer(s.engine, fake_checkpoint, max_batch=16) for s in stores]
+    for s in seqs:
+        await s.start()
+    try:
+        receipts = await asyncio.gather(
+            *(seqs[i % 2].append(lambda idx, i=i: LogWrite(entry(i)), lambda i, e: b"")
+              for i in range(300))
+        )
+    finally:
+        for s in seqs:
+            await s.close()
+    indices = [r.log_index for r in receipts]
+    assert sorted(indices) == list(range(300)), "every index assigned exactly once"
+    with stores[0].connect() as conn:
+        rows = conn.execute(sa.select(t.log_entries.c.idx, t.log_entries.c.leaf_hash)
+                            .order_by(t.log_entries.c.idx)).all()
+        sizes = conn.execute(sa.select(t.log_checkpoints.c.size, t.log_checkpoints.c.root)
+                             .order_by(t.log_checkpoints.c.size)).all()
+    tree = merkle.InMemoryTree.from_leaf_hashes([r.leaf_hash for r in rows])
+    for size, root in sizes:  # every checkpoint either process signed is of the one history
+        assert tree.root(size) == root
+    for s in stores:
+        s.close()

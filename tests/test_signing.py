@@ -58,8 +58,11 @@ def test_payload_type_strings_are_the_wire_contract() -> None:
         # LEN counts bytes, not characters: "信用" is 6 bytes of UTF-8.
         ("信用", b"a b", "DSSEv1 6 信用 3 a b".encode()),
         # The DSSE spec's own example (secure-systems-lab/dsse protocol.md).
-        ("http://example.com/HelloWorld", b"hello world",
-         b"DSSEv1 29 http://example.com/HelloWorld 11 hello world"),
+        (
+            "http://example.com/HelloWorld",
+            b"hello world",
+            b"DSSEv1 29 http://example.com/HelloWorld 11 hello world",
+        ),
     ],
 )
 def test_pae_matches_bytes_written_by_hand(
@@ -183,8 +186,10 @@ def test_verification_key_checks_its_invariants() -> None:
         VerificationKey(ed.keyid, "rsa", ed.spki_der)
     with pytest.raises(UntrustedKey, match="not a DER"):
         VerificationKey.from_spki_der(b"\x30\x00")
-    p384 = ec.generate_private_key(ec.SECP384R1()).public_key().public_bytes(
-        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    p384 = (
+        ec.generate_private_key(ec.SECP384R1())
+        .public_key()
+        .public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
     )
     with pytest.raises(UntrustedKey, match="declared ecdsa-p256-sha256"):
         VerificationKey.from_spki_der(p384, ECDSA_P256)

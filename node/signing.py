@@ -18,7 +18,13 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
-from node.errors import BadSignature, InvalidInput, KeyMaterialError, UntrustedKey
+from node.errors import (
+    BadSignature,
+    InvalidInput,
+    KeyMaterialError,
+    UnsignedEnvelope,
+    UntrustedKey,
+)
 
 ED25519 = "ed25519"
 ECDSA_P256 = "ecdsa-p256-sha256"
@@ -301,8 +307,8 @@ def verify_envelope(
 ) -> VerifiedPayload:
     """Return the payload once a signature by one of `keys` verifies over the received bytes.
 
-    Raises BadSignature when the payload type is not the expected one, the envelope carries no
-    signature, or no signature by a known key verifies; UntrustedKey when no signature names a
+    Raises BadSignature when the payload type is not the expected one or no signature by a
+    known key verifies (its subclass UnsignedEnvelope when there is no signature at all); UntrustedKey when no signature names a
     known keyid.
     """
     # 1. The payload type is signed, but we check it first so a valid signature over another
@@ -312,7 +318,7 @@ def verify_envelope(
             f"envelope payload type is {envelope.payload_type!r}, expected {payload_type!r}"
         )
     if not envelope.signatures:
-        raise BadSignature("envelope carries no signatures")
+        raise UnsignedEnvelope("envelope carries no signatures")
     # 2. PAE over the bytes as received, never a re-serialization (§4).
     message = pae(envelope.payload_type, envelope.payload)
     tried: list[str] = []

@@ -13,7 +13,13 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
 from node import signing
-from node.errors import BadSignature, InvalidInput, KeyMaterialError, UntrustedKey
+from node.errors import (
+    BadSignature,
+    InvalidInput,
+    KeyMaterialError,
+    UnsignedEnvelope,
+    UntrustedKey,
+)
 from node.signing import (
     ECDSA_P256,
     ED25519,
@@ -153,7 +159,7 @@ def test_unknown_key_is_untrusted_and_unsigned_envelope_is_refused() -> None:
     with pytest.raises(UntrustedKey, match=stranger.keyid):
         verify_envelope(envelope, payload_type=PAYLOAD_CREDIT_RESULT, keys=keys_of(signer))
     unsigned = Envelope(PAYLOAD_CREDIT_RESULT, b"p", ())
-    with pytest.raises(BadSignature, match="no signatures"):
+    with pytest.raises(UnsignedEnvelope, match="no signatures"):
         verify_envelope(unsigned, payload_type=PAYLOAD_CREDIT_RESULT, keys=keys_of(signer))
 
 

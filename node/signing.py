@@ -308,8 +308,8 @@ def verify_envelope(
     """Return the payload once a signature by one of `keys` verifies over the received bytes.
 
     Raises BadSignature when the payload type is not the expected one or no signature by a
-    known key verifies (its subclass UnsignedEnvelope when there is no signature at all); UntrustedKey when no signature names a
-    known keyid.
+    known key verifies (its subclass UnsignedEnvelope when there is no signature at all);
+    UntrustedKey when no signature names a known keyid.
     """
     # 1. The payload type is signed, but we check it first so a valid signature over another
     #    kind of object is refused with a clear reason (type confusion).

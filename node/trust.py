@@ -1,0 +1,763 @@
+"""Zone trust lists (DESIGN.md §3): who is in a zone, their TLS anchors and signing keys.
+
+A `TrustList` is checked once on construction; `open_trust_list` hands one out only after the
+zone coordinator's pinned key verified it, it is unexpired and not older than the one held.
+`TrustStore` is a pure state machine keeping the last good list per zone; `TrustListFiles` is
+the thin I/O edge that feeds it from the node home.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import dataclasses
+import datetime as dt
+import hashlib
+import logging
+import os
+import pathlib
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.x509.oid import NameOID
+
+from node import divisions, model, signing, wire
+from node.errors import (
+    ConfigError,
+    CreditNodeError,
+    ExpiredTrustList,
+    InvalidInput,
+    RolledBackTrustList,
+    TrustListZoneMismatch,
+    UnsignedEnvelope,
+    UntrustedKey,
+)
+
+log = logging.getLogger(__name__)
+
+ACTIVE = "active"
+VERIFY_ONLY = "verify-only"
+REVOKED = "revoked"
+KEY_STATUSES = (ACTIVE, VERIFY_ONLY, REVOKED)
+
+ZONE_RE = model.SLUG_RE
+ROLE_RE = re.compile(r"^[a-z][a-z0-9\-]{0,63}$")
+FINGERPRINT_RE = re.compile(r"^[0-9a-f]{64}$")
+NODE_URI_PREFIX = "creditx://node/"  # DESIGN.md §3: URI SAN of a node's TLS certificate
+
+
+def _aware(value: dt.datetime, what: str) -> dt.datetime:
+    return model.require_aware(value, what)
+
+
+def _iso(value: dt.datetime | None) -> str:
+    return "never" if value is None else value.isoformat().replace("+00:00", "Z")
+
+
+# --- the model ----------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class PublicKeyInfo:
+    """A member's signing key with its validity window and status (DESIGN.md §3).
+
+    `active` and `verify-only` keys verify what was issued within [not_before, not_after);
+    a `revoked` key verifies nothing. The keyid is the SHA-256 of the SPKI (checked).
+    """
+
+    keyid: str
+    algorithm: str
+    spki_der: bytes
+    not_before: dt.datetime
+    not_after: dt.datetime | None = None
+    status: str = ACTIVE
+    _key: signing.VerificationKey = dataclasses.field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if self.status not in KEY_STATUSES:
+            raise InvalidInput(
+                f"key {self.keyid}: status must be one of {', '.join(KEY_STATUSES)}, "
+                f"got {self.status!r}"
+            )
+        try:
+            key = signing.VerificationKey(self.keyid, self.algorithm, bytes(self.spki_der))
+        except UntrustedKey as exc:
+            raise InvalidInput(f"signing key: {exc.message}") from None
+        object.__setattr__(self, "spki_der", bytes(self.spki_der))
+        object.__setattr__(self, "_key", key)
+        not_before = _aware(self.not_before, f"key {self.keyid} not_before")
+        object.__setattr__(self, "not_before", not_before)
+        if self.not_after is not None:
+            not_after = _aware(self.not_after, f"key {self.keyid} not_after")
+            if not_after <= not_before:
+                raise InvalidInput(
+                    f"key {self.keyid}: not_after {_iso(not_after)} is not after "
+                    f"not_before {_iso(not_before)}"
+                )
+            object.__setattr__(self, "not_after", not_after)
+
+    @property
+    def verification_key(self) -> signing.VerificationKey:
+        return self._key
+
+    def valid_at(self, at: dt.datetime) -> bool:
+        """Inside the validity window (status aside)."""
+        return self.not_before <= at and (self.not_after is None or at < self.not_after)
+
+    def to_fields(self) -> wire.PublicKeyFields:
+        return wire.PublicKeyFields(
+            keyid=self.keyid,
+            algorithm=self.algorithm,
+            spki_der=self.spki_der,
+            not_before=self.not_before,
+            not_after=self.not_after,
+            status=self.status,
+        )
+
+    @classmethod
+    def from_fields(cls, fields: wire.PublicKeyFields) -> PublicKeyInfo:
+        return cls(**fields)
+
+
+def _check_endpoint(endpoint: str, node_id: str) -> None:
+    host, sep, port = endpoint.rpartition(":")
+    if host.startswith("[") and host.endswith("]"):  # an IPv6 literal, RFC 3986 §3.2.2
+        host = host[1:-1]
+    ok = bool(sep and host and port.isdigit() and 0 < int(port) < 65536)
+    if not ok or any(c.isspace() or c == "/" for c in host):
+        raise InvalidInput(
+            f"member {node_id}: endpoint must be host:port like node.example.cn:7443, "
+            f"got {endpoint!r}"
+        )
+
+
+def _names_in_certificate(cert: x509.Certificate) -> set[str]:
+    names = {str(a.value) for a in cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)}
+    try:
+        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        return names
+    for uri in san.get_values_for_type(x509.UniformResourceIdentifier):
+        if uri.startswith(NODE_URI_PREFIX):
+            names.add(uri[len(NODE_URI_PREFIX) :])
+    return names
+
+
+@dataclasses.dataclass(frozen=True)
+class Member:
+    """One node of a zone: identity, endpoint, TLS anchor and signing keys.
+
+    The TLS certificate must name the node (CN or URI SAN `creditx://node/<id>`, DESIGN.md §3)
+    and `tls_cert_sha256` must be the lowercase hex SHA-256 of its DER.
+    """
+
+    node_id: str
+    name: str
+    division_code: str
+    endpoint: str
+    tls_cert_der: bytes
+    tls_cert_sha256: str
+    signing_keys: tuple[PublicKeyInfo, ...] = ()
+    roles: tuple[str, ...] = ("node",)
+
+    def __post_init__(self) -> None:
+        model.require_node_id(self.node_id, "member node id")
+        if not self.name.strip():
+            raise InvalidInput(f"member {self.node_id}: name must not be empty")
+        if self.division_code != self.node_id[3:]:
+            raise InvalidInput(
+                f"member {self.node_id}: division code must be {self.node_id[3:]} "
+                f"(the node id's), got {self.division_code!r}"
+            )
+        if not divisions.is_plausible_division(self.division_code):
+            raise InvalidInput(
+                f"member {self.node_id}: {self.division_code} is not a GB/T 2260 division code"
+            )
+        _check_endpoint(self.endpoint, self.node_id)
+        der = bytes(self.tls_cert_der)
+        object.__setattr__(self, "tls_cert_der", der)
+        actual = hashlib.sha256(der).hexdigest()
+        if self.tls_cert_sha256 != actual:
+            raise InvalidInput(
+                f"member {self.node_id}: tls_cert_sha256 {self.tls_cert_sha256!r} is not the "
+                f"SHA-256 of its certificate ({actual})"
+            )
+        try:
+            cert = x509.load_der_x509_certificate(der)
+        except ValueError as exc:
+            raise InvalidInput(
+                f"member {self.node_id}: tls_cert_der is not a DER X.509 certificate ({exc})"
+            ) from None
+        if self.node_id not in _names_in_certificate(cert):
+            raise InvalidInput(
+                f"member {self.node_id}: its TLS certificate names "
+                f"{sorted(_names_in_certificate(cert)) or 'nobody'}, not {self.node_id}"
+            )
+        keys = tuple(self.signing_keys)
+        keyids = [k.keyid for k in keys]
+        if len(set(keyids)) != len(keyids):
+            raise InvalidInput(f"member {self.node_id}: a signing key is listed twice")
+        object.__setattr__(self, "signing_keys", keys)
+        roles = tuple(self.roles)
+        for role in roles:
+            if not ROLE_RE.match(role):
+                raise InvalidInput(
+                    f"member {self.node_id}: role {role!r} must be a lower-case slug like 'node'"
+                )
+        object.__setattr__(self, "roles", roles)
+
+    def signing_key_info(self, keyid: str) -> PublicKeyInfo | None:
+        return next((k for k in self.signing_keys if k.keyid == keyid), None)
+
+    @property
+    def tls_cert_pem(self) -> bytes:
+        cert = x509.load_der_x509_certificate(self.tls_cert_der)
+        return cert.public_bytes(serialization.Encoding.PEM)
+
+    def to_fields(self) -> wire.MemberFields:
+        return wire.MemberFields(
+            node_id=self.node_id,
+            name=self.name,
+            division_code=self.division_code,
+            endpoint=self.endpoint,
+            tls_cert_der=self.tls_cert_der,
+            tls_cert_sha256=self.tls_cert_sha256,
+            signing_keys=[k.to_fields() for k in self.signing_keys],
+            roles=list(self.roles),
+        )
+
+    @classmethod
+    def from_fields(cls, fields: wire.MemberFields) -> Member:
+        return cls(
+            node_id=fields["node_id"],
+            name=fields["name"],
+            division_code=fields["division_code"],
+            endpoint=fields["endpoint"],
+            tls_cert_der=fields["tls_cert_der"],
+            tls_cert_sha256=fields["tls_cert_sha256"],
+            signing_keys=tuple(PublicKeyInfo.from_fields(k) for k in fields["signing_keys"]),
+            roles=tuple(fields["roles"]),
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class TrustList:
+    """A zone's membership at one version; members are unique by node id, TLS certificate and
+    signing key (so a certificate or key identifies exactly one member)."""
+
+    zone: str
+    version: int
+    issued_at: dt.datetime
+    expires_at: dt.datetime
+    members: tuple[Member, ...]
+
+    def __post_init__(self) -> None:
+        if not ZONE_RE.match(self.zone):
+            raise InvalidInput(f"zone must be a lower-case slug like 'hjjw', got {self.zone!r}")
+        if self.version < 1:
+            raise InvalidInput(f"trust list {self.zone}: version starts at 1, got {self.version}")
+        issued = _aware(self.issued_at, "trust list issued_at")
+        expires = _aware(self.expires_at, "trust list expires_at")
+        if expires <= issued:
+            raise InvalidInput(
+                f"trust list {self.zone} v{self.version}: expires_at {_iso(expires)} is not "
+                f"after issued_at {_iso(issued)}"
+            )
+        object.__setattr__(self, "issued_at", issued)
+        object.__setattr__(self, "expires_at", expires)
+        members = tuple(self.members)
+        for what, values in (
+            ("node id", [m.node_id for m in members]),
+            ("TLS certificate", [m.tls_cert_sha256 for m in members]),
+            ("signing key", [k.keyid for m in members for k in m.signing_keys]),
+        ):
+            seen: set[str] = set()
+            for value in values:
+                if value in seen:
+                    raise InvalidInput(
+                        f"trust list {self.zone}: {what} {value} appears in more than one member"
+                    )
+                seen.add(value)
+        object.__setattr__(self, "members", members)
+
+    def member(self, node_id: str) -> Member | None:
+        return next((m for m in self.members if m.node_id == node_id), None)
+
+    def to_fields(self) -> wire.TrustListFields:
+        return wire.TrustListFields(
+            zone=self.zone,
+            version=self.version,
+            issued_at=self.issued_at,
+            expires_at=self.expires_at,
+            members=[m.to_fields() for m in self.members],
+        )
+
+    def to_bytes(self) -> bytes:
+        """The exact protobuf payload that a coordinator signs."""
+        return wire.trust_list_bytes(self.to_fields())
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> TrustList:
+        fields = wire.trust_list_fields(data)
+        return cls(
+            zone=fields["zone"],
+            version=fields["version"],
+            issued_at=fields["issued_at"],
+            expires_at=fields["expires_at"],
+            members=tuple(Member.from_fields(m) for m in fields["members"]),
+        )
+
+
+# --- JSON form of members (identity exports, coordinator drafts, `zone show`) -------------
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+def _unb64(text: object, what: str) -> bytes:
+    if not isinstance(text, str):
+        raise InvalidInput(f"{what} must be a base64 string")
+    try:
+        return base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        raise InvalidInput(f"{what} is not valid base64") from None
+
+
+def _time(text: object, what: str) -> dt.datetime:
+    if not isinstance(text, str):
+        raise InvalidInput(f"{what} must be an RFC 3339 time string")
+    try:
+        value = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise InvalidInput(f"{what} is not an RFC 3339 time: {text!r}") from None
+    return _aware(value, what)
+
+
+def _str(doc: Mapping[str, Any], field: str, where: str) -> str:
+    value = doc.get(field)
+    if not isinstance(value, str):
+        raise InvalidInput(f"{where}: field {field!r} must be a string")
+    return value
+
+
+def public_key_to_json(key: PublicKeyInfo) -> dict[str, Any]:
+    return {
+        "keyid": key.keyid,
+        "algorithm": key.algorithm,
+        "spki_der": _b64(key.spki_der),
+        "not_before": _iso(key.not_before),
+        "not_after": None if key.not_after is None else _iso(key.not_after),
+        "status": key.status,
+    }
+
+
+def public_key_from_json(doc: Mapping[str, Any], where: str = "signing key") -> PublicKeyInfo:
+    not_after = doc.get("not_after")
+    return PublicKeyInfo(
+        keyid=_str(doc, "keyid", where),
+        algorithm=_str(doc, "algorithm", where),
+        spki_der=_unb64(doc.get("spki_der"), f"{where} spki_der"),
+        not_before=_time(doc.get("not_before"), f"{where} not_before"),
+        not_after=None if not_after is None else _time(not_after, f"{where} not_after"),
+        status=_str(doc, "status", where),
+    )
+
+
+def member_to_json(member: Member) -> dict[str, Any]:
+    return {
+        "node_id": member.node_id,
+        "name": member.name,
+        "division_code": member.division_code,
+        "endpoint": member.endpoint,
+        "roles": list(member.roles),
+        "tls_cert_sha256": member.tls_cert_sha256,
+        "tls_cert_der": _b64(member.tls_cert_der),
+        "signing_keys": [public_key_to_json(k) for k in member.signing_keys],
+    }
+
+
+def member_from_json(doc: Mapping[str, Any]) -> Member:
+    where = f"member {doc.get('node_id', '?')}"
+    raw_keys = doc.get("signing_keys", [])
+    roles = doc.get("roles", ["node"])
+    if not isinstance(raw_keys, list) or not all(isinstance(k, dict) for k in raw_keys):
+        raise InvalidInput(f"{where}: signing_keys must be a list of objects")
+    if not isinstance(roles, list) or not all(isinstance(r, str) for r in roles):
+        raise InvalidInput(f"{where}: roles must be a list of strings")
+    return Member(
+        node_id=_str(doc, "node_id", where),
+        name=_str(doc, "name", where),
+        division_code=_str(doc, "division_code", where),
+        endpoint=_str(doc, "endpoint", where),
+        tls_cert_der=_unb64(doc.get("tls_cert_der"), f"{where} tls_cert_der"),
+        tls_cert_sha256=_str(doc, "tls_cert_sha256", where),
+        signing_keys=tuple(public_key_from_json(k, f"{where} key") for k in raw_keys),
+        roles=tuple(roles),
+    )
+
+
+def trust_list_to_json(trust_list: TrustList) -> dict[str, Any]:
+    return {
+        "zone": trust_list.zone,
+        "version": trust_list.version,
+        "issued_at": _iso(trust_list.issued_at),
+        "expires_at": _iso(trust_list.expires_at),
+        "members": [member_to_json(m) for m in trust_list.members],
+    }
+
+
+# --- signing and opening ------------------------------------------------------------------
+
+
+def sign_trust_list(trust_list: TrustList, coordinator: signing.Signer) -> signing.Envelope:
+    """The coordinator's DSSE envelope over the list's protobuf bytes (DESIGN.md §3, §4)."""
+    return signing.sign_envelope(signing.PAYLOAD_TRUST_LIST, trust_list.to_bytes(), [coordinator])
+
+
+def open_trust_list(
+    envelope: signing.Envelope,
+    coordinator_key: signing.VerificationKey,
+    *,
+    now: dt.datetime,
+    held_version: int | None,
+    zone: str | None = None,
+    held_payload: bytes | None = None,
+) -> TrustList:
+    """The list inside `envelope`, once every check of DESIGN.md §3 passed, in this order:
+
+    1. it carries a signature (UnsignedEnvelope);
+    2. the pinned coordinator key's signature verifies over the bytes received
+       (UntrustedKey when no signature is by that key, BadSignature when it does not verify);
+    3. the payload decodes to a valid list (InvalidInput) for the expected zone
+       (TrustListZoneMismatch);
+    4. it is not older than the list held (RolledBackTrustList); the same version is accepted
+       only with the same payload, when `held_payload` is given;
+    5. it has not expired at `now` (ExpiredTrustList).
+    """
+    now = _aware(now, "now")
+    # 1. An empty signature list is its own refusal: the publisher forgot to sign.
+    if not envelope.signatures:
+        raise UnsignedEnvelope(
+            f"trust list{f' for zone {zone}' if zone else ''} carries no signature; "
+            "the coordinator must sign it (creditnode zone sign)"
+        )
+    # 2. Verify the received bytes; decode only after (DESIGN.md §4).
+    verified = signing.verify_envelope(
+        envelope,
+        payload_type=signing.PAYLOAD_TRUST_LIST,
+        keys={coordinator_key.keyid: coordinator_key},
+    )
+    trust_list = TrustList.from_bytes(verified.payload)
+    # 3. A coordinator may sign several zones with one key: the zone must be the one asked.
+    if zone is not None and trust_list.zone != zone:
+        raise TrustListZoneMismatch(
+            f"trust list is for zone {trust_list.zone!r}, offered as zone {zone!r}"
+        )
+    # 4. Rollback protection (TUF-style): never go back to an older list.
+    older = held_version is not None and trust_list.version < held_version
+    reissued = (
+        trust_list.version == held_version
+        and held_payload is not None
+        and verified.payload != held_payload
+    )
+    if older or reissued:
+        raise RolledBackTrustList(
+            f"trust list for zone {trust_list.zone} has version {trust_list.version}, "
+            f"but version {held_version} is already held"
+            + (" with different content" if reissued else "")
+        )
+    # 5. Expiry.
+    if trust_list.expires_at <= now:
+        raise ExpiredTrustList(
+            f"trust list for zone {trust_list.zone} version {trust_list.version} expired at "
+            f"{_iso(trust_list.expires_at)} (now {_iso(now)}); ask the coordinator for a new one"
+        )
+    return trust_list
+
+
+# --- the store: last good list per zone ---------------------------------------------------
+
+
+def _as_envelope(data: signing.Envelope | str | bytes) -> signing.Envelope:
+    if isinstance(data, signing.Envelope):
+        return data
+    return signing.Envelope.from_json(data)
+
+
+@dataclasses.dataclass(frozen=True)
+class HeldList:
+    """A list in force and the envelope it came in (to pass it on unchanged)."""
+
+    trust_list: TrustList
+    envelope: signing.Envelope
+
+
+class TrustStore:
+    """The last good trust list of each zone whose coordinator key is pinned.
+
+    Pure state: `offer` either replaces a zone's list with a newer good one or raises the
+    reason and leaves the held list as it was (DESIGN.md §3: keep serving on the last good list).
+    """
+
+    def __init__(self, coordinator_keys: Mapping[str, signing.VerificationKey]) -> None:
+        for zone in coordinator_keys:
+            if not ZONE_RE.match(zone):
+                raise ConfigError(f"zone {zone!r} must be a lower-case slug like 'hjjw'")
+        self._coordinator_keys = dict(coordinator_keys)
+        self._held: dict[str, HeldList] = {}
+
+    @property
+    def pinned_zones(self) -> list[str]:
+        return sorted(self._coordinator_keys)
+
+    def offer(self, zone: str, envelope: signing.Envelope | str | bytes, now: dt.datetime) -> bool:
+        """Take `envelope` (a DSSE envelope or its JSON form) as `zone`'s list if it is good.
+
+        Returns True when it replaced the held list, False when it is the list already held;
+        raises the refusal otherwise (the held list stays).
+        """
+        key = self._coordinator_keys.get(zone)
+        if key is None:
+            raise ConfigError(
+                f"no coordinator key is pinned for zone {zone!r}; add [trust.{zone}] to node.toml"
+            )
+        opened = _as_envelope(envelope)
+        held = self._held.get(zone)
+        trust_list = open_trust_list(
+            opened,
+            key,
+            now=now,
+            held_version=None if held is None else held.trust_list.version,
+            zone=zone,
+            held_payload=None if held is None else held.envelope.payload,
+        )
+        if held is not None and held.trust_list.version == trust_list.version:
+            return False
+        self._held[zone] = HeldList(trust_list, opened)
+        return True
+
+    # lookups
+
+    def zones(self) -> list[str]:
+        """Zones with a list in force."""
+        return sorted(self._held)
+
+    def held(self, zone: str) -> HeldList | None:
+        return self._held.get(zone)
+
+    def trust_list(self, zone: str) -> TrustList | None:
+        held = self._held.get(zone)
+        return None if held is None else held.trust_list
+
+    def expired_zones(self, now: dt.datetime) -> list[str]:
+        """Zones still served on a list that has since expired (for health and warnings)."""
+        return sorted(z for z, h in self._held.items() if h.trust_list.expires_at <= now)
+
+    def member(self, zone: str, node_id: str) -> Member | None:
+        trust_list = self.trust_list(zone)
+        return None if trust_list is None else trust_list.member(node_id)
+
+    def member_by_cert_sha256(self, fingerprint: str) -> list[tuple[str, Member]]:
+        """Every (zone, member) whose TLS certificate has this SHA-256 (mTLS authentication)."""
+        fp = fingerprint.lower().replace(":", "")
+        return [
+            (zone, m)
+            for zone, held in sorted(self._held.items())
+            for m in held.trust_list.members
+            if m.tls_cert_sha256 == fp
+        ]
+
+    def signing_key(
+        self, node_id: str, keyid: str, at: dt.datetime, *, zone: str | None = None
+    ) -> signing.VerificationKey:
+        """The key of `node_id` that may verify a signature made at `at`, or UntrustedKey.
+
+        Looks in `zone`'s list, or every list held. A key revoked in any list verifies nothing;
+        otherwise an `active` or `verify-only` key verifies within its validity window.
+        """
+        at = _aware(at, "signature time")
+        zones = [zone] if zone is not None else self.zones()
+        found: list[tuple[str, PublicKeyInfo]] = []
+        for z in zones:
+            member = self.member(z, node_id)
+            info = None if member is None else member.signing_key_info(keyid)
+            if info is not None:
+                found.append((z, info))
+        where = f"zone {zone}" if zone is not None else "any zone held"
+        if not found:
+            raise UntrustedKey(f"{node_id} has no signing key {keyid} in the trust list of {where}")
+        for z, info in found:
+            if info.status == REVOKED:
+                raise UntrustedKey(
+                    f"signing key {keyid} of {node_id} is revoked in the trust list of zone {z} "
+                    f"(version {self._held[z].trust_list.version}); it verifies nothing"
+                )
+        for _, info in found:
+            if info.valid_at(at):
+                return info.verification_key
+        z, info = found[0]
+        raise UntrustedKey(
+            f"signing key {keyid} of {node_id} ({info.status}) is valid from "
+            f"{_iso(info.not_before)} until {_iso(info.not_after)}, not at {_iso(at)}"
+        )
+
+    def anchors_pem(self) -> bytes:
+        """Every member's TLS certificate as PEM: the root set for mutual TLS."""
+        certs: dict[str, bytes] = {}
+        for held in self._held.values():
+            for m in held.trust_list.members:
+                certs.setdefault(m.tls_cert_sha256, m.tls_cert_pem)
+        return b"".join(certs[fp] for fp in sorted(certs))
+
+
+# --- pinning: [trust.<zone>] tables of node.toml -------------------------------------------
+
+
+def coordinator_keys_from_config(
+    trust_table: Mapping[str, Any], home: pathlib.Path
+) -> dict[str, signing.VerificationKey]:
+    """Each zone's pinned coordinator key from node.toml's `[trust.<zone>]` tables.
+
+    A table gives either `coordinator_key` (path to a PEM public key, relative to the home) or
+    `coordinator_spki` (base64 DER SubjectPublicKeyInfo); `coordinator_keyid`, when present,
+    must match the key (a typo check for keys copied by hand).
+    """
+    keys: dict[str, signing.VerificationKey] = {}
+    for zone, table in trust_table.items():
+        where = f"node.toml [trust.{zone}]"
+        if not isinstance(table, Mapping):
+            raise ConfigError(f"{where} must be a table")
+        if not ZONE_RE.match(zone):
+            raise ConfigError(f"{where}: zone must be a lower-case slug like 'hjjw'")
+        path, spki_b64 = table.get("coordinator_key"), table.get("coordinator_spki")
+        if (path is None) == (spki_b64 is None):
+            raise ConfigError(f"{where}: give exactly one of coordinator_key or coordinator_spki")
+        try:
+            if isinstance(path, str):
+                spki = _read_public_key_pem(home / path)
+            elif isinstance(spki_b64, str):
+                spki = _unb64(spki_b64, f"{where} coordinator_spki")
+            else:
+                raise ConfigError(f"{where}: coordinator_key/coordinator_spki must be strings")
+            key = signing.VerificationKey.from_spki_der(spki)
+        except (InvalidInput, UntrustedKey) as exc:
+            raise ConfigError(f"{where}: {exc.message}") from None
+        expected = table.get("coordinator_keyid")
+        if expected is not None and expected != key.keyid:
+            raise ConfigError(
+                f"{where}: coordinator_keyid {expected} does not match the key ({key.keyid})"
+            )
+        keys[zone] = key
+    return keys
+
+
+def _read_public_key_pem(path: pathlib.Path) -> bytes:
+    try:
+        pem = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"cannot read coordinator key {path}: {exc.strerror}") from None
+    try:
+        public_key = serialization.load_pem_public_key(pem)
+    except ValueError as exc:
+        raise ConfigError(f"{path} is not a PEM public key ({exc})") from None
+    return public_key.public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+
+
+def public_key_pem(key: signing.VerificationKey) -> bytes:
+    """A verification key as a PEM SubjectPublicKeyInfo (what `coordinator_key` points at)."""
+    der = base64.encodebytes(key.spki_der)
+    return b"-----BEGIN PUBLIC KEY-----\n" + der + b"-----END PUBLIC KEY-----\n"
+
+
+# --- the I/O edge: list files in the node home --------------------------------------------
+
+ZONES_DIR = "zones"
+
+
+def trust_list_path(home: pathlib.Path, zone: str) -> pathlib.Path:
+    """Where a zone's signed list lives in a node home (DSSE JSON form)."""
+    return home / ZONES_DIR / f"{zone}.trustlist.json"
+
+
+class TrustListFiles:
+    """Feeds a TrustStore from `zones/<zone>.trustlist.json` in the node home.
+
+    `refresh()` re-reads only files whose stat changed, so a newer list dropped in place (write
+    a temporary file, then rename it over the old one) is picked up without restart. Every
+    refusal is logged once per file version; the store keeps its last good list.
+    """
+
+    def __init__(self, home: pathlib.Path, store: TrustStore) -> None:
+        self.home = home
+        self.store = store
+        self._seen: dict[str, tuple[int, int, int] | None] = {}  # None: file was missing
+        self._warned_expired: set[tuple[str, int]] = set()
+        self.last_errors: dict[str, CreditNodeError | OSError] = {}
+
+    def refresh(self, now: dt.datetime | None = None) -> list[str]:
+        """Offer every changed list file to the store; the zones whose list changed."""
+        now = now or dt.datetime.now(dt.UTC)
+        updated = []
+        for zone in self.store.pinned_zones:
+            path = trust_list_path(self.home, zone)
+            try:
+                st = os.stat(path)
+            except FileNotFoundError:
+                if zone not in self._seen or self._seen[zone] is not None:
+                    log.warning("zone %s: no trust list file at %s", zone, path)
+                self._seen[zone] = None
+                continue
+            stamp = (st.st_mtime_ns, st.st_size, st.st_ino)
+            if self._seen.get(zone) == stamp:
+                continue
+            self._seen[zone] = stamp
+            try:
+                if self.store.offer(zone, path.read_bytes(), now):
+                    updated.append(zone)
+                    held = self.store.trust_list(zone)
+                    assert held is not None
+                    log.info(
+                        "zone %s: trust list version %d loaded (%d members, expires %s)",
+                        zone,
+                        held.version,
+                        len(held.members),
+                        _iso(held.expires_at),
+                    )
+                self.last_errors.pop(zone, None)
+            except (CreditNodeError, OSError) as exc:
+                self.last_errors[zone] = exc
+                kept = self.store.trust_list(zone)
+                log.error(
+                    "zone %s: refused trust list %s: %s; keeping %s",
+                    zone,
+                    path,
+                    exc.message if isinstance(exc, CreditNodeError) else exc,
+                    f"version {kept.version}" if kept else "no list (zone not served)",
+                )
+        for zone in self.store.expired_zones(now):
+            version = self.store.trust_list(zone).version  # type: ignore[union-attr]
+            if (zone, version) not in self._warned_expired:
+                self._warned_expired.add((zone, version))
+                log.warning(
+                    "zone %s: trust list version %d in force has expired; still serving on it "
+                    "until the coordinator publishes a new one",
+                    zone,
+                    version,
+                )
+        return updated
+
+
+def install_trust_list(home: pathlib.Path, zone: str, envelope_json: str) -> pathlib.Path:
+    """Write a zone's list file atomically (temporary file, then rename) into the home."""
+    path = trust_list_path(home, zone)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(envelope_json, encoding="utf-8")
+    os.replace(tmp, path)
+    return path

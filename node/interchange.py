@@ -28,7 +28,9 @@ class ResultSource(Protocol):
 
     def current_result(self, subject: model.SubjectRef) -> model.CreditResult | None: ...
 
-    def stored_answer(self, requester: str, request_id: str) -> Replay | None: ...
+    def stored_answer(self, requester: str, request_id: str) -> tuple[int, bytes] | None:
+        """(log index, stored wire answer) of an earlier answer to this request id."""
+        ...
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -120,7 +122,7 @@ class Interchange:
         if request_id:
             stored = await asyncio.to_thread(self._results.stored_answer, caller, request_id)
             if stored is not None:
-                return stored
+                return Replay(*stored)
         digest = hashlib.sha256(raw_query).digest()
         query: model.CreditQuery | None = None
         result: model.CreditResult | None = None

@@ -8,12 +8,13 @@ the bytes they received.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from typing import Any, TypedDict
 
 from google.protobuf import message as pb_message
 from google.protobuf import timestamp_pb2
 
-from node import model
+from node import model, signing
 from node._pb.creditx.v1 import messages_pb2 as pb
 from node._pb.creditx.v1 import services_pb2 as spb
 from node.errors import InvalidInput
@@ -343,3 +344,43 @@ def trust_list_fields(data: bytes) -> TrustListFields:
             for m in msg.members
         ],
     )
+
+
+# --- envelopes, answers and node info (lead) ---------------------------------------------
+
+
+def envelope_to_pb(envelope: signing.Envelope) -> pb.Envelope:
+    return pb.Envelope(
+        payload_type=envelope.payload_type,
+        payload=envelope.payload,
+        signatures=[pb.Signature(keyid=s.keyid, sig=s.sig) for s in envelope.signatures],
+    )
+
+
+def envelope_from_pb(msg: pb.Envelope) -> signing.Envelope:
+    return signing.Envelope(
+        msg.payload_type,
+        msg.payload,
+        tuple(signing.EnvelopeSignature(s.keyid, s.sig) for s in msg.signatures),
+    )
+
+
+def receipt_to_pb(
+    log_index: int, leaf_hash: bytes, checkpoint: str, proof: Sequence[bytes]
+) -> pb.LogReceipt:
+    return pb.LogReceipt(
+        log_index=log_index, leaf_hash=leaf_hash, checkpoint=checkpoint,
+        inclusion_proof=list(proof),
+    )
+
+
+def parse_query(data: bytes) -> pb.CreditQuery:
+    msg = _parse(pb.CreditQuery, data, "credit query")
+    assert isinstance(msg, pb.CreditQuery)
+    return msg
+
+
+def parse_response(data: bytes) -> spb.QueryCreditResponse:
+    msg = _parse(spb.QueryCreditResponse, data, "query response")
+    assert isinstance(msg, spb.QueryCreditResponse)
+    return msg

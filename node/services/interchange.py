@@ -1,0 +1,188 @@
+"""The CreditInterchange servicer: wire message → domain call → wire message (DESIGN.md §6).
+
+Queries are deserialized lazily from the bytes as received, because the request digest bound
+into a signed result is the SHA-256 of exactly those bytes. Errors are raised as domain errors
+and mapped by `node.services.status` (for a batch item, into that item's `error`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import hashlib
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import grpc
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from grpc_status import rpc_status
+
+from node import model, wire
+from node.errors import CreditNodeError, Unauthenticated
+from node.interchange import Answer, Interchange, Replay
+from node.sequencer import Receipt, Sequencer
+from node.services import status
+
+SERVICE = "creditx.v1.CreditInterchange"
+BATCH_WINDOW = 128  # batch items answered concurrently (they share log commits)
+
+Context = Any  # grpc.aio.ServicerContext
+Authenticate = Callable[[Context], str]  # the caller's node id from its verified certificate
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class RawQuery:
+    data: bytes
+
+    def message(self) -> wire.pb.CreditQuery:
+        return wire.parse_query(self.data)
+
+    def request_id(self) -> str:
+        try:
+            return self.message().request_id
+        except CreditNodeError:
+            return ""
+
+
+def encode_answer(answer: Answer) -> bytes:
+    """The stored form of an answer (replayed for a repeated request id), without receipt."""
+    response = wire.spb.QueryCreditResponse(request_id=answer.request_id)
+    if answer.envelope is not None:
+        response.result.CopyFrom(wire.envelope_to_pb(answer.envelope))
+    if answer.error is not None:
+        response.error.CopyFrom(status.to_rpc_status(answer.error))
+    return wire.serialize(response)
+
+
+def _with_receipt(response: wire.spb.QueryCreditResponse, receipt: Receipt) -> None:
+    response.receipt.CopyFrom(
+        wire.receipt_to_pb(receipt.log_index, receipt.leaf_hash, receipt.checkpoint,
+                           receipt.inclusion_proof)
+    )
+
+
+class InterchangeServicer:
+    def __init__(
+        self,
+        interchange: Interchange,
+        sequencer: Sequencer,
+        authenticate: Authenticate,
+        node_info: Callable[[], wire.pb.NodeInfo],
+    ) -> None:
+        self._interchange = interchange
+        self._sequencer = sequencer
+        self._authenticate = authenticate
+        self._node_info = node_info
+
+    async def _respond(self, caller: str, raw: RawQuery) -> wire.spb.QueryCreditResponse:
+        """The response to one query; a refusal is returned in `error`, never raised."""
+        def parse() -> model.CreditQuery:
+            return wire.query_from_pb(raw.message())
+
+        request_id = raw.request_id()
+        try:
+            outcome = await self._interchange.answer(caller, raw.data, parse, request_id)
+        except CreditNodeError as exc:  # refused before anything could be logged
+            return wire.spb.QueryCreditResponse(
+                request_id=request_id, error=status.to_rpc_status(exc)
+            )
+        if isinstance(outcome, Replay):
+            response = wire.parse_response(outcome.response)
+            if not response.HasField("error"):
+                _with_receipt(response, self._sequencer.receipt_for(outcome.log_index))
+            return response
+        response = wire.parse_response(encode_answer(outcome))
+        if outcome.receipt is not None and outcome.error is None:
+            _with_receipt(response, outcome.receipt)
+        return response
+
+    async def QueryCredit(
+        self, request: RawQuery, context: Context
+    ) -> wire.spb.QueryCreditResponse:
+        caller = self._authenticate(context)
+        response = await self._respond(caller, request)
+        if response.HasField("error"):
+            await context.abort_with_status(rpc_status.to_status(response.error))
+        return response
+
+    async def BatchQueryCredit(
+        self, requests: AsyncIterator[RawQuery], context: Context
+    ) -> AsyncIterator[wire.spb.QueryCreditResponse]:
+        caller = self._authenticate(context)
+        pending: asyncio.Queue[asyncio.Task[wire.spb.QueryCreditResponse] | None] = (
+            asyncio.Queue(maxsize=BATCH_WINDOW)
+        )
+
+        async def read() -> None:
+            try:
+                async for raw in requests:
+                    await pending.put(asyncio.create_task(self._respond(caller, raw)))
+            finally:
+                await pending.put(None)
+
+        reader = asyncio.create_task(read())
+        try:
+            while (task := await pending.get()) is not None:
+                yield await task
+            await reader  # surfaces a broken request stream
+        finally:
+            reader.cancel()
+
+    async def GetNodeInfo(self, request: Any, context: Context) -> wire.pb.NodeInfo:
+        self._authenticate(context)
+        return self._node_info()
+
+    async def SubscribeRevocations(
+        self, request: Any, context: Context
+    ) -> AsyncIterator[wire.pb.Envelope]:
+        self._authenticate(context)
+        await context.abort(grpc.StatusCode.UNIMPLEMENTED,
+                            "revocation notices are not served by this node yet")
+        yield wire.pb.Envelope()  # pragma: no cover - abort raises
+
+
+def handler(servicer: InterchangeServicer) -> grpc.GenericRpcHandler:
+    """Method handlers with a raw-bytes deserializer for the two query methods."""
+    def raw(data: bytes) -> RawQuery:
+        return RawQuery(data)
+
+    def ser(message: Any) -> bytes:
+        return bytes(message.SerializeToString())
+
+    return grpc.method_handlers_generic_handler(SERVICE, {
+        "QueryCredit": grpc.unary_unary_rpc_method_handler(
+            servicer.QueryCredit, request_deserializer=raw, response_serializer=ser),
+        "BatchQueryCredit": grpc.stream_stream_rpc_method_handler(
+            servicer.BatchQueryCredit, request_deserializer=raw, response_serializer=ser),
+        "GetNodeInfo": grpc.unary_unary_rpc_method_handler(
+            servicer.GetNodeInfo,
+            request_deserializer=wire.spb.GetNodeInfoRequest.FromString,
+            response_serializer=ser),
+        "SubscribeRevocations": grpc.unary_stream_rpc_method_handler(
+            servicer.SubscribeRevocations,
+            request_deserializer=wire.spb.SubscribeRevocationsRequest.FromString,
+            response_serializer=ser),
+    })
+
+
+def caller_from_certificate(
+    lookup: Callable[[str], str | None],
+) -> Authenticate:
+    """Authenticate by the SHA-256 fingerprint of the verified client certificate."""
+
+    def authenticate(context: Context) -> str:
+        auth = context.auth_context()
+        pems = auth.get("x509_pem_cert") or []
+        if not pems:
+            raise Unauthenticated("no client certificate: this service requires mutual TLS")
+        cert = x509.load_pem_x509_certificate(pems[0])
+        fingerprint = hashlib.sha256(cert.public_bytes(serialization.Encoding.DER)).hexdigest()
+        node_id = lookup(fingerprint)
+        if node_id is None:
+            raise Unauthenticated(
+                f"client certificate {fingerprint[:16]}… is not on any trust list this node holds"
+            )
+        return node_id
+
+    return authenticate

@@ -1,0 +1,285 @@
+"""CreditInterchange over real gRPC with real mutual TLS, a real store and the real log."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import datetime as dt
+import hashlib
+import importlib.resources
+import tomllib
+from collections.abc import AsyncIterator, Iterator
+
+import grpc
+import pytest
+from cryptography.hazmat.primitives.asymmetric import ed25519
+from cryptography.hazmat.primitives.serialization import load_der_public_key
+from google.rpc import error_details_pb2
+from grpc_status import rpc_status
+
+from node import merkle, model, notes, policy, signing, wire
+from node.identifiers import make_uscc
+from node.interchange import Interchange
+from node.sequencer import Sequencer
+from node.server import GrpcServer
+from node.services import interchange as svc
+from node.store import Store
+from node.store.lookup import StoreResultSource
+from node.tls import channel_credentials, server_credentials
+from tests.pki import NodeTls, make_node_tls
+
+HUZHOU, JIAXING, SHANGHAI = "cn-330500", "cn-330400", "cn-310000"
+T0 = dt.datetime(2026, 3, 1, tzinfo=dt.UTC)
+COMPANY = "91330500MA2B3C4D5B"
+STUB = "creditx.v1.CreditInterchange"
+
+
+def company(uscc: str, name: str,
+            subject_type: model.SubjectType = model.SubjectType.ENTERPRISE) -> model.CreditResult:
+    return model.CreditResult(
+        result_id=f"{HUZHOU}:{uscc}", subject=model.SubjectRef(model.SubjectIdType.USCC, uscc),
+        subject_name=name, subject_type=subject_type,
+        issuer_node=HUZHOU, scheme="zj-public-credit@2023", native_level="A", native_score=92.0,
+        level=model.CreditLevel.A, flags=("RED_LIST",), indicators={"green_rating": "G1"},
+        evaluated_at=T0, valid_until=dt.datetime(2099, 1, 1, tzinfo=dt.UTC),
+    )
+
+
+class Node:
+    """One node: store, sequencer, interchange and a gRPC server on port 0."""
+
+    def __init__(self, store: Store, tls: NodeTls, members: dict[str, str]) -> None:
+        self.store, self.tls, self.members = store, tls, members
+        self.signer = signing.Ed25519Signer.generate()
+        self.log_signer = notes.NoteSigner(notes.log_origin(HUZHOU),
+                                           ed25519.Ed25519PrivateKey.generate())
+        text = importlib.resources.files("node.data").joinpath("zones.example.toml").read_text()
+        self.policy = policy.policy_from_mapping(tomllib.loads(text))
+
+    async def start(self, anchors: list[NodeTls]) -> None:
+        def sign_checkpoint(size: int, root: bytes) -> str:
+            return notes.sign_checkpoint(
+                notes.Checkpoint(self.log_signer.name, size, root), self.log_signer)
+
+        self.sequencer = Sequencer(self.store.engine, sign_checkpoint)
+        await self.sequencer.start()
+        interchange = Interchange(
+            node_id=HUZHOU, policy=self.policy, results=StoreResultSource(self.store),
+            signer=lambda: self.signer, sequencer=self.sequencer, subject_key=b"k" * 32,
+            encode=svc.encode_answer,
+        )
+        servicer = svc.InterchangeServicer(
+            interchange, self.sequencer, svc.caller_from_certificate(self.members.get),
+            self.node_info,
+        )
+        anchors_pem = b"".join(a.cert_pem for a in anchors)
+        self.server = GrpcServer([svc.handler(servicer)],
+                                 server_credentials(self.tls.key_pem, self.tls.cert_pem,
+                                                    lambda: anchors_pem))
+        await self.server.start()
+
+    def node_info(self) -> wire.pb.NodeInfo:
+        return wire.pb.NodeInfo(
+            node_id=HUZHOU, name="湖州", division_code="330500",
+            zones=self.policy.zones_of(HUZHOU),
+            signing_keys=[wire.pb.PublicKey(keyid=self.signer.keyid, spki_der=self.signer.spki_der,
+                                            algorithm=signing.ED25519, status="active")],
+            log_origin=self.log_signer.name, log_verifier_key=self.log_signer.verifier_key_text(),
+        )
+
+    async def stop(self) -> None:
+        await self.server.stop(0)
+        await self.sequencer.close()
+
+
+@pytest.fixture
+def tls() -> dict[str, NodeTls]:
+    return {n: make_node_tls(n) for n in (HUZHOU, JIAXING, SHANGHAI, "cn-999999")}
+
+
+@pytest.fixture
+def sqlite_store(sqlite_url: str) -> Iterator[Store]:
+    store = Store.open(sqlite_url)
+    store.results.import_results(
+        [company(COMPANY, "湖州绿源新材料有限公司"),
+         company(make_uscc("91330500MA0000001"), "安吉竹业个体户",
+                 subject_type=model.SubjectType.INDIVIDUAL_BUSINESS)],
+        source="test", file_sha256="0" * 64, fmt="test")
+    yield store
+    store.close()
+
+
+@pytest.fixture
+async def node(sqlite_store: Store, tls: dict[str, NodeTls]) -> AsyncIterator[Node]:
+    members = {tls[n].fingerprint: n for n in (JIAXING, SHANGHAI)}
+    node = Node(sqlite_store, tls[HUZHOU], members)
+    await node.start([tls[JIAXING], tls[SHANGHAI]])
+    yield node
+    await node.stop()
+
+
+def channel(node: Node, client: NodeTls) -> grpc.aio.Channel:
+    creds = channel_credentials(client.key_pem, client.cert_pem, node.tls.cert_pem)
+    return grpc.aio.secure_channel(node.server.target, creds)
+
+
+def query(request_id: str, subject: str = COMPANY, zone: str = "hjjw",
+          purpose: str = "xinyi-dai", id_type: int = 1) -> wire.pb.CreditQuery:
+    return wire.pb.CreditQuery(request_id=request_id, zone=zone, purpose=purpose,
+                               subject=wire.pb.SubjectRef(id_type=id_type, id=subject))
+
+
+async def call(ch: grpc.aio.Channel, q: wire.pb.CreditQuery) -> wire.spb.QueryCreditResponse:
+    method = ch.unary_unary(f"/{STUB}/QueryCredit",
+                            request_serializer=wire.serialize,
+                            response_deserializer=wire.spb.QueryCreditResponse.FromString)
+    return await method(q, timeout=10)
+
+
+def reason_of(err: grpc.aio.AioRpcError) -> str:
+    status = rpc_status.from_call(err)
+    assert status is not None, "a refusal carries google.rpc.Status details"
+    for detail in status.details:
+        info = error_details_pb2.ErrorInfo()
+        if detail.Unpack(info):
+            assert info.domain == "creditx"
+            return str(info.reason)
+    raise AssertionError("no ErrorInfo in the status")
+
+
+async def test_granted_answer_is_signed_bound_and_logged(
+    node: Node, tls: dict[str, NodeTls]
+) -> None:
+    q = query("req-1")
+    async with channel(node, tls[JIAXING]) as ch:
+        response = await call(ch, q)
+    envelope = wire.envelope_from_pb(response.result)
+    verified = signing.verify_envelope(
+        envelope, payload_type=signing.PAYLOAD_CREDIT_RESULT,
+        keys={node.signer.keyid: node.signer.verification_key()})
+    result = wire.result_from_bytes(verified.payload)
+    assert (result.audience_node, result.zone, result.purpose, result.request_id) == (
+        JIAXING, "hjjw", "xinyi-dai", "req-1")
+    assert result.request_digest == hashlib.sha256(wire.serialize(q)).digest()
+    assert result.indicators == {}  # xinyi-dai in hjjw does not see indicators
+    receipt = response.receipt
+    assert receipt.log_index == result.log_index
+    checkpoint = notes.open_checkpoint(receipt.checkpoint, node.log_signer.verifier()).checkpoint
+    merkle.verify_inclusion(receipt.log_index, checkpoint.size, receipt.leaf_hash,
+                            list(receipt.inclusion_proof), checkpoint.root_hash)
+    # The log entry at that index names this exchange and the result's digest.
+    entry = node.sequencer.tree.leaf(receipt.log_index)
+    assert entry == receipt.leaf_hash
+
+
+@pytest.mark.parametrize(
+    ("client", "q", "code", "reason"),
+    [
+        (SHANGHAI, query("r", zone="hjjw"), grpc.StatusCode.PERMISSION_DENIED, "NOT_ZONE_MEMBER"),
+        (JIAXING, query("r", purpose="joint-sanction"), grpc.StatusCode.PERMISSION_DENIED,
+         "PURPOSE_NOT_AGREED"),
+        (JIAXING, query("r", subject="11010519491231002X", id_type=2),
+         grpc.StatusCode.PERMISSION_DENIED, "SUBJECT_TYPE_NOT_ALLOWED"),
+        (JIAXING, query("r", subject="91330500MA0000009X"), grpc.StatusCode.INVALID_ARGUMENT,
+         "INVALID_SUBJECT_ID"),
+        (JIAXING, query("r", subject="91350100M000100Y43"), grpc.StatusCode.NOT_FOUND,
+         "SUBJECT_NOT_FOUND"),
+        (JIAXING, query(""), grpc.StatusCode.INVALID_ARGUMENT, "INVALID_ARGUMENT"),
+    ],
+)
+async def test_refusals_have_status_and_reason_and_are_logged(
+    node: Node, tls: dict[str, NodeTls], client: str, q: wire.pb.CreditQuery,
+    code: grpc.StatusCode, reason: str,
+) -> None:
+    before = node.sequencer.tree.size
+    async with channel(node, tls[client]) as ch:
+        with pytest.raises(grpc.aio.AioRpcError) as info:
+            await call(ch, q)
+        assert info.value.code() == code
+        assert reason_of(info.value) == reason
+        assert "Traceback" not in (info.value.details() or "")
+        # The node keeps serving after the refusal.
+        ok = await call(ch, query("after", zone="yrd" if client == SHANGHAI else "hjjw"))
+    assert ok.HasField("result")
+    logged = node.sequencer.tree.size - before
+    assert logged == (2 if q.request_id else 1), "every refusal with a request id is logged"
+
+
+async def test_replayed_request_id_gets_same_answer_logged_once(
+    node: Node, tls: dict[str, NodeTls]
+) -> None:
+    async with channel(node, tls[JIAXING]) as ch:
+        first = await call(ch, query("same"))
+        size = node.sequencer.tree.size
+        second = await call(ch, query("same"))
+    assert node.sequencer.tree.size == size
+    assert second.result == first.result
+    assert second.receipt.log_index == first.receipt.log_index
+
+
+async def test_batch_mixes_good_and_bad_items_without_ending(
+    node: Node, tls: dict[str, NodeTls]
+) -> None:
+    items = [query("b1"), query("b2", subject="91330500MA0000009X"), query("b3", zone="yrd"),
+             query("b4", subject="91350100M000100Y43"), query("b5")]
+    async with channel(node, tls[JIAXING]) as ch:
+        stream = ch.stream_stream(f"/{STUB}/BatchQueryCredit", request_serializer=wire.serialize,
+                                  response_deserializer=wire.spb.QueryCreditResponse.FromString)
+        responses = [r async for r in stream(iter(items), timeout=10)]
+    assert [r.request_id for r in responses] == ["b1", "b2", "b3", "b4", "b5"]
+    codes = [r.error.code for r in responses]
+    assert codes == [0, grpc.StatusCode.INVALID_ARGUMENT.value[0],
+                     grpc.StatusCode.PERMISSION_DENIED.value[0],
+                     grpc.StatusCode.NOT_FOUND.value[0], 0]
+    assert responses[0].HasField("result") and responses[4].HasField("result")
+    assert not responses[1].HasField("result")
+
+
+async def test_unknown_certificate_is_refused_and_node_keeps_serving(
+    node: Node, tls: dict[str, NodeTls]
+) -> None:
+    async with channel(node, tls["cn-999999"]) as ch:
+        with pytest.raises(grpc.aio.AioRpcError) as info:
+            await call(ch, query("x"))
+    # Not on any trust anchor: the TLS handshake itself fails.
+    assert info.value.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.UNAUTHENTICATED)
+    async with channel(node, tls[JIAXING]) as ch:
+        assert (await call(ch, query("y"))).HasField("result")
+
+
+async def test_interop_verify_with_only_proto_and_design(
+    node: Node, tls: dict[str, NodeTls]
+) -> None:
+    """Verify a result the way another city's code would: PAE by hand, key from GetNodeInfo."""
+    async with channel(node, tls[JIAXING]) as ch:
+        info = await ch.unary_unary(
+            f"/{STUB}/GetNodeInfo", request_serializer=wire.serialize,
+            response_deserializer=wire.pb.NodeInfo.FromString)(wire.spb.GetNodeInfoRequest())
+        response = await call(ch, query("interop"))
+    env = response.result
+    payload_type = env.payload_type.encode()
+    pae = (b"DSSEv1 " + str(len(payload_type)).encode() + b" " + payload_type + b" "
+           + str(len(env.payload)).encode() + b" " + env.payload)
+    key = next(k for k in info.signing_keys if k.keyid == env.signatures[0].keyid)
+    assert key.keyid == hashlib.sha256(key.spki_der).hexdigest()
+    public = load_der_public_key(key.spki_der)
+    assert isinstance(public, ed25519.Ed25519PublicKey)
+    public.verify(env.signatures[0].sig, pae)  # raises InvalidSignature on failure
+    result = wire.pb.CreditResult.FromString(env.payload)
+    assert result.audience_node == JIAXING and result.request_id == "interop"
+    # The checkpoint's signature line verifies with the published verifier key, by hand.
+    name, key_hash_hex, key_b64 = info.log_verifier_key.split("+", 2)
+    raw_key = base64.b64decode(key_b64)
+    assert raw_key[0] == 0x01
+    body, sig_lines = response.receipt.checkpoint.split("\n\n", 1)
+    sig = base64.b64decode(sig_lines.split(" ")[2])
+    assert sig[:4].hex() == key_hash_hex
+    ed25519.Ed25519PublicKey.from_public_bytes(raw_key[1:]).verify(sig[4:], (body + "\n").encode())
+    assert body.split("\n")[0] == name == "creditx/cn-330500/exchange-log"
+
+
+async def test_concurrent_callers_share_log_batches(node: Node, tls: dict[str, NodeTls]) -> None:
+    async with channel(node, tls[JIAXING]) as ch:
+        responses = await asyncio.gather(*(call(ch, query(f"c{i}")) for i in range(64)))
+    assert len({r.receipt.log_index for r in responses}) == 64
+    assert len({r.receipt.checkpoint for r in responses}) < 64

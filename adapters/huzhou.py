@@ -80,6 +80,8 @@ _DATE_RE = re.compile(r"^(\d{4})[-/](\d{1,2})[-/](\d{1,2})$|^(\d{4})(\d{2})(\d{2
 _SCORE_RE = re.compile(r"^[+-]?\d+(\.\d+)?$")
 _PROGRESS_EVERY = 2000
 
+_COLUMN_RANK = {column: rank for rank, column in enumerate(COLUMN_ORDER)}
+
 Cell = str | list[str] | None
 _Problem = Callable[[str, str], None]  # (field, reason) for the row being converted
 
@@ -112,8 +114,10 @@ class HuzhouExport:
     ) -> list[CreditResult]:
         text = decode_export(data, self.name)
         records = _read_csv(text) if self.container == "csv" else _read_json(text)
+        # A file that could not be read has no columns to check: report only why.
         file_problems = [p for p in records.problems if p.row == 0]
-        file_problems += _column_problems(records.columns)
+        if not file_problems:
+            file_problems = _column_problems(records.columns)
         if file_problems:
             raise _rejected(self.name, file_problems)
         converter = _RowConverter(
@@ -124,6 +128,7 @@ class HuzhouExport:
         )
         problems = list(records.problems)
         bad_rows = {p.row for p in problems}
+        reported = {(p.row, p.field) for p in problems}  # e.g. a JSON number where text belongs
         results: list[CreditResult] = []
         total = len(records.rows)
         for done, (row, cells) in enumerate(records.rows, start=1):
@@ -132,11 +137,11 @@ class HuzhouExport:
                 if row not in bad_rows:
                     results.append(outcome)
             else:
-                problems.extend(outcome)
+                problems += [p for p in outcome if (p.row, p.field) not in reported]
             if progress is not None and (done % _PROGRESS_EVERY == 0 or done == total):
                 progress(done, total)
         if problems:
-            problems.sort(key=lambda p: p.row)  # stable: a row's problems keep column order
+            problems.sort(key=lambda p: (p.row, _COLUMN_RANK.get(p.field, len(_COLUMN_RANK))))
             raise _rejected(self.name, problems)
         return results
 

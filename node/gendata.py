@@ -1,0 +1,237 @@
+"""Synthetic but realistic platform exports for demos, tests and benchmarks.
+
+Deterministic for a seed: the same (city, subjects, seed) gives the same results and the same
+bytes. Every identifier is valid (USCC and resident-id check characters, the city's divisions),
+so a generated file imports cleanly; the data describe no real subject.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import random
+
+from adapters.huzhou import CHINA_TZ
+from adapters.registry import get_adapter
+from adapters.result_ids import result_id_for
+from adapters.schemes import Scheme, builtin_schemes
+from node import divisions, identifiers
+from node.errors import InvalidInput
+from node.model import (
+    CreditLevel,
+    CreditResult,
+    SubjectIdType,
+    SubjectRef,
+    SubjectType,
+    require_node_id,
+)
+
+MAIN_SCHEME = "zj-public-credit@2023"
+ENTERPRISE_SCHEME = "hz-enterprise-credit@2021"  # a share of enterprises use the local scheme
+
+# USCC positions 1-2 (GB 32100-2015 table 1): registration authority and organisation type.
+_USCC_PREFIX: dict[SubjectType, tuple[str, ...]] = {
+    SubjectType.ENTERPRISE: ("91", "91", "91", "91", "93"),  # 93: farmers' cooperative
+    SubjectType.INDIVIDUAL_BUSINESS: ("92",),
+    SubjectType.SOCIAL_ORGANIZATION: ("51", "52", "53"),  # 社团, 民办非企业, 基金会
+    SubjectType.PUBLIC_INSTITUTION: ("12",),
+    SubjectType.GOVERNMENT_AGENCY: ("11",),
+}
+_TYPE_WEIGHTS = (
+    (SubjectType.ENTERPRISE, 70),
+    (SubjectType.INDIVIDUAL_BUSINESS, 17),
+    (SubjectType.SOCIAL_ORGANIZATION, 4),
+    (SubjectType.PUBLIC_INSTITUTION, 3),
+    (SubjectType.GOVERNMENT_AGENCY, 2),
+    (SubjectType.NATURAL_PERSON, 4),
+)
+# Mostly A and B, some C, few D.
+_LEVELS: tuple[CreditLevel, ...] = (CreditLevel.A, CreditLevel.B, CreditLevel.C, CreditLevel.D)
+_LEVEL_WEIGHTS = (45, 40, 11, 4)
+_ORG_CODE_CHARS = "0123456789ABCDEFGHJKLMNPQRTUWXY"
+_ORG_CODE_WEIGHTS = (3, 7, 9, 10, 5, 8, 4, 2)  # GB 11714-1997 organisation code check
+
+_CORES = (
+    "华达", "永兴", "恒远", "绿源", "天誉", "瑞丰", "金鑫", "宏业", "鼎盛", "兴隆", "安泰", "正和",
+    "合力", "东方", "新源", "博远", "嘉禾", "明辉", "富春", "太湖", "苕溪", "竹乡", "丝府", "湖笔",
+    "弁山", "莫干", "南浔", "碧浪", "菰城", "吉祥", "凯源", "晟达", "中恒", "远航", "汇通", "佳美",
+)  # fmt: skip
+_TRADES = (
+    "纺织", "竹木制品", "电梯", "新材料", "生物科技", "建材", "物流", "茶业", "童装", "电子商务",
+    "机械", "环保科技", "包装", "家居", "印染", "光伏科技", "电池", "木业", "水产养殖", "旅游开发",
+    "农业开发", "电子", "智能装备", "化纤", "食品", "文化传媒", "建筑工程", "汽车配件", "医疗器械",
+)  # fmt: skip
+_COMPANY_SUFFIXES = ("有限公司", "有限公司", "有限公司", "股份有限公司", "有限责任公司")
+_SHOPS = ("小吃店", "五金店", "服装店", "便利店", "理发店", "水果店", "家电维修部", "农家乐",
+          "茶叶店", "副食品店", "建材经营部", "汽车修理店")  # fmt: skip
+_SURNAMES = ("王", "李", "张", "刘", "陈", "杨", "赵", "黄", "周", "吴", "徐", "孙", "沈", "朱",
+             "钱", "姚", "潘", "费", "闵", "邱", "俞", "褚", "蔡", "施")  # fmt: skip
+_GIVEN = ("伟", "芳", "娜", "敏", "静", "强", "磊", "军", "洋", "勇", "艳", "杰", "涛", "明",
+          "超", "秀英", "建华", "建国", "晓燕", "志强", "丽华", "海燕", "文杰", "佳怡",
+          "子涵")  # fmt: skip
+_SOCIETIES = ("行业协会", "商会", "慈善基金会", "志愿者协会", "培训学校", "养老服务中心",
+              "文化研究会", "体育协会")  # fmt: skip
+_INSTITUTIONS = ("人民医院", "中医院", "实验学校", "图书馆", "疾病预防控制中心",
+                 "公共资源交易中心", "不动产登记服务中心", "检验检测中心",
+                 "职业技术学院")  # fmt: skip
+_AGENCIES = ("市场监督管理局", "发展和改革委员会", "生态环境局", "自然资源和规划局",
+             "人力资源和社会保障局", "交通运输局", "农业农村局", "商务局", "税务局")  # fmt: skip
+_GREEN_RATINGS = ("深绿", "中绿", "浅绿")
+
+# Evaluation dates fall in this window, fixed so that output never depends on today's date.
+_FIRST_EVALUATION = dt.date(2024, 1, 1)
+_EVALUATION_DAYS = 540
+
+
+def generate_results(city: str, subjects: int, seed: int) -> list[CreditResult]:
+    """`subjects` results issued by node `city` (e.g. cn-330500), one per distinct subject."""
+    require_node_id(city, "city")
+    if subjects < 0:
+        raise InvalidInput(f"subjects must not be negative, got {subjects}")
+    return _Generator(city, random.Random(f"{city}/{seed}")).results(subjects)
+
+
+def generate_export(city: str, subjects: int, seed: int, fmt: str = "huzhou-csv") -> bytes:
+    """A platform export file in format `fmt` (an adapter name) that imports as
+    `generate_results(city, subjects, seed)`."""
+    return get_adapter(fmt).render(generate_results(city, subjects, seed))
+
+
+def organisation_code_check(first8: str) -> str:
+    """GB 11714-1997 check character of an organisation code (USCC positions 9-17)."""
+    # Letters count A=10 ... Z=35, which is what base-36 digits are.
+    total = sum(int(c, 36) * w for c, w in zip(first8, _ORG_CODE_WEIGHTS, strict=True))
+    check = 11 - total % 11
+    return {10: "X", 11: "0"}.get(check, str(check))
+
+
+@dataclasses.dataclass
+class _Generator:
+    city: str
+    rng: random.Random
+
+    def __post_init__(self) -> None:
+        code = self.city.removeprefix("cn-")
+        self.city_code = code
+        city_name = divisions.name_of(code)
+        self.city_short = city_name.removesuffix("市")
+        # A city's own districts where the table knows them (e.g. 330502 吴兴区), else the city.
+        prefix = code[:4] if code.endswith("00") else code
+        self.districts = [
+            (c, name)
+            for c, name in sorted(divisions.DIVISIONS.items())
+            if c.startswith(prefix) and not c.endswith("00") and c != code
+        ] or [(code, city_name)]
+        self.schemes = builtin_schemes()
+        self.seen: set[str] = set()
+
+    def results(self, count: int) -> list[CreditResult]:
+        types, type_weights = zip(*_TYPE_WEIGHTS, strict=True)
+        return [self._result(self.rng.choices(types, type_weights)[0]) for _ in range(count)]
+
+    def _result(self, subject_type: SubjectType) -> CreditResult:
+        district_code, district_name = self._district()
+        if subject_type is SubjectType.NATURAL_PERSON:
+            subject = SubjectRef(SubjectIdType.RESIDENT_ID, self._resident_id(district_code))
+            name = self._person_name()
+        else:
+            subject = SubjectRef(SubjectIdType.USCC, self._uscc(subject_type, district_code))
+            name = self._name(subject_type, district_name)
+        use_local = subject_type is SubjectType.ENTERPRISE and self.rng.random() < 0.2
+        scheme = self.schemes[ENTERPRISE_SCHEME if use_local else MAIN_SCHEME]
+        level = self.rng.choices(_LEVELS, _LEVEL_WEIGHTS)[0]
+        native_level, score = self._native(scheme, level)
+        evaluated = _FIRST_EVALUATION + dt.timedelta(days=self.rng.randrange(_EVALUATION_DAYS))
+        evaluated_at = dt.datetime(evaluated.year, evaluated.month, evaluated.day, tzinfo=CHINA_TZ)
+        return CreditResult(
+            result_id=result_id_for(self.city, subject, scheme.id, evaluated_at),
+            subject=subject,
+            subject_name=name,
+            subject_type=subject_type,
+            issuer_node=self.city,
+            scheme=scheme.id,
+            native_level=native_level,
+            level=level,
+            evaluated_at=evaluated_at,
+            valid_until=evaluated_at + dt.timedelta(days=scheme.validity_days),
+            native_score=score if self.rng.random() < 0.85 else None,
+            flags=self._flags(level),
+            indicators=self._indicators(subject_type),
+        )
+
+    def _district(self) -> tuple[str, str]:
+        if self.rng.random() < 0.3:  # many codes carry the city's own division
+            return self.city_code, ""
+        return self.rng.choice(self.districts)
+
+    def _uscc(self, subject_type: SubjectType, division: str) -> str:
+        while True:
+            prefix = self.rng.choice(_USCC_PREFIX[subject_type])
+            if self.rng.random() < 0.7:  # codes assigned since 2015 start with MA
+                body = "MA" + "".join(self.rng.choices(_ORG_CODE_CHARS, k=6))
+            else:
+                body = f"{self.rng.randrange(10**8):08d}"
+            code = identifiers.make_uscc(prefix + division + body + organisation_code_check(body))
+            if code not in self.seen:
+                self.seen.add(code)
+                return code
+
+    def _resident_id(self, division: str) -> str:
+        while True:
+            birth = dt.date(1950, 1, 1) + dt.timedelta(days=self.rng.randrange(365 * 55))
+            serial = f"{self.rng.randrange(1000):03d}"
+            code = identifiers.make_resident_id(division + birth.strftime("%Y%m%d") + serial)
+            if code not in self.seen:
+                self.seen.add(code)
+                return code
+
+    def _person_name(self) -> str:
+        return self.rng.choice(_SURNAMES) + self.rng.choice(_GIVEN)
+
+    def _name(self, subject_type: SubjectType, district: str) -> str:
+        rng = self.rng
+        place = rng.choice((self.city_short, self.city_short, "浙江", district.rstrip("区县")))
+        if not place:
+            place = self.city_short
+        core = rng.choice(_CORES)
+        if subject_type is SubjectType.ENTERPRISE:
+            return f"{place}{core}{rng.choice(_TRADES)}{rng.choice(_COMPANY_SUFFIXES)}"
+        if subject_type is SubjectType.INDIVIDUAL_BUSINESS:
+            where = district or f"{self.city_short}市"
+            return f"{where}{rng.choice(_SURNAMES)}记{rng.choice(_SHOPS)}"
+        if subject_type is SubjectType.SOCIAL_ORGANIZATION:
+            return f"{self.city_short}市{core}{rng.choice(_SOCIETIES)}"
+        if subject_type is SubjectType.PUBLIC_INSTITUTION:
+            return f"{district or self.city_short + '市'}{rng.choice(_INSTITUTIONS)}"
+        return f"{district or self.city_short + '市'}{rng.choice(_AGENCIES)}"
+
+    def _native(self, scheme: Scheme, level: CreditLevel) -> tuple[str, float]:
+        """A native level of `scheme` that maps to `level`, and a score inside its band."""
+        native = self.rng.choice([lv for lv in scheme.levels if lv.canonical is level])
+        index = scheme.levels.index(native)
+        above = scheme.levels[index - 1].min_score if index else None
+        low = native.min_score if native.min_score is not None else 0.0
+        high = above - 0.1 if above is not None else (scheme.score_max or low + 100.0)
+        return native.name, round(self.rng.uniform(low, high), 1)
+
+    def _flags(self, level: CreditLevel) -> tuple[str, ...]:
+        rng = self.rng
+        flags: list[str] = []
+        if level is CreditLevel.A and rng.random() < 0.08:
+            flags.append("RED_LIST")
+        if (level is CreditLevel.D and rng.random() < 0.7) or (
+            level is CreditLevel.C and rng.random() < 0.1
+        ):
+            flags.append("SERIOUS_DISHONESTY")
+        if level in (CreditLevel.C, CreditLevel.D) and rng.random() < 0.2:
+            flags.append("UNDER_REPAIR")
+        return tuple(flags)
+
+    def _indicators(self, subject_type: SubjectType) -> dict[str, str]:
+        if subject_type is not SubjectType.ENTERPRISE or self.rng.random() > 0.3:
+            return {}
+        return {
+            "green_rating": self.rng.choice(_GREEN_RATINGS),
+            "carbon_intensity": f"{self.rng.uniform(0.05, 2.5):.2f}",  # t CO2e per 10k yuan
+            "esg_score": f"{self.rng.uniform(45, 95):.1f}",
+        }

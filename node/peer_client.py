@@ -1,0 +1,151 @@
+"""Asking a peer node (floor 5): mutual TLS, deadlines, retries on UNAVAILABLE only, and
+verification of every answer before anyone sees it (DESIGN.md §3-§6).
+
+An answer is accepted only when (1) its envelope is signed by a key of that peer that was
+valid when the result was issued, (2) the result is addressed to us, and (3) it answers our
+request id with the digest of the query bytes we sent. Anything else is a `BadAnswer` (or the
+signature error) that says why.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import datetime as dt
+import hashlib
+import random
+from collections.abc import Callable
+from typing import Protocol
+
+import grpc
+
+from node import model, signing, tls, wire
+from node.errors import BadAnswer, PeerUnavailable, UntrustedKey
+
+SERVICE = "creditx.v1.CreditInterchange"
+
+
+class PeerKey(Protocol):
+    """A peer's signing key from a trust list (node.trust.PublicKeyInfo fits)."""
+
+    @property
+    def verification_key(self) -> signing.VerificationKey: ...
+
+    def valid_at(self, at: dt.datetime) -> bool: ...
+
+
+KeyLookup = Callable[[str, str], PeerKey]  # (peer node id, keyid); raises UntrustedKey
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class VerifiedAnswer:
+    result: model.CreditResult
+    envelope: signing.Envelope
+    receipt: wire.pb.LogReceipt
+    signed_by: str
+
+
+def verify_answer(
+    response: wire.spb.QueryCreditResponse,
+    *,
+    peer: str,
+    local_node: str,
+    sent: bytes,
+    request_id: str,
+    key_for: KeyLookup,
+) -> VerifiedAnswer:
+    """Check one answer against what we asked; raise BadAnswer/BadSignature/UntrustedKey."""
+    if not response.HasField("result"):
+        raise BadAnswer(f"{peer} sent no result for request {request_id}")
+    envelope = wire.envelope_from_pb(response.result)
+    if envelope.payload_type != signing.PAYLOAD_CREDIT_RESULT:
+        raise BadAnswer(f"{peer} sent a {envelope.payload_type!r}, not a credit result")
+    # 1. Signature by a key of that peer over the bytes received; only then is the payload
+    #    decoded (DESIGN.md §4), and the key must have been valid when the result was issued.
+    known: dict[str, PeerKey] = {}
+    for sig in envelope.signatures:
+        with contextlib.suppress(UntrustedKey):
+            known[sig.keyid] = key_for(peer, sig.keyid)
+    verified = signing.verify_envelope(
+        envelope, payload_type=signing.PAYLOAD_CREDIT_RESULT,
+        keys={keyid: key.verification_key for keyid, key in known.items()},
+    )
+    result = wire.result_from_bytes(verified.payload)
+    if result.issued_at is None or not known[verified.keyid].valid_at(result.issued_at):
+        raise UntrustedKey(
+            f"key {verified.keyid[:16]}… of {peer} was not valid when the result was issued "
+            f"({result.issued_at})"
+        )
+    # 2-3. Bound to us and to our request.
+    if result.issuer_node != peer:
+        raise BadAnswer(f"result issued by {result.issuer_node}, but we asked {peer}")
+    if result.audience_node != local_node:
+        raise BadAnswer(f"result is addressed to {result.audience_node}, not to us ({local_node})")
+    if result.request_id != request_id:
+        raise BadAnswer(f"result answers request {result.request_id!r}, we sent {request_id!r}")
+    if result.request_digest != hashlib.sha256(sent).digest():
+        raise BadAnswer("result's request digest is not the digest of the query we sent")
+    return VerifiedAnswer(result, envelope, response.receipt, verified.keyid)
+
+
+class PeerClient:
+    """One peer, over one mutual-TLS channel."""
+
+    def __init__(
+        self,
+        *,
+        local_node: str,
+        peer: str,
+        endpoint: str,
+        key_pem: bytes,
+        cert_pem: bytes,
+        peer_cert_pem: bytes,
+        key_for: KeyLookup,
+        deadline: float = 10.0,
+        attempts: int = 4,
+    ) -> None:
+        self.local_node, self.peer = local_node, peer
+        self._channel = grpc.aio.secure_channel(
+            endpoint, tls.channel_credentials(key_pem, cert_pem, peer_cert_pem)
+        )
+        self._key_for = key_for
+        self._deadline = deadline
+        self._attempts = attempts
+        self._query = self._channel.unary_unary(
+            f"/{SERVICE}/QueryCredit",
+            request_serializer=bytes,
+            response_deserializer=wire.spb.QueryCreditResponse.FromString,
+        )
+
+    async def close(self) -> None:
+        await self._channel.close()
+
+    async def query(self, query: model.CreditQuery) -> VerifiedAnswer:
+        sent = wire.serialize(wire.query_to_pb(query))
+        response = await self._call_with_retries(sent)
+        return verify_answer(
+            response, peer=self.peer, local_node=self.local_node, sent=sent,
+            request_id=query.request_id, key_for=self._key_for,
+        )
+
+    async def _call_with_retries(self, sent: bytes) -> wire.spb.QueryCreditResponse:
+        delay = 0.2
+        for attempt in range(1, self._attempts + 1):
+            try:
+                response: wire.spb.QueryCreditResponse = await self._query(
+                    sent, timeout=self._deadline
+                )
+                return response
+            except grpc.aio.AioRpcError as exc:
+                # Only UNAVAILABLE is worth repeating: the same request id is idempotent there.
+                if exc.code() != grpc.StatusCode.UNAVAILABLE or attempt == self._attempts:
+                    if exc.code() == grpc.StatusCode.UNAVAILABLE:
+                        raise PeerUnavailable(
+                            f"{self.peer} is unavailable after {attempt} attempts: "
+                            f"{exc.details()}"
+                        ) from None
+                    raise
+                await asyncio.sleep(delay * (0.5 + random.random()))
+                delay *= 2
+        raise AssertionError("unreachable")

@@ -1,0 +1,618 @@
+"""A node's key material in its home (DESIGN.md §3): generate once, load on start. Floor 3.
+
+Separate keys for separate jobs: DSSE signing keys (several, for rotation, listed in a manifest
+with status and not_before), the Ed25519 log key (checkpoints), the Ed25519 witness key
+(cosignatures), the TLS key and self-signed certificate, and the HMAC secret that pseudonymises
+resident ids. Private files are created 0600 and never overwritten; with
+$CREDITNODE_KEY_PASSPHRASE set they are PKCS#8-encrypted and loading needs the same passphrase.
+The manifest holds every public half, so the public identity is exported without a passphrase.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import dataclasses
+import datetime as dt
+import hashlib
+import ipaddress
+import json
+import os
+import pathlib
+import secrets
+from typing import Any
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from node import notes, signing
+from node.config import NodeConfig
+from node.errors import KeyMaterialError, UntrustedKey
+from node.home import NodeHome
+
+PASSPHRASE_ENV = "CREDITNODE_KEY_PASSPHRASE"
+ACTIVE = "active"
+VERIFY_ONLY = "verify-only"
+STATUSES = (ACTIVE, VERIFY_ONLY)
+TLS_VALIDITY = dt.timedelta(days=730)
+HMAC_KEY_BYTES = 32
+MANIFEST_VERSION = 1
+
+
+def node_uri(node_id: str) -> str:
+    """DESIGN.md §3: the URI SAN that names a node in its TLS certificate."""
+    return f"creditx://node/{node_id}"
+
+
+def passphrase_from_env() -> bytes | None:
+    value = os.environ.get(PASSPHRASE_ENV)
+    return value.encode("utf-8") if value else None
+
+
+def rfc3339(moment: dt.datetime) -> str:
+    return moment.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _parse_time(value: object, where: str) -> dt.datetime:
+    if not isinstance(value, str):
+        raise KeyMaterialError(f"{where} must be an RFC 3339 time string, got {value!r}")
+    try:
+        moment = dt.datetime.fromisoformat(value)
+    except ValueError:
+        raise KeyMaterialError(f"{where} is not an RFC 3339 time: {value!r}") from None
+    if moment.tzinfo is None:
+        raise KeyMaterialError(f"{where} must carry a time zone: {value!r}")
+    return moment.astimezone(dt.UTC)
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+def _unb64(value: object, where: str) -> bytes:
+    if not isinstance(value, str):
+        raise KeyMaterialError(f"{where} must be a base64 string")
+    try:
+        return base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError):
+        raise KeyMaterialError(f"{where} is not valid base64") from None
+
+
+@dataclasses.dataclass(frozen=True)
+class SigningKeyRecord:
+    """One DSSE signing key as the manifest lists it (private half in `file`)."""
+
+    keyid: str
+    algorithm: str
+    spki_der: bytes
+    file: str  # file name beside the manifest
+    status: str  # ACTIVE or VERIFY_ONLY
+    not_before: dt.datetime
+
+    def __post_init__(self) -> None:
+        if self.status not in STATUSES:
+            raise KeyMaterialError(f"signing key {self.keyid}: unknown status {self.status!r}")
+        if "/" in self.file or self.file.startswith("."):
+            raise KeyMaterialError(f"signing key {self.keyid}: file must be a plain file name")
+        self.verification_key()  # the keyid, algorithm and SPKI must agree
+
+    def verification_key(self) -> signing.VerificationKey:
+        try:
+            return signing.VerificationKey(self.keyid, self.algorithm, self.spki_der)
+        except UntrustedKey as exc:
+            raise KeyMaterialError(f"key manifest: {exc.message}") from None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "keyid": self.keyid,
+            "algorithm": self.algorithm,
+            "spki": _b64(self.spki_der),
+            "file": self.file,
+            "status": self.status,
+            "not_before": rfc3339(self.not_before),
+        }
+
+    @classmethod
+    def from_json(cls, raw: object, where: str) -> SigningKeyRecord:
+        if not isinstance(raw, dict):
+            raise KeyMaterialError(f"{where} must be an object")
+        fields = {}
+        for name in ("keyid", "algorithm", "file", "status"):
+            if not isinstance(raw.get(name), str):
+                raise KeyMaterialError(f"{where}.{name} must be a string")
+            fields[name] = raw[name]
+        return cls(
+            spki_der=_unb64(raw.get("spki"), f"{where}.spki"),
+            not_before=_parse_time(raw.get("not_before"), f"{where}.not_before"),
+            **fields,
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class KeyManifest:
+    """keys.json: which node the keys belong to, and the public half of every key."""
+
+    node_id: str
+    signing_keys: tuple[SigningKeyRecord, ...]
+    log_public_key: bytes  # raw 32-byte Ed25519
+    witness_public_key: bytes  # raw 32-byte Ed25519
+
+    def to_json(self) -> str:
+        doc = {
+            "version": MANIFEST_VERSION,
+            "node_id": self.node_id,
+            "signing_keys": [k.to_json() for k in self.signing_keys],
+            "log_public_key": _b64(self.log_public_key),
+            "witness_public_key": _b64(self.witness_public_key),
+        }
+        return json.dumps(doc, indent=2) + "\n"
+
+    @classmethod
+    def from_json(cls, text: str, source: str) -> KeyManifest:
+        try:
+            doc = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise KeyMaterialError(f"{source}: not valid JSON: {exc}") from None
+        if not isinstance(doc, dict) or doc.get("version") != MANIFEST_VERSION:
+            raise KeyMaterialError(f"{source}: not a version {MANIFEST_VERSION} key manifest")
+        raw_keys = doc.get("signing_keys")
+        if not isinstance(raw_keys, list) or not raw_keys:
+            raise KeyMaterialError(f"{source}: signing_keys must be a non-empty list")
+        node_id = doc.get("node_id")
+        if not isinstance(node_id, str):
+            raise KeyMaterialError(f"{source}: node_id must be a string")
+        return cls(
+            node_id=node_id,
+            signing_keys=tuple(
+                SigningKeyRecord.from_json(raw, f"{source}: signing_keys[{i}]")
+                for i, raw in enumerate(raw_keys)
+            ),
+            log_public_key=_unb64(doc.get("log_public_key"), f"{source}: log_public_key"),
+            witness_public_key=_unb64(
+                doc.get("witness_public_key"), f"{source}: witness_public_key"
+            ),
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class PublicIdentity:
+    """What peers and the zone coordinator need to know about this node."""
+
+    node_id: str
+    name: str
+    division_code: str
+    signing_keys: tuple[SigningKeyRecord, ...]
+    log_origin: str
+    log_verifier_key: str
+    witness_verifier_key: str
+    tls_cert_pem: str
+    tls_cert_sha256: str  # hex SHA-256 of the certificate's DER
+
+    def to_json_dict(self) -> dict[str, Any]:
+        return {
+            "node_id": self.node_id,
+            "name": self.name,
+            "division_code": self.division_code,
+            "signing_keys": [
+                {
+                    "keyid": k.keyid,
+                    "algorithm": k.algorithm,
+                    "spki": _b64(k.spki_der),
+                    "not_before": rfc3339(k.not_before),
+                    "status": k.status,
+                }
+                for k in self.signing_keys
+            ],
+            "log_origin": self.log_origin,
+            "log_verifier_key": self.log_verifier_key,
+            "witness_verifier_key": self.witness_verifier_key,
+            "tls_cert_pem": self.tls_cert_pem,
+            "tls_cert_sha256": self.tls_cert_sha256,
+        }
+
+
+def self_signed_tls_certificate(
+    node_id: str, key: ec.EllipticCurvePrivateKey, now: dt.datetime
+) -> x509.Certificate:
+    """DESIGN.md §3: CN and URI SAN name the node; localhost SANs let loopback TLS work; the
+    same certificate serves (serverAuth) and calls peers (clientAuth)."""
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, node_id)])
+    public = key.public_key()
+    return (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(public)
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))  # tolerate peers' clock skew
+        .not_valid_after(now + TLS_VALIDITY)
+        .add_extension(
+            x509.SubjectAlternativeName(
+                [
+                    x509.UniformResourceIdentifier(node_uri(node_id)),
+                    x509.DNSName("localhost"),
+                    x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
+                ]
+            ),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=False,
+                crl_sign=False,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(
+            x509.ExtendedKeyUsage(
+                [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]
+            ),
+            critical=False,
+        )
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(public), critical=False)
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(public), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+
+
+def certificate_sha256(cert: x509.Certificate) -> str:
+    return hashlib.sha256(cert.public_bytes(serialization.Encoding.DER)).hexdigest()
+
+
+class NodeKeys:
+    """The key files of one node home, as named by its config's [keys] table."""
+
+    def __init__(self, home: NodeHome, config: NodeConfig, *, passphrase: bytes | None) -> None:
+        self.home = home
+        self.config = config
+        self._passphrase = passphrase
+        paths = config.keys
+        self.manifest_path = home.resolve(paths.manifest)
+        self.log_key_path = home.resolve(paths.log_key)
+        self.witness_key_path = home.resolve(paths.witness_key)
+        self.tls_key_path = home.resolve(paths.tls_key)
+        self.tls_cert_path = home.resolve(paths.tls_cert)
+        self.subject_hmac_key_path = home.resolve(paths.subject_hmac_key)
+
+    @classmethod
+    def open(cls, home: NodeHome, config: NodeConfig | None = None) -> NodeKeys:
+        """The home's keys, with the passphrase from $CREDITNODE_KEY_PASSPHRASE."""
+        return cls(home, config or home.load_config(), passphrase=passphrase_from_env())
+
+    @property
+    def encrypted(self) -> bool:
+        return self._passphrase is not None
+
+    def _fixed_paths(self) -> tuple[pathlib.Path, ...]:
+        return (
+            self.manifest_path,
+            self.log_key_path,
+            self.witness_key_path,
+            self.tls_key_path,
+            self.tls_cert_path,
+            self.subject_hmac_key_path,
+        )
+
+    def existing_files(self) -> list[pathlib.Path]:
+        """Key files of this node that are present (any one means an identity exists)."""
+        found = [p for p in self._fixed_paths() if p.exists()]
+        if self.manifest_path.is_file():
+            try:
+                records = self.manifest().signing_keys
+            except KeyMaterialError:
+                records = ()
+            found += [self._signing_key_path(r) for r in records]
+        found += sorted(self.manifest_path.parent.glob("signing-*.key"))
+        return sorted(set(p for p in found if p.exists()))
+
+    def remove(self) -> None:
+        """Delete this node's key files (for `init --force`); other files are left alone."""
+        for path in self.existing_files():
+            path.unlink()
+
+    # --- generation -------------------------------------------------------------------------
+
+    def generate(
+        self, *, signing_algorithm: str = signing.ED25519, now: dt.datetime | None = None
+    ) -> None:
+        """Create every key; refuses when any key file already exists."""
+        existing = self.existing_files()
+        if existing:
+            raise KeyMaterialError(
+                f"key material already exists ({', '.join(str(p) for p in existing)}); "
+                "refusing to overwrite it"
+            )
+        now = now or dt.datetime.now(dt.UTC)
+        for path in self._fixed_paths():
+            path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+
+        signer = _new_signer(signing_algorithm)
+        record = SigningKeyRecord(
+            keyid=signer.keyid,
+            algorithm=signer.algorithm,
+            spki_der=signer.spki_der,
+            file=f"signing-{signer.keyid[:16]}.key",
+            status=ACTIVE,
+            not_before=now,
+        )
+        self._write_private_key(self._signing_key_path(record), signer.private_key)
+        log_key = ed25519.Ed25519PrivateKey.generate()
+        self._write_private_key(self.log_key_path, log_key)
+        witness_key = ed25519.Ed25519PrivateKey.generate()
+        self._write_private_key(self.witness_key_path, witness_key)
+        tls_key = ec.generate_private_key(ec.SECP256R1())
+        self._write_private_key(self.tls_key_path, tls_key)
+        cert = self_signed_tls_certificate(self.config.node_id, tls_key, now)
+        _write_public(self.tls_cert_path, cert.public_bytes(serialization.Encoding.PEM))
+        _write_private(self.subject_hmac_key_path, secrets.token_bytes(HMAC_KEY_BYTES))
+        # The manifest goes last: its presence means the set is complete.
+        manifest = KeyManifest(
+            node_id=self.config.node_id,
+            signing_keys=(record,),
+            log_public_key=_raw_public(log_key),
+            witness_public_key=_raw_public(witness_key),
+        )
+        _write_public(self.manifest_path, manifest.to_json().encode("utf-8"))
+
+    def rotate_signing_key(
+        self, *, algorithm: str = signing.ED25519, now: dt.datetime | None = None
+    ) -> SigningKeyRecord:
+        """DESIGN.md §3 key rotation: a new active key; the old ones become verify-only."""
+        now = now or dt.datetime.now(dt.UTC)
+        manifest = self.manifest()
+        signer = _new_signer(algorithm)
+        record = SigningKeyRecord(
+            keyid=signer.keyid,
+            algorithm=signer.algorithm,
+            spki_der=signer.spki_der,
+            file=f"signing-{signer.keyid[:16]}.key",
+            status=ACTIVE,
+            not_before=now,
+        )
+        self._write_private_key(self._signing_key_path(record), signer.private_key)
+        older = tuple(dataclasses.replace(r, status=VERIFY_ONLY) for r in manifest.signing_keys)
+        updated = dataclasses.replace(manifest, signing_keys=(*older, record))
+        _write_public(self.manifest_path, updated.to_json().encode("utf-8"), replace=True)
+        return record
+
+    # --- public halves (no passphrase needed) -----------------------------------------------
+
+    def manifest(self) -> KeyManifest:
+        try:
+            text = self.manifest_path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise KeyMaterialError(
+                f"no key manifest at {self.manifest_path}: run `creditnode init`"
+            ) from None
+        manifest = KeyManifest.from_json(text, str(self.manifest_path))
+        if manifest.node_id != self.config.node_id:
+            raise KeyMaterialError(
+                f"{self.manifest_path} holds the keys of {manifest.node_id}, but node.toml says "
+                f"this node is {self.config.node_id}"
+            )
+        return manifest
+
+    def signing_keys(self) -> tuple[SigningKeyRecord, ...]:
+        return self.manifest().signing_keys
+
+    def verification_keys(self) -> dict[str, signing.VerificationKey]:
+        """Every listed signing key (active and verify-only), by keyid."""
+        return {r.keyid: r.verification_key() for r in self.signing_keys()}
+
+    def log_verifier(self) -> notes.NoteVerifier:
+        return notes.NoteVerifier(
+            notes.log_origin(self.config.node_id), notes.SIG_ED25519, self.manifest().log_public_key
+        )
+
+    def witness_verifier(self) -> notes.NoteVerifier:
+        return notes.NoteVerifier(
+            notes.witness_key_name(self.config.node_id),
+            notes.SIG_COSIGNATURE_V1,
+            self.manifest().witness_public_key,
+        )
+
+    def tls_certificate(self) -> x509.Certificate:
+        try:
+            data = self.tls_cert_path.read_bytes()
+        except FileNotFoundError:
+            raise KeyMaterialError(f"no TLS certificate at {self.tls_cert_path}") from None
+        try:
+            return x509.load_pem_x509_certificate(data)
+        except ValueError:
+            raise KeyMaterialError(f"{self.tls_cert_path} is not a PEM certificate") from None
+
+    def tls_certificate_pem(self) -> bytes:
+        return self.tls_certificate().public_bytes(serialization.Encoding.PEM)
+
+    def public_identity(self) -> PublicIdentity:
+        cert = self.tls_certificate()
+        return PublicIdentity(
+            node_id=self.config.node_id,
+            name=self.config.name,
+            division_code=self.config.division_code,
+            signing_keys=self.signing_keys(),
+            log_origin=notes.log_origin(self.config.node_id),
+            log_verifier_key=self.log_verifier().to_text(),
+            witness_verifier_key=self.witness_verifier().to_text(),
+            tls_cert_pem=cert.public_bytes(serialization.Encoding.PEM).decode("ascii"),
+            tls_cert_sha256=certificate_sha256(cert),
+        )
+
+    # --- private halves ---------------------------------------------------------------------
+
+    def active_signer(self, now: dt.datetime | None = None) -> signing.Signer:
+        """The signer of the newest active key whose not_before has passed."""
+        now = now or dt.datetime.now(dt.UTC)
+        usable = [r for r in self.signing_keys() if r.status == ACTIVE and r.not_before <= now]
+        if not usable:
+            raise KeyMaterialError(f"no active signing key in {self.manifest_path} as of {now}")
+        return self.signer_for(max(usable, key=lambda r: r.not_before))
+
+    def signer_for(self, record: SigningKeyRecord) -> signing.Signer:
+        path = self._signing_key_path(record)
+        key = self._load_private_key(path)
+        signer: signing.Ed25519Signer | signing.EcdsaP256Signer
+        if record.algorithm == signing.ED25519 and isinstance(key, ed25519.Ed25519PrivateKey):
+            signer = signing.Ed25519Signer(key)
+        elif record.algorithm == signing.ECDSA_P256 and isinstance(key, ec.EllipticCurvePrivateKey):
+            signer = signing.EcdsaP256Signer(key)
+        else:
+            raise KeyMaterialError(f"{path} does not hold a {record.algorithm} key")
+        if signer.keyid != record.keyid:
+            raise KeyMaterialError(f"{path} is not the key {record.keyid} the manifest lists")
+        return signer
+
+    def log_signer(self) -> notes.NoteSigner:
+        key = self._load_ed25519(self.log_key_path, self.manifest().log_public_key)
+        return notes.NoteSigner(notes.log_origin(self.config.node_id), key)
+
+    def witness_signer(self) -> notes.WitnessSigner:
+        key = self._load_ed25519(self.witness_key_path, self.manifest().witness_public_key)
+        return notes.WitnessSigner(notes.witness_key_name(self.config.node_id), key)
+
+    def tls_private_key(self) -> ec.EllipticCurvePrivateKey:
+        key = self._load_private_key(self.tls_key_path)
+        if not isinstance(key, ec.EllipticCurvePrivateKey):
+            raise KeyMaterialError(f"{self.tls_key_path} is not an ECDSA key")
+        if _spki(key) != self.tls_certificate().public_key().public_bytes(
+            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+        ):
+            raise KeyMaterialError(
+                f"{self.tls_key_path} does not match the certificate {self.tls_cert_path}"
+            )
+        return key
+
+    def tls_private_key_pem(self) -> bytes:
+        """The TLS key as unencrypted PKCS#8 PEM, in memory only (gRPC wants the bytes)."""
+        return self.tls_private_key().private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+
+    def subject_hmac_key(self) -> bytes:
+        try:
+            data = self.subject_hmac_key_path.read_bytes()
+        except FileNotFoundError:
+            raise KeyMaterialError(
+                f"no subject HMAC key at {self.subject_hmac_key_path}: run `creditnode init`"
+            ) from None
+        if len(data) != HMAC_KEY_BYTES:
+            raise KeyMaterialError(
+                f"{self.subject_hmac_key_path} must hold {HMAC_KEY_BYTES} bytes, has {len(data)}"
+            )
+        return data
+
+    # --- files ------------------------------------------------------------------------------
+
+    def _signing_key_path(self, record: SigningKeyRecord) -> pathlib.Path:
+        return self.manifest_path.parent / record.file
+
+    def _write_private_key(
+        self, path: pathlib.Path, key: ed25519.Ed25519PrivateKey | ec.EllipticCurvePrivateKey
+    ) -> None:
+        encryption: serialization.KeySerializationEncryption = (
+            serialization.BestAvailableEncryption(self._passphrase)
+            if self._passphrase
+            else serialization.NoEncryption()
+        )
+        pem = key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, encryption
+        )
+        _write_private(path, pem)
+
+    def _load_private_key(self, path: pathlib.Path) -> Any:
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            raise KeyMaterialError(f"missing key file {path}: run `creditnode init`") from None
+        except PermissionError:
+            raise KeyMaterialError(f"cannot read {path}: permission denied") from None
+        encrypted = b"-----BEGIN ENCRYPTED PRIVATE KEY-----" in data
+        if encrypted and not self._passphrase:
+            raise KeyMaterialError(
+                f"{path} is encrypted: set {PASSPHRASE_ENV} to the passphrase it was written with"
+            )
+        try:
+            return serialization.load_pem_private_key(
+                data, password=self._passphrase if encrypted else None
+            )
+        except ValueError:
+            if encrypted:
+                raise KeyMaterialError(
+                    f"cannot decrypt {path}: {PASSPHRASE_ENV} is not the passphrase it was "
+                    "written with"
+                ) from None
+            raise KeyMaterialError(f"{path} is not a PEM PKCS#8 private key") from None
+
+    def _load_ed25519(
+        self, path: pathlib.Path, expected_public: bytes
+    ) -> ed25519.Ed25519PrivateKey:
+        key = self._load_private_key(path)
+        if not isinstance(key, ed25519.Ed25519PrivateKey):
+            raise KeyMaterialError(f"{path} is not an Ed25519 key")
+        if _raw_public(key) != expected_public:
+            raise KeyMaterialError(f"{path} does not match the public key in {self.manifest_path}")
+        return key
+
+
+def _new_signer(algorithm: str) -> signing.Ed25519Signer | signing.EcdsaP256Signer:
+    if algorithm == signing.ED25519:
+        return signing.Ed25519Signer.generate()
+    if algorithm == signing.ECDSA_P256:
+        return signing.EcdsaP256Signer.generate()
+    raise KeyMaterialError(
+        f"signing algorithm {algorithm!r} is not supported (use {signing.ED25519} or "
+        f"{signing.ECDSA_P256})"
+    )
+
+
+def _raw_public(key: ed25519.Ed25519PrivateKey) -> bytes:
+    return key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+
+
+def _spki(key: ec.EllipticCurvePrivateKey) -> bytes:
+    return key.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+
+
+def _write_private(path: pathlib.Path, data: bytes) -> None:
+    """Create `path` with mode 0600 from the start (O_EXCL: never replace key material)."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        raise KeyMaterialError(
+            f"{path} already exists; refusing to overwrite key material"
+        ) from None
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def _write_public(path: pathlib.Path, data: bytes, *, replace: bool = False) -> None:
+    if path.exists() and not replace:
+        raise KeyMaterialError(f"{path} already exists; refusing to overwrite it")
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.unlink(missing_ok=True)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def identity_json(identity: PublicIdentity) -> str:
+    return json.dumps(identity.to_json_dict(), ensure_ascii=False, indent=2)

@@ -348,18 +348,34 @@ class _RowConverter:
         else:
             last_day = valid_until
         evaluated_at = _start_of(evaluated)
+        valid_until_at = _start_of(last_day + dt.timedelta(days=1))
+        native, level = native_level
+        result_id = result_id_for(
+            issuer_node=self.issuer_node,
+            subject=subject,
+            subject_name=name,
+            subject_type=subject_type,
+            scheme=scheme.id,
+            native_level=native,
+            native_score=score,
+            level=level,
+            flags=flags,
+            indicators=indicators,
+            evaluated_at=evaluated_at,
+            valid_until=valid_until_at,
+        )
         try:
             return CreditResult(
-                result_id=result_id_for(self.issuer_node, subject, scheme.id, evaluated_at),
+                result_id=result_id,
                 subject=subject,
                 subject_name=name,
                 subject_type=subject_type,
                 issuer_node=self.issuer_node,
                 scheme=scheme.id,
-                native_level=native_level[0],
-                level=native_level[1],
+                native_level=native,
+                level=level,
                 evaluated_at=evaluated_at,
-                valid_until=_start_of(last_day + dt.timedelta(days=1)),
+                valid_until=valid_until_at,
                 native_score=score,
                 flags=flags,
                 indicators=indicators,

@@ -140,11 +140,29 @@ class _Generator:
         use_local = subject_type is SubjectType.ENTERPRISE and self.rng.random() < 0.2
         scheme = self.schemes[ENTERPRISE_SCHEME if use_local else MAIN_SCHEME]
         level = self.rng.choices(_LEVELS, _LEVEL_WEIGHTS)[0]
-        native_level, score = self._native(scheme, level)
+        native_level, band_score = self._native(scheme, level)
         evaluated = _FIRST_EVALUATION + dt.timedelta(days=self.rng.randrange(_EVALUATION_DAYS))
         evaluated_at = dt.datetime(evaluated.year, evaluated.month, evaluated.day, tzinfo=CHINA_TZ)
+        valid_until = evaluated_at + dt.timedelta(days=scheme.validity_days)
+        score = band_score if self.rng.random() < 0.85 else None
+        flags = self._flags(level)
+        indicators = self._indicators(subject_type)
+        result_id = result_id_for(
+            issuer_node=self.city,
+            subject=subject,
+            subject_name=name,
+            subject_type=subject_type,
+            scheme=scheme.id,
+            native_level=native_level,
+            native_score=score,
+            level=level,
+            flags=flags,
+            indicators=indicators,
+            evaluated_at=evaluated_at,
+            valid_until=valid_until,
+        )
         return CreditResult(
-            result_id=result_id_for(self.city, subject, scheme.id, evaluated_at),
+            result_id=result_id,
             subject=subject,
             subject_name=name,
             subject_type=subject_type,
@@ -153,10 +171,10 @@ class _Generator:
             native_level=native_level,
             level=level,
             evaluated_at=evaluated_at,
-            valid_until=evaluated_at + dt.timedelta(days=scheme.validity_days),
-            native_score=score if self.rng.random() < 0.85 else None,
-            flags=self._flags(level),
-            indicators=self._indicators(subject_type),
+            valid_until=valid_until,
+            native_score=score,
+            flags=flags,
+            indicators=indicators,
         )
 
     def _district(self) -> tuple[str, str]:

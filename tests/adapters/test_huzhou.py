@@ -89,13 +89,33 @@ def test_english_subject_type_names_and_slash_dates() -> None:
     assert person.level is CreditLevel.C
 
 
-def test_reimport_gives_the_same_result_ids_and_a_later_date_a_new_one() -> None:
-    row = f"{USCC},某公司,企业,zj-public-credit@2023,B,,2024-03-01,,"
-    [first] = HUZHOU_CSV.parse(_csv(row), issuer_node=CITY)
-    [again] = HUZHOU_CSV.parse(_csv(row.replace(",B,", ",C,")), issuer_node=CITY)
-    [later] = HUZHOU_CSV.parse(_csv(row.replace("2024-03-01", "2024-09-01")), issuer_node=CITY)
-    assert first.result_id == again.result_id  # re-evaluation of the same day: an update
-    assert later.result_id != first.result_id
+@pytest.mark.parametrize(
+    ("before", "after"),
+    [
+        (",B,", ",C,"),
+        ("2024-03-01", "2024-09-01"),
+        ("某公司", "某有限公司"),
+        (",,,", ",,RED_LIST,"),
+    ],
+    ids=["level", "evaluation-date", "name", "flags"],
+)
+def test_result_id_follows_content(before: str, after: str) -> None:
+    """Same content, same id (re-import is a no-op); changed content, a new id (peers hold
+    signed copies under the old one)."""
+    row = f"{USCC},某公司,企业,zj-public-credit@2023,B,,2024-03-01,,,"
+    header = HEADER + ",ZB_ESG_SCORE"
+    [first] = HUZHOU_CSV.parse(_csv(row, header=header), issuer_node=CITY)
+    [again] = HUZHOU_CSV.parse(_csv(row, header=header), issuer_node=CITY)
+    [changed] = HUZHOU_CSV.parse(_csv(row.replace(before, after), header=header), issuer_node=CITY)
+    assert first.result_id == again.result_id
+    assert changed.result_id != first.result_id
+
+
+def test_result_id_ignores_flag_order() -> None:
+    rows = [f"{USCC},某公司,企业,zj-public-credit@2023,C,,2024-03-01,,{flags}"
+            for flags in ("RED_LIST;UNDER_REPAIR", "UNDER_REPAIR|RED_LIST")]  # fmt: skip
+    ids = {HUZHOU_CSV.parse(_csv(row), issuer_node=CITY)[0].result_id for row in rows}
+    assert len(ids) == 1
 
 
 def test_header_names_are_case_insensitive_and_other_columns_ignored() -> None:

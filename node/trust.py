@@ -17,7 +17,7 @@ import logging
 import os
 import pathlib
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from cryptography import x509
@@ -35,6 +35,7 @@ from node.errors import (
     UnsignedEnvelope,
     UntrustedKey,
 )
+from node.home import NodeHome, dumps_toml
 
 log = logging.getLogger(__name__)
 
@@ -243,6 +244,23 @@ class Member:
         )
 
 
+def check_members(zone: str, members: Iterable[Member]) -> None:
+    """A certificate or signing key must identify exactly one member of a zone."""
+    members = list(members)
+    for what, values in (
+        ("node id", [m.node_id for m in members]),
+        ("TLS certificate", [m.tls_cert_sha256 for m in members]),
+        ("signing key", [k.keyid for m in members for k in m.signing_keys]),
+    ):
+        seen: set[str] = set()
+        for value in values:
+            if value in seen:
+                raise InvalidInput(
+                    f"trust list {zone}: {what} {value} appears in more than one member"
+                )
+            seen.add(value)
+
+
 @dataclasses.dataclass(frozen=True)
 class TrustList:
     """A zone's membership at one version; members are unique by node id, TLS certificate and
@@ -269,18 +287,7 @@ class TrustList:
         object.__setattr__(self, "issued_at", issued)
         object.__setattr__(self, "expires_at", expires)
         members = tuple(self.members)
-        for what, values in (
-            ("node id", [m.node_id for m in members]),
-            ("TLS certificate", [m.tls_cert_sha256 for m in members]),
-            ("signing key", [k.keyid for m in members for k in m.signing_keys]),
-        ):
-            seen: set[str] = set()
-            for value in values:
-                if value in seen:
-                    raise InvalidInput(
-                        f"trust list {self.zone}: {what} {value} appears in more than one member"
-                    )
-                seen.add(value)
+        check_members(self.zone, members)
         object.__setattr__(self, "members", members)
 
     def member(self, node_id: str) -> Member | None:
@@ -400,6 +407,56 @@ def member_from_json(doc: Mapping[str, Any]) -> Member:
     )
 
 
+def member_from_identity(
+    identity: Mapping[str, Any], *, endpoint: str, roles: tuple[str, ...] = ("node",)
+) -> Member:
+    """A member from a node's `creditnode identity export` JSON, reachable at `endpoint`.
+
+    A `verify-only` key without an explicit `not_after` ends where the next newer key begins:
+    the moment it was rotated out (DESIGN.md §3), so it never vouches for later signatures.
+    """
+    if not isinstance(identity, Mapping):
+        raise InvalidInput("an identity export must be a JSON object")
+    where = f"identity of {identity.get('node_id', '?')}"
+    pem = _str(identity, "tls_cert_pem", where)
+    try:
+        cert = x509.load_pem_x509_certificate(pem.encode("ascii"))
+    except (ValueError, UnicodeEncodeError) as exc:
+        raise InvalidInput(f"{where}: tls_cert_pem is not a PEM certificate ({exc})") from None
+    raw_keys = identity.get("signing_keys")
+    if not isinstance(raw_keys, list) or not all(isinstance(k, Mapping) for k in raw_keys):
+        raise InvalidInput(f"{where}: signing_keys must be a list of objects")
+    starts = [_time(k.get("not_before"), f"{where} key not_before") for k in raw_keys]
+    keys = []
+    for raw, start in zip(raw_keys, starts, strict=True):
+        status = _str(raw, "status", f"{where} key")
+        not_after: dt.datetime | None = None
+        if raw.get("not_after") is not None:
+            not_after = _time(raw["not_after"], f"{where} key not_after")
+        elif status == VERIFY_ONLY:
+            not_after = min((t for t in starts if t > start), default=None)
+        keys.append(
+            PublicKeyInfo(
+                keyid=_str(raw, "keyid", f"{where} key"),
+                algorithm=_str(raw, "algorithm", f"{where} key"),
+                spki_der=_unb64(raw.get("spki", raw.get("spki_der")), f"{where} key spki"),
+                not_before=start,
+                not_after=not_after,
+                status=status,
+            )
+        )
+    return Member(
+        node_id=_str(identity, "node_id", where),
+        name=_str(identity, "name", where),
+        division_code=_str(identity, "division_code", where),
+        endpoint=endpoint,
+        tls_cert_der=cert.public_bytes(serialization.Encoding.DER),
+        tls_cert_sha256=_str(identity, "tls_cert_sha256", where),
+        signing_keys=tuple(keys),
+        roles=roles,
+    )
+
+
 def trust_list_to_json(trust_list: TrustList) -> dict[str, Any]:
     return {
         "zone": trust_list.zone,
@@ -509,6 +566,7 @@ class TrustStore:
                 raise ConfigError(f"zone {zone!r} must be a lower-case slug like 'hjjw'")
         self._coordinator_keys = dict(coordinator_keys)
         self._held: dict[str, HeldList] = {}
+        self._anchors_pem = b""  # rebuilt when a list changes: TLS asks on every handshake
 
     @property
     def pinned_zones(self) -> list[str]:
@@ -538,6 +596,8 @@ class TrustStore:
         if held is not None and held.trust_list.version == trust_list.version:
             return False
         self._held[zone] = HeldList(trust_list, opened)
+        certs = {m.tls_cert_sha256: m for h in self._held.values() for m in h.trust_list.members}
+        self._anchors_pem = b"".join(certs[fp].tls_cert_pem for fp in sorted(certs))
         return True
 
     # lookups
@@ -607,11 +667,7 @@ class TrustStore:
 
     def anchors_pem(self) -> bytes:
         """Every member's TLS certificate as PEM: the root set for mutual TLS."""
-        certs: dict[str, bytes] = {}
-        for held in self._held.values():
-            for m in held.trust_list.members:
-                certs.setdefault(m.tls_cert_sha256, m.tls_cert_pem)
-        return b"".join(certs[fp] for fp in sorted(certs))
+        return self._anchors_pem
 
 
 # --- pinning: [trust.<zone>] tables of node.toml -------------------------------------------
@@ -638,7 +694,7 @@ def coordinator_keys_from_config(
             raise ConfigError(f"{where}: give exactly one of coordinator_key or coordinator_spki")
         try:
             if isinstance(path, str):
-                spki = _read_public_key_pem(home / path)
+                spki = read_public_key_pem(home / path)
             elif isinstance(spki_b64, str):
                 spki = _unb64(spki_b64, f"{where} coordinator_spki")
             else:
@@ -655,7 +711,30 @@ def coordinator_keys_from_config(
     return keys
 
 
-def _read_public_key_pem(path: pathlib.Path) -> bytes:
+def coordinator_keys_for_home(home: NodeHome) -> dict[str, signing.VerificationKey]:
+    """The coordinator keys pinned in the home's node.toml (`[trust.<zone>]` tables)."""
+    table = home.load_document().get("trust", {})
+    if not isinstance(table, Mapping):
+        raise ConfigError(f"{home.config_file}: trust must be a table of zones, [trust.<zone>]")
+    return coordinator_keys_from_config(table, home.path)
+
+
+def pin_coordinator_key(home: NodeHome, zone: str, key: signing.VerificationKey) -> None:
+    """Write `[trust.<zone>]` with the key's keyid and SPKI into node.toml, keeping the rest."""
+    if not ZONE_RE.match(zone):
+        raise InvalidInput(f"zone must be a lower-case slug like 'hjjw', got {zone!r}")
+    doc = home.load_document()
+    trust_table = doc.setdefault("trust", {})
+    if not isinstance(trust_table, dict):
+        raise ConfigError(f"{home.config_file}: trust must be a table of zones, [trust.<zone>]")
+    trust_table[zone] = {"coordinator_keyid": key.keyid, "coordinator_spki": _b64(key.spki_der)}
+    tmp = home.config_file.with_name(f".{home.config_file.name}.tmp")
+    tmp.write_text("# creditnode node configuration (DESIGN.md §2)\n" + dumps_toml(doc))
+    os.replace(tmp, home.config_file)
+
+
+def read_public_key_pem(path: pathlib.Path) -> bytes:
+    """The DER SubjectPublicKeyInfo of a PEM public key file (ConfigError if unreadable)."""
     try:
         pem = path.read_bytes()
     except OSError as exc:
@@ -693,8 +772,8 @@ class TrustListFiles:
     refusal is logged once per file version; the store keeps its last good list.
     """
 
-    def __init__(self, home: pathlib.Path, store: TrustStore) -> None:
-        self.home = home
+    def __init__(self, home: NodeHome | pathlib.Path, store: TrustStore) -> None:
+        self.home = home.path if isinstance(home, NodeHome) else pathlib.Path(home)
         self.store = store
         self._seen: dict[str, tuple[int, int, int] | None] = {}  # None: file was missing
         self._warned_expired: set[tuple[str, int]] = set()
@@ -751,6 +830,13 @@ class TrustListFiles:
                     version,
                 )
         return updated
+
+
+def load_home_trust(home: NodeHome, now: dt.datetime | None = None) -> TrustListFiles:
+    """The node's trust: a store of its pinned zones, with every list file loaded once."""
+    files = TrustListFiles(home, TrustStore(coordinator_keys_for_home(home)))
+    files.refresh(now)
+    return files
 
 
 def install_trust_list(home: pathlib.Path, zone: str, envelope_json: str) -> pathlib.Path:

@@ -16,6 +16,8 @@ from node.errors import CreditNodeError
 COMMAND_MODULES = (
     "node.cli.identity",
     "node.cli.ingest",
+    "node.cli.zone",
+    "node.cli.keys_cmd",
 )
 
 

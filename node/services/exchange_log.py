@@ -1,0 +1,151 @@
+"""The ExchangeLog servicer (DESIGN.md §6-§7): checkpoints with cosignatures, proofs and
+entries of this node's log, and AddCheckpoint for the logs this node witnesses.
+
+Thin: wire message → sequencer tree / store / witness → wire message. Proofs are served only
+up to the latest signed checkpoint, so every proof verifies against a note a client can get.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import grpc
+import sqlalchemy as sa
+
+from node import notes, wire
+from node.errors import InvalidInput, NotFound
+from node.sequencer import Sequencer
+from node.store import Store
+from node.store import log_tables as t
+from node.witness import Witness
+
+SERVICE = "creditx.v1.ExchangeLog"
+MAX_ENTRIES_PER_CALL = 1000
+
+Context = Any  # grpc.aio.ServicerContext
+Authenticate = Callable[[Context], str]
+
+
+def checkpoint_size(note: str) -> int:
+    """The tree size a signed checkpoint note states (its second line)."""
+    text, _ = notes.split_note(note)
+    return notes.Checkpoint.parse_body(text).size
+
+
+class ExchangeLogServicer:
+    def __init__(
+        self, store: Store, sequencer: Sequencer, authenticate: Authenticate, witness: Witness
+    ) -> None:
+        self._store = store
+        self._sequencer = sequencer
+        self._authenticate = authenticate
+        self._witness = witness
+
+    def _latest(self) -> tuple[str, int]:
+        note = self._sequencer.latest_checkpoint
+        if not note:
+            raise NotFound("this node's exchange log has no checkpoint yet",
+                           reason="NO_CHECKPOINT")
+        return note, checkpoint_size(note)
+
+    def _cosigned(self, note: str, size: int) -> str:
+        with self._store.connect() as conn:
+            lines = conn.execute(
+                sa.select(t.log_cosignatures.c.line)
+                .where(t.log_cosignatures.c.size == size)
+                .order_by(t.log_cosignatures.c.witness)
+            ).scalars().all()
+        return notes.add_signature_lines(note, lines) if lines else note
+
+    async def GetCheckpoint(self, request: Any, context: Context) -> wire.spb.Checkpoint:
+        self._authenticate(context)
+        note, size = self._latest()
+        return wire.spb.Checkpoint(note=self._cosigned(note, size))
+
+    async def GetInclusionProof(
+        self, request: wire.spb.InclusionProofRequest, context: Context
+    ) -> wire.spb.InclusionProof:
+        self._authenticate(context)
+        _, latest = self._latest()
+        index, size = request.index, request.tree_size
+        if not 0 < size <= latest:
+            raise InvalidInput(
+                f"tree_size {size} must be between 1 and the latest checkpoint's size {latest}")
+        if index >= size:
+            raise InvalidInput(f"index {index} is not in a tree of size {size}")
+        tree = self._sequencer.tree
+        return wire.spb.InclusionProof(
+            index=index, tree_size=size, leaf_hash=tree.leaf(index),
+            hashes=tree.inclusion_proof(index, size),
+        )
+
+    async def GetConsistencyProof(
+        self, request: wire.spb.ConsistencyProofRequest, context: Context
+    ) -> wire.spb.ConsistencyProof:
+        self._authenticate(context)
+        _, latest = self._latest()
+        old, new = request.from_size, request.to_size
+        # RFC 9162 §2.1.4: a proof is defined for 0 < first <= second.
+        if not 0 < old <= new:
+            raise InvalidInput(f"from_size {old} must be at least 1 and at most to_size {new}")
+        if new > latest:
+            raise InvalidInput(
+                f"to_size {new} is beyond the latest checkpoint's size {latest}")
+        return wire.spb.ConsistencyProof(
+            hashes=self._sequencer.tree.consistency_proof(old, new))
+
+    async def GetEntries(
+        self, request: wire.spb.GetEntriesRequest, context: Context
+    ) -> AsyncIterator[wire.spb.LogEntry]:
+        self._authenticate(context)
+        _, latest = self._latest()
+        start, end = request.start, request.end
+        if start >= end:
+            raise InvalidInput(f"start {start} must be below end {end} (end is exclusive)")
+        if end > latest:
+            raise InvalidInput(f"end {end} is beyond the latest checkpoint's size {latest}")
+        end = min(end, start + MAX_ENTRIES_PER_CALL)  # the caller asks again from `end`
+        with self._store.connect() as conn:
+            rows = conn.execute(
+                sa.select(t.log_entries.c.idx, t.log_entries.c.data)
+                .where(t.log_entries.c.idx >= start, t.log_entries.c.idx < end)
+                .order_by(t.log_entries.c.idx)
+            ).all()
+        for row in rows:
+            yield wire.spb.LogEntry(index=row.idx, data=row.data)
+
+    async def AddCheckpoint(
+        self, request: wire.spb.AddCheckpointRequest, context: Context
+    ) -> wire.spb.AddCheckpointResponse:
+        self._authenticate(context)
+        line = await asyncio.to_thread(
+            self._witness.add_checkpoint,
+            request.old_size, list(request.consistency_proof), request.checkpoint)
+        return wire.spb.AddCheckpointResponse(cosignature=line)
+
+
+def handler(servicer: ExchangeLogServicer) -> grpc.GenericRpcHandler:
+    def ser(message: Any) -> bytes:
+        return bytes(message.SerializeToString())
+
+    spb = wire.spb
+    return grpc.method_handlers_generic_handler(SERVICE, {
+        "GetCheckpoint": grpc.unary_unary_rpc_method_handler(
+            servicer.GetCheckpoint, request_deserializer=spb.GetCheckpointRequest.FromString,
+            response_serializer=ser),
+        "GetInclusionProof": grpc.unary_unary_rpc_method_handler(
+            servicer.GetInclusionProof,
+            request_deserializer=spb.InclusionProofRequest.FromString, response_serializer=ser),
+        "GetConsistencyProof": grpc.unary_unary_rpc_method_handler(
+            servicer.GetConsistencyProof,
+            request_deserializer=spb.ConsistencyProofRequest.FromString,
+            response_serializer=ser),
+        "GetEntries": grpc.unary_stream_rpc_method_handler(
+            servicer.GetEntries, request_deserializer=spb.GetEntriesRequest.FromString,
+            response_serializer=ser),
+        "AddCheckpoint": grpc.unary_unary_rpc_method_handler(
+            servicer.AddCheckpoint, request_deserializer=spb.AddCheckpointRequest.FromString,
+            response_serializer=ser),
+    })

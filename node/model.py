@@ -99,13 +99,17 @@ class SubjectRef:
 
     id_type: SubjectIdType
     id: str
+    # A legacy register code whose USCC check character is wrong (DESIGN.md §9): admitted only
+    # where configuration says so (ingest) or for data already admitted (read from the store).
+    allow_legacy_check: bool = dataclasses.field(default=False, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         id_type = SubjectIdType(self.id_type)
         object.__setattr__(self, "id_type", id_type)
         if id_type is SubjectIdType.RESIDENT_ID and _HMAC_SUBJECT_RE.match(self.id):
             return
-        object.__setattr__(self, "id", identifiers.normalise_subject_id(id_type.name, self.id))
+        object.__setattr__(self, "id", identifiers.normalise_subject_id(
+            id_type.name, self.id, allow_bad_check=self.allow_legacy_check))
 
     @property
     def is_pseudonymous(self) -> bool:

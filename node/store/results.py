@@ -259,7 +259,7 @@ def result_from_row(row: Row[Any] | Mapping[str, Any]) -> CreditResult:
     m = row._mapping if isinstance(row, Row) else row
     return CreditResult(
         result_id=m["result_id"],
-        subject=SubjectRef(SubjectIdType(m["id_type"]), m["subject_id"]),
+        subject=SubjectRef(SubjectIdType(m["id_type"]), m["subject_id"], allow_legacy_check=True),
         subject_name=m["subject_name"],
         subject_type=SubjectType(m["subject_type"]),
         issuer_node=m["issuer_node"],
@@ -400,7 +400,7 @@ class ResultRepository:
 
         `subject_id` is normalised and checked first (InvalidIdentifier when malformed).
         """
-        subject = SubjectRef(id_type, subject_id)
+        subject = SubjectRef(id_type, subject_id, allow_legacy_check=True)
         query = (
             select(RESULTS)
             .where(

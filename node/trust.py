@@ -105,8 +105,9 @@ class PublicKeyInfo:
         return self._key
 
     def valid_at(self, at: dt.datetime) -> bool:
-        """Inside the validity window (status aside)."""
-        return self.not_before <= at and (self.not_after is None or at < self.not_after)
+        """May this key vouch for a signature made at `at`? Never when revoked."""
+        in_window = self.not_before <= at and (self.not_after is None or at < self.not_after)
+        return in_window and self.status != REVOKED
 
     def to_fields(self) -> wire.PublicKeyFields:
         return wire.PublicKeyFields(
@@ -631,39 +632,48 @@ class TrustStore:
             if m.tls_cert_sha256 == fp
         ]
 
+    def peer_key(self, node_id: str, keyid: str, *, zone: str | None = None) -> PublicKeyInfo:
+        """`node_id`'s key `keyid` as listed, or UntrustedKey (unknown, or revoked).
+
+        Looks in `zone`'s list, or every list held. A key revoked in any list is refused;
+        otherwise the entry of the most recently issued list wins (the freshest news of a
+        rotation). Fits `node.peer_client.KeyLookup` as `(peer, keyid)`.
+        """
+        zones = [zone] if zone is not None else self.zones()
+        found: list[tuple[TrustList, PublicKeyInfo]] = []
+        for z in zones:
+            trust_list = self.trust_list(z)
+            member = None if trust_list is None else trust_list.member(node_id)
+            info = None if member is None else member.signing_key_info(keyid)
+            if trust_list is not None and info is not None:
+                found.append((trust_list, info))
+        if not found:
+            where = f"zone {zone}" if zone is not None else "any zone held"
+            raise UntrustedKey(f"{node_id} has no signing key {keyid} in the trust list of {where}")
+        for trust_list, info in found:
+            if info.status == REVOKED:
+                raise UntrustedKey(
+                    f"signing key {keyid} of {node_id} is revoked in the trust list of zone "
+                    f"{trust_list.zone} (version {trust_list.version}); it verifies nothing"
+                )
+        return max(found, key=lambda pair: pair[0].issued_at)[1]
+
     def signing_key(
         self, node_id: str, keyid: str, at: dt.datetime, *, zone: str | None = None
     ) -> signing.VerificationKey:
-        """The key of `node_id` that may verify a signature made at `at`, or UntrustedKey.
+        """The key that may verify `node_id`'s signature made at `at`, or UntrustedKey.
 
-        Looks in `zone`'s list, or every list held. A key revoked in any list verifies nothing;
-        otherwise an `active` or `verify-only` key verifies within its validity window.
+        An `active` or `verify-only` key verifies within [not_before, not_after); a `revoked`
+        key verifies nothing (DESIGN.md §3 key rotation).
         """
         at = _aware(at, "signature time")
-        zones = [zone] if zone is not None else self.zones()
-        found: list[tuple[str, PublicKeyInfo]] = []
-        for z in zones:
-            member = self.member(z, node_id)
-            info = None if member is None else member.signing_key_info(keyid)
-            if info is not None:
-                found.append((z, info))
-        where = f"zone {zone}" if zone is not None else "any zone held"
-        if not found:
-            raise UntrustedKey(f"{node_id} has no signing key {keyid} in the trust list of {where}")
-        for z, info in found:
-            if info.status == REVOKED:
-                raise UntrustedKey(
-                    f"signing key {keyid} of {node_id} is revoked in the trust list of zone {z} "
-                    f"(version {self._held[z].trust_list.version}); it verifies nothing"
-                )
-        for _, info in found:
-            if info.valid_at(at):
-                return info.verification_key
-        z, info = found[0]
-        raise UntrustedKey(
-            f"signing key {keyid} of {node_id} ({info.status}) is valid from "
-            f"{_iso(info.not_before)} until {_iso(info.not_after)}, not at {_iso(at)}"
-        )
+        info = self.peer_key(node_id, keyid, zone=zone)
+        if not info.valid_at(at):
+            raise UntrustedKey(
+                f"signing key {keyid} of {node_id} ({info.status}) is valid from "
+                f"{_iso(info.not_before)} until {_iso(info.not_after)}, not at {_iso(at)}"
+            )
+        return info.verification_key
 
     def anchors_pem(self) -> bytes:
         """Every member's TLS certificate as PEM: the root set for mutual TLS."""

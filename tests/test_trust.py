@@ -554,3 +554,35 @@ def test_list_file_replaced_in_place_within_the_same_second_is_seen(
     _write(tmp_path, trust.sign_trust_list(make_list(2, huzhou, jiaxing), coordinator))
     os.utime(path, ns=(stamp, stamp))  # same mtime: the rename still gives a new inode
     assert files.refresh(T0) == ["hjjw"]
+
+
+def test_across_zones_a_revocation_anywhere_wins_and_otherwise_the_freshest_list(
+    coordinator: signing.Ed25519Signer,
+) -> None:
+    store = trust.TrustStore(
+        {"hjjw": coordinator.verification_key(), "hyzt": coordinator.verification_key()}
+    )
+    key = signing.Ed25519Signer.generate()
+    cert = tls_cert_der("cn-330500")
+    active = make_member("cn-330500", key_info(key), cert=cert)
+    ended = make_member("cn-330500", key_info(key, trust.VERIFY_ONLY, not_after=T0), cert=cert)
+    # hyzt heard of the rotation later than hjjw was issued: its entry is the one used.
+    store.offer("hjjw", trust.sign_trust_list(make_list(1, active), coordinator), T0)
+    store.offer(
+        "hyzt",
+        trust.sign_trust_list(make_list(1, ended, zone="hyzt", issued=T0 + DAY), coordinator),
+        T0 + DAY,
+    )
+    assert store.peer_key("cn-330500", key.keyid).status == trust.VERIFY_ONLY
+    assert store.peer_key("cn-330500", key.keyid, zone="hjjw").status == trust.ACTIVE
+    with pytest.raises(UntrustedKey, match="not at"):
+        store.signing_key("cn-330500", key.keyid, T0 + DAY)
+    assert store.signing_key("cn-330500", key.keyid, T0 + DAY, zone="hjjw").keyid == key.keyid
+
+    revoked = make_member("cn-330500", key_info(key, trust.REVOKED), cert=cert)
+    store.offer("hjjw", trust.sign_trust_list(make_list(2, revoked), coordinator), T0)
+    assert not store.trust_list("hjjw").member("cn-330500").signing_keys[0].valid_at(T0)  # type: ignore[union-attr]
+    for zone in (None, "hjjw"):
+        with pytest.raises(UntrustedKey, match="revoked in the trust list of zone hjjw"):
+            store.peer_key("cn-330500", key.keyid, zone=zone)
+    assert store.signing_key("cn-330500", key.keyid, T0 - DAY, zone="hyzt").keyid == key.keyid

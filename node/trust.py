@@ -760,8 +760,9 @@ def read_public_key_pem(path: pathlib.Path) -> bytes:
 
 def public_key_pem(key: signing.VerificationKey) -> bytes:
     """A verification key as a PEM SubjectPublicKeyInfo (what `coordinator_key` points at)."""
-    der = base64.encodebytes(key.spki_der)
-    return b"-----BEGIN PUBLIC KEY-----\n" + der + b"-----END PUBLIC KEY-----\n"
+    return serialization.load_der_public_key(key.spki_der).public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
 
 
 # --- the I/O edge: list files in the node home --------------------------------------------

@@ -6,7 +6,8 @@ decodes is rejected as a whole-file problem (row 0) instead of being guessed at.
 
 from __future__ import annotations
 
-from node.errors import ImportRejected, RowProblem
+from adapters.problems import rejected
+from node.errors import RowProblem
 
 
 def decode_export(data: bytes, format_name: str) -> str:
@@ -23,4 +24,4 @@ def decode_export(data: bytes, format_name: str) -> str:
                 f"is neither UTF-8 nor GB18030 (bad UTF-8 byte 0x{data[utf8_error.start]:02x} "
                 f"at offset {utf8_error.start}); re-save the export as UTF-8",
             )
-            raise ImportRejected(f"{format_name} file rejected: {problem}", [problem]) from None
+            raise rejected(format_name, [problem]) from None

@@ -17,10 +17,11 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Literal
 
 from adapters.decoding import decode_export
+from adapters.problems import rejected
 from adapters.result_ids import result_id_for
 from adapters.schemes import Scheme, builtin_schemes
 from node import identifiers
-from node.errors import ImportRejected, InvalidIdentifier, InvalidInput, RowProblem
+from node.errors import InvalidIdentifier, InvalidInput, RowProblem
 from node.model import CreditLevel, CreditResult, SubjectIdType, SubjectRef, SubjectType
 
 if TYPE_CHECKING:
@@ -119,7 +120,7 @@ class HuzhouExport:
         if not file_problems:
             file_problems = _column_problems(records.columns)
         if file_problems:
-            raise _rejected(self.name, file_problems)
+            raise rejected(self.name, file_problems)
         converter = _RowConverter(
             issuer_node=issuer_node,
             legacy_uscc_allowed=legacy_uscc_allowed,
@@ -142,7 +143,7 @@ class HuzhouExport:
                 progress(done, total)
         if problems:
             problems.sort(key=lambda p: (p.row, _COLUMN_RANK.get(p.field, len(_COLUMN_RANK))))
-            raise _rejected(self.name, problems)
+            raise rejected(self.name, problems)
         return results
 
     def render(self, results: Sequence[CreditResult]) -> bytes:
@@ -526,16 +527,6 @@ def _parse_date(raw: str) -> dt.date | None:
 
 def _start_of(day: dt.date) -> dt.datetime:
     return dt.datetime(day.year, day.month, day.day, tzinfo=CHINA_TZ)
-
-
-def _rejected(format_name: str, problems: list[RowProblem]) -> ImportRejected:
-    rows = len({p.row for p in problems})
-    noun = "problem" if len(problems) == 1 else "problems"
-    return ImportRejected(
-        f"{format_name} file rejected, nothing imported: {len(problems)} {noun} "
-        f"in {rows} row{'s' if rows != 1 else ''}; first: {problems[0]}",
-        problems,
-    )
 
 
 # --- writing ----------------------------------------------------------------------------------

@@ -226,6 +226,13 @@ def verify_export(
         checkpoints = []
         for position, c in enumerate(doc["checkpoints"]):
             note = str(c["note"])
+            try:
+                stated = notes.Checkpoint.parse_body(notes.split_note(note)[0]).size
+            except CreditNodeError as exc:
+                return Report(len(data), 0, 0, f"checkpoint {position}: {exc.message}")
+            if stated != int(c["size"]):
+                return Report(len(data), 0, 0, f"checkpoint {position}: listed as size "
+                              f"{c['size']} but its note says size {stated}")
             lines = by_size.get(int(c["size"]))
             if lines:
                 try:

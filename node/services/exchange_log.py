@@ -62,7 +62,7 @@ class ExchangeLogServicer:
     async def GetCheckpoint(self, request: Any, context: Context) -> wire.spb.Checkpoint:
         self._authenticate(context)
         note, size = self._latest()
-        return wire.spb.Checkpoint(note=self._cosigned(note, size))
+        return wire.spb.Checkpoint(note=await asyncio.to_thread(self._cosigned, note, size))
 
     async def GetInclusionProof(
         self, request: wire.spb.InclusionProofRequest, context: Context
@@ -107,14 +107,17 @@ class ExchangeLogServicer:
         if end > latest:
             raise InvalidInput(f"end {end} is beyond the latest checkpoint's size {latest}")
         end = min(end, start + MAX_ENTRIES_PER_CALL)  # the caller asks again from `end`
+        for index, data in await asyncio.to_thread(self._entries, start, end):
+            yield wire.spb.LogEntry(index=index, data=data)
+
+    def _entries(self, start: int, end: int) -> list[tuple[int, bytes]]:
         with self._store.connect() as conn:
             rows = conn.execute(
                 sa.select(t.log_entries.c.idx, t.log_entries.c.data)
                 .where(t.log_entries.c.idx >= start, t.log_entries.c.idx < end)
                 .order_by(t.log_entries.c.idx)
             ).all()
-        for row in rows:
-            yield wire.spb.LogEntry(index=row.idx, data=row.data)
+        return [(row.idx, row.data) for row in rows]
 
     async def AddCheckpoint(
         self, request: wire.spb.AddCheckpointRequest, context: Context

@@ -410,7 +410,9 @@ class _RowConverter:
                 )
             else:
                 code = identifiers.validate_uscc(raw, allow_bad_check=self.legacy_uscc_allowed)
-                subject = SubjectRef(SubjectIdType.USCC, code)
+                subject = SubjectRef(
+                    SubjectIdType.USCC, code, allow_legacy_check=self.legacy_uscc_allowed
+                )
         except InvalidIdentifier as exc:
             problem(SUBJECT_ID, exc.message)
             return None

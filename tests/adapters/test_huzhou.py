@@ -213,11 +213,6 @@ def test_render_refuses_an_indicator_it_cannot_name() -> None:
         HUZHOU_CSV.render([odd])
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="node.model.SubjectRef re-validates a USCC without allow_bad_check, so a legacy code "
-    "cannot be held even when configuration allows it (reported to the lead)",
-)
 def test_legacy_uscc_is_accepted_only_when_allowed() -> None:
     legacy = USCC[:17] + ("0" if USCC[17] != "0" else "1")
     data = _csv(f"{legacy},某公司,企业,zj-public-credit@2023,A,,2024-03-01,,")

@@ -58,6 +58,8 @@ def ingest(fmt: str, file: pathlib.Path, home: pathlib.Path) -> None:
     adapter = get_adapter(fmt)
     try:
         results = _parse_with_progress(adapter, data, file.name, config)
+        if sys.stderr.isatty():  # the import is one transaction: no bar, but say what waits
+            click.echo(f"importing {len(results):,} results in one transaction...", err=True)
         with Store.open(node_home.db_url(config)) as store:
             summary = store.results.import_results(
                 results,

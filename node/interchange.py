@@ -15,11 +15,12 @@ import hashlib
 import hmac
 import time
 from collections.abc import Callable
+from collections.abc import Set as AbstractSet
 from typing import Protocol
 
 from node import model, signing, wire
 from node import policy as policies
-from node.errors import CreditNodeError, NotFound
+from node.errors import CreditNodeError, NotFound, PermissionDenied
 from node.sequencer import LogWrite, Receipt, Sequencer
 
 
@@ -73,6 +74,7 @@ class Interchange:
         sequencer: Sequencer,
         subject_key: bytes,
         encode: Encode,
+        trusted_zones: Callable[[str], AbstractSet[str]] | None = None,
         clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -83,6 +85,7 @@ class Interchange:
         self._sequencer = sequencer
         self._subject_key = subject_key
         self._encode = encode
+        self._trusted_zones = trusted_zones
         self._clock = clock
         self._monotonic = monotonic
         self._limiter = policies.RateLimiter()
@@ -131,6 +134,13 @@ class Interchange:
         try:
             query = parse()
             rule = policies.authorize(self.policy, self.node_id, caller, query)
+            if self._trusted_zones is not None and query.zone not in self._trusted_zones(caller):
+                # Configured as a member, but the zone's current trust list does not hold it
+                # (e.g. removed by the coordinator): the signed list wins.
+                raise PermissionDenied(
+                    f"{caller} is not on the {query.zone} trust list this node holds",
+                    reason="NOT_ZONE_MEMBER",
+                )
             zone = self.policy.zones[query.zone]
             self._limiter.take(caller, zone.rate_for(caller), self._monotonic())
             result = await asyncio.to_thread(self._results.current_result, query.subject)

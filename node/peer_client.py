@@ -20,7 +20,7 @@ from typing import Protocol
 
 import grpc
 
-from node import model, signing, tls, wire
+from node import merkle, model, notes, signing, tls, wire
 from node.errors import BadAnswer, PeerUnavailable, UntrustedKey
 
 SERVICE = "creditx.v1.CreditInterchange"
@@ -36,6 +36,20 @@ class PeerKey(Protocol):
 
 
 KeyLookup = Callable[[str, str], PeerKey]  # (peer node id, keyid); raises UntrustedKey
+
+
+def verify_receipt(receipt: wire.pb.LogReceipt, log_verifier_key: str, peer: str) -> int:
+    """Check a peer's log receipt: its checkpoint is signed by the peer's log key and the
+    inclusion proof puts the leaf in that tree. Returns the checkpoint's tree size."""
+    if not receipt.checkpoint:
+        raise BadAnswer(f"{peer} sent no log receipt")
+    verifier = notes.NoteVerifier.from_text(log_verifier_key)
+    checkpoint = notes.open_checkpoint(receipt.checkpoint, verifier).checkpoint
+    if checkpoint.origin != notes.log_origin(peer):
+        raise BadAnswer(f"receipt checkpoint is of log {checkpoint.origin}, not {peer}'s")
+    merkle.verify_inclusion(receipt.log_index, checkpoint.size, receipt.leaf_hash,
+                            list(receipt.inclusion_proof), checkpoint.root_hash)
+    return checkpoint.size
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -110,6 +124,7 @@ class PeerClient:
             endpoint, tls.channel_credentials(key_pem, cert_pem, peer_cert_pem)
         )
         self._key_for = key_for
+        self.last_response: wire.spb.QueryCreditResponse | None = None
         self._deadline = deadline
         self._attempts = attempts
         self._query = self._channel.unary_unary(
@@ -118,12 +133,23 @@ class PeerClient:
             response_deserializer=wire.spb.QueryCreditResponse.FromString,
         )
 
+    async def node_info(self) -> wire.pb.NodeInfo:
+        info: wire.pb.NodeInfo = await self._channel.unary_unary(
+            f"/{SERVICE}/GetNodeInfo",
+            request_serializer=wire.serialize,
+            response_deserializer=wire.pb.NodeInfo.FromString,
+        )(wire.spb.GetNodeInfoRequest(), timeout=self._deadline)
+        if info.node_id != self.peer:
+            raise BadAnswer(f"the node at this endpoint says it is {info.node_id}, not {self.peer}")
+        return info
+
     async def close(self) -> None:
         await self._channel.close()
 
     async def query(self, query: model.CreditQuery) -> VerifiedAnswer:
         sent = wire.serialize(wire.query_to_pb(query))
         response = await self._call_with_retries(sent)
+        self.last_response = response
         return verify_answer(
             response, peer=self.peer, local_node=self.local_node, sent=sent,
             request_id=query.request_id, key_for=self._key_for,

@@ -19,6 +19,7 @@ COMMAND_MODULES = (
     "node.cli.zone",
     "node.cli.keys_cmd",
     "node.cli.log",
+    "node.cli.serve",
 )
 
 

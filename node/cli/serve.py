@@ -1,0 +1,143 @@
+"""`creditnode serve` (the node's main job), `creditnode query` (ask a peer), and
+`creditnode policy example` (the zones and purposes of the first deployment)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import pathlib
+import signal
+
+import click
+
+from node import model
+from node.cli.options import home_option
+from node.errors import InvalidInput
+from node.home import NodeHome
+from node.runtime import AskOutcome, NodeRuntime, example_zones_toml
+
+
+def register(main: click.Group) -> None:
+    main.add_command(serve)
+    main.add_command(query)
+    main.add_command(policy)
+
+
+@click.command()
+@click.option("--listen", default=None, help="host:port to listen on (default: node.toml).")
+@click.option("--ready-file", type=click.Path(path_type=pathlib.Path), default=None,
+              help="Write the bound address here once serving (for scripts and tests).")
+@home_option
+def serve(listen: str | None, ready_file: pathlib.Path | None, home: pathlib.Path) -> None:
+    """Serve peers over gRPC with mutual TLS until SIGINT or SIGTERM."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    asyncio.run(_serve(NodeHome(home), listen, ready_file))
+
+
+async def _serve(home: NodeHome, listen: str | None, ready_file: pathlib.Path | None) -> None:
+    runtime = NodeRuntime(home)
+    await runtime.start(listen)
+    assert runtime.server is not None
+    zones = ", ".join(runtime.trust.zones()) or "none (install trust lists)"
+    click.echo(f"{runtime.node_id} serving on {runtime.server.target}; zones: {zones}")
+    if ready_file is not None:
+        ready_file.write_text(runtime.server.target)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        click.echo(f"{runtime.node_id} stopping")
+        await runtime.stop()
+
+
+@click.command()
+@click.option("--peer", required=True, help="The node to ask, e.g. cn-330400.")
+@click.option("--zone", required=True, help="The cooperation zone, e.g. hjjw.")
+@click.option("--purpose", required=True, help="The declared purpose, e.g. xinyi-dai.")
+@click.option("--subject", required=True, help="USCC (or resident id with --resident-id).")
+@click.option("--resident-id", is_flag=True, help="The subject is a natural person.")
+@click.option("--request-id", default=None, help="Reuse a request id (idempotent).")
+@click.option("--json", "as_json", is_flag=True, help="Print the outcome as JSON.")
+@home_option
+def query(peer: str, zone: str, purpose: str, subject: str, resident_id: bool,
+          request_id: str | None, as_json: bool, home: pathlib.Path) -> None:
+    """Ask a peer for a subject's credit result; verify and record the answer."""
+    id_type = model.SubjectIdType.RESIDENT_ID if resident_id else model.SubjectIdType.USCC
+    try:
+        ref = model.SubjectRef(id_type, subject)
+    except InvalidInput as exc:
+        raise click.BadParameter(exc.message, param_hint="--subject") from None
+    outcome = asyncio.run(_ask(NodeHome(home), peer, zone, purpose, ref, request_id))
+    if as_json:
+        click.echo(json.dumps(outcome_json(outcome), ensure_ascii=False, indent=2))
+    else:
+        click.echo(outcome_text(outcome))
+    if outcome.answer is None:
+        raise SystemExit(1)
+
+
+async def _ask(home: NodeHome, peer: str, zone: str, purpose: str, subject: model.SubjectRef,
+               request_id: str | None) -> AskOutcome:
+    runtime = NodeRuntime(home)
+    await runtime.open_log()
+    try:
+        return await runtime.ask(peer, zone, purpose, subject, request_id)
+    finally:
+        await runtime.stop()
+
+
+def outcome_json(outcome: AskOutcome) -> dict[str, object]:
+    doc: dict[str, object] = {
+        "request_id": outcome.query.request_id, "zone": outcome.query.zone,
+        "purpose": outcome.query.purpose, "subject": outcome.query.subject.id,
+        "decision": outcome.decision.name, "reason": outcome.reason,
+        "asked_log_index": outcome.log_index,
+    }
+    if outcome.answer is not None:
+        r = outcome.answer.result
+        doc["result"] = {
+            "result_id": r.result_id, "subject_name": r.subject_name,
+            "subject_type": r.subject_type.name, "issuer_node": r.issuer_node,
+            "scheme": r.scheme, "native_level": r.native_level, "native_score": r.native_score,
+            "level": r.level.name, "flags": list(r.flags), "indicators": dict(r.indicators),
+            "evaluated_at": r.evaluated_at.isoformat(), "valid_until": r.valid_until.isoformat(),
+            "issued_at": r.issued_at.isoformat() if r.issued_at else None,
+            "log_index": r.log_index, "signed_by": outcome.answer.signed_by,
+        }
+        doc["envelope"] = json.loads(outcome.answer.envelope.to_json())
+        doc["receipt"] = {"log_index": outcome.answer.receipt.log_index,
+                          "checkpoint": outcome.answer.receipt.checkpoint}
+    return doc
+
+
+def outcome_text(outcome: AskOutcome) -> str:
+    q = outcome.query
+    head = f"{q.subject.id} in {q.zone} for {q.purpose} (request {q.request_id})"
+    if outcome.answer is None:
+        return f"{outcome.decision.name}: {head}\n  {outcome.reason}"
+    r = outcome.answer.result
+    score = f", score {r.native_score:g}" if r.native_score is not None else ""
+    flags = f", flags {' '.join(r.flags)}" if r.flags else ""
+    return (f"GRANTED (signature, binding and log receipt verified): {head}\n"
+            f"  {r.subject_name} [{r.subject_type.name}] level {r.level.name} "
+            f"({r.scheme} {r.native_level}{score}{flags}), valid until {r.valid_until.date()}\n"
+            f"  issued by {r.issuer_node} at log index {r.log_index}; "
+            f"recorded here at {outcome.log_index}")
+
+
+@click.group()
+def policy() -> None:
+    """Zone policy helpers."""
+
+
+@policy.command("example")
+def policy_example() -> None:
+    """Print the zones and purposes of the first deployment, to add to node.toml."""
+    click.echo(example_zones_toml(), nl=False)
+
+
+

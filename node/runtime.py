@@ -1,0 +1,317 @@
+"""A running node built from its home (floor 6): keys, store, trust lists, policy, the log
+sequencer, the gRPC services, witnessing — wired together and started.
+
+node.toml tables read here (besides [node] and [keys]): `[zones.<id>]` the zone policy
+(see node/data/zones.example.toml), `[trust.<zone>]` the pinned coordinator keys,
+`[witness] peers = [...]` the nodes that witness our log, `[witness.logs]` origin → verifier key
+of the logs we witness.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import datetime as dt
+import hashlib
+import importlib.resources
+import logging
+import uuid
+from collections.abc import Mapping
+from typing import Any
+
+import grpc
+
+from node import model, notes, policy, tls, wire
+from node.config import NodeConfig
+from node.errors import ConfigError, CreditNodeError
+from node.home import NodeHome
+from node.interchange import Interchange, pseudonymise
+from node.keys import NodeKeys
+from node.peer_client import PeerClient, VerifiedAnswer, verify_receipt
+from node.sequencer import LogWrite, Sequencer
+from node.server import GrpcServer
+from node.services import exchange_log as log_svc
+from node.services import interchange as svc
+from node.store import Store
+from node.store.lookup import StoreResultSource
+from node.trust import TrustListFiles, TrustStore, load_home_trust
+from node.witness import Witness, WitnessingStats, send_checkpoint
+
+log = logging.getLogger(__name__)
+SOFTWARE_VERSION = "credit-interchange-node/0.1.0"
+TRUST_REFRESH_S = 5.0
+
+
+@dataclasses.dataclass(frozen=True)
+class WitnessConfig:
+    peers: tuple[str, ...] = ()  # node ids that witness our log
+    logs: Mapping[str, str] = dataclasses.field(default_factory=dict)  # origin -> verifier key
+
+    @classmethod
+    def from_document(cls, doc: Mapping[str, Any]) -> WitnessConfig:
+        table = doc.get("witness", {})
+        if not isinstance(table, Mapping):
+            raise ConfigError("node.toml [witness] must be a table")
+        peers = table.get("peers", [])
+        logs = table.get("logs", {})
+        if not isinstance(peers, list) or not all(isinstance(p, str) for p in peers):
+            raise ConfigError("node.toml [witness] peers must be a list of node ids")
+        if not isinstance(logs, Mapping) or not all(isinstance(v, str) for v in logs.values()):
+            raise ConfigError("node.toml [witness.logs] maps a log origin to its verifier key")
+        return cls(tuple(peers), dict(logs))
+
+
+class NodeRuntime:
+    """Everything a serving node holds; `start()` then `stop()`."""
+
+    def __init__(self, home: NodeHome) -> None:
+        self.home = home
+        self.config: NodeConfig = home.load_config()
+        document = home.load_document()
+        self.policy = policy.policy_from_mapping(document, str(home.config_file))
+        self.witness_config = WitnessConfig.from_document(document)
+        self.keys = NodeKeys.open(home, self.config)
+        self.signer = self.keys.active_signer()
+        self.log_signer = self.keys.log_signer()
+        self.tls_key_pem = self.keys.tls_private_key_pem()
+        self.tls_cert_pem = self.keys.tls_certificate_pem()
+        self.trust_files: TrustListFiles = load_home_trust(home)
+        self.store = Store.open(home.db_url(self.config))
+        self.witnessing = WitnessingStats()
+        self._tasks: list[asyncio.Task[Any]] = []
+        self._pending_checkpoint: asyncio.Event | None = None
+        self.server: GrpcServer | None = None
+
+    @property
+    def node_id(self) -> str:
+        return self.config.node_id
+
+    @property
+    def trust(self) -> TrustStore:
+        return self.trust_files.store
+
+    # --- identity --------------------------------------------------------------------------
+
+    def caller_of(self, fingerprint: str) -> str | None:
+        found = {member.node_id for _, member in self.trust.member_by_cert_sha256(fingerprint)}
+        return found.pop() if len(found) == 1 else None
+
+    def trusted_zones(self, node_id: str) -> frozenset[str]:
+        return frozenset(z for z in self.trust.zones() if self.trust.member(z, node_id))
+
+    def node_info(self) -> wire.pb.NodeInfo:
+        identity = self.keys.public_identity()
+        zones = sorted(set(self.policy.zones_of(self.node_id)) & set(self.trust.zones()))
+        purposes = sorted({p for z in zones for p in self.policy.zones[z].purposes})
+        return wire.pb.NodeInfo(
+            node_id=self.node_id, name=self.config.name,
+            division_code=self.config.division_code, zones=zones,
+            signing_keys=[
+                wire.public_key_to_pb(wire.PublicKeyFields(
+                    keyid=k.keyid, algorithm=k.algorithm, spki_der=k.spki_der,
+                    not_before=k.not_before, not_after=None, status=k.status))
+                for k in identity.signing_keys
+            ],
+            purposes=purposes, log_origin=identity.log_origin,
+            log_verifier_key=identity.log_verifier_key,
+            witness_verifier_key=identity.witness_verifier_key,
+            software_version=SOFTWARE_VERSION,
+        )
+
+    # --- lifecycle -------------------------------------------------------------------------
+
+    async def open_log(self) -> None:
+        """Start the exchange log's sequencer (enough for asking peers)."""
+        loop = asyncio.get_running_loop()
+        self._pending_checkpoint = asyncio.Event()
+
+        def sign_checkpoint(size: int, root: bytes) -> str:
+            return notes.sign_checkpoint(
+                notes.Checkpoint(self.log_signer.name, size, root), self.log_signer
+            )
+
+        def on_checkpoint(size: int, note: str) -> None:  # called from the commit thread
+            event = self._pending_checkpoint
+            if event is not None:
+                loop.call_soon_threadsafe(event.set)
+
+        self.sequencer = Sequencer(self.store.engine, sign_checkpoint,
+                                   on_checkpoint=on_checkpoint)
+        await self.sequencer.start()
+
+    async def start(self, listen: str | None = None) -> None:
+        """Open the log and serve: the node's main job."""
+        await self.open_log()
+        interchange = Interchange(
+            node_id=self.node_id, policy=self.policy, results=StoreResultSource(self.store),
+            signer=lambda: self.signer, sequencer=self.sequencer,
+            subject_key=self.keys.subject_hmac_key(), encode=svc.encode_answer,
+            trusted_zones=self.trusted_zones,
+        )
+        authenticate = svc.caller_from_certificate(self.caller_of)
+        known_logs = {origin: notes.NoteVerifier.from_text(vkey)
+                      for origin, vkey in self.witness_config.logs.items()}
+        witness = Witness(self.store, self.keys.witness_signer(), known_logs)
+        handlers = [
+            svc.handler(svc.InterchangeServicer(interchange, self.sequencer, authenticate,
+                                                self.node_info)),
+            log_svc.handler(log_svc.ExchangeLogServicer(self.store, self.sequencer,
+                                                        authenticate, witness)),
+        ]
+        credentials = tls.server_credentials(self.tls_key_pem, self.tls_cert_pem,
+                                             self.trust.anchors_pem)
+        self.server = GrpcServer(handlers, credentials, listen or self.config.listen)
+        await self.server.start()
+        self._tasks = [
+            asyncio.create_task(self._refresh_trust(), name="trust-refresh"),
+            asyncio.create_task(self._witness_loop(), name="witnessing"),
+        ]
+
+    async def stop(self) -> None:
+        if self._pending_checkpoint is not None and self.witness_config.peers:
+            # Last checkpoints still go to the witnesses before we leave.
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._flush_witnessing(), timeout=5)
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        if self.server is not None:
+            await self.server.stop()
+        if hasattr(self, "sequencer"):
+            await self.sequencer.close()
+        self.store.close()
+
+    # --- background work -------------------------------------------------------------------
+
+    async def _refresh_trust(self) -> None:
+        while True:
+            await asyncio.sleep(TRUST_REFRESH_S)
+            try:
+                updated = await asyncio.to_thread(self.trust_files.refresh)
+            except Exception:
+                log.exception("trust list refresh failed; keeping the lists in force")
+                continue
+            for zone in updated:
+                log.info("trust list for zone %s updated", zone)
+
+    async def _witness_loop(self) -> None:
+        """Send the newest checkpoint to each witness peer; coalesces bursts of batches."""
+        assert self._pending_checkpoint is not None
+        while True:
+            await self._pending_checkpoint.wait()
+            self._pending_checkpoint.clear()
+            note = self.sequencer.latest_checkpoint
+            for peer in self.witness_config.peers:
+                await self._send_to_witness(peer, note)
+
+    async def _flush_witnessing(self) -> None:
+        assert self._pending_checkpoint is not None
+        if self._pending_checkpoint.is_set():
+            self._pending_checkpoint.clear()
+            for peer in self.witness_config.peers:
+                await self._send_to_witness(peer, self.sequencer.latest_checkpoint)
+
+    async def _send_to_witness(self, peer: str, note: str) -> None:
+        member = next((m for z in self.trust.zones() if (m := self.trust.member(z, peer))), None)
+        if member is None:
+            log.warning("witness %s is on no trust list held; checkpoint not sent", peer)
+            return
+        key = notes.NoteVerifier.from_text(await self._witness_key(peer, member.endpoint,
+                                                                   member.tls_cert_pem))
+        creds = tls.channel_credentials(self.tls_key_pem, self.tls_cert_pem, member.tls_cert_pem)
+        async with grpc.aio.secure_channel(member.endpoint, creds) as channel:
+            await send_checkpoint(channel, self.store, self.sequencer.tree, note, key,
+                                  self.witnessing)
+
+    async def _witness_key(self, peer: str, endpoint: str, cert_pem: bytes) -> str:
+        """The witness's cosigning key, from its NodeInfo over the authenticated channel."""
+        creds = tls.channel_credentials(self.tls_key_pem, self.tls_cert_pem, cert_pem)
+        async with grpc.aio.secure_channel(endpoint, creds) as channel:
+            info = await channel.unary_unary(
+                f"/{svc.SERVICE}/GetNodeInfo", request_serializer=wire.serialize,
+                response_deserializer=wire.pb.NodeInfo.FromString,
+            )(wire.spb.GetNodeInfoRequest(), timeout=10)
+        if info.node_id != peer:
+            raise ConfigError(f"{endpoint} says it is {info.node_id}, expected {peer}")
+        return str(info.witness_verifier_key)
+
+    # --- asking peers ----------------------------------------------------------------------
+
+    def peer_client(self, peer: str, zone: str) -> PeerClient:
+        member = self.trust.member(zone, peer)
+        if member is None:
+            raise ConfigError(f"{peer} is not on the trust list of zone {zone} held here")
+        return PeerClient(
+            local_node=self.node_id, peer=peer, endpoint=member.endpoint,
+            key_pem=self.tls_key_pem, cert_pem=self.tls_cert_pem,
+            peer_cert_pem=member.tls_cert_pem,
+            key_for=lambda node, keyid: self.trust.peer_key(node, keyid, zone=zone),
+        )
+
+    async def ask(
+        self, peer: str, zone: str, purpose: str, subject: model.SubjectRef,
+        request_id: str | None = None,
+    ) -> AskOutcome:
+        """Ask a peer, verify its answer and receipt, and record an ASKED entry in our log.
+
+        The ASKED entry is durable before this returns, whatever the outcome; the peer's whole
+        response (signed result and receipt) is kept beside it.
+        """
+        query = model.CreditQuery(request_id or f"{self.node_id}-{uuid.uuid4().hex}", subject,
+                                  zone, purpose)
+        sent = wire.serialize(wire.query_to_pb(query))
+        client = self.peer_client(peer, zone)
+        answer: VerifiedAnswer | None = None
+        decision, reason = model.Decision.GRANTED, ""
+        try:
+            answer = await client.query(query)
+            info = await client.node_info()
+            verify_receipt(answer.receipt, info.log_verifier_key, peer)
+        except grpc.aio.AioRpcError as exc:
+            decision = {grpc.StatusCode.NOT_FOUND: model.Decision.NOT_FOUND,
+                        grpc.StatusCode.PERMISSION_DENIED: model.Decision.REFUSED,
+                        grpc.StatusCode.INVALID_ARGUMENT: model.Decision.REFUSED,
+                        grpc.StatusCode.RESOURCE_EXHAUSTED: model.Decision.REFUSED,
+                        }.get(exc.code(), model.Decision.FAILED)
+            reason = f"{exc.code().name}: {exc.details()}"
+            answer = None
+        except CreditNodeError as exc:
+            decision, reason, answer = model.Decision.FAILED, f"{exc.reason}: {exc.message}", None
+        finally:
+            response = client.last_response
+            await client.close()
+        subject_logged = pseudonymise(subject, self.keys.subject_hmac_key())
+        record = model.ExchangeRecord(
+            time=dt.datetime.now(dt.UTC), direction=model.Direction.ASKED,
+            requester_node=self.node_id, responder_node=peer, zone=zone, purpose=purpose,
+            subject=subject_logged, request_id=query.request_id,
+            request_digest=hashlib.sha256(sent).digest(), decision=decision, reason=reason,
+            result_id=answer.result.result_id if answer else "",
+            result_digest=hashlib.sha256(answer.envelope.payload).digest() if answer else b"",
+        )
+        entry = wire.record_bytes(record)
+        kept = wire.serialize(response) if response is not None else b""
+        receipt = await self.sequencer.append(
+            lambda index: LogWrite(entry, requester=self.node_id, request_id=query.request_id,
+                                   answer=kept),
+            lambda index, exc: entry,
+        )
+        return AskOutcome(query, decision, reason, answer, receipt.log_index)
+
+
+@dataclasses.dataclass(frozen=True)
+class AskOutcome:
+    query: model.CreditQuery
+    decision: model.Decision
+    reason: str
+    answer: VerifiedAnswer | None
+    log_index: int  # our ASKED entry
+
+
+def example_zones_toml() -> str:
+    return importlib.resources.files("node.data").joinpath("zones.example.toml").read_text()
+
+

@@ -13,10 +13,23 @@ import dataclasses
 import datetime as dt
 import hashlib
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, cast
 
-from sqlalchemy import Row, Table, bindparam, func, insert, or_, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Row,
+    String,
+    Table,
+    any_,
+    bindparam,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
@@ -39,8 +52,8 @@ RESULTS = cast(Table, CreditResultRow.__table__)
 IMPORT_BATCHES = cast(Table, ImportBatchRow.__table__)
 CHANGES = cast(Table, ChangeRow.__table__)
 
-# Bound parameters per prefetch query stay below SQLite's historic limit of 999.
-_PREFETCH_CHUNK = 400
+# SQLite binds one parameter per value: stay below its historic limit of 999 per query.
+_PREFETCH_CHUNK = 450
 _DIGEST_VERSION = 1
 
 SubjectKey = tuple[int, str, str]  # (id type, subject id, scheme): one ACTIVE result each
@@ -276,6 +289,26 @@ def result_from_row(row: Row[Any] | Mapping[str, Any]) -> CreditResult:
     )
 
 
+def _prefetch_chunks(
+    conn: Connection, results: Sequence[CreditResult]
+) -> Iterator[tuple[list[str], list[str]]]:
+    """(subject ids, result ids) to look up: all at once on PostgreSQL, which takes each list as
+    one array parameter; in chunks on SQLite, which binds one parameter per value. A chunk holds
+    the same results' subjects and ids, so a stored row is mostly fetched once."""
+    size = len(results) if conn.dialect.name == "postgresql" else _PREFETCH_CHUNK
+    for start in range(0, len(results), size):
+        chunk = results[start : start + size]
+        yield sorted({r.subject.id for r in chunk}), sorted({r.result_id for r in chunk})
+
+
+def _one_of(conn: Connection, column: ColumnElement[str], values: list[str]) -> ColumnElement[bool]:
+    if conn.dialect.name == "postgresql":
+        # `= ANY(array)`: the array is one value the planner can hash; an IN list of thousands
+        # of separate parameters is compared one by one on every row scanned.
+        return column == any_(bindparam(None, values, type_=postgresql.ARRAY(String)))
+    return column.in_(values)
+
+
 # --- the repository ----------------------------------------------------------------------------
 
 
@@ -338,8 +371,6 @@ class ResultRepository:
 
     def _prefetch(self, conn: Connection, results: Sequence[CreditResult]) -> list[KnownResult]:
         """Every stored row sharing a subject or a result id with the batch."""
-        subjects = sorted({r.subject.id for r in results})
-        result_ids = sorted({r.result_id for r in results})
         columns = (
             RESULTS.c.result_id,
             RESULTS.c.id_type,
@@ -350,12 +381,11 @@ class ResultRepository:
             RESULTS.c.evaluated_at,
         )
         seen: dict[str, KnownResult] = {}
-        chunk = _PREFETCH_CHUNK
-        for start in range(0, max(len(subjects), len(result_ids)), chunk):
+        for subject_chunk, id_chunk in _prefetch_chunks(conn, results):
             query = select(*columns).where(
                 or_(
-                    RESULTS.c.subject_id.in_(subjects[start : start + chunk]),
-                    RESULTS.c.result_id.in_(result_ids[start : start + chunk]),
+                    _one_of(conn, RESULTS.c.subject_id, subject_chunk),
+                    _one_of(conn, RESULTS.c.result_id, id_chunk),
                 )
             )
             for row in conn.execute(query):

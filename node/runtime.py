@@ -21,6 +21,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import grpc
+from grpc_status import rpc_status
 
 from node import model, notes, policy, tls, wire
 from node.config import NodeConfig
@@ -33,6 +34,7 @@ from node.sequencer import LogWrite, Sequencer
 from node.server import GrpcServer
 from node.services import exchange_log as log_svc
 from node.services import interchange as svc
+from node.services import status
 from node.store import Store
 from node.store.lookup import StoreResultSource
 from node.trust import TrustListFiles, TrustStore, load_home_trust
@@ -276,7 +278,7 @@ class NodeRuntime:
                         grpc.StatusCode.INVALID_ARGUMENT: model.Decision.REFUSED,
                         grpc.StatusCode.RESOURCE_EXHAUSTED: model.Decision.REFUSED,
                         }.get(exc.code(), model.Decision.FAILED)
-            reason = f"{exc.code().name}: {exc.details()}"
+            reason = f"{exc.code().name} {_error_reason(exc)}: {exc.details()}"
             answer = None
         except CreditNodeError as exc:
             decision, reason, answer = model.Decision.FAILED, f"{exc.reason}: {exc.message}", None
@@ -309,6 +311,13 @@ class AskOutcome:
     reason: str
     answer: VerifiedAnswer | None
     log_index: int  # our ASKED entry
+
+
+def _error_reason(exc: grpc.aio.AioRpcError) -> str:
+    """The google.rpc.ErrorInfo reason a peer attached to its refusal, if any."""
+    found = rpc_status.from_call(exc)
+    info = status.error_info(found) if found is not None else None
+    return info.reason if info is not None else "UNKNOWN"
 
 
 def example_zones_toml() -> str:

@@ -1,0 +1,203 @@
+"""Five real nodes on loopback, set up the way operators and zone coordinators do it, asking
+each other under the zones of DESIGN.md §1: grants, every kind of refusal, ASKED entries,
+witnessing, a removed member, a refused expired list and a rotated key."""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import datetime as dt
+import json
+import pathlib
+from collections.abc import AsyncIterator
+
+import grpc
+import pytest
+
+from node import model, notes, signing, wire
+from node.cli.zone import _load_coordinator
+from node.federation import Federation, build, run_cli
+from node.home import NodeHome
+from node.runtime import NodeRuntime
+from node.store import log_tables as t
+from node.trust import sign_trust_list
+
+HUZHOU, JIAXING, HANGZHOU, NINGBO, SHANGHAI = (
+    "cn-330500", "cn-330400", "cn-330100", "cn-330200", "cn-310000")
+
+
+Running = tuple[Federation, dict[str, NodeRuntime]]
+
+
+def subjects_of(fed: Federation, node_id: str) -> dict[str, list[str]]:
+    """Subject ids of a node's generated export, by ZTLX (subject type)."""
+    by_type: dict[str, list[str]] = {}
+    with (fed.root / f"{node_id}-export.csv").open(encoding="utf-8") as f:
+        for row in csv.DictReader(f):
+            by_type.setdefault(row["ZTLX"], []).append(row["TYSHXYDM"])
+    return by_type
+
+
+@pytest.fixture
+async def federation(tmp_path: pathlib.Path) -> AsyncIterator[Running]:
+    fed = build(tmp_path, subjects=60, witnesses={HUZHOU: [JIAXING]})
+    nodes = {node_id: NodeRuntime(NodeHome(fed.home(node_id))) for node_id in fed.ports}
+    for runtime in nodes.values():
+        await runtime.start()
+    try:
+        yield fed, nodes
+    finally:
+        for runtime in nodes.values():
+            await runtime.stop()
+
+
+def person(fed: Federation) -> model.SubjectRef:
+    return model.SubjectRef(model.SubjectIdType.RESIDENT_ID, subjects_of(fed, HUZHOU)["自然人"][0])
+
+
+def company(fed: Federation, index: int = 0) -> model.SubjectRef:
+    return model.SubjectRef(model.SubjectIdType.USCC, subjects_of(fed, HUZHOU)["企业"][index])
+
+
+async def test_authorisation_matrix_across_real_nodes(
+    federation: Running,
+) -> None:
+    fed, nodes = federation
+    unknown = model.SubjectRef(model.SubjectIdType.USCC, "91350100M000100Y43")
+    cases = [
+        (JIAXING, "hjjw", "xinyi-dai", company(fed), model.Decision.GRANTED, ""),
+        (HANGZHOU, "yrd", "green-loan", company(fed), model.Decision.GRANTED, ""),
+        (NINGBO, "hyzt", "xinyi-dai", company(fed), model.Decision.GRANTED, ""),
+        (HANGZHOU, "hz-metro", "xinyi-xing", person(fed), model.Decision.GRANTED, ""),
+        # Shanghai is not in hjjw: it has no trust list for it, so it cannot even dial.
+        (NINGBO, "hyzt", "joint-sanction", company(fed), model.Decision.REFUSED,
+         "PURPOSE_NOT_AGREED"),
+        (JIAXING, "hjjw", "xinyi-dai", person(fed), model.Decision.REFUSED,
+         "SUBJECT_TYPE_NOT_ALLOWED"),
+        (JIAXING, "hjjw", "xinyi-dai", unknown, model.Decision.NOT_FOUND, "NOT_FOUND"),
+    ]
+    for asker, zone, purpose, subject, decision, reason in cases:
+        outcome = await nodes[asker].ask(HUZHOU, zone, purpose, subject)
+        assert outcome.decision is decision, (asker, zone, purpose, outcome.reason)
+        assert reason in outcome.reason
+        if decision is model.Decision.GRANTED:
+            assert outcome.answer is not None
+            assert outcome.answer.result.audience_node == asker
+            assert outcome.answer.result.zone == zone
+    # Every exchange is in Huzhou's log (ANSWERED) and the asker's (ASKED).
+    huzhou_records = _records(nodes[HUZHOU])
+    assert len([r for r in huzhou_records if r.direction is model.Direction.ANSWERED]) == len(cases)
+    asked = _records(nodes[JIAXING])
+    assert {r.decision for r in asked if r.direction is model.Direction.ASKED} == {
+        model.Decision.GRANTED, model.Decision.REFUSED, model.Decision.NOT_FOUND}
+    # Resident ids appear only pseudonymised, on both sides.
+    for record in huzhou_records + _records(nodes[HANGZHOU]):
+        if record.subject and record.subject.id_type is model.SubjectIdType.RESIDENT_ID:
+            assert record.subject.id.startswith("hmac-sha256:")
+
+
+async def test_a_node_not_in_the_zone_is_refused(
+    federation: Running,
+) -> None:
+    fed, nodes = federation
+    # Shanghai shares yrd with Huzhou, so TLS works, but asks under hjjw: refused and logged.
+    client = nodes[SHANGHAI].peer_client(HUZHOU, "yrd")
+    query = model.CreditQuery("sh-1", company(fed), "hjjw", "xinyi-dai")
+    try:
+        with pytest.raises(grpc.aio.AioRpcError) as info:
+            await client.query(query)
+    finally:
+        await client.close()
+    assert info.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    assert "not a member of zone hjjw" in (info.value.details() or "")
+
+
+async def test_witness_cosigns_checkpoints(
+    federation: Running,
+) -> None:
+    fed, nodes = federation
+    for i in range(3):
+        await nodes[JIAXING].ask(HUZHOU, "hjjw", "xinyi-dai", company(fed, i))
+    await nodes[HUZHOU]._flush_witnessing()
+    with nodes[HUZHOU].store.connect() as conn:
+        lines = conn.execute(t.log_cosignatures.select()).all()
+    assert lines, "Jiaxing cosigned at least one of Huzhou's checkpoints"
+    witness_key = json.loads((fed.root / f"{JIAXING}.identity.json").read_text())[
+        "witness_verifier_key"]
+    with nodes[HUZHOU].store.connect() as conn:
+        for row in lines:
+            note = conn.execute(t.log_checkpoints.select().where(
+                t.log_checkpoints.c.size == row.size)).one().note
+            body, _ = notes.split_note(note)
+            assert notes.verify_cosignature(row.line, body, witness_key) > 0
+    assert nodes[HUZHOU].witnessing.alarms == 0
+
+
+async def test_removed_member_and_refused_expired_list(
+    federation: Running,
+) -> None:
+    fed, nodes = federation
+    huzhou = nodes[HUZHOU]
+    # The coordinator removes Jiaxing from hjjw; Huzhou installs v2 and picks it up live.
+    run_cli("zone", "remove-member", "--zone", "hjjw", "--node-id", JIAXING,
+            "--dir", fed.coordinator_dir())
+    v2 = fed.sign_zone("hjjw", "v2")
+    fed.install("hjjw", v2, [HUZHOU])
+    assert "hjjw" in huzhou.trust_files.refresh()
+    outcome = await nodes[JIAXING].ask(HUZHOU, "hjjw", "xinyi-dai", company(fed))
+    assert outcome.decision is model.Decision.REFUSED
+    assert "not on the hjjw trust list" in outcome.reason
+    # Jiaxing is still in hz-metro with Huzhou: that zone keeps working.
+    ok = await nodes[JIAXING].ask(HUZHOU, "hz-metro", "xinyi-dai", company(fed))
+    assert ok.decision is model.Decision.GRANTED
+    # An expired list dropped into place is refused; the last good list stays in force.
+    held = huzhou.trust.trust_list("hjjw")
+    assert held is not None
+    now = dt.datetime.now(dt.UTC)
+    stale = dataclasses.replace(held, version=held.version + 1,
+                                issued_at=now - dt.timedelta(days=2),
+                                expires_at=now - dt.timedelta(days=1))
+    coordinator = _load_coordinator(fed.coordinator_dir(), "hjjw")
+    path = fed.home(HUZHOU) / "zones" / "hjjw.trustlist.json"
+    path.write_text(sign_trust_list(stale, coordinator).to_json())
+    assert huzhou.trust_files.refresh() == []
+    assert huzhou.trust.trust_list("hjjw").version == 2  # type: ignore[union-attr]
+    still = await nodes[HANGZHOU].ask(HUZHOU, "hz-metro", "xinyi-dai", company(fed))
+    assert still.decision is model.Decision.GRANTED
+
+
+async def test_rotated_key_old_results_still_verify(
+    federation: Running,
+) -> None:
+    fed, nodes = federation
+    before = await nodes[JIAXING].ask(HUZHOU, "hjjw", "xinyi-dai", company(fed))
+    assert before.answer is not None
+    old_keyid = before.answer.signed_by
+    await nodes[HUZHOU].stop()
+    run_cli("keys", "rotate", "--home", fed.home(HUZHOU))
+    identity = fed.root / "huzhou-rotated.json"
+    identity.write_text(run_cli("identity", "export", "--home", fed.home(HUZHOU)))
+    run_cli("zone", "add-member", "--zone", "hjjw", "--identity", identity, "--endpoint",
+            fed.endpoint(HUZHOU), "--dir", fed.coordinator_dir())
+    fed.install("hjjw", fed.sign_zone("hjjw", "rotated"), [HUZHOU, JIAXING])
+    nodes[HUZHOU] = NodeRuntime(NodeHome(fed.home(HUZHOU)))
+    await nodes[HUZHOU].start()
+    nodes[JIAXING].trust_files.refresh()
+    after = await nodes[JIAXING].ask(HUZHOU, "hjjw", "xinyi-dai", company(fed, 1))
+    assert after.answer is not None and after.answer.signed_by != old_keyid
+    # The result signed before the rotation still verifies with the now verify-only key.
+    info = nodes[JIAXING].trust.peer_key(HUZHOU, old_keyid, zone="hjjw")
+    assert info.status == "verify-only"
+    assert before.answer.result.issued_at is not None
+    key = nodes[JIAXING].trust.signing_key(HUZHOU, old_keyid, before.answer.result.issued_at,
+                                           zone="hjjw")
+    signing.verify_envelope(before.answer.envelope, payload_type=signing.PAYLOAD_CREDIT_RESULT,
+                            keys={old_keyid: key})
+
+
+def _records(runtime: NodeRuntime) -> list[model.ExchangeRecord]:
+    with runtime.store.connect() as conn:
+        rows = conn.execute(t.log_entries.select().order_by(t.log_entries.c.idx)).all()
+    return [wire.record_from_bytes(row.data) for row in rows]
+
+

@@ -187,9 +187,10 @@ def test_reimporting_the_same_content_changes_nothing(store: Store) -> None:
     # A re-export that renamed identical content is the same content.
     renamed = [dataclasses.replace(r, result_id=f"new-{r.result_id}") for r in batch]
     assert do_import(store, renamed, "renamed.csv") == ImportSummary(0, 0, 5)
+    assert do_import(store, [], "empty.csv") == ImportSummary(0, 0, 0)
     assert changes(store) == journal
     assert store.results.count() == 5
-    assert batch_count(store) == 3  # every import is recorded, even one that changed nothing
+    assert batch_count(store) == 4  # every import is recorded, even one that changed nothing
 
 
 def test_reevaluation_supersedes_the_current_result_and_journals_it(store: Store) -> None:

@@ -295,7 +295,7 @@ def _prefetch_chunks(
     """(subject ids, result ids) to look up: all at once on PostgreSQL, which takes each list as
     one array parameter; in chunks on SQLite, which binds one parameter per value. A chunk holds
     the same results' subjects and ids, so a stored row is mostly fetched once."""
-    size = len(results) if conn.dialect.name == "postgresql" else _PREFETCH_CHUNK
+    size = max(1, len(results)) if conn.dialect.name == "postgresql" else _PREFETCH_CHUNK
     for start in range(0, len(results), size):
         chunk = results[start : start + size]
         yield sorted({r.subject.id for r in chunk}), sorted({r.result_id for r in chunk})

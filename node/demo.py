@@ -1,67 +1,189 @@
-"""`make demo`: set up a node home under demo/, generate and ingest a city's export, summarise.
+"""`make demo`: a small federation on loopback, set up and run the way operators do it.
 
-Runs the same commands an operator would (`creditnode init`, `gen-data`, `ingest`) on the
-embedded SQLite store, then prints what the node now holds.
+1. Five city nodes (Huzhou, Jiaxing, Hangzhou, Ningbo, Shanghai) are initialised under demo/,
+   each generates and ingests its synthetic export; four zone coordinators sign trust lists
+   that every member pins and installs (node.federation).
+2. Each node runs `creditnode serve` in its own process on a loopback port.
+3. A script of queries — granted, refused (not in zone, purpose not agreed, natural person not
+   allowed) and not found — runs through `creditnode query`, and is printed as a table.
+4. Huzhou's exchange log is verified offline; every node process is stopped before exit.
 """
 
 from __future__ import annotations
 
 import collections
+import contextlib
+import csv
 import json
+import os
 import pathlib
 import shutil
+import signal
+import subprocess
 import sys
 import time
+from collections.abc import Iterator
 
 import click
 import sqlalchemy as sa
 
 from node import model
-from node.cli import main as cli
+from node.federation import CITIES, Federation, build
 from node.home import NodeHome
 from node.store import Store
 from node.store.schema import CreditResultRow
 
 DEMO = pathlib.Path("demo")
-CITY, NAME, SUBJECTS, SEED = "cn-330500", "湖州", 5000, 20261129
+HUZHOU, JIAXING, HANGZHOU, NINGBO, SHANGHAI = (
+    "cn-330500", "cn-330400", "cn-330100", "cn-330200", "cn-310000")
+CREDITNODE = [sys.executable, "-m", "node.cli"]
 
 
-def run(*args: str) -> None:
-    click.echo(f"$ creditnode {' '.join(args)}")
+def summarise(fed: Federation, node_id: str) -> None:
+    with Store.open(NodeHome(fed.home(node_id)).db_url()) as store, store.connect() as conn:
+        rows = conn.execute(
+            sa.select(CreditResultRow.level, CreditResultRow.subject_type, CreditResultRow.flags)
+            .where(CreditResultRow.status == int(model.ResultStatus.ACTIVE))
+        ).all()
+    levels = collections.Counter(model.CreditLevel(r.level).name for r in rows)
+    types = collections.Counter(model.SubjectType(r.subject_type).name for r in rows)
+    flags = collections.Counter(f for r in rows for f in json.loads(r.flags))
+    click.echo(f"{node_id} {CITIES[node_id]}: {len(rows)} credit results ingested "
+               f"(levels {', '.join(f'{k} {v}' for k, v in sorted(levels.items()))}; "
+               f"{types['NATURAL_PERSON']} natural persons; "
+               f"flags {', '.join(f'{k} {v}' for k, v in flags.most_common())})")
+
+
+@contextlib.contextmanager
+def serving(fed: Federation) -> Iterator[None]:
+    """Every node in its own `creditnode serve` process; all stopped on the way out."""
+    procs: dict[str, subprocess.Popen[bytes]] = {}
+    logs = {}
     try:
-        cli.main(list(args), prog_name="creditnode", standalone_mode=False)
-    except click.ClickException as exc:
-        exc.show()
-        sys.exit(1)
+        for node_id in fed.ports:
+            ready = fed.root / f"{node_id}.ready"
+            logs[node_id] = (fed.root / f"{node_id}.serve.log").open("wb")
+            procs[node_id] = subprocess.Popen(
+                [*CREDITNODE, "serve", "--home", str(fed.home(node_id)),
+                 "--ready-file", str(ready)],
+                stdout=logs[node_id], stderr=subprocess.STDOUT,
+            )
+        deadline = time.monotonic() + 60
+        for node_id, proc in procs.items():
+            ready = fed.root / f"{node_id}.ready"
+            while not ready.exists():
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise SystemExit(f"{node_id} did not start; see {fed.root}/{node_id}.serve.log")
+                time.sleep(0.05)
+            click.echo(f"  {node_id} {CITIES[node_id]} serving on {ready.read_text()}")
+        yield
+    finally:
+        for proc in procs.values():
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        for proc in procs.values():
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        for log in logs.values():
+            log.close()
+
+
+def first_subject(fed: Federation, node_id: str, subject_type: str) -> str:
+    with (fed.root / f"{node_id}-export.csv").open(encoding="utf-8") as f:
+        return next(r["TYSHXYDM"] for r in csv.DictReader(f) if r["ZTLX"] == subject_type)
+
+
+def script(fed: Federation) -> list[tuple[str, str, str, str, str, bool, str]]:
+    """(asker, peer, zone, purpose, subject, resident id?, what we expect)."""
+    company = first_subject(fed, HUZHOU, "企业")
+    person = first_subject(fed, HUZHOU, "自然人")
+    ningbo_company = first_subject(fed, NINGBO, "企业")
+    return [
+        (JIAXING, HUZHOU, "hjjw", "xinyi-dai", company, False, "granted"),
+        (HANGZHOU, HUZHOU, "yrd", "green-loan", company, False, "granted, with indicators"),
+        (HUZHOU, NINGBO, "hyzt", "xinyi-dai", ningbo_company, False, "granted"),
+        (HANGZHOU, HUZHOU, "hz-metro", "xinyi-xing", person, True, "granted (natural person)"),
+        (SHANGHAI, HUZHOU, "yrd", "joint-sanction", company, False, "granted"),
+        (SHANGHAI, HUZHOU, "hjjw", "xinyi-dai", company, False, "refused: not in zone"),
+        (NINGBO, HUZHOU, "hyzt", "joint-sanction", company, False, "refused: purpose"),
+        (JIAXING, HUZHOU, "hjjw", "xinyi-dai", person, True, "refused: natural person"),
+        (SHANGHAI, HUZHOU, "yrd", "xinyi-dai", "91350100M000100Y43", False, "not found"),
+        (NINGBO, HUZHOU, "hyzt", "green-loan", company, False, "refused: purpose"),
+    ]
+
+
+def ask(fed: Federation, asker: str, peer: str, zone: str, purpose: str, subject: str,
+        resident: bool) -> dict[str, object]:
+    args = [*CREDITNODE, "query", "--home", str(fed.home(asker)), "--peer", peer, "--zone",
+            zone, "--purpose", purpose, "--subject", subject, "--json"]
+    if resident:
+        args.append("--resident-id")
+    done = subprocess.run(args, capture_output=True, timeout=60, check=False)
+    try:
+        outcome: dict[str, object] = json.loads(done.stdout)
+    except json.JSONDecodeError:
+        raise SystemExit(f"query failed: {done.stderr.decode(errors='replace')}") from None
+    return outcome
+
+
+def describe(outcome: dict[str, object]) -> str:
+    result = outcome.get("result")
+    if not isinstance(result, dict):
+        return str(outcome.get("reason", ""))
+    native = str(result["native_level"])
+    if result.get("native_score") is not None:
+        native += f", score {result['native_score']:g}"
+    text = f"level {result['level']} ({native}) {result['subject_name']}"
+    if result.get("flags"):
+        text += f"; flags {' '.join(result['flags'])}"
+    if result.get("indicators"):
+        text += f"; indicators {json.dumps(result['indicators'], ensure_ascii=False)}"
+    return text
+
+
+def masked(subject: str, resident: bool) -> str:
+    return subject[:6] + "********" + subject[-4:] if resident else subject
 
 
 def main() -> None:
     if DEMO.exists():
-        shutil.rmtree(DEMO)  # a demo starts from nothing each time
-    home = DEMO / "huzhou"
-    export = DEMO / "huzhou-export.csv"
-    run("init", "--node-id", CITY, "--name", NAME, "--home", str(home))
-    run("gen-data", "--city", CITY, "--subjects", str(SUBJECTS), "--seed", str(SEED),
-        "--out", str(export))
+        shutil.rmtree(DEMO)  # every demo starts from nothing
+    DEMO.mkdir()
+    click.echo("Setting up five city nodes and four zones under demo/ ...")
     started = time.perf_counter()
-    run("ingest", "--format", "huzhou-csv", str(export), "--home", str(home))
-    took = time.perf_counter() - started
-    run("ingest", "--format", "huzhou-csv", str(export), "--home", str(home))
-
-    with Store.open(NodeHome(home).db_url()) as store, store.connect() as conn:
-        rows = conn.execute(sa.select(CreditResultRow.level, CreditResultRow.subject_type,
-                                      CreditResultRow.flags)
-                            .where(CreditResultRow.status == int(model.ResultStatus.ACTIVE))).all()
-    levels = collections.Counter(model.CreditLevel(r.level).name for r in rows)
-    types = collections.Counter(model.SubjectType(r.subject_type).name for r in rows)
-    flags = collections.Counter(f for r in rows for f in json.loads(r.flags))
-    click.echo("")
-    click.echo(f"Node {CITY} ({NAME}) at {home}: {len(rows)} credit results on SQLite; "
-               f"{SUBJECTS} rows ingested in {took:.2f} s, the second ingest changed nothing.")
-    click.echo("  levels:   " + ", ".join(f"{k} {v}" for k, v in sorted(levels.items())))
-    click.echo("  subjects: " + ", ".join(f"{k} {v}" for k, v in types.most_common()))
-    click.echo("  flags:    " + ", ".join(f"{k} {v}" for k, v in flags.most_common()))
+    fed = build(DEMO.resolve(), subjects=2000, seed=20261129, witnesses={HUZHOU: [JIAXING]})
+    click.echo(f"  done in {time.perf_counter() - started:.1f} s")
+    for node_id in fed.ports:
+        summarise(fed, node_id)
+    click.echo("\nStarting the nodes (creditnode serve, mutual TLS on loopback):")
+    with serving(fed):
+        click.echo("\nQueries (creditnode query: signed answer and log receipt verified by the "
+                   "asker, ASKED/ANSWERED entries on both sides):\n")
+        header = f"{'asker':<10} {'peer':<10} {'zone':<9} {'purpose':<15} {'subject':<20} " \
+                 f"{'outcome':<10} details"
+        click.echo(header)
+        click.echo("-" * len(header))
+        for asker, peer, zone, purpose, subject, resident, _expect in script(fed):
+            outcome = ask(fed, asker, peer, zone, purpose, subject, resident)
+            details = describe(outcome)
+            click.echo(f"{asker:<10} {peer:<10} {zone:<9} {purpose:<15} "
+                       f"{masked(subject, resident):<20} {outcome['decision']!s:<10} {details}")
+        time.sleep(0.5)  # let Huzhou send its last checkpoint to its witness
+    click.echo("\nVerifying Huzhou's exchange log offline, with Jiaxing's cosignatures "
+               "(creditnode log verify):")
+    witness = json.loads((fed.root / f"{JIAXING}.identity.json").read_text())
+    done = subprocess.run([*CREDITNODE, "log", "verify", "--home", str(fed.home(HUZHOU)),
+                           "--witness-key", witness["witness_verifier_key"]],
+                          capture_output=True, text=True, check=False)
+    click.echo("  " + (done.stdout or done.stderr).strip())
+    click.echo("\nAll node processes stopped. Homes, logs and trust lists are under demo/.")
+    if done.returncode != 0:
+        sys.exit(1)
 
 
 if __name__ == "__main__":
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
     main()

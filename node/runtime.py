@@ -243,14 +243,19 @@ class NodeRuntime:
     # --- asking peers ----------------------------------------------------------------------
 
     def peer_client(self, peer: str, zone: str) -> PeerClient:
-        member = self.trust.member(zone, peer)
+        """A client for `peer`, found on `zone`'s trust list or else on any list we hold (the
+        peer decides whether we may ask under `zone`; its keys are taken from `zone`'s list
+        when we hold it)."""
+        member = self.trust.member(zone, peer) or next(
+            (m for z in self.trust.zones() if (m := self.trust.member(z, peer))), None)
         if member is None:
-            raise ConfigError(f"{peer} is not on the trust list of zone {zone} held here")
+            raise ConfigError(f"{peer} is on no trust list held here; cannot reach it")
+        key_zone = zone if self.trust.member(zone, peer) else None
         return PeerClient(
             local_node=self.node_id, peer=peer, endpoint=member.endpoint,
             key_pem=self.tls_key_pem, cert_pem=self.tls_cert_pem,
             peer_cert_pem=member.tls_cert_pem,
-            key_for=lambda node, keyid: self.trust.peer_key(node, keyid, zone=zone),
+            key_for=lambda node, keyid: self.trust.peer_key(node, keyid, zone=key_zone),
         )
 
     async def ask(

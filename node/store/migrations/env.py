@@ -9,6 +9,7 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy.engine import Connection
 
+from node.store import log_tables  # noqa: F401 - registers the exchange log tables
 from node.store.schema import Base
 
 connection = context.config.attributes.get("connection")

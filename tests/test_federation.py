@@ -16,6 +16,7 @@ import pytest
 
 from node import model, notes, signing, wire
 from node.cli.zone import _load_coordinator
+from node.errors import RolledBackTrustList
 from node.federation import Federation, build, run_cli
 from node.home import NodeHome
 from node.runtime import NodeRuntime
@@ -162,6 +163,11 @@ async def test_removed_member_and_refused_expired_list(
     path.write_text(sign_trust_list(stale, coordinator).to_json())
     assert huzhou.trust_files.refresh() == []
     assert huzhou.trust.trust_list("hjjw").version == 2  # type: ignore[union-attr]
+    # So is a rolled-back one: the v1 file (still validly signed) put back in place.
+    path.write_bytes((fed.coordinator_dir() / "hjjw.current.trustlist.json").read_bytes())
+    assert huzhou.trust_files.refresh() == []
+    assert huzhou.trust.trust_list("hjjw").version == 2  # type: ignore[union-attr]
+    assert isinstance(huzhou.trust_files.last_errors["hjjw"], RolledBackTrustList)
     still = await nodes[HANGZHOU].ask(HUZHOU, "hz-metro", "xinyi-dai", company(fed))
     assert still.decision is model.Decision.GRANTED
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import dataclasses
 import datetime as dt
 import hashlib
 import importlib.resources
@@ -12,6 +13,7 @@ from collections.abc import AsyncIterator, Iterator
 
 import grpc
 import pytest
+import sqlalchemy as sa
 from cryptography.hazmat.primitives.asymmetric import ed25519
 from cryptography.hazmat.primitives.serialization import load_der_public_key
 from google.rpc import error_details_pb2
@@ -24,6 +26,7 @@ from node.sequencer import Sequencer
 from node.server import GrpcServer
 from node.services import interchange as svc
 from node.store import Store
+from node.store import log_tables as t
 from node.store.lookup import StoreResultSource
 from node.tls import channel_credentials, server_credentials
 from tests.pki import NodeTls, make_node_tls
@@ -283,3 +286,38 @@ async def test_concurrent_callers_share_log_batches(node: Node, tls: dict[str, N
         responses = await asyncio.gather(*(call(ch, query(f"c{i}")) for i in range(64)))
     assert len({r.receipt.log_index for r in responses}) == 64
     assert len({r.receipt.checkpoint for r in responses}) < 64
+
+
+async def test_rate_limit_refuses_with_resource_exhausted_and_logs(
+    sqlite_store: Store, tls: dict[str, NodeTls]
+) -> None:
+    members = {tls[n].fingerprint: n for n in (JIAXING, SHANGHAI)}
+    limited = Node(sqlite_store, tls[HUZHOU], members)
+    hjjw = limited.policy.zones["hjjw"]
+    limited.policy = policy.Policy({**limited.policy.zones, "hjjw": dataclasses.replace(
+        hjjw, caller_rates={JIAXING: 3})})
+    await limited.start([tls[JIAXING], tls[SHANGHAI]])
+    try:
+        async with channel(limited, tls[JIAXING]) as ch:
+            for i in range(3):
+                assert (await call(ch, query(f"rl-{i}"))).HasField("result")
+            with pytest.raises(grpc.aio.AioRpcError) as info:
+                await call(ch, query("rl-3"))
+            assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+            assert reason_of(info.value) == "RATE_LIMITED"
+            assert "3 requests per minute" in (info.value.details() or "")
+        # Another caller has its own allowance.
+        async with channel(limited, tls[SHANGHAI]) as ch:
+            assert (await call(ch, query("sh", zone="yrd"))).HasField("result")
+        records = [wire.record_from_bytes(e) for e in _entries(limited)]
+        refused = [r for r in records if r.request_id == "rl-3"]
+        assert [r.decision for r in refused] == [model.Decision.REFUSED]
+        assert refused[0].reason.startswith("RATE_LIMITED")
+    finally:
+        await limited.stop()
+
+
+def _entries(node: Node) -> list[bytes]:
+    with node.store.connect() as conn:
+        return list(conn.execute(sa.select(t.log_entries.c.data)
+                                 .order_by(t.log_entries.c.idx)).scalars())

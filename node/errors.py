@@ -147,6 +147,12 @@ class InconsistentLog(PeerError):
     reason = "INCONSISTENT_LOG"
 
 
+class PeerRefused(PeerError):
+    """A peer answered our call with a refusal (its status code and reason are in the text)."""
+
+    reason = "PEER_REFUSED"
+
+
 class PeerUnavailable(PeerError):
     reason = "PEER_UNAVAILABLE"
 

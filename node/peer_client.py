@@ -133,6 +133,11 @@ class PeerClient:
             response_deserializer=wire.spb.QueryCreditResponse.FromString,
         )
 
+    @property
+    def channel(self) -> grpc.aio.Channel:
+        """The mutual-TLS channel to the peer, for its other services (the exchange log)."""
+        return self._channel
+
     async def node_info(self) -> wire.pb.NodeInfo:
         info: wire.pb.NodeInfo = await self._channel.unary_unary(
             f"/{SERVICE}/GetNodeInfo",

@@ -25,7 +25,7 @@ from grpc_status import rpc_status
 
 from node import model, notes, policy, tls, wire
 from node.config import NodeConfig
-from node.errors import ConfigError, CreditNodeError
+from node.errors import BadAnswer, ConfigError, CreditNodeError, PeerRefused
 from node.home import NodeHome
 from node.interchange import Interchange, pseudonymise
 from node.keys import NodeKeys
@@ -102,6 +102,17 @@ class NodeRuntime:
     def trusted_zones(self, node_id: str) -> frozenset[str]:
         return frozenset(z for z in self.trust.zones() if self.trust.member(z, node_id))
 
+    def may_read_entries(self, node_id: str) -> bool:
+        """Auditors and witnesses read log entries: our configured witnesses, and members a
+        trust list gives the role `witness` or `auditor`."""
+        if node_id in self.witness_config.peers:
+            return True
+        return any(
+            (member := self.trust.member(zone, node_id)) is not None
+            and {"witness", "auditor"} & set(member.roles)
+            for zone in self.trust.zones()
+        )
+
     def node_info(self) -> wire.pb.NodeInfo:
         identity = self.keys.public_identity()
         zones = sorted(set(self.policy.zones_of(self.node_id)) & set(self.trust.zones()))
@@ -159,7 +170,8 @@ class NodeRuntime:
             svc.handler(svc.InterchangeServicer(interchange, self.sequencer, authenticate,
                                                 self.node_info)),
             log_svc.handler(log_svc.ExchangeLogServicer(self.store, self.sequencer,
-                                                        authenticate, witness)),
+                                                        authenticate, witness,
+                                                        self.may_read_entries)),
         ]
         credentials = tls.server_credentials(self.tls_key_pem, self.tls_cert_pem,
                                              self.trust.anchors_pem)
@@ -308,6 +320,56 @@ class NodeRuntime:
         )
         return AskOutcome(query, decision, reason, answer, receipt.log_index)
 
+    async def fetch_peer_log(self, peer: str) -> PeerLog:
+        """Fetch `peer`'s latest checkpoint and every entry under it (we must be one of its
+        witnesses or auditors). The log key is our pinned one when we witness that log,
+        else the one the peer publishes in NodeInfo over the authenticated channel."""
+        client = self.peer_client(peer, "")
+        origin = notes.log_origin(peer)
+        try:
+            pinned = self.witness_config.logs.get(origin)
+            vkey = pinned or (await client.node_info()).log_verifier_key
+            channel = client.channel
+            checkpoint = await channel.unary_unary(
+                f"/{log_svc.SERVICE}/GetCheckpoint", request_serializer=wire.serialize,
+                response_deserializer=wire.spb.Checkpoint.FromString,
+            )(wire.spb.GetCheckpointRequest(), timeout=30)
+            body, _ = notes.split_note(checkpoint.note)
+            size = notes.Checkpoint.parse_body(body).size
+            get_entries = channel.unary_stream(
+                f"/{log_svc.SERVICE}/GetEntries", request_serializer=wire.serialize,
+                response_deserializer=wire.spb.LogEntry.FromString,
+            )
+            entries: list[bytes] = []
+            while len(entries) < size:
+                before = len(entries)
+                async for entry in get_entries(
+                    wire.spb.GetEntriesRequest(start=len(entries), end=size), timeout=60
+                ):
+                    if entry.index != len(entries):
+                        raise BadAnswer(f"{peer} sent entry {entry.index}, expected "
+                                        f"{len(entries)}")
+                    entries.append(entry.data)
+                if len(entries) == before:
+                    raise BadAnswer(f"{peer} sent no entries from {before} on")
+        except grpc.aio.AioRpcError as exc:
+            raise PeerRefused(
+                f"{peer} refused: {exc.code().name} {_error_reason(exc)}: {exc.details()}"
+            ) from None
+        finally:
+            await client.close()
+        return PeerLog(entries, checkpoint.note, vkey, pinned is not None)
+
+
+@dataclasses.dataclass(frozen=True)
+class PeerLog:
+    """A peer's log as fetched: all entries up to its latest checkpoint, and the key to check it."""
+
+    entries: list[bytes]
+    checkpoint: str
+    log_verifier_key: str
+    key_pinned: bool  # from our [witness.logs] config, rather than the peer's NodeInfo
+
 
 @dataclasses.dataclass(frozen=True)
 class AskOutcome:
@@ -316,7 +378,6 @@ class AskOutcome:
     reason: str
     answer: VerifiedAnswer | None
     log_index: int  # our ASKED entry
-
 
 def _error_reason(exc: grpc.aio.AioRpcError) -> str:
     """The google.rpc.ErrorInfo reason a peer attached to its refusal, if any."""

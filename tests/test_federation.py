@@ -4,11 +4,13 @@ witnessing, a removed member, a refused expired list and a rotated key."""
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import dataclasses
 import datetime as dt
 import json
 import pathlib
+import sys
 from collections.abc import AsyncIterator
 
 import grpc
@@ -207,3 +209,28 @@ def _records(runtime: NodeRuntime) -> list[model.ExchangeRecord]:
     return [wire.record_from_bytes(row.data) for row in rows]
 
 
+
+
+async def _creditnode(*args: object) -> tuple[int, str]:
+    """Run the real CLI in a child process while this event loop keeps serving the nodes."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "node.cli", *map(str, args),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+    out, _ = await asyncio.wait_for(proc.communicate(), timeout=60)
+    return proc.returncode or 0, out.decode()
+
+
+async def test_witness_verifies_peer_log_and_others_get_no_entries(federation: Running) -> None:
+    fed, nodes = federation
+    for i in range(3):
+        await nodes[JIAXING].ask(HUZHOU, "hjjw", "xinyi-dai", company(fed, i))
+    code, out = await _creditnode("log", "verify", "--home", fed.home(JIAXING), "--peer", HUZHOU)
+    assert code == 0, out
+    assert "OK: cn-330500: 3 entries match its checkpoint" in out
+    assert "our pinned key" in out  # Jiaxing witnesses Huzhou and pinned its log key
+    # Shanghai is neither witness nor auditor of Huzhou's log: no entries for it.
+    code, out = await _creditnode("log", "verify", "--home", fed.home(SHANGHAI), "--peer",
+                                  HUZHOU)
+    assert code == 1
+    assert "error: cn-330500 refused: PERMISSION_DENIED NOT_AUDITOR_OR_WITNESS" in out
+    assert "Traceback" not in out

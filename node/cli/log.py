@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import pathlib
 
@@ -48,23 +49,35 @@ def export_command(home: pathlib.Path, out: pathlib.Path) -> None:
 @click.option("--file", "file", type=click.Path(dir_okay=False, exists=True,
                                                 path_type=pathlib.Path),
               default=None, help="Verify a file written by `creditnode log export`.")
+@click.option("--peer", default=None, metavar="NODE",
+              help="Fetch and verify a peer's log over mutual TLS (needs --home for our keys "
+              "and trust lists; we must be its witness or auditor).")
 @click.option("--log-key", "log_key", default=None, metavar="VKEY",
               help="The log's verifier key text (NodeInfo.log_verifier_key); with --home it "
               "defaults to the home's own log key.")
 @click.option("--witness-key", "witness_keys", multiple=True, metavar="VKEY",
               help="A witness's verifier key; its cosignatures are checked. Repeatable.")
-def verify_command(home: pathlib.Path | None, file: pathlib.Path | None, log_key: str | None,
-                   witness_keys: tuple[str, ...]) -> None:
-    """Recompute the tree and check every checkpoint, cosignature and stored hash."""
+def verify_command(home: pathlib.Path | None, file: pathlib.Path | None, peer: str | None,
+                   log_key: str | None, witness_keys: tuple[str, ...]) -> None:
+    """Recompute the tree and check every checkpoint, cosignature and stored hash.
+
+    --home checks this node's own log; --file an export; --peer a peer's log as it serves it
+    (entries recomputed against its latest checkpoint).
+    """
+    witnesses = [notes.NoteVerifier.from_text(k) for k in witness_keys]
+    if peer is not None:
+        if home is None or file is not None:
+            raise click.UsageError("--peer NODE needs --home DIR (this node) and no --file")
+        _verify_peer(home, peer, log_key, witnesses)
+        return
     if (home is None) == (file is None):
-        raise click.UsageError("give exactly one of --home DIR or --file FILE")
+        raise click.UsageError("give exactly one of --home DIR, --file FILE or --peer NODE")
     if log_key is not None:
         log_verifier = notes.NoteVerifier.from_text(log_key)
     elif home is not None:
         log_verifier = _home_log_verifier(home)
     else:
         raise click.UsageError("--file needs --log-key VKEY: the log's verifier key text")
-    witnesses = [notes.NoteVerifier.from_text(k) for k in witness_keys]
     if file is not None:
         try:
             doc = json.loads(file.read_text(encoding="utf-8"))
@@ -80,6 +93,30 @@ def verify_command(home: pathlib.Path | None, file: pathlib.Path | None, log_key
         raise SystemExit(1)
     click.echo(f"OK: {report.size} entries, {report.checkpoints} checkpoints, "
                f"{report.cosignatures} cosignatures verified")
+
+
+def _verify_peer(home: pathlib.Path, peer: str, log_key: str | None,
+                 witnesses: list[notes.NoteVerifier]) -> None:
+    from node.runtime import NodeRuntime  # the runtime is a floor above the log tools
+
+    async def fetch() -> tuple[logverify.Report, str]:
+        runtime = NodeRuntime(NodeHome(home))
+        try:
+            fetched = await runtime.fetch_peer_log(peer)
+        finally:
+            await runtime.stop()
+        verifier = notes.NoteVerifier.from_text(log_key or fetched.log_verifier_key)
+        source = ("the key given" if log_key else
+                  "our pinned key" if fetched.key_pinned else f"{peer}'s NodeInfo")
+        return logverify.verify_log(fetched.entries, [fetched.checkpoint], verifier,
+                                    witnesses), source
+
+    report, source = asyncio.run(fetch())
+    if not report.ok:
+        click.echo(f"FAILED: {peer}: {report.problem}", err=True)
+        raise SystemExit(1)
+    click.echo(f"OK: {peer}: {report.size} entries match its checkpoint signed by the log key "
+               f"from {source}; {report.cosignatures} cosignatures verified")
 
 
 def register(main: click.Group) -> None:

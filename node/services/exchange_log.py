@@ -15,7 +15,7 @@ import grpc
 import sqlalchemy as sa
 
 from node import notes, wire
-from node.errors import InvalidInput, NotFound
+from node.errors import InvalidInput, NotFound, PermissionDenied
 from node.sequencer import Sequencer
 from node.store import Store
 from node.store import log_tables as t
@@ -36,8 +36,10 @@ def checkpoint_size(note: str) -> int:
 
 class ExchangeLogServicer:
     def __init__(
-        self, store: Store, sequencer: Sequencer, authenticate: Authenticate, witness: Witness
+        self, store: Store, sequencer: Sequencer, authenticate: Authenticate, witness: Witness,
+        may_read_entries: Callable[[str], bool] | None = None,
     ) -> None:
+        self._may_read_entries = may_read_entries
         self._store = store
         self._sequencer = sequencer
         self._authenticate = authenticate
@@ -99,7 +101,15 @@ class ExchangeLogServicer:
     async def GetEntries(
         self, request: wire.spb.GetEntriesRequest, context: Context
     ) -> AsyncIterator[wire.spb.LogEntry]:
-        self._authenticate(context)
+        caller = self._authenticate(context)
+        if self._may_read_entries is not None and not self._may_read_entries(caller):
+            # DESIGN.md §6: entries are for auditors and witnesses; proofs and checkpoints
+            # stay open to every member.
+            raise PermissionDenied(
+                f"{caller} is neither an auditor nor a witness of this log; entries are not "
+                "served to it (checkpoints and proofs are)",
+                reason="NOT_AUDITOR_OR_WITNESS",
+            )
         _, latest = self._latest()
         start, end = request.start, request.end
         if start >= end:

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from collections.abc import Set as AbstractSet
 from typing import Protocol
 
-from node import model, signing, wire
+from node import metrics, model, signing, wire
 from node import policy as policies
 from node.errors import CreditNodeError, NotFound, PermissionDenied
 from node.sequencer import LogWrite, Receipt, Sequencer
@@ -208,8 +208,15 @@ class Interchange:
         def failed(index: int, exc: BaseException) -> bytes:
             return record(model.Decision.FAILED, f"FAILED: {type(exc).__name__}")
 
-        receipt = await self._sequencer.append(build, failed)
+        try:
+            receipt = await self._sequencer.append(build, failed)
+        except Exception:
+            metrics.EXCHANGES.labels("ANSWERED", "FAILED").inc()
+            raise
         answer = dataclasses.replace(outcome["answer"], receipt=receipt)
+        decision = ("GRANTED" if answer.error is None else
+                    "NOT_FOUND" if isinstance(answer.error, NotFound) else "REFUSED")
+        metrics.EXCHANGES.labels("ANSWERED", decision).inc()
         return answer
 
 

@@ -23,7 +23,7 @@ from typing import Any
 import grpc
 from grpc_status import rpc_status
 
-from node import model, notes, policy, tls, wire
+from node import metrics, model, notes, policy, tls, wire
 from node.config import NodeConfig
 from node.errors import BadAnswer, ConfigError, CreditNodeError, PeerRefused
 from node.home import NodeHome
@@ -318,6 +318,7 @@ class NodeRuntime:
                                    answer=kept),
             lambda index, exc: entry,
         )
+        metrics.EXCHANGES.labels("ASKED", decision.name).inc()
         return AskOutcome(query, decision, reason, answer, receipt.log_index)
 
     async def fetch_peer_log(self, peer: str) -> PeerLog:

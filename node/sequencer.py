@@ -23,7 +23,7 @@ from collections.abc import Callable, Sequence
 
 import sqlalchemy as sa
 
-from node import merkle
+from node import merkle, metrics
 from node.errors import Conflict, NodeFault, StoreUnavailable
 from node.store import log_tables as t
 
@@ -248,6 +248,8 @@ class Sequencer:
                 for i, leaf in enumerate(leaves)
             ]
         self.latest_checkpoint = note
+        metrics.LOG_ENTRIES.inc(len(leaves))
+        metrics.LOG_BATCH_SIZE.observe(len(leaves))
         if self._on_checkpoint is not None:
             self._on_checkpoint(size, note)
         return receipts

@@ -19,7 +19,7 @@ from typing import Any
 import grpc
 import sqlalchemy as sa
 
-from node import merkle, notes, wire
+from node import merkle, metrics, notes, wire
 from node.errors import Conflict, CreditNodeError, InvalidInput, PermissionDenied
 from node.store import Store
 from node.store import log_tables as t
@@ -221,19 +221,23 @@ async def send_checkpoint(
                 continue
             if exc.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
                 stats.unreachable += 1
+                metrics.WITNESS_UNREACHABLE.labels(witness_key.name).inc()
                 log.warning("witness %s unreachable for size %d: %s", witness_key.name, size,
                             exc.details())
                 return None
             stats.alarms += 1
+            metrics.WITNESS_ALARMS.labels(witness_key.name).inc()
             log.error("ALARM: witness %s refused our checkpoint of size %d from size %d: %s %s",
                       witness_key.name, size, old_size, exc.code().name, exc.details())
             return None
         except CreditNodeError as exc:
             stats.alarms += 1
+            metrics.WITNESS_ALARMS.labels(witness_key.name).inc()
             log.error("ALARM: witness %s returned a bad cosignature for size %d: %s",
                       witness_key.name, size, exc.message)
             return None
         store_cosignature(store, size, witness_key.name, response.cosignature)
         stats.cosigned += 1
+        metrics.WITNESS_COSIGNED.labels(witness_key.name).inc()
         return str(response.cosignature)
     return None  # pragma: no cover - the loop always returns

@@ -10,6 +10,7 @@ import pathlib
 import signal
 
 import click
+import prometheus_client
 
 from node import model
 from node.cli.options import home_option
@@ -26,12 +27,20 @@ def register(main: click.Group) -> None:
 
 @click.command()
 @click.option("--listen", default=None, help="host:port to listen on (default: node.toml).")
+@click.option("--metrics-listen", default=None, metavar="HOST:PORT",
+              help="Expose Prometheus metrics over HTTP at this address.")
 @click.option("--ready-file", type=click.Path(path_type=pathlib.Path), default=None,
               help="Write the bound address here once serving (for scripts and tests).")
 @home_option
-def serve(listen: str | None, ready_file: pathlib.Path | None, home: pathlib.Path) -> None:
+def serve(listen: str | None, metrics_listen: str | None, ready_file: pathlib.Path | None,
+          home: pathlib.Path) -> None:
     """Serve peers over gRPC with mutual TLS until SIGINT or SIGTERM."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    if metrics_listen is not None:
+        host, _, port = metrics_listen.rpartition(":")
+        if not port.isdigit():
+            raise click.BadParameter("use HOST:PORT", param_hint="--metrics-listen")
+        prometheus_client.start_http_server(int(port), addr=host or "127.0.0.1")
     asyncio.run(_serve(NodeHome(home), listen, ready_file))
 
 

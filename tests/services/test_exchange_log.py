@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import grpc
+import prometheus_client
 import pytest
 import sqlalchemy as sa
 from cryptography.hazmat.primitives.asymmetric import ed25519
@@ -324,10 +325,12 @@ async def test_send_checkpoint_stores_cosignatures_and_alarms_on_refusal(
             # A checkpoint inconsistent with what the witness holds: ALARM, counted, no raise.
             bad = notes.sign_checkpoint(
                 notes.Checkpoint(node.log_signer.name, 7, b"\x07" * 32), node.log_signer)
+            alarms_before = _alarm_metric(witness_key.name)
             with caplog.at_level(logging.ERROR, logger="node.witness"):
                 result = await send_checkpoint(to_witness, node.store, node.sequencer.tree,
                                                bad, witness_key, stats)
             assert result is None and stats.alarms == 1
+            assert _alarm_metric(witness_key.name) == alarms_before + 1
             assert any("ALARM" in r.getMessage() for r in caplog.records)
     finally:
         await jiaxing.stop()
@@ -355,3 +358,10 @@ async def test_send_checkpoint_catches_up_from_the_size_the_witness_holds(
         assert (stats.cosigned, stats.alarms) == (2, 0)
     finally:
         await jiaxing.stop()
+
+
+def _alarm_metric(witness: str) -> float:
+    """The Prometheus counter an operator's alerting watches."""
+    value = prometheus_client.REGISTRY.get_sample_value(
+        "creditnode_witness_alarms_total", {"witness": witness})
+    return value or 0.0

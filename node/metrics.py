@@ -1,0 +1,31 @@
+"""Prometheus metrics of the node (one registry, the client library's default).
+
+Counters only move forward; names follow Prometheus conventions (`_total`). `serve
+--metrics-listen` exposes them over HTTP; the audit web app will serve them too.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Histogram
+
+EXCHANGES = Counter(
+    "creditnode_exchanges_total", "Exchanges logged, by direction and decision",
+    ["direction", "decision"],
+)
+LOG_ENTRIES = Counter("creditnode_log_entries_total", "Entries committed to the exchange log")
+LOG_BATCH_SIZE = Histogram(
+    "creditnode_log_batch_entries", "Entries per group commit of the exchange log",
+    buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512),
+)
+WITNESS_COSIGNED = Counter(
+    "creditnode_witness_cosignatures_total", "Cosignatures received from witnesses", ["witness"]
+)
+WITNESS_ALARMS = Counter(
+    "creditnode_witness_alarms_total",
+    "Witness refusals or bad cosignatures of our checkpoints: a possible split view",
+    ["witness"],
+)
+WITNESS_UNREACHABLE = Counter(
+    "creditnode_witness_unreachable_total", "Checkpoints a witness could not be reached for",
+    ["witness"],
+)

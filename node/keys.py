@@ -52,7 +52,9 @@ def passphrase_from_env() -> bytes | None:
 
 
 def rfc3339(moment: dt.datetime) -> str:
-    return moment.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    # Microseconds kept: a rotated key's not_before ends the older key's validity, and a
+    # truncated time would end it before results it signed a moment earlier.
+    return moment.astimezone(dt.UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
 def _parse_time(value: object, where: str) -> dt.datetime:

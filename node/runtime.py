@@ -25,7 +25,13 @@ from grpc_status import rpc_status
 
 from node import metrics, model, notes, policy, tls, wire
 from node.config import NodeConfig
-from node.errors import BadAnswer, ConfigError, CreditNodeError, PeerRefused
+from node.errors import (
+    BadAnswer,
+    ConfigError,
+    CreditNodeError,
+    PeerRefused,
+    PeerUnavailable,
+)
 from node.home import NodeHome
 from node.interchange import Interchange, pseudonymise
 from node.keys import NodeKeys
@@ -43,6 +49,7 @@ from node.witness import Witness, WitnessingStats, send_checkpoint
 log = logging.getLogger(__name__)
 SOFTWARE_VERSION = "credit-interchange-node/0.1.0"
 TRUST_REFRESH_S = 5.0
+REJECTED = "answer rejected"  # reason prefix of an answer that failed verification
 
 
 @dataclasses.dataclass(frozen=True)
@@ -297,8 +304,12 @@ class NodeRuntime:
                         }.get(exc.code(), model.Decision.FAILED)
             reason = f"{exc.code().name} {_error_reason(exc)}: {exc.details()}"
             answer = None
-        except CreditNodeError as exc:
+        except PeerUnavailable as exc:
             decision, reason, answer = model.Decision.FAILED, f"{exc.reason}: {exc.message}", None
+        except CreditNodeError as exc:
+            # The peer answered, but the answer or its receipt does not verify: rejected.
+            decision, answer = model.Decision.FAILED, None
+            reason = f"{REJECTED}: {exc.reason}: {exc.message}"
         finally:
             response = client.last_response
             await client.close()

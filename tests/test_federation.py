@@ -234,3 +234,35 @@ async def test_witness_verifies_peer_log_and_others_get_no_entries(federation: R
     assert code == 1
     assert "error: cn-330500 refused: PERMISSION_DENIED NOT_AUDITOR_OR_WITNESS" in out
     assert "Traceback" not in out
+
+
+async def test_answer_signed_by_a_key_not_on_our_list_is_rejected_and_logged(
+    federation: Running,
+) -> None:
+    fed, nodes = federation
+    # Huzhou rotates its key but the coordinator has not published it yet.
+    await nodes[HUZHOU].stop()
+    run_cli("keys", "rotate", "--home", fed.home(HUZHOU))
+    nodes[HUZHOU] = NodeRuntime(NodeHome(fed.home(HUZHOU)))
+    await nodes[HUZHOU].start()
+    outcome = await nodes[JIAXING].ask(HUZHOU, "hjjw", "xinyi-dai", company(fed))
+    assert outcome.answer is None
+    assert outcome.reason.startswith("answer rejected: UNTRUSTED_KEY")
+    [asked] = [r for r in _records(nodes[JIAXING]) if r.request_id == outcome.query.request_id]
+    assert asked.decision is model.Decision.FAILED and asked.direction is model.Direction.ASKED
+
+
+async def test_query_command_prints_verified_answer(federation: Running) -> None:
+    fed, _ = federation
+    subject = company(fed)
+    code, out = await _creditnode("query", "--home", fed.home(JIAXING), "--peer", HUZHOU,
+                                  "--zone", "hjjw", "--purpose", "xinyi-dai",
+                                  "--subject", subject.id)
+    assert code == 0, out
+    assert out.startswith("GRANTED (signature, binding and log receipt verified)")
+    code, out = await _creditnode("query", "--home", fed.home(JIAXING), "--peer", HUZHOU,
+                                  "--zone", "hjjw", "--purpose", "joint-sanction",
+                                  "--subject", subject.id, "--json")
+    assert code == 1
+    doc = json.loads(out)
+    assert doc["decision"] == "REFUSED" and "PURPOSE_NOT_AGREED" in doc["reason"]

@@ -16,7 +16,7 @@ from node import model
 from node.cli.options import home_option
 from node.errors import InvalidInput
 from node.home import NodeHome
-from node.runtime import AskOutcome, NodeRuntime, example_zones_toml
+from node.runtime import REJECTED, AskOutcome, NodeRuntime, example_zones_toml
 
 
 def register(main: click.Group) -> None:
@@ -127,7 +127,8 @@ def outcome_text(outcome: AskOutcome) -> str:
     q = outcome.query
     head = f"{q.subject.id} in {q.zone} for {q.purpose} (request {q.request_id})"
     if outcome.answer is None:
-        return f"{outcome.decision.name}: {head}\n  {outcome.reason}"
+        label = "REJECTED" if outcome.reason.startswith(REJECTED) else outcome.decision.name
+        return f"{label}: {head}\n  {outcome.reason}"
     r = outcome.answer.result
     score = f", score {r.native_score:g}" if r.native_score is not None else ""
     flags = f", flags {' '.join(r.flags)}" if r.flags else ""

@@ -220,6 +220,7 @@ async def test_sigkill_mid_load_loses_no_answer_and_leaves_no_hole(
     assert subjects
     seed = random.randrange(1 << 32)
     rng = random.Random(seed)
+    print(f"kill delays drawn with random.Random({seed})")  # shown when the test fails
     jiaxing = NodeRuntime(NodeHome(fed.home(JIAXING)))
     measured: list[str] = [f"seed {seed}"]
     all_received: list[Received] = []

@@ -151,9 +151,13 @@ class Sequencer:
             log.exception("log batch of %d failed", len(batch))
             self._fail(batch, exc)
             return
-        for pending, receipt in zip(batch, receipts, strict=True):
-            if not pending.future.done():
-                pending.future.set_result(receipt)
+        for pending, outcome in zip(batch, receipts, strict=True):
+            if pending.future.done():
+                continue
+            if isinstance(outcome, BaseException):
+                pending.future.set_exception(outcome)
+            else:
+                pending.future.set_result(outcome)
 
     @staticmethod
     def _fail(batch: Sequence[_Pending], error: BaseException) -> None:
@@ -182,7 +186,8 @@ class Sequencer:
             else:
                 self._tree.extend(rows)
 
-    def _commit(self, batch: Sequence[_Pending]) -> list[Receipt]:
+    def _commit(self, batch: Sequence[_Pending]) -> list[Receipt | BaseException]:
+        """Runs in a worker thread: it never touches the callers' futures."""
         with self._engine.connect() as conn, conn.begin():
             # Take the log's write lock first (row lock on PostgreSQL, the database write lock
             # on SQLite), so one process sequences at a time.
@@ -202,14 +207,15 @@ class Sequencer:
             compact = merkle.CompactRange.from_frontier(state.size, frontier)
             now = dt.datetime.now(dt.UTC)
             entries, nodes, answers, leaves = [], [], [], []
+            failures: dict[int, BaseException] = {}
             for offset, pending in enumerate(batch):
                 index = state.size + offset
                 try:
                     write = pending.build(index)
                 except Exception as exc:
+                    # The caller learns of the failure only once its FAILED entry is durable.
                     write = LogWrite(entry=pending.failed(index, exc))
-                    if not pending.future.done():
-                        pending.future.set_exception(exc)
+                    failures[offset] = exc
                 leaf = merkle.leaf_hash(write.entry)
                 leaves.append(leaf)
                 entries.append({"idx": index, "data": write.entry, "leaf_hash": leaf,
@@ -238,8 +244,8 @@ class Sequencer:
         # Committed: only now extend the tree that proofs are served from.
         with self._tree_lock:
             self._tree.extend(leaves)
-            receipts = [
-                Receipt(
+            receipts: list[Receipt | BaseException] = [
+                failures[i] if i in failures else Receipt(
                     log_index=state.size + i,
                     leaf_hash=leaf,
                     checkpoint=note,

@@ -75,6 +75,10 @@ async def test_failed_build_fills_its_index_and_others_go_on(
     good = asyncio.ensure_future(sequencer.append(lambda idx: LogWrite(b"good"), lambda i, e: b""))
     with pytest.raises(RuntimeError, match="signing failed"):
         await sequencer.append(boom, lambda idx, exc: f"FAILED {idx}: {exc}".encode())
+    # The failure reached the caller only after its FAILED entry was committed.
+    with store.connect() as conn:
+        failed = conn.execute(sa.select(t.log_entries.c.data)).scalars().all()
+    assert any(e.startswith(b"FAILED") for e in failed)
     await good
     with store.connect() as conn:
         data = conn.execute(sa.select(t.log_entries.c.data).order_by(t.log_entries.c.idx)).scalars()

@@ -303,6 +303,19 @@ class InMemoryTree:
         for leaf in leaf_hashes:
             self.append(leaf)
 
+    def adopt(self, completed: Iterable[CompletedNode], compact: CompactRange) -> None:
+        """Take the nodes `compact` completed while appending past this tree's size, without
+        hashing them again; `compact` must have started from this tree's frontier."""
+        completed = list(completed)
+        if compact.size != self.size + sum(1 for node in completed if node.level == 0):
+            raise InvalidInput(f"compact range of size {compact.size} does not extend this tree")
+        levels = self.levels
+        for node in completed:
+            if node.level == len(levels):
+                levels.append([])
+            levels[node.level].append(node.hash)
+        self._compact = compact
+
     def leaf(self, index: int) -> bytes:
         if not 0 <= index < self.size:
             raise InvalidInput(f"leaf {index} is outside the tree of size {self.size}")

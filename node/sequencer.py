@@ -29,6 +29,16 @@ from node.store import log_tables as t
 
 log = logging.getLogger(__name__)
 
+# Built once: constructing a statement and its cache key on every batch cost more than running
+# it at low concurrency (bench/log_bench.py profile).
+_ONE = t.log_state.c.id == 1
+_TAKE_LOCK = sa.update(t.log_state).where(_ONE).values(epoch=t.log_state.c.epoch + 1)
+_READ_STATE = sa.select(t.log_state.c.size, t.log_state.c.frontier).where(_ONE)
+_WRITE_STATE = sa.update(t.log_state).where(_ONE).values(
+    size=sa.bindparam("new_size"), frontier=sa.bindparam("new_frontier")
+)
+_ADD_CHECKPOINT = sa.insert(t.log_checkpoints)
+
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class LogWrite:
@@ -191,14 +201,8 @@ class Sequencer:
         with self._engine.connect() as conn, conn.begin():
             # Take the log's write lock first (row lock on PostgreSQL, the database write lock
             # on SQLite), so one process sequences at a time.
-            conn.execute(
-                sa.update(t.log_state).where(t.log_state.c.id == 1).values(
-                    epoch=t.log_state.c.epoch + 1
-                )
-            )
-            state = conn.execute(
-                sa.select(t.log_state.c.size, t.log_state.c.frontier).where(t.log_state.c.id == 1)
-            ).one()
+            conn.execute(_TAKE_LOCK)
+            state = conn.execute(_READ_STATE).one()
             if state.size != self._tree.size:
                 self._catch_up(conn)
             if state.size != self._tree.size:
@@ -206,7 +210,15 @@ class Sequencer:
             frontier = [state.frontier[i : i + 32] for i in range(0, len(state.frontier), 32)]
             compact = merkle.CompactRange.from_frontier(state.size, frontier)
             now = dt.datetime.now(dt.UTC)
-            entries, nodes, answers, leaves = [], [], [], []
+            # Bulk rows go to the driver as plain tuples: SQLAlchemy's per-row bind processing
+            # cost more than the database's own insert work (bench/log_bench.py profile).
+            to_db = t.log_entries.c.created_at.type.bind_processor(conn.dialect)
+            stamp = to_db(now) if to_db else now
+            mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
+            entries: list[tuple[int, bytes, bytes, object]] = []
+            nodes: list[tuple[int, int, bytes]] = []
+            completed: list[merkle.CompletedNode] = []
+            answers, leaves = [], []
             failures: dict[int, BaseException] = {}
             for offset, pending in enumerate(batch):
                 index = state.size + offset
@@ -218,32 +230,38 @@ class Sequencer:
                     failures[offset] = exc
                 leaf = merkle.leaf_hash(write.entry)
                 leaves.append(leaf)
-                entries.append({"idx": index, "data": write.entry, "leaf_hash": leaf,
-                                "created_at": now})
-                for node in compact.append(leaf)[1:]:
-                    nodes.append({"level": node.level, "idx": node.index, "hash": node.hash})
+                entries.append((index, write.entry, leaf, stamp))
+                done = compact.append(leaf)
+                completed.extend(done)
+                nodes.extend((node.level, node.index, node.hash) for node in done[1:])
                 if write.request_id:
                     answers.append({"requester": write.requester, "request_id": write.request_id,
                                     "log_index": index, "response": write.answer})
             size, root = compact.size, compact.root()
             note = self._sign_checkpoint(size, root)
-            conn.execute(sa.insert(t.log_entries), entries)
+            conn.exec_driver_sql(
+                "INSERT INTO log_entries (idx, data, leaf_hash, created_at) "
+                f"VALUES ({mark}, {mark}, {mark}, {mark})",
+                entries,
+            )
             if nodes:
-                conn.execute(sa.insert(t.log_nodes), nodes)
+                conn.exec_driver_sql(
+                    f"INSERT INTO log_nodes (level, idx, hash) VALUES ({mark}, {mark}, {mark})",
+                    nodes,
+                )
             if answers:
                 conn.execute(sa.insert(t.log_answers), answers)
             conn.execute(
-                sa.update(t.log_state).where(t.log_state.c.id == 1).values(
-                    size=size, frontier=b"".join(h for _, h in compact.frontier)
-                )
+                _WRITE_STATE,
+                {"new_size": size, "new_frontier": b"".join(h for _, h in compact.frontier)},
             )
             conn.execute(
-                sa.insert(t.log_checkpoints).values(size=size, root=root, note=note,
-                                                    created_at=now)
+                _ADD_CHECKPOINT, {"size": size, "root": root, "note": note, "created_at": now}
             )
         # Committed: only now extend the tree that proofs are served from.
         with self._tree_lock:
-            self._tree.extend(leaves)
+            # The batch's nodes were hashed once, above; the served tree takes them as they are.
+            self._tree.adopt(completed, compact)
             receipts: list[Receipt | BaseException] = [
                 failures[i] if i in failures else Receipt(
                     log_index=state.size + i,

@@ -426,3 +426,19 @@ def test_consistency_failure_says_what_failed(
 def test_same_size_different_roots_is_a_split_view() -> None:
     with pytest.raises(InvalidProof, match="two different roots for the same tree size 5"):
         verify_consistency(5, 5, RFC6962_TREE.root(5), RFC6962_TREE.root(6), [])
+
+
+@pytest.mark.parametrize(("before", "added"), [(0, 1), (0, 7), (5, 3), (8, 8), (13, 21)])
+def test_adopt_equals_extend(before: int, added: int) -> None:
+    """The sequencer hands the tree the nodes its compact range already hashed."""
+    leaves = [leaf_hash(bytes([i])) for i in range(before + added)]
+    extended = InMemoryTree(leaves[:before])
+    extended.extend(leaves[before:])
+    adopted = InMemoryTree(leaves[:before])
+    compact = CompactRange.from_frontier(before, [h for _, h in adopted._compact.frontier])
+    completed = [node for leaf in leaves[before:] for node in compact.append(leaf)]
+    adopted.adopt(completed, compact)
+    assert adopted.levels == extended.levels
+    assert adopted.root() == extended.root()
+    with pytest.raises(InvalidInput, match="does not extend this tree"):
+        adopted.adopt(completed, compact)

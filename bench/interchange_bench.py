@@ -315,7 +315,7 @@ def logged_entries(fed: Federation) -> int:
 
 
 def report(node: tuple[UnaryRun, BatchRun], base: tuple[UnaryRun, BatchRun], logged: int,
-           sample_bytes: int) -> str:
+           sample_bytes: int, load: tuple[float, float]) -> str:
     (nu, nb), (bu, bb) = node, base
     ratio = nu.qps / bu.qps
     rows = [
@@ -351,6 +351,8 @@ def report(node: tuple[UnaryRun, BatchRun], base: tuple[UnaryRun, BatchRun], log
         f" {CHANNELS} shared channels (separate TLS connections), unique request ids,",
         f"  existing enterprise subjects; unary {UNARY_S:g} s after {WARMUP_S:g} s warm-up;"
         f" batch {STREAMS} streams x {STREAM_QUERIES:,} queries, one per channel.",
+        # The machine may be shared: other load skews both sides, so it is shown.
+        f"  1-minute load average {load[0]:.2f} before, {load[1]:.2f} after.",
         "",
         "  ".join(h.ljust(w) for h, w in zip(head, widths, strict=True)),
         "  ".join("-" * w for w in widths),
@@ -363,6 +365,7 @@ def report(node: tuple[UnaryRun, BatchRun], base: tuple[UnaryRun, BatchRun], log
 
 async def _bench(fed: Federation, root: pathlib.Path) -> str:
     client, subjects = client_tls(fed), enterprises(fed)
+    load_before = os.getloadavg()[0]
     with server_process(["-m", "node.cli", "serve", "--home", str(fed.home(HUZHOU))],
                         root / "node.ready", root / "node.log") as (target, pid):
         node_unary, node_batch, sample = await run_all(client, target, subjects, pid, "node")
@@ -374,7 +377,7 @@ async def _bench(fed: Federation, root: pathlib.Path) -> str:
                         root / "baseline.ready", root / "baseline.log") as (target, pid):
         base_unary, base_batch, _ = await run_all(client, target, subjects, pid, "base")
     return report((node_unary, node_batch), (base_unary, base_batch), logged_entries(fed),
-                  len(sample))
+                  len(sample), (load_before, os.getloadavg()[0]))
 
 
 def main() -> None:

@@ -230,10 +230,11 @@ class Interchange:
                 answer = Answer(request_id, None, None, refusal)
             else:
                 assert query is not None and result is not None and rule is not None
-                issued = policies.redact(result, rule).bound(
-                    issued_at=now, audience_node=caller, zone=query.zone,
-                    purpose=query.purpose, request_id=request_id, request_digest=digest,
-                    log_index=index,
+                # Redaction and binding in one copy: each copy re-validates the result.
+                issued = result.bound(
+                    **policies.redactions(result, rule), issued_at=now, audience_node=caller,
+                    zone=query.zone, purpose=query.purpose, request_id=request_id,
+                    request_digest=digest, log_index=index,
                 )
                 payload = wire.result_bytes(issued)
                 envelope = signing.sign_envelope(

@@ -116,6 +116,12 @@ def check_subject_type(rule: PurposeRule, zone: str, subject_type: model.Subject
 
 def redact(result: model.CreditResult, rule: PurposeRule) -> model.CreditResult:
     """The result trimmed to the fields and indicators the purpose may see."""
+    changes = redactions(result, rule)
+    return result.bound(**changes) if changes else result
+
+
+def redactions(result: model.CreditResult, rule: PurposeRule) -> dict[str, object]:
+    """The field changes `redact` makes, for callers that apply more changes in one go."""
     changes: dict[str, object] = {}
     if "native_score" not in rule.fields:
         changes["native_score"] = None
@@ -130,7 +136,7 @@ def redact(result: model.CreditResult, rule: PurposeRule) -> model.CreditResult:
         changes["indicators"] = {
             k: v for k, v in result.indicators.items() if k in rule.indicators
         }
-    return result.bound(**changes) if changes else result
+    return changes
 
 
 class RateLimiter:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import hashlib
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -33,10 +34,22 @@ Authenticate = Callable[[Context], str]  # the caller's node id from its verifie
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class RawQuery:
+    """A query as received: its bytes, parsed once on first use."""
+
     data: bytes
+    _parsed: list[wire.pb.CreditQuery | CreditNodeError] = dataclasses.field(
+        default_factory=list, compare=False, repr=False)
 
     def message(self) -> wire.pb.CreditQuery:
-        return wire.parse_query(self.data)
+        if not self._parsed:
+            try:
+                self._parsed.append(wire.parse_query(self.data))
+            except CreditNodeError as exc:
+                self._parsed.append(exc)
+        parsed = self._parsed[0]
+        if isinstance(parsed, CreditNodeError):
+            raise parsed
+        return parsed
 
     def request_id(self) -> str:
         try:
@@ -45,14 +58,19 @@ class RawQuery:
             return ""
 
 
-def encode_answer(answer: Answer) -> bytes:
-    """The stored form of an answer (replayed for a repeated request id), without receipt."""
+def answer_message(answer: Answer) -> wire.spb.QueryCreditResponse:
+    """The response for an answer, without its receipt."""
     response = wire.spb.QueryCreditResponse(request_id=answer.request_id)
     if answer.envelope is not None:
         response.result.CopyFrom(wire.envelope_to_pb(answer.envelope))
     if answer.error is not None:
         response.error.CopyFrom(status.to_rpc_status(answer.error))
-    return wire.serialize(response)
+    return response
+
+
+def encode_answer(answer: Answer) -> bytes:
+    """The stored form of an answer (replayed for a repeated request id), without receipt."""
+    return wire.serialize(answer_message(answer))
 
 
 def _with_receipt(response: wire.spb.QueryCreditResponse, receipt: Receipt) -> None:
@@ -92,7 +110,7 @@ class InterchangeServicer:
             if not response.HasField("error"):
                 _with_receipt(response, self._sequencer.receipt_for(outcome.log_index))
             return response
-        response = wire.parse_response(encode_answer(outcome))
+        response = answer_message(outcome)
         if outcome.receipt is not None and outcome.error is None:
             _with_receipt(response, outcome.receipt)
         return response
@@ -166,6 +184,14 @@ def handler(servicer: InterchangeServicer) -> grpc.GenericRpcHandler:
     })
 
 
+@functools.lru_cache(maxsize=1024)
+def _fingerprint(cert_pem: bytes) -> str:
+    """SHA-256 of the certificate's DER; cached, as a connection presents the same PEM on
+    every call."""
+    cert = x509.load_pem_x509_certificate(cert_pem)
+    return hashlib.sha256(cert.public_bytes(serialization.Encoding.DER)).hexdigest()
+
+
 def caller_from_certificate(
     lookup: Callable[[str], str | None],
 ) -> Authenticate:
@@ -176,8 +202,7 @@ def caller_from_certificate(
         pems = auth.get("x509_pem_cert") or []
         if not pems:
             raise Unauthenticated("no client certificate: this service requires mutual TLS")
-        cert = x509.load_pem_x509_certificate(pems[0])
-        fingerprint = hashlib.sha256(cert.public_bytes(serialization.Encoding.DER)).hexdigest()
+        fingerprint = _fingerprint(pems[0])
         node_id = lookup(fingerprint)
         if node_id is None:
             raise Unauthenticated(

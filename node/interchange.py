@@ -47,6 +47,15 @@ class _ReadBatcher:
         self._waiting: list[tuple[Read, asyncio.Future[ReadResult]]] = []
         self._drainer: asyncio.Task[None] | None = None
 
+    async def read_many(self, reads: Sequence[Read]) -> list[ReadResult]:
+        """A group's reads in one go (they still share the hop with concurrent singles)."""
+        loop = asyncio.get_running_loop()
+        futures: list[asyncio.Future[ReadResult]] = [loop.create_future() for _ in reads]
+        self._waiting.extend(zip(reads, futures, strict=True))
+        if self._drainer is None or self._drainer.done():
+            self._drainer = asyncio.create_task(self._drain(), name="read-batcher")
+        return list(await asyncio.gather(*futures))
+
     async def read(self, read: Read) -> ReadResult:
         future: asyncio.Future[ReadResult] = asyncio.get_running_loop().create_future()
         self._waiting.append((read, future))
@@ -157,19 +166,69 @@ class Interchange:
         self, caller: str, raw_query: bytes, parse: Callable[[], model.CreditQuery],
         request_id: str,
     ) -> Answer | Replay:
-        digest = hashlib.sha256(raw_query).digest()
-        query: model.CreditQuery | None = None
-        result: model.CreditResult | None = None
-        refusal: CreditNodeError | None = None
-        rule: policies.PurposeRule | None = None
-        try:
-            query = parse()  # pure: the read below needs the subject
-        except CreditNodeError as exc:
-            refusal = exc
-        stored, found = await self._reads.read(
+        query, refusal = _parsed(parse)
+        read = await self._reads.read(
             (caller, request_id, query.subject if query is not None else None))
+        decided = self._decide(caller, raw_query, request_id, query, refusal, read)
+        if isinstance(decided, Replay):
+            return decided
+        if isinstance(decided, CreditNodeError):
+            raise decided
+        [outcome] = await self._log_many(caller, [decided])
+        if isinstance(outcome, BaseException):
+            raise outcome
+        return outcome
+
+    async def answer_many(
+        self, caller: str, items: Sequence[tuple[bytes, Callable[[], model.CreditQuery], str]],
+    ) -> list[Answer | Replay | CreditNodeError | BaseException]:
+        """Answer a group of one caller's queries (a batch stream): one read for all, one log
+        append for all. Each item's outcome stands in its place; none ends the others.
+
+        A request id repeated inside the group is answered once and replayed for the repeats.
+        """
+        outcomes: list[Answer | Replay | CreditNodeError | BaseException | None] = (
+            [None] * len(items))
+        first_of: dict[str, int] = {}
+        repeats: list[tuple[int, int]] = []
+        parsed: list[tuple[int, model.CreditQuery | None, CreditNodeError | None]] = []
+        for position, (_, parse, request_id) in enumerate(items):
+            if request_id and request_id in first_of:
+                repeats.append((position, first_of[request_id]))
+                continue
+            if request_id:
+                first_of[request_id] = position
+            query, refusal = _parsed(parse)
+            parsed.append((position, query, refusal))
+        reads = await self._reads.read_many([
+            (caller, items[position][2], query.subject if query is not None else None)
+            for position, query, _ in parsed
+        ])
+        to_log: list[tuple[int, _Decided]] = []
+        for (position, query, refusal), read in zip(parsed, reads, strict=True):
+            raw, _, request_id = items[position]
+            decided = self._decide(caller, raw, request_id, query, refusal, read)
+            if isinstance(decided, _Decided):
+                to_log.append((position, decided))
+            else:
+                outcomes[position] = decided
+        logged = await self._log_many(caller, [d for _, d in to_log])
+        for (position, _), outcome in zip(to_log, logged, strict=True):
+            outcomes[position] = outcome
+        for position, first in repeats:
+            outcomes[position] = outcomes[first]
+        return [o if o is not None else RuntimeError("unanswered") for o in outcomes]
+
+    def _decide(
+        self, caller: str, raw_query: bytes, request_id: str, query: model.CreditQuery | None,
+        refusal: CreditNodeError | None, read: ReadResult,
+    ) -> _Decided | Replay | CreditNodeError:
+        """Policy, rate, lookup: what this query gets. Pure but for the rate limiter."""
+        stored, found = read
         if stored is not None:
             return Replay(*stored)
+        result: model.CreditResult | None = None
+        rule: policies.PurposeRule | None = None
         try:
             if refusal is not None:
                 raise refusal
@@ -195,31 +254,52 @@ class Interchange:
             refusal = exc
         if refusal is not None and not request_id:
             # Without a request id there is nothing to log the refusal under or replay.
-            raise refusal
-        return await self._log(caller, request_id, digest, query, result, rule, refusal)
+            return refusal
+        return _Decided(request_id, hashlib.sha256(raw_query).digest(), query, result, rule,
+                        refusal)
 
-    async def _log(
-        self,
-        caller: str,
-        request_id: str,
-        digest: bytes,
-        query: model.CreditQuery | None,
-        result: model.CreditResult | None,
-        rule: policies.PurposeRule | None,
-        refusal: CreditNodeError | None,
-    ) -> Answer:
+    async def _log_many(
+        self, caller: str, decided: Sequence[_Decided]
+    ) -> list[Answer | BaseException]:
+        """Log every decision (one group of appends) and return each answer with its receipt,
+        or the exception that kept it from being logged."""
+        if not decided:
+            return []
         now = self._clock()
+        answers: list[Answer | None] = [None] * len(decided)
+        writes = []
+        for position, item in enumerate(decided):
+            build, failed = self._writer(caller, now, item, answers, position)
+            writes.append((build, failed))
+        receipts = await self._sequencer.append_many(writes)
+        outcomes: list[Answer | BaseException] = []
+        for answer, receipt in zip(answers, receipts, strict=True):
+            if isinstance(receipt, BaseException) or answer is None:
+                metrics.EXCHANGES.labels("ANSWERED", "FAILED").inc()
+                outcomes.append(receipt if isinstance(receipt, BaseException)
+                                else RuntimeError("no answer built"))
+                continue
+            decision = ("GRANTED" if answer.error is None else
+                        "NOT_FOUND" if isinstance(answer.error, NotFound) else "REFUSED")
+            metrics.EXCHANGES.labels("ANSWERED", decision).inc()
+            outcomes.append(dataclasses.replace(answer, receipt=receipt))
+        return outcomes
+
+    def _writer(
+        self, caller: str, now: dt.datetime, item: _Decided, answers: list[Answer | None],
+        position: int,
+    ) -> tuple[Callable[[int], LogWrite], Callable[[int, BaseException], bytes]]:
+        query, result, rule, refusal = item.query, item.result, item.rule, item.refusal
         subject = pseudonymise(query.subject, self._subject_key) if query else None
-        outcome: dict[str, Answer] = {}
 
         def record(decision: model.Decision, reason: str = "", result_id: str = "",
                    result_digest: bytes = b"") -> bytes:
             return wire.record_bytes(model.ExchangeRecord(
                 time=now, direction=model.Direction.ANSWERED, requester_node=caller,
                 responder_node=self.node_id, zone=query.zone if query else "",
-                purpose=query.purpose if query else "", subject=subject, request_id=request_id,
-                request_digest=digest, decision=decision, reason=reason, result_id=result_id,
-                result_digest=result_digest,
+                purpose=query.purpose if query else "", subject=subject,
+                request_id=item.request_id, request_digest=item.digest, decision=decision,
+                reason=reason, result_id=result_id, result_digest=result_digest,
             ))
 
         def build(index: int) -> LogWrite:
@@ -227,14 +307,14 @@ class Interchange:
                 decision = (model.Decision.NOT_FOUND if isinstance(refusal, NotFound)
                             else model.Decision.REFUSED)
                 entry = record(decision, f"{refusal.reason}: {refusal.message}")
-                answer = Answer(request_id, None, None, refusal)
+                answer = Answer(item.request_id, None, None, refusal)
             else:
                 assert query is not None and result is not None and rule is not None
                 # Redaction and binding in one copy: each copy re-validates the result.
                 issued = result.bound(
                     **policies.redactions(result, rule), issued_at=now, audience_node=caller,
-                    zone=query.zone, purpose=query.purpose, request_id=request_id,
-                    request_digest=digest, log_index=index,
+                    zone=query.zone, purpose=query.purpose, request_id=item.request_id,
+                    request_digest=item.digest, log_index=index,
                 )
                 payload = wire.result_bytes(issued)
                 envelope = signing.sign_envelope(
@@ -242,24 +322,36 @@ class Interchange:
                 )
                 entry = record(model.Decision.GRANTED, "", result.result_id,
                                hashlib.sha256(payload).digest())
-                answer = Answer(request_id, envelope, None)
-            outcome["answer"] = answer
-            return LogWrite(entry, requester=caller, request_id=request_id,
+                answer = Answer(item.request_id, envelope, None)
+            answers[position] = answer
+            return LogWrite(entry, requester=caller, request_id=item.request_id,
                             answer=self._encode(answer))
 
         def failed(index: int, exc: BaseException) -> bytes:
             return record(model.Decision.FAILED, f"FAILED: {type(exc).__name__}")
 
-        try:
-            receipt = await self._sequencer.append(build, failed)
-        except Exception:
-            metrics.EXCHANGES.labels("ANSWERED", "FAILED").inc()
-            raise
-        answer = dataclasses.replace(outcome["answer"], receipt=receipt)
-        decision = ("GRANTED" if answer.error is None else
-                    "NOT_FOUND" if isinstance(answer.error, NotFound) else "REFUSED")
-        metrics.EXCHANGES.labels("ANSWERED", decision).inc()
-        return answer
+        return build, failed
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Decided:
+    """A query decided and ready to log: granted (result and rule) or refused (refusal)."""
+
+    request_id: str
+    digest: bytes
+    query: model.CreditQuery | None
+    result: model.CreditResult | None
+    rule: policies.PurposeRule | None
+    refusal: CreditNodeError | None
+
+
+def _parsed(
+    parse: Callable[[], model.CreditQuery],
+) -> tuple[model.CreditQuery | None, CreditNodeError | None]:
+    try:
+        return parse(), None
+    except CreditNodeError as exc:
+        return None, exc
 
 
 def _shown(subject: model.SubjectRef) -> str:

@@ -124,6 +124,21 @@ class Sequencer:
 
     # --- the public operation ---------------------------------------------------------------
 
+    async def append_many(
+        self, writes: Sequence[tuple[BuildEntry, FailedEntry]]
+    ) -> list[Receipt | BaseException]:
+        """Several appends queued together (they land in the same batch when they fit); each
+        item's receipt, or the exception that kept it out of the log."""
+        if self._worker is None or self._worker.done():
+            raise NodeFault("the exchange log sequencer is not running")
+        loop = asyncio.get_running_loop()
+        futures: list[asyncio.Future[Receipt]] = []
+        for build, failed in writes:
+            future: asyncio.Future[Receipt] = loop.create_future()
+            futures.append(future)
+            self._queue.put_nowait(_Pending(build, failed, future))
+        return list(await asyncio.gather(*futures, return_exceptions=True))
+
     async def append(self, build: BuildEntry, failed: FailedEntry) -> Receipt:
         """Reserve an index, build the entry for it, and return once it is durable."""
         if self._worker is None or self._worker.done():

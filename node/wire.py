@@ -56,12 +56,15 @@ def from_timestamp(ts: timestamp_pb2.Timestamp) -> dt.datetime:
 # --- subjects and queries ----------------------------------------------------------------
 
 
+_SUBJECT_ID_TYPES = frozenset(t.value for t in model.SubjectIdType)
+
+
 def subject_to_pb(subject: model.SubjectRef) -> pb.SubjectRef:
     return pb.SubjectRef(id_type=_enum(subject.id_type), id=subject.id)
 
 
 def subject_from_pb(msg: pb.SubjectRef) -> model.SubjectRef:
-    if msg.id_type not in {t.value for t in model.SubjectIdType}:
+    if msg.id_type not in _SUBJECT_ID_TYPES:
         raise InvalidInput(
             f"subject id_type must be USCC (1) or RESIDENT_ID (2), got {msg.id_type}"
         )

@@ -26,7 +26,8 @@ from node.sequencer import Receipt, Sequencer
 from node.services import status
 
 SERVICE = "creditx.v1.CreditInterchange"
-BATCH_WINDOW = 128  # batch items answered concurrently (they share log commits)
+BATCH_WINDOW = 512  # batch items read ahead of the group being answered (flow control)
+BATCH_GROUP = 256  # batch items answered together: one read, one log append
 
 Context = Any  # grpc.aio.ServicerContext
 Authenticate = Callable[[Context], str]  # the caller's node id from its verified certificate
@@ -56,6 +57,13 @@ class RawQuery:
             return self.message().request_id
         except CreditNodeError:
             return ""
+
+
+def _parser(raw: RawQuery) -> Callable[[], model.CreditQuery]:
+    def parse() -> model.CreditQuery:
+        return wire.query_from_pb(raw.message())
+
+    return parse
 
 
 def answer_message(answer: Answer) -> wire.spb.QueryCreditResponse:
@@ -95,12 +103,10 @@ class InterchangeServicer:
 
     async def _respond(self, caller: str, raw: RawQuery) -> wire.spb.QueryCreditResponse:
         """The response to one query; a refusal is returned in `error`, never raised."""
-        def parse() -> model.CreditQuery:
-            return wire.query_from_pb(raw.message())
-
         request_id = raw.request_id()
         try:
-            outcome = await self._interchange.answer(caller, raw.data, parse, request_id)
+            outcome = await self._interchange.answer(caller, raw.data, _parser(raw),
+                                                     request_id)
         except CreditNodeError as exc:  # refused before anything could be logged
             return wire.spb.QueryCreditResponse(
                 request_id=request_id, error=status.to_rpc_status(exc)
@@ -127,25 +133,59 @@ class InterchangeServicer:
     async def BatchQueryCredit(
         self, requests: AsyncIterator[RawQuery], context: Context
     ) -> AsyncIterator[wire.spb.QueryCreditResponse]:
+        """Items are answered in groups (whatever has arrived, up to BATCH_GROUP): one read
+        and one log append per group, while the next items keep arriving. Responses come back
+        in request order; a refused item is answered in its own `error`."""
         caller = self._authenticate(context)
-        pending: asyncio.Queue[asyncio.Task[wire.spb.QueryCreditResponse] | None] = (
-            asyncio.Queue(maxsize=BATCH_WINDOW)
-        )
+        incoming: asyncio.Queue[RawQuery | None] = asyncio.Queue(maxsize=BATCH_WINDOW)
 
         async def read() -> None:
             try:
                 async for raw in requests:
-                    await pending.put(asyncio.create_task(self._respond(caller, raw)))
+                    await incoming.put(raw)
             finally:
-                await pending.put(None)
+                await incoming.put(None)
 
         reader = asyncio.create_task(read())
         try:
-            while (task := await pending.get()) is not None:
-                yield await task
+            finished = False
+            while not finished:
+                group: list[RawQuery] = []
+                item = await incoming.get()
+                while item is not None:
+                    group.append(item)
+                    if len(group) >= BATCH_GROUP or incoming.empty():
+                        break
+                    item = incoming.get_nowait()
+                finished = item is None
+                for response in await self._respond_many(caller, group):
+                    yield response
             await reader  # surfaces a broken request stream
         finally:
             reader.cancel()
+
+    async def _respond_many(
+        self, caller: str, raws: list[RawQuery]
+    ) -> list[wire.spb.QueryCreditResponse]:
+        if not raws:
+            return []
+        items = [(raw.data, _parser(raw), raw.request_id()) for raw in raws]
+        outcomes = await self._interchange.answer_many(caller, items)
+        responses = []
+        for (_, _, request_id), outcome in zip(items, outcomes, strict=True):
+            if isinstance(outcome, Replay):
+                response = wire.parse_response(outcome.response)
+                if not response.HasField("error"):
+                    _with_receipt(response, self._sequencer.receipt_for(outcome.log_index))
+            elif isinstance(outcome, Answer):
+                response = answer_message(outcome)
+                if outcome.receipt is not None and outcome.error is None:
+                    _with_receipt(response, outcome.receipt)
+            else:  # refused before anything could be logged, or the log failed
+                response = wire.spb.QueryCreditResponse(
+                    request_id=request_id, error=status.to_rpc_status(outcome))
+            responses.append(response)
+        return responses
 
     async def GetNodeInfo(self, request: Any, context: Context) -> wire.pb.NodeInfo:
         self._authenticate(context)

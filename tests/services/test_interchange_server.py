@@ -321,3 +321,20 @@ def _entries(node: Node) -> list[bytes]:
     with node.store.connect() as conn:
         return list(conn.execute(sa.select(t.log_entries.c.data)
                                  .order_by(t.log_entries.c.idx)).scalars())
+
+
+async def test_batch_repeating_a_request_id_answers_it_once(
+    node: Node, tls: dict[str, NodeTls]
+) -> None:
+    items = [query("dup"), query("other"), query("dup")]
+    before = node.sequencer.tree.size
+    async with channel(node, tls[JIAXING]) as ch:
+        stream = ch.stream_stream(f"/{STUB}/BatchQueryCredit", request_serializer=wire.serialize,
+                                  response_deserializer=wire.spb.QueryCreditResponse.FromString)
+        responses = [r async for r in stream(iter(items), timeout=10)]
+        # A later single call with the same id is a replay too.
+        again = await call(ch, query("dup"))
+    assert [r.request_id for r in responses] == ["dup", "other", "dup"]
+    assert responses[0].result == responses[2].result == again.result
+    assert responses[0].receipt.log_index == responses[2].receipt.log_index
+    assert node.sequencer.tree.size - before == 2

@@ -86,6 +86,7 @@ class Answer:
     envelope: signing.Envelope | None
     receipt: Receipt | None
     error: CreditNodeError | None = None
+    encoded: bytes = b""  # the stored wire form (without receipt), as logged beside the entry
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -323,9 +324,10 @@ class Interchange:
                 entry = record(model.Decision.GRANTED, "", result.result_id,
                                hashlib.sha256(payload).digest())
                 answer = Answer(item.request_id, envelope, None)
-            answers[position] = answer
+            encoded = self._encode(answer)
+            answers[position] = dataclasses.replace(answer, encoded=encoded)
             return LogWrite(entry, requester=caller, request_id=item.request_id,
-                            answer=self._encode(answer))
+                            answer=encoded)
 
         def failed(index: int, exc: BaseException) -> bytes:
             return record(model.Decision.FAILED, f"FAILED: {type(exc).__name__}")

@@ -95,3 +95,25 @@ def test_out_of_contract_enum_is_refused() -> None:
     msg.level = 9
     with pytest.raises(InvalidInput, match="outside the contract"):
         wire.result_from_bytes(wire.serialize(msg))
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        dt.datetime(1970, 1, 1, tzinfo=dt.UTC),
+        dt.datetime(1969, 12, 31, 23, 59, 59, 999_999, tzinfo=dt.UTC),
+        dt.datetime(1949, 10, 1, 10, 0, tzinfo=dt.timezone(dt.timedelta(hours=8))),
+        dt.datetime(2026, 11, 29, 19, 2, 20, 623_677, tzinfo=dt.UTC),
+        dt.datetime(2099, 12, 31, 23, 59, 59, tzinfo=dt.timezone(dt.timedelta(hours=8))),
+    ],
+)
+def test_fast_timestamp_matches_protobuf(value: dt.datetime) -> None:
+    expected = wire.timestamp_pb2.Timestamp()
+    expected.FromDatetime(value.astimezone(dt.UTC))
+    assert wire.timestamp(value) == expected
+    assert wire.from_timestamp(wire.timestamp(value)) == value
+
+
+def test_naive_timestamp_is_refused() -> None:
+    with pytest.raises(InvalidInput, match="no time zone"):
+        wire.timestamp(dt.datetime(2026, 1, 1))

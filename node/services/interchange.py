@@ -116,7 +116,8 @@ class InterchangeServicer:
             if not response.HasField("error"):
                 _with_receipt(response, self._sequencer.receipt_for(outcome.log_index))
             return response
-        response = answer_message(outcome)
+        response = (wire.parse_response(outcome.encoded) if outcome.encoded
+                            else answer_message(outcome))
         if outcome.receipt is not None and outcome.error is None:
             _with_receipt(response, outcome.receipt)
         return response
@@ -178,7 +179,8 @@ class InterchangeServicer:
                 if not response.HasField("error"):
                     _with_receipt(response, self._sequencer.receipt_for(outcome.log_index))
             elif isinstance(outcome, Answer):
-                response = answer_message(outcome)
+                response = (wire.parse_response(outcome.encoded) if outcome.encoded
+                            else answer_message(outcome))
                 if outcome.receipt is not None and outcome.error is None:
                     _with_receipt(response, outcome.receipt)
             else:  # refused before anything could be logged, or the log failed

@@ -44,38 +44,38 @@ class _ReadBatcher:
 
     def __init__(self, source: ResultSource) -> None:
         self._source = source
-        self._waiting: list[tuple[Read, asyncio.Future[ReadResult]]] = []
+        # Each waiter is one call's reads and one future for all of them.
+        self._waiting: list[tuple[Sequence[Read], asyncio.Future[list[ReadResult]]]] = []
         self._drainer: asyncio.Task[None] | None = None
 
     async def read_many(self, reads: Sequence[Read]) -> list[ReadResult]:
-        """A group's reads in one go (they still share the hop with concurrent singles)."""
-        loop = asyncio.get_running_loop()
-        futures: list[asyncio.Future[ReadResult]] = [loop.create_future() for _ in reads]
-        self._waiting.extend(zip(reads, futures, strict=True))
-        if self._drainer is None or self._drainer.done():
-            self._drainer = asyncio.create_task(self._drain(), name="read-batcher")
-        return list(await asyncio.gather(*futures))
-
-    async def read(self, read: Read) -> ReadResult:
-        future: asyncio.Future[ReadResult] = asyncio.get_running_loop().create_future()
-        self._waiting.append((read, future))
+        """A group's reads in one go (sharing the hop with whatever else is waiting)."""
+        future: asyncio.Future[list[ReadResult]] = asyncio.get_running_loop().create_future()
+        self._waiting.append((reads, future))
         if self._drainer is None or self._drainer.done():
             self._drainer = asyncio.create_task(self._drain(), name="read-batcher")
         return await future
 
+    async def read(self, read: Read) -> ReadResult:
+        [value] = await self.read_many([read])
+        return value
+
     async def _drain(self) -> None:
         while self._waiting:
             batch, self._waiting = self._waiting, []
+            flat = [read for reads, _ in batch for read in reads]
             try:
-                values = await asyncio.to_thread(self._source.read_many, [r for r, _ in batch])
+                values = await asyncio.to_thread(self._source.read_many, flat)
             except Exception as exc:
                 for _, future in batch:
                     if not future.done():
                         future.set_exception(exc)
                 continue
-            for (_, future), value in zip(batch, values, strict=True):
+            start = 0
+            for reads, future in batch:
                 if not future.done():
-                    future.set_result(value)
+                    future.set_result(values[start : start + len(reads)])
+                start += len(reads)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

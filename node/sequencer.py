@@ -63,11 +63,32 @@ FailedEntry = Callable[[int, BaseException], bytes]
 SignCheckpoint = Callable[[int, bytes], str]  # (tree size, root hash) -> signed note text
 
 
+class _Group:
+    """The appends of one call: one future for all of them, resolved when the last is settled
+    (a group may span batches), so a batch of N items costs one wake-up, not N."""
+
+    __slots__ = ("future", "outcomes", "remaining")
+
+    def __init__(self, size: int, loop: asyncio.AbstractEventLoop) -> None:
+        self.future: asyncio.Future[list[Receipt | BaseException]] = loop.create_future()
+        self.outcomes: list[Receipt | BaseException | None] = [None] * size
+        self.remaining = size
+
+    def settle(self, slot: int, outcome: Receipt | BaseException) -> None:
+        if self.outcomes[slot] is not None:
+            return
+        self.outcomes[slot] = outcome
+        self.remaining -= 1
+        if self.remaining == 0 and not self.future.done():
+            self.future.set_result([o for o in self.outcomes if o is not None])
+
+
 @dataclasses.dataclass(slots=True)
 class _Pending:
     build: BuildEntry
     failed: FailedEntry
-    future: asyncio.Future[Receipt]
+    group: _Group
+    slot: int
 
 
 class Sequencer:
@@ -131,21 +152,19 @@ class Sequencer:
         item's receipt, or the exception that kept it out of the log."""
         if self._worker is None or self._worker.done():
             raise NodeFault("the exchange log sequencer is not running")
-        loop = asyncio.get_running_loop()
-        futures: list[asyncio.Future[Receipt]] = []
-        for build, failed in writes:
-            future: asyncio.Future[Receipt] = loop.create_future()
-            futures.append(future)
-            self._queue.put_nowait(_Pending(build, failed, future))
-        return list(await asyncio.gather(*futures, return_exceptions=True))
+        if not writes:
+            return []
+        group = _Group(len(writes), asyncio.get_running_loop())
+        for slot, (build, failed) in enumerate(writes):
+            self._queue.put_nowait(_Pending(build, failed, group, slot))
+        return await group.future
 
     async def append(self, build: BuildEntry, failed: FailedEntry) -> Receipt:
         """Reserve an index, build the entry for it, and return once it is durable."""
-        if self._worker is None or self._worker.done():
-            raise NodeFault("the exchange log sequencer is not running")
-        future: asyncio.Future[Receipt] = asyncio.get_running_loop().create_future()
-        await self._queue.put(_Pending(build, failed, future))
-        return await future
+        [outcome] = await self.append_many([(build, failed)])
+        if isinstance(outcome, BaseException):
+            raise outcome
+        return outcome
 
     # --- the worker --------------------------------------------------------------------------
 
@@ -177,18 +196,12 @@ class Sequencer:
             self._fail(batch, exc)
             return
         for pending, outcome in zip(batch, receipts, strict=True):
-            if pending.future.done():
-                continue
-            if isinstance(outcome, BaseException):
-                pending.future.set_exception(outcome)
-            else:
-                pending.future.set_result(outcome)
+            pending.group.settle(pending.slot, outcome)
 
     @staticmethod
     def _fail(batch: Sequence[_Pending], error: BaseException) -> None:
         for pending in batch:
-            if not pending.future.done():
-                pending.future.set_exception(error)
+            pending.group.settle(pending.slot, error)
 
     def _load(self) -> None:
         with self._engine.connect() as conn:

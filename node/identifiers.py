@@ -6,6 +6,7 @@ exactly what is wrong and what was expected.
 from __future__ import annotations
 
 import datetime as dt
+import operator
 
 from node import divisions
 from node.errors import InvalidIdentifier
@@ -28,7 +29,9 @@ def normalise(raw: str) -> str:
 
 def uscc_check_character(first17: str) -> str:
     """The check character for the first 17 characters of a USCC (GB 32100-2015 §4.2)."""
-    total = sum(_USCC_VALUE[c] * w for c, w in zip(first17, _USCC_WEIGHTS, strict=True))
+    if len(first17) != 17:
+        raise ValueError("a USCC check character is computed over 17 characters")
+    total = sum(map(operator.mul, map(_USCC_VALUE.__getitem__, first17), _USCC_WEIGHTS))
     return USCC_CHARSET[(31 - total % 31) % 31]
 
 

@@ -111,6 +111,15 @@ class SubjectRef:
         object.__setattr__(self, "id", identifiers.normalise_subject_id(
             id_type.name, self.id, allow_bad_check=self.allow_legacy_check))
 
+    @classmethod
+    def trusted(cls, id_type: SubjectIdType, id: str) -> SubjectRef:
+        """A subject from this node's own store, checked when it was stored."""
+        subject = object.__new__(cls)
+        object.__setattr__(subject, "id_type", id_type)
+        object.__setattr__(subject, "id", id)
+        object.__setattr__(subject, "allow_legacy_check", True)
+        return subject
+
     @property
     def is_pseudonymous(self) -> bool:
         return self.id.startswith(HMAC_SUBJECT_PREFIX)
@@ -189,8 +198,75 @@ class CreditResult:
             raise InvalidInput("request_digest must be a 32-byte SHA-256 digest")
 
     def bound(self, **changes: object) -> CreditResult:
-        """A copy with the binding fields (audience, zone, purpose, ...) set."""
-        return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
+        """A copy with binding fields (audience, zone, purpose, request, log index, issue time)
+        set and optional fields trimmed. Only the changed fields are checked: the rest were
+        checked when this result was built (the answer path calls this for every answer)."""
+        unknown = set(changes) - _BINDABLE
+        if unknown:
+            return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
+        copy = _copy(self)
+        for name, value in changes.items():
+            object.__setattr__(copy, name, value)
+        if "audience_node" in changes and copy.audience_node:
+            require_node_id(copy.audience_node, "audience node")
+        if copy.issued_at is not None:
+            object.__setattr__(copy, "issued_at", require_aware(copy.issued_at, "issued_at"))
+        if copy.request_digest and len(copy.request_digest) != 32:
+            raise InvalidInput("request_digest must be a 32-byte SHA-256 digest")
+        if copy.log_index < 0:
+            raise InvalidInput("log_index must not be negative")
+        if not copy.native_level:
+            raise InvalidInput(f"result {copy.result_id}: native level must not be empty")
+        if "flags" in changes:
+            object.__setattr__(copy, "flags", tuple(copy.flags))
+            for flag in copy.flags:
+                if not FLAG_RE.match(flag):
+                    raise InvalidInput(f"flag {flag!r} must be UPPER_SNAKE like SERIOUS_DISHONESTY")
+        if copy.native_score is not None and not math.isfinite(copy.native_score):
+            raise InvalidInput(f"result {copy.result_id}: native score must be a finite number")
+        if "indicators" in changes:
+            object.__setattr__(copy, "indicators", MappingProxyType(dict(copy.indicators)))
+        return copy
+
+    @classmethod
+    def trusted(cls, **fields: object) -> CreditResult:
+        """A result from this node's own store, checked when it was imported: built without
+        checking again (the read path of every answer). Never for outside input."""
+        result = object.__new__(cls)
+        for field in dataclasses.fields(cls):
+            value = fields.pop(field.name, _DEFAULTS.get(field.name, dataclasses.MISSING))
+            if value is dataclasses.MISSING:
+                raise TypeError(f"trusted CreditResult needs {field.name}")
+            object.__setattr__(result, field.name, value)
+        if fields:
+            raise TypeError(f"unknown CreditResult fields {sorted(fields)}")
+        object.__setattr__(result, "indicators", MappingProxyType(dict(result.indicators)))
+        return result
+
+
+def _defaults() -> dict[str, object]:
+    defaults: dict[str, object] = {}
+    for f in dataclasses.fields(CreditResult):
+        if f.default is not dataclasses.MISSING:
+            defaults[f.name] = f.default
+        elif callable(f.default_factory):
+            defaults[f.name] = f.default_factory()
+    return defaults
+
+
+_DEFAULTS = _defaults()
+
+_BINDABLE = frozenset({
+    "issued_at", "audience_node", "zone", "purpose", "request_id", "request_digest",
+    "log_index", "native_score", "native_level", "flags", "indicators",
+})
+
+
+def _copy(result: CreditResult) -> CreditResult:
+    copy = object.__new__(CreditResult)
+    for field in dataclasses.fields(CreditResult):
+        object.__setattr__(copy, field.name, getattr(result, field.name))
+    return copy
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -63,3 +63,37 @@ def test_change_kinds_carry_what_they_need() -> None:
     with pytest.raises(InvalidInput, match="REVOKE change names the result id"):
         model.Change(seq=1, kind=model.ChangeKind.REVOKE)
     assert model.Change(seq=2, kind=model.ChangeKind.UPSERT, result=make_result()).seq == 2
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"audience_node": "jiaxing"}, "audience node must look like cn-330500"),
+        ({"request_digest": b"x" * 31}, "32-byte"),
+        ({"log_index": -1}, "must not be negative"),
+        ({"issued_at": dt.datetime(2026, 1, 1)}, "must carry a time zone"),
+        ({"native_level": ""}, "native level must not be empty"),
+    ],
+)
+def test_binding_checks_what_it_changes(changes: dict[str, object], message: str) -> None:
+    with pytest.raises(InvalidInput, match=message):
+        make_result().bound(**changes)
+
+
+def test_bound_copy_equals_a_fully_validated_copy() -> None:
+    result = make_result()
+    binding = dict(audience_node="cn-330400", zone="hjjw", purpose="xinyi-dai",
+                   request_id="q", request_digest=bytes(32), log_index=3,
+                   issued_at=dt.datetime(2026, 3, 2, tzinfo=dt.UTC), flags=["RED_LIST"],
+                   indicators={"green_rating": "G1"}, native_score=None)
+    assert result.bound(**binding) == dataclasses.replace(result, **binding)  # type: ignore[arg-type]
+    assert result.bound(**binding).flags == ("RED_LIST",)
+    assert result.level == model.CreditLevel.A  # the original is untouched
+
+
+def test_trusted_result_equals_a_checked_one() -> None:
+    result = make_result()
+    fields = {f.name: getattr(result, f.name) for f in dataclasses.fields(result)}
+    assert model.CreditResult.trusted(**fields) == result
+    with pytest.raises(TypeError, match="unknown CreditResult fields"):
+        model.CreditResult.trusted(**fields, colour="red")

@@ -268,11 +268,14 @@ def _row_values(planned: PlannedInsert, now: dt.datetime) -> dict[str, Any]:
 
 
 def result_from_row(row: Row[Any] | Mapping[str, Any]) -> CreditResult:
-    """The domain result for a `credit_results` row (binding fields empty)."""
+    """The domain result for a `credit_results` row (binding fields empty).
+
+    Rows were checked on import (`import_results`), so they are rebuilt without checking again.
+    """
     m = row._mapping if isinstance(row, Row) else row
-    return CreditResult(
+    return CreditResult.trusted(
         result_id=m["result_id"],
-        subject=SubjectRef(SubjectIdType(m["id_type"]), m["subject_id"], allow_legacy_check=True),
+        subject=SubjectRef.trusted(SubjectIdType(m["id_type"]), m["subject_id"]),
         subject_name=m["subject_name"],
         subject_type=SubjectType(m["subject_type"]),
         issuer_node=m["issuer_node"],

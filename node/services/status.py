@@ -122,6 +122,18 @@ class ErrorMappingInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         handler = await continuation(handler_call_details)
         if handler is None:
             return handler
+        wrapped = self._wrapped.get(id(handler))
+        if wrapped is None or wrapped[0] is not handler:
+            wrapped = (handler, self._wrap(handler))
+            self._wrapped[id(handler)] = wrapped
+        return wrapped[1]
+
+    def __init__(self) -> None:
+        # The services' handlers are fixed: wrap each once, not on every call.
+        self._wrapped: dict[int, tuple[grpc.RpcMethodHandler, grpc.RpcMethodHandler]] = {}
+
+    @staticmethod
+    def _wrap(handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
         if handler.unary_unary:
             return grpc.unary_unary_rpc_method_handler(
                 _wrap_unary(handler.unary_unary),

@@ -114,6 +114,10 @@ def _wrap_stream(behavior: Handler) -> Handler:
 class ErrorMappingInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
     """Turns any domain error raised by a servicer into its status code + ErrorInfo."""
 
+    def __init__(self) -> None:
+        # The services' handlers are fixed: wrap each once, not on every call.
+        self._wrapped: dict[int, tuple[grpc.RpcMethodHandler, grpc.RpcMethodHandler]] = {}
+
     async def intercept_service(
         self,
         continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
@@ -127,10 +131,6 @@ class ErrorMappingInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
             wrapped = (handler, self._wrap(handler))
             self._wrapped[id(handler)] = wrapped
         return wrapped[1]
-
-    def __init__(self) -> None:
-        # The services' handlers are fixed: wrap each once, not on every call.
-        self._wrapped: dict[int, tuple[grpc.RpcMethodHandler, grpc.RpcMethodHandler]] = {}
 
     @staticmethod
     def _wrap(handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:

@@ -16,7 +16,7 @@ import hmac
 import time
 from collections.abc import Callable, Sequence
 from collections.abc import Set as AbstractSet
-from typing import Protocol
+from typing import Any, Protocol
 
 from node import metrics, model, signing, wire
 from node import policy as policies
@@ -105,6 +105,7 @@ def pseudonymise(subject: model.SubjectRef, key: bytes) -> model.SubjectRef:
     return model.SubjectRef(subject.id_type, model.HMAC_SUBJECT_PREFIX + digest)
 
 
+_REDACTED_CACHE_SIZE = 65536
 Encode = Callable[[Answer], bytes]  # the wire form kept for replaying a repeated request id
 
 
@@ -135,6 +136,7 @@ class Interchange:
         self._monotonic = monotonic
         self._limiter = policies.RateLimiter()
         self._in_flight: dict[tuple[str, str], asyncio.Future[Answer | Replay]] = {}
+        self._redacted_cache: dict[tuple[str, int], tuple[policies.PurposeRule, Any]] = {}
 
     async def answer(
         self, caller: str, raw_query: bytes, parse: Callable[[], model.CreditQuery],
@@ -286,6 +288,18 @@ class Interchange:
             outcomes.append(dataclasses.replace(answer, receipt=receipt))
         return outcomes
 
+    def _redacted(self, result: model.CreditResult, rule: policies.PurposeRule) -> Any:
+        """The result's wire form as this purpose may see it, cached per (result, rule): a
+        result id names one content for good, so only its binding differs between answers."""
+        key = (result.result_id, id(rule))
+        base = self._redacted_cache.get(key)
+        if base is None or base[0] is not rule:
+            if len(self._redacted_cache) >= _REDACTED_CACHE_SIZE:
+                self._redacted_cache.clear()
+            base = (rule, wire.result_to_pb(policies.redact(result, rule)))
+            self._redacted_cache[key] = base
+        return base[1]
+
     def _writer(
         self, caller: str, now: dt.datetime, item: _Decided, answers: list[Answer | None],
         position: int,
@@ -311,13 +325,11 @@ class Interchange:
                 answer = Answer(item.request_id, None, None, refusal)
             else:
                 assert query is not None and result is not None and rule is not None
-                # Redaction and binding in one copy: each copy re-validates the result.
-                issued = result.bound(
-                    **policies.redactions(result, rule), issued_at=now, audience_node=caller,
+                payload = wire.bound_result_bytes(
+                    self._redacted(result, rule), issued_at=now, audience_node=caller,
                     zone=query.zone, purpose=query.purpose, request_id=item.request_id,
                     request_digest=item.digest, log_index=index,
                 )
-                payload = wire.result_bytes(issued)
                 envelope = signing.sign_envelope(
                     signing.PAYLOAD_CREDIT_RESULT, payload, [self._signer()]
                 )

@@ -233,11 +233,11 @@ class CreditResult:
         """A result from this node's own store, checked when it was imported: built without
         checking again (the read path of every answer). Never for outside input."""
         result = object.__new__(cls)
-        for field in dataclasses.fields(cls):
-            value = fields.pop(field.name, _DEFAULTS.get(field.name, dataclasses.MISSING))
+        for name in _FIELD_NAMES:
+            value = fields.pop(name, _DEFAULTS.get(name, dataclasses.MISSING))
             if value is dataclasses.MISSING:
-                raise TypeError(f"trusted CreditResult needs {field.name}")
-            object.__setattr__(result, field.name, value)
+                raise TypeError(f"trusted CreditResult needs {name}")
+            object.__setattr__(result, name, value)
         if fields:
             raise TypeError(f"unknown CreditResult fields {sorted(fields)}")
         object.__setattr__(result, "indicators", MappingProxyType(dict(result.indicators)))
@@ -262,10 +262,13 @@ _BINDABLE = frozenset({
 })
 
 
+_FIELD_NAMES = tuple(f.name for f in dataclasses.fields(CreditResult))
+
+
 def _copy(result: CreditResult) -> CreditResult:
     copy = object.__new__(CreditResult)
-    for field in dataclasses.fields(CreditResult):
-        object.__setattr__(copy, field.name, getattr(result, field.name))
+    for name in _FIELD_NAMES:
+        object.__setattr__(copy, name, getattr(result, name))
     return copy
 
 

@@ -91,6 +91,7 @@ class NodeRuntime:
         self._tasks: list[asyncio.Task[Any]] = []
         self._pending_checkpoint: asyncio.Event | None = None
         self.server: GrpcServer | None = None
+        self._zones_cache: dict[tuple[int, str], frozenset[str]] = {}
 
     @property
     def node_id(self) -> str:
@@ -107,7 +108,15 @@ class NodeRuntime:
         return found.pop() if len(found) == 1 else None
 
     def trusted_zones(self, node_id: str) -> frozenset[str]:
-        return frozenset(z for z in self.trust.zones() if self.trust.member(z, node_id))
+        """Zones whose current trust list holds `node_id` (cached until a list changes)."""
+        key = (self.trust.generation, node_id)
+        zones = self._zones_cache.get(key)
+        if zones is None:
+            if len(self._zones_cache) > 1024:
+                self._zones_cache.clear()
+            zones = frozenset(z for z in self.trust.zones() if self.trust.member(z, node_id))
+            self._zones_cache[key] = zones
+        return zones
 
     def may_read_entries(self, node_id: str) -> bool:
         """Auditors and witnesses read log entries: our configured witnesses, and members a

@@ -567,6 +567,7 @@ class TrustStore:
                 raise ConfigError(f"zone {zone!r} must be a lower-case slug like 'hjjw'")
         self._coordinator_keys = dict(coordinator_keys)
         self._held: dict[str, HeldList] = {}
+        self.generation = 0  # bumped whenever a list is replaced: callers key caches on it
         self._anchors_pem = b""  # rebuilt when a list changes: TLS asks on every handshake
 
     @property
@@ -597,6 +598,7 @@ class TrustStore:
         if held is not None and held.trust_list.version == trust_list.version:
             return False
         self._held[zone] = HeldList(trust_list, opened)
+        self.generation += 1
         certs = {m.tls_cert_sha256: m for h in self._held.values() for m in h.trust_list.members}
         self._anchors_pem = b"".join(certs[fp].tls_cert_pem for fp in sorted(certs))
         return True

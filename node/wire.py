@@ -162,6 +162,24 @@ def result_from_pb(msg: pb.CreditResult) -> model.CreditResult:
         raise InvalidInput(f"credit result has a value outside the contract: {exc}") from None
 
 
+def bound_result_bytes(
+    base: pb.CreditResult, *, issued_at: dt.datetime, audience_node: str, zone: str,
+    purpose: str, request_id: str, request_digest: bytes, log_index: int,
+) -> bytes:
+    """A stored result's wire form (already redacted for the purpose) bound to one request:
+    the answer path's fast equivalent of result_bytes(result.bound(...)), which a test pins."""
+    msg = pb.CreditResult()
+    msg.CopyFrom(base)
+    msg.issued_at.CopyFrom(timestamp(issued_at))
+    msg.audience_node = audience_node
+    msg.zone = zone
+    msg.purpose = purpose
+    msg.request_id = request_id
+    msg.request_digest = request_digest
+    msg.log_index = log_index
+    return serialize(msg)
+
+
 def result_bytes(result: model.CreditResult) -> bytes:
     return serialize(result_to_pb(result))
 

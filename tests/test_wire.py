@@ -117,3 +117,13 @@ def test_fast_timestamp_matches_protobuf(value: dt.datetime) -> None:
 def test_naive_timestamp_is_refused() -> None:
     with pytest.raises(InvalidInput, match="no time zone"):
         wire.timestamp(dt.datetime(2026, 1, 1))
+
+
+def test_bound_result_bytes_equals_binding_the_model() -> None:
+    """The answer path's fast binding gives the very bytes the model path gives."""
+    result = make_result()
+    binding = dict(issued_at=T0 + dt.timedelta(days=3, microseconds=17), audience_node="cn-330400",
+                   zone="hjjw", purpose="xinyi-dai", request_id="q-9",
+                   request_digest=bytes(range(32)), log_index=12345)
+    fast = wire.bound_result_bytes(wire.result_to_pb(result), **binding)  # type: ignore[arg-type]
+    assert fast == wire.result_bytes(result.bound(**binding))

@@ -22,10 +22,14 @@ _ANSWERS = (
     .where(t.log_answers.c.requester == sa.bindparam("requester"),
            t.log_answers.c.request_id.in_(sa.bindparam("request_ids", expanding=True)))
 )
-_CURRENT = sa.select(RESULTS).where(
+# Which results are current: keys only. Rows are converted only for ids not cached yet.
+_CURRENT_IDS = sa.select(RESULTS.c.result_id).where(
     RESULTS.c.subject_id.in_(sa.bindparam("subject_ids", expanding=True)),
     RESULTS.c.status == int(model.ResultStatus.ACTIVE),
 )
+_BY_ID = sa.select(RESULTS).where(
+    RESULTS.c.result_id.in_(sa.bindparam("result_ids", expanding=True)))
+_RESULT_CACHE_SIZE = 65536
 
 StoredAnswer = tuple[int, bytes]
 Read = tuple[str, str, model.SubjectRef | None]  # (requester, request id, subject)
@@ -36,6 +40,9 @@ class StoreResultSource:
 
     def __init__(self, store: Store) -> None:
         self._store = store
+        # A result id names one content for good (node.store.results), so a converted result
+        # can be reused; whether it is still current is asked of the database every time.
+        self._results: dict[str, model.CreditResult] = {}
 
     def read_many(
         self, reads: Sequence[Read]
@@ -61,18 +68,28 @@ class StoreResultSource:
                     for row in rows:
                         answers[(requester, row.request_id)] = (int(row.log_index),
                                                                 bytes(row.response))
+            current: list[str] = []
             for start in range(0, len(subject_ids), _IN_CHUNK):
-                result_rows = conn.execute(
-                    _CURRENT, {"subject_ids": subject_ids[start : start + _IN_CHUNK]})
-                for result_row in result_rows:
-                    result = result_from_row(result_row)
-                    key = (int(result.subject.id_type), result.subject.id)
-                    best = newest.get(key)
-                    # Several schemes may hold a result for one subject: the newest answers.
-                    if best is None or (result.evaluated_at, result.result_id) > (
-                        best.evaluated_at, best.result_id
-                    ):
-                        newest[key] = result
+                current.extend(conn.execute(
+                    _CURRENT_IDS, {"subject_ids": subject_ids[start : start + _IN_CHUNK]}
+                ).scalars())
+            missing = [rid for rid in current if rid not in self._results]
+            if len(self._results) + len(missing) > _RESULT_CACHE_SIZE:
+                self._results.clear()
+            for start in range(0, len(missing), _IN_CHUNK):
+                for row in conn.execute(
+                    _BY_ID, {"result_ids": missing[start : start + _IN_CHUNK]}
+                ):
+                    self._results[row.result_id] = result_from_row(row._mapping)
+            for result_id in current:
+                result = self._results[result_id]
+                key = (int(result.subject.id_type), result.subject.id)
+                best = newest.get(key)
+                # Several schemes may hold a result for one subject: the newest answers.
+                if best is None or (result.evaluated_at, result.result_id) > (
+                    best.evaluated_at, best.result_id
+                ):
+                    newest[key] = result
         return [
             (answers.get((requester, request_id)) if request_id else None,
              newest.get((int(subject.id_type), subject.id)) if subject is not None else None)

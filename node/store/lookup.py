@@ -3,7 +3,8 @@ whole batch of requests at once."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any, cast
 
 import sqlalchemy as sa
 
@@ -80,7 +81,8 @@ class StoreResultSource:
                 for row in conn.execute(
                     _BY_ID, {"result_ids": missing[start : start + _IN_CHUNK]}
                 ):
-                    self._results[row.result_id] = result_from_row(row._mapping)
+                    self._results[row.result_id] = result_from_row(
+                        cast("Mapping[str, Any]", row._mapping))
             for result_id in current:
                 result = self._results[result_id]
                 key = (int(result.subject.id_type), result.subject.id)

@@ -92,6 +92,7 @@ class NodeRuntime:
         self._pending_checkpoint: asyncio.Event | None = None
         self.server: GrpcServer | None = None
         self._zones_cache: dict[tuple[int, str], frozenset[str]] = {}
+        self._callers: dict[tuple[int, str], str | None] = {}
 
     @property
     def node_id(self) -> str:
@@ -104,8 +105,15 @@ class NodeRuntime:
     # --- identity --------------------------------------------------------------------------
 
     def caller_of(self, fingerprint: str) -> str | None:
-        found = {member.node_id for _, member in self.trust.member_by_cert_sha256(fingerprint)}
-        return found.pop() if len(found) == 1 else None
+        """The member a client certificate belongs to (cached until a trust list changes);
+        None when no list holds it, or lists disagree on whose it is."""
+        key = (self.trust.generation, fingerprint)
+        if key not in self._callers:
+            if len(self._callers) > 1024:
+                self._callers.clear()
+            found = {m.node_id for _, m in self.trust.member_by_cert_sha256(fingerprint)}
+            self._callers[key] = found.pop() if len(found) == 1 else None
+        return self._callers[key]
 
     def trusted_zones(self, node_id: str) -> frozenset[str]:
         """Zones whose current trust list holds `node_id` (cached until a list changes)."""

@@ -112,6 +112,7 @@ class HuzhouExport:
         issuer_node: str,
         legacy_uscc_allowed: bool = False,
         progress: Progress | None = None,
+        subject_key: bytes | None = None,
     ) -> list[CreditResult]:
         text = decode_export(data, self.name)
         records = _read_csv(text) if self.container == "csv" else _read_json(text)
@@ -124,6 +125,7 @@ class HuzhouExport:
         converter = _RowConverter(
             issuer_node=issuer_node,
             legacy_uscc_allowed=legacy_uscc_allowed,
+            subject_key=subject_key,
             schemes=builtin_schemes() if self.schemes is None else self.schemes,
             indicator_columns=tuple(c for c in records.columns if c.startswith(INDICATOR_PREFIX)),
         )
@@ -301,11 +303,13 @@ class _RowConverter:
         *,
         issuer_node: str,
         legacy_uscc_allowed: bool,
+        subject_key: bytes | None = None,
         schemes: Mapping[str, Scheme],
         indicator_columns: tuple[str, ...],
     ) -> None:
         self.issuer_node = issuer_node
         self.legacy_uscc_allowed = legacy_uscc_allowed
+        self.subject_key = subject_key
         self.schemes = schemes
         self.indicator_columns = indicator_columns
         self.first_row_of: dict[SubjectRef, int] = {}
@@ -364,6 +368,7 @@ class _RowConverter:
             indicators=indicators,
             evaluated_at=evaluated_at,
             valid_until=valid_until_at,
+            subject_key=self.subject_key,
         )
         try:
             return CreditResult(

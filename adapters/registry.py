@@ -39,10 +39,13 @@ class ImportAdapter(Protocol):
         issuer_node: str,
         legacy_uscc_allowed: bool = False,
         progress: Progress | None = None,
+        subject_key: bytes | None = None,
     ) -> list[CreditResult]:
         """Every row as a result issued by `issuer_node`, or ImportRejected with every problem.
 
         `legacy_uscc_allowed` admits USCCs whose check character is wrong (DESIGN.md §9).
+        `subject_key` (the node's pseudonymisation key) keys resident ids inside result ids;
+        ingest always passes it.
         """
         ...
 

@@ -9,10 +9,17 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import hmac
 import json
 from collections.abc import Mapping, Sequence
 
-from node.model import CreditLevel, SubjectRef, SubjectType
+from node.model import (
+    HMAC_SUBJECT_PREFIX,
+    CreditLevel,
+    SubjectIdType,
+    SubjectRef,
+    SubjectType,
+)
 
 _ID_VERSION = 1
 
@@ -31,17 +38,26 @@ def result_id_for(
     indicators: Mapping[str, str],
     evaluated_at: dt.datetime,
     valid_until: dt.datetime,
+    subject_key: bytes | None = None,
 ) -> str:
     """`<issuer node>:<32 hex>`: SHA-256 of the canonical JSON of what the issuer asserts.
 
     Flags count as a set and indicators as a map, so a re-export that merely reorders them
     keeps its ids. 128 bits keep ids short while collisions stay out of reach.
+
+    Result ids travel to peers and into the exchange log, so a resident id enters the hash
+    only as its keyed pseudonym (HMAC-SHA256 under the node's `subject_key`, the same form the
+    log uses): nobody without the key can test guessed resident ids against a result id.
     """
+    subject_id = subject.id
+    if subject.id_type is SubjectIdType.RESIDENT_ID and subject_key is not None:
+        digest = hmac.new(subject_key, subject.id.encode("ascii"), hashlib.sha256).hexdigest()
+        subject_id = HMAC_SUBJECT_PREFIX + digest
     content = {
         "v": _ID_VERSION,
         "issuer_node": issuer_node,
         "id_type": subject.id_type.name,
-        "subject_id": subject.id,
+        "subject_id": subject_id,
         "subject_name": subject_name,
         "subject_type": subject_type.name,
         "scheme": scheme,

@@ -21,6 +21,7 @@ from node.config import NodeConfig
 from node.errors import ImportRejected, RowProblem
 from node.gendata import generate_export
 from node.home import NodeHome
+from node.keys import NodeKeys
 from node.model import CreditResult
 from node.store import Store
 
@@ -54,10 +55,11 @@ def ingest(fmt: str, file: pathlib.Path, home: pathlib.Path) -> None:
     """
     node_home = NodeHome(home)
     config = node_home.load_config()
+    subject_key = NodeKeys.open(node_home, config).subject_hmac_key()
     data = file.read_bytes()
     adapter = get_adapter(fmt)
     try:
-        results = _parse_with_progress(adapter, data, file.name, config)
+        results = _parse_with_progress(adapter, data, file.name, config, subject_key)
         if sys.stderr.isatty():  # the import is one transaction: no bar, but say what waits
             click.echo(f"importing {len(results):,} results in one transaction...", err=True)
         with Store.open(node_home.db_url(config)) as store:
@@ -103,7 +105,7 @@ def gen_data(city: str, subjects: int, out: pathlib.Path, seed: int, fmt: str) -
 
 
 def _parse_with_progress(
-    adapter: ImportAdapter, data: bytes, label: str, config: NodeConfig
+    adapter: ImportAdapter, data: bytes, label: str, config: NodeConfig, subject_key: bytes
 ) -> list[CreditResult]:
     """Parse, with a progress bar on a terminal (none when output is piped or captured)."""
     with tqdm(
@@ -119,6 +121,7 @@ def _parse_with_progress(
             issuer_node=config.node_id,
             legacy_uscc_allowed=config.legacy_uscc_allowed,
             progress=progress,
+            subject_key=subject_key,
         )
 
 

@@ -18,7 +18,7 @@ import pytest
 
 from node import model, notes, signing, wire
 from node.cli.zone import _load_coordinator
-from node.errors import RolledBackTrustList
+from node.errors import PeerUnavailable, RolledBackTrustList
 from node.federation import Federation, build, run_cli
 from node.home import NodeHome
 from node.runtime import NodeRuntime
@@ -266,3 +266,35 @@ async def test_query_command_prints_verified_answer(federation: Running) -> None
     assert code == 1
     doc = json.loads(out)
     assert doc["decision"] == "REFUSED" and "PURPOSE_NOT_AGREED" in doc["reason"]
+
+
+async def test_member_removed_from_every_list_is_unauthenticated_on_an_open_connection(
+    federation: Running,
+) -> None:
+    """A new handshake from a removed member fails at TLS (its certificate is no longer an
+    anchor); a connection it opened before keeps its TLS session, so the node checks every
+    call against the lists it holds now and answers UNAUTHENTICATED."""
+    fed, nodes = federation
+    client = nodes[JIAXING].peer_client(HUZHOU, "hjjw")
+    try:
+        query = model.CreditQuery("open-1", company(fed), "hjjw", "xinyi-dai")
+        assert (await client.query(query)).result.audience_node == JIAXING
+        for zone in ("hjjw", "hz-metro"):
+            run_cli("zone", "remove-member", "--zone", zone, "--node-id", JIAXING,
+                    "--dir", fed.coordinator_dir())
+            members = [n for n in (HUZHOU, HANGZHOU) if zone == "hz-metro" or n == HUZHOU]
+            fed.install(zone, fed.sign_zone(zone, "no-jiaxing"), members)
+        assert set(nodes[HUZHOU].trust_files.refresh()) == {"hjjw", "hz-metro"}
+        with pytest.raises(grpc.aio.AioRpcError) as info:
+            await client.query(dataclasses.replace(query, request_id="open-2"))
+        assert info.value.code() == grpc.StatusCode.UNAUTHENTICATED
+        assert "not on any trust list" in (info.value.details() or "")
+    finally:
+        await client.close()
+    # And a fresh connection does not get past the TLS handshake.
+    fresh = nodes[JIAXING].peer_client(HUZHOU, "hjjw")
+    try:
+        with pytest.raises((grpc.aio.AioRpcError, PeerUnavailable)):
+            await fresh.query(model.CreditQuery("open-3", company(fed), "hjjw", "xinyi-dai"))
+    finally:
+        await fresh.close()

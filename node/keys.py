@@ -591,7 +591,10 @@ def _spki(key: ec.EllipticCurvePrivateKey) -> bytes:
 
 # The PEM label of an encrypted PKCS#8 key (RFC 7468 §11), built from its parts so that this
 # source file never carries a line that looks like the start of a private key block.
-_PEM_ENCRYPTED_PKCS8 = b"-----BEGIN " + b"ENCRYPTED PRIVATE KEY-----"
+_PEM_ENCRYPTED_PKCS8 = b"".join((
+    b"-----BEGIN ",
+    b"ENCRYPTED PRIVATE KEY-----",
+))
 
 
 def _write_private(path: pathlib.Path, data: bytes) -> None:

@@ -338,16 +338,7 @@ class NodeKeys:
         for path in self._fixed_paths():
             path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
 
-        signer = _new_signer(signing_algorithm)
-        record = SigningKeyRecord(
-            keyid=signer.keyid,
-            algorithm=signer.algorithm,
-            spki_der=signer.spki_der,
-            file=f"signing-{signer.keyid[:16]}.key",
-            status=ACTIVE,
-            not_before=now,
-        )
-        self._write_private_key(self._signing_key_path(record), signer.private_key)
+        record = self._new_signing_key(signing_algorithm, now)
         log_key = ed25519.Ed25519PrivateKey.generate()
         self._write_private_key(self.log_key_path, log_key)
         witness_key = ed25519.Ed25519PrivateKey.generate()
@@ -372,6 +363,14 @@ class NodeKeys:
         """DESIGN.md §3 key rotation: a new active key; the old ones become verify-only."""
         now = now or dt.datetime.now(dt.UTC)
         manifest = self.manifest()
+        record = self._new_signing_key(algorithm, now)
+        older = tuple(dataclasses.replace(r, status=VERIFY_ONLY) for r in manifest.signing_keys)
+        updated = dataclasses.replace(manifest, signing_keys=(*older, record))
+        _write_public(self.manifest_path, updated.to_json().encode("utf-8"), replace=True)
+        return record
+
+    def _new_signing_key(self, algorithm: str, now: dt.datetime) -> SigningKeyRecord:
+        """A new active signing key, written (0600) beside the manifest; not yet listed in it."""
         signer = _new_signer(algorithm)
         record = SigningKeyRecord(
             keyid=signer.keyid,
@@ -382,9 +381,6 @@ class NodeKeys:
             not_before=now,
         )
         self._write_private_key(self._signing_key_path(record), signer.private_key)
-        older = tuple(dataclasses.replace(r, status=VERIFY_ONLY) for r in manifest.signing_keys)
-        updated = dataclasses.replace(manifest, signing_keys=(*older, record))
-        _write_public(self.manifest_path, updated.to_json().encode("utf-8"), replace=True)
         return record
 
     # --- public halves (no passphrase needed) -----------------------------------------------

@@ -1,16 +1,15 @@
-"""Test certificates: a self-signed TLS certificate per node, as `creditnode init` makes them."""
+"""Test certificates: a node's TLS key and self-signed certificate, made by the same code
+`creditnode init` uses (node.keys.self_signed_tls_certificate)."""
 
 from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import ipaddress
 
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from node.keys import self_signed_tls_certificate
 from node.tls import cert_sha256
 
 
@@ -27,26 +26,7 @@ class NodeTls:
 
 def make_node_tls(node_id: str) -> NodeTls:
     key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, node_id)])
-    now = dt.datetime.now(dt.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(days=30))
-        .add_extension(x509.SubjectAlternativeName([
-            x509.UniformResourceIdentifier(f"creditx://node/{node_id}"),
-            x509.DNSName("localhost"),
-            x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
-        ]), critical=False)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH,
-                                              ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
-        .sign(key, hashes.SHA256())
-    )
+    cert = self_signed_tls_certificate(node_id, key, dt.datetime.now(dt.UTC))
     return NodeTls(
         node_id,
         key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,

@@ -74,27 +74,14 @@ class Signer(Protocol):
     def sign(self, message: bytes) -> bytes: ...
 
 
-class Ed25519Signer:
-    """An Ed25519 signing key (RFC 8032, pure Ed25519 over the PAE bytes)."""
+class _KeySigner:
+    """What both signers share: the key's SPKI, its keyid (DESIGN.md §3) and its public half."""
 
-    algorithm = ED25519
+    algorithm: str
 
-    def __init__(self, private_key: ed25519.Ed25519PrivateKey) -> None:
-        if not isinstance(private_key, ed25519.Ed25519PrivateKey):
-            raise KeyMaterialError(
-                f"an Ed25519 signer needs an Ed25519 private key, got {type(private_key).__name__}"
-            )
-        self._private_key = private_key
-        self._spki_der = _spki_der(private_key.public_key())
+    def __init__(self, public_key: _PublicKey) -> None:
+        self._spki_der = _spki_der(public_key)
         self._keyid = keyid_for_spki(self._spki_der)
-
-    @classmethod
-    def generate(cls) -> Ed25519Signer:
-        return cls(ed25519.Ed25519PrivateKey.generate())
-
-    @property
-    def private_key(self) -> ed25519.Ed25519PrivateKey:
-        return self._private_key
 
     @property
     def keyid(self) -> str:
@@ -104,17 +91,39 @@ class Ed25519Signer:
     def spki_der(self) -> bytes:
         return self._spki_der
 
+    def verification_key(self) -> VerificationKey:
+        return VerificationKey(self._keyid, self.algorithm, self._spki_der)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(keyid={self._keyid[:16]}…)"
+
+
+class Ed25519Signer(_KeySigner):
+    """An Ed25519 signing key (RFC 8032, pure Ed25519 over the PAE bytes)."""
+
+    algorithm = ED25519
+
+    def __init__(self, private_key: ed25519.Ed25519PrivateKey) -> None:
+        if not isinstance(private_key, ed25519.Ed25519PrivateKey):
+            raise KeyMaterialError(
+                f"an Ed25519 signer needs an Ed25519 private key, got {type(private_key).__name__}"
+            )
+        super().__init__(private_key.public_key())
+        self._private_key = private_key
+
+    @classmethod
+    def generate(cls) -> Ed25519Signer:
+        return cls(ed25519.Ed25519PrivateKey.generate())
+
+    @property
+    def private_key(self) -> ed25519.Ed25519PrivateKey:
+        return self._private_key
+
     def sign(self, message: bytes) -> bytes:
         return self._private_key.sign(message)
 
-    def verification_key(self) -> VerificationKey:
-        return VerificationKey(self._keyid, ED25519, self._spki_der)
 
-    def __repr__(self) -> str:
-        return f"Ed25519Signer(keyid={self._keyid[:16]}…)"
-
-
-class EcdsaP256Signer:
+class EcdsaP256Signer(_KeySigner):
     """An ECDSA P-256 signing key; signatures are DER-encoded (r, s) over SHA-256 of the PAE."""
 
     algorithm = ECDSA_P256
@@ -127,9 +136,8 @@ class EcdsaP256Signer:
                 f"an {ECDSA_P256} signer needs a P-256 private key, "
                 f"got {type(private_key).__name__}"
             )
+        super().__init__(private_key.public_key())
         self._private_key = private_key
-        self._spki_der = _spki_der(private_key.public_key())
-        self._keyid = keyid_for_spki(self._spki_der)
 
     @classmethod
     def generate(cls) -> EcdsaP256Signer:
@@ -139,22 +147,8 @@ class EcdsaP256Signer:
     def private_key(self) -> ec.EllipticCurvePrivateKey:
         return self._private_key
 
-    @property
-    def keyid(self) -> str:
-        return self._keyid
-
-    @property
-    def spki_der(self) -> bytes:
-        return self._spki_der
-
     def sign(self, message: bytes) -> bytes:
         return self._private_key.sign(message, ec.ECDSA(hashes.SHA256()))
-
-    def verification_key(self) -> VerificationKey:
-        return VerificationKey(self._keyid, ECDSA_P256, self._spki_der)
-
-    def __repr__(self) -> str:
-        return f"EcdsaP256Signer(keyid={self._keyid[:16]}…)"
 
 
 def _algorithm_of(public_key: object) -> str | None:

@@ -22,6 +22,8 @@ from node.store import Store
 from node.store import log_tables as t
 from node.tls import channel_credentials, server_credentials
 from node.witness import Witness, WitnessingStats, send_checkpoint
+from tests.conftest import BACKENDS
+from tests.pg import PostgresServer
 from tests.pki import NodeTls, make_node_tls
 from tests.services.test_interchange_server import reason_of
 
@@ -98,12 +100,23 @@ def tls() -> dict[str, NodeTls]:
     return {n: make_node_tls(n) for n in (HUZHOU, JIAXING, SHANGHAI)}
 
 
-@pytest.fixture
-def stores(tmp_path: Path) -> Iterator[dict[str, Store]]:
-    opened = {n: Store.open(f"sqlite:///{tmp_path / (n + '.db')}") for n in (HUZHOU, JIAXING)}
+@pytest.fixture(params=BACKENDS)
+def stores(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[dict[str, Store]]:
+    """Each node's own database: SQLite files, or fresh PostgreSQL databases (the witness's
+    compare-and-swap and the log service run on both)."""
+    if request.param == "sqlite":
+        urls = {n: f"sqlite:///{tmp_path / (n + '.db')}" for n in (HUZHOU, JIAXING)}
+        created: list[str] = []
+    else:
+        server: PostgresServer = request.getfixturevalue("postgres_server")
+        created = [server.create_database() for _ in (HUZHOU, JIAXING)]
+        urls = dict(zip((HUZHOU, JIAXING), (server.url(n) for n in created), strict=True))
+    opened = {n: Store.open(url) for n, url in urls.items()}
     yield opened
     for store in opened.values():
         store.close()
+    for name in created:
+        server.drop_database(name)
 
 
 @pytest.fixture

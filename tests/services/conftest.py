@@ -1,5 +1,5 @@
 """Fixtures shared by the service tests: a Huzhou node on real gRPC with real mutual TLS."""
 
-from tests.services.test_interchange_server import node, sqlite_store, tls
+from tests.services.test_interchange_server import node, node_store, tls
 
-__all__ = ["node", "sqlite_store", "tls"]
+__all__ = ["node", "node_store", "tls"]

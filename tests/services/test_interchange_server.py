@@ -101,8 +101,9 @@ def tls() -> dict[str, NodeTls]:
 
 
 @pytest.fixture
-def sqlite_store(sqlite_url: str) -> Iterator[Store]:
-    store = Store.open(sqlite_url)
+def node_store(db_url: str) -> Iterator[Store]:
+    """The answering node's store, on each backend (SQLite file, PostgreSQL database)."""
+    store = Store.open(db_url)
     store.results.import_results(
         [company(COMPANY, "湖州绿源新材料有限公司"),
          company(make_uscc("91330500MA0000001"), "安吉竹业个体户",
@@ -113,9 +114,9 @@ def sqlite_store(sqlite_url: str) -> Iterator[Store]:
 
 
 @pytest.fixture
-async def node(sqlite_store: Store, tls: dict[str, NodeTls]) -> AsyncIterator[Node]:
+async def node(node_store: Store, tls: dict[str, NodeTls]) -> AsyncIterator[Node]:
     members = {tls[n].fingerprint: n for n in (JIAXING, SHANGHAI)}
-    node = Node(sqlite_store, tls[HUZHOU], members)
+    node = Node(node_store, tls[HUZHOU], members)
     await node.start([tls[JIAXING], tls[SHANGHAI]])
     yield node
     await node.stop()
@@ -289,10 +290,10 @@ async def test_concurrent_callers_share_log_batches(node: Node, tls: dict[str, N
 
 
 async def test_rate_limit_refuses_with_resource_exhausted_and_logs(
-    sqlite_store: Store, tls: dict[str, NodeTls]
+    node_store: Store, tls: dict[str, NodeTls]
 ) -> None:
     members = {tls[n].fingerprint: n for n in (JIAXING, SHANGHAI)}
-    limited = Node(sqlite_store, tls[HUZHOU], members)
+    limited = Node(node_store, tls[HUZHOU], members)
     hjjw = limited.policy.zones["hjjw"]
     limited.policy = policy.Policy({**limited.policy.zones, "hjjw": dataclasses.replace(
         hjjw, caller_rates={JIAXING: 3})})

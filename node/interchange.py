@@ -147,6 +147,8 @@ class Interchange:
         `raw_query` is the CreditQuery exactly as received (its SHA-256 is the request digest);
         `parse` turns it into the domain query, raising InvalidInput when it is malformed.
         """
+        if not request_id:  # malformed: nothing to share with a concurrent twin
+            return await self._answer(caller, raw_query, parse, request_id)
         key = (caller, request_id)
         running = self._in_flight.get(key)
         if running is not None:  # the same request id is being answered right now
@@ -155,6 +157,9 @@ class Interchange:
         self._in_flight[key] = future
         try:
             outcome = await self._answer(caller, raw_query, parse, request_id)
+        except asyncio.CancelledError:
+            future.cancel()
+            raise
         except BaseException as exc:
             future.set_exception(exc)
             future.exception()  # retrieved: a waiter may not exist

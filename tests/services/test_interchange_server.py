@@ -339,3 +339,15 @@ async def test_batch_repeating_a_request_id_answers_it_once(
     assert responses[0].result == responses[2].result == again.result
     assert responses[0].receipt.log_index == responses[2].receipt.log_index
     assert node.sequencer.tree.size - before == 2
+
+
+async def test_concurrent_calls_with_one_request_id_are_answered_and_logged_once(
+    node: Node, tls: dict[str, NodeTls]
+) -> None:
+    before = node.sequencer.tree.size
+    async with channel(node, tls[JIAXING]) as ch:
+        first, second, third = await asyncio.gather(
+            *(call(ch, query("twin")) for _ in range(3)))
+    assert first.result == second.result == third.result
+    assert {r.receipt.log_index for r in (first, second, third)} == {first.receipt.log_index}
+    assert node.sequencer.tree.size - before == 1

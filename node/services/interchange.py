@@ -107,19 +107,26 @@ class InterchangeServicer:
         try:
             outcome = await self._interchange.answer(caller, raw.data, _parser(raw),
                                                      request_id)
-        except CreditNodeError as exc:  # refused before anything could be logged
-            return wire.spb.QueryCreditResponse(
-                request_id=request_id, error=status.to_rpc_status(exc)
-            )
+        except CreditNodeError as exc:
+            return self._response(request_id, exc)
+        return self._response(request_id, outcome)
+
+    def _response(
+        self, request_id: str, outcome: Answer | Replay | BaseException
+    ) -> wire.spb.QueryCreditResponse:
+        """The wire response for one outcome. Whatever was logged — a grant or a refusal —
+        carries its receipt; an outcome refused before logging (no request id) has none."""
         if isinstance(outcome, Replay):
             response = wire.parse_response(outcome.response)
-            if not response.HasField("error"):
-                _with_receipt(response, self._sequencer.receipt_for(outcome.log_index))
-            return response
-        response = (wire.parse_response(outcome.encoded) if outcome.encoded
-                            else answer_message(outcome))
-        if outcome.receipt is not None and outcome.error is None:
-            _with_receipt(response, outcome.receipt)
+            _with_receipt(response, self._sequencer.receipt_for(outcome.log_index))
+        elif isinstance(outcome, Answer):
+            response = (wire.parse_response(outcome.encoded) if outcome.encoded
+                        else answer_message(outcome))
+            if outcome.receipt is not None:
+                _with_receipt(response, outcome.receipt)
+        else:  # refused before anything could be logged, or the log failed
+            response = wire.spb.QueryCreditResponse(
+                request_id=request_id, error=status.to_rpc_status(outcome))
         return response
 
     async def QueryCredit(
@@ -172,22 +179,8 @@ class InterchangeServicer:
             return []
         items = [(raw.data, _parser(raw), raw.request_id()) for raw in raws]
         outcomes = await self._interchange.answer_many(caller, items)
-        responses = []
-        for (_, _, request_id), outcome in zip(items, outcomes, strict=True):
-            if isinstance(outcome, Replay):
-                response = wire.parse_response(outcome.response)
-                if not response.HasField("error"):
-                    _with_receipt(response, self._sequencer.receipt_for(outcome.log_index))
-            elif isinstance(outcome, Answer):
-                response = (wire.parse_response(outcome.encoded) if outcome.encoded
-                            else answer_message(outcome))
-                if outcome.receipt is not None and outcome.error is None:
-                    _with_receipt(response, outcome.receipt)
-            else:  # refused before anything could be logged, or the log failed
-                response = wire.spb.QueryCreditResponse(
-                    request_id=request_id, error=status.to_rpc_status(outcome))
-            responses.append(response)
-        return responses
+        return [self._response(request_id, outcome)
+                for (_, _, request_id), outcome in zip(items, outcomes, strict=True)]
 
     async def GetNodeInfo(self, request: Any, context: Context) -> wire.pb.NodeInfo:
         self._authenticate(context)

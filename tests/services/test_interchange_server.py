@@ -237,6 +237,14 @@ async def test_batch_mixes_good_and_bad_items_without_ending(
                      grpc.StatusCode.NOT_FOUND.value[0], 0]
     assert responses[0].HasField("result") and responses[4].HasField("result")
     assert not responses[1].HasField("result")
+    # Refusals are logged like grants, and their items carry the receipt that proves it.
+    verifier = node.log_signer.verifier()
+    for response in responses:
+        receipt = response.receipt
+        checkpoint = notes.open_checkpoint(receipt.checkpoint, verifier).checkpoint
+        merkle.verify_inclusion(receipt.log_index, checkpoint.size, receipt.leaf_hash,
+                                list(receipt.inclusion_proof), checkpoint.root_hash)
+    assert len({r.receipt.log_index for r in responses}) == 5
 
 
 async def test_unknown_certificate_is_refused_and_node_keeps_serving(

@@ -199,7 +199,8 @@ class NodeRuntime:
         ]
         credentials = tls.server_credentials(self.tls_key_pem, self.tls_cert_pem,
                                              self.trust.anchors_pem)
-        self.server = GrpcServer(handlers, credentials, listen or self.config.listen)
+        self.server = GrpcServer(handlers, credentials, listen or self.config.listen,
+                                 service_names=(svc.SERVICE, log_svc.SERVICE))
         await self.server.start()
         self._tasks = [
             asyncio.create_task(self._refresh_trust(), name="trust-refresh"),

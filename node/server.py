@@ -18,11 +18,6 @@ from node.services.status import ErrorMappingInterceptor
 
 log = logging.getLogger(__name__)
 
-SERVICE_NAMES = (
-    "creditx.v1.CreditInterchange",
-    "creditx.v1.ExchangeLog",
-    "creditx.v1.GreenLoanSync",
-)
 
 
 class GrpcServer:
@@ -31,13 +26,17 @@ class GrpcServer:
         handlers: Sequence[grpc.GenericRpcHandler],
         credentials: grpc.ServerCredentials,
         address: str = "127.0.0.1:0",
+        *,
+        service_names: Sequence[str] = (),
     ) -> None:
+        # Health and reflection speak only of the services actually served.
+        self.service_names = tuple(service_names)
         self._server = grpc.aio.server(interceptors=[ErrorMappingInterceptor()])
         self._server.add_generic_rpc_handlers(tuple(handlers))
         self._health = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self._health, self._server)
         services = [
-            *SERVICE_NAMES,
+            *self.service_names,
             health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
             reflection.SERVICE_NAME,
         ]
@@ -55,7 +54,7 @@ class GrpcServer:
 
     async def start(self) -> None:
         await self._server.start()
-        for name in ("", *SERVICE_NAMES):
+        for name in ("", *self.service_names):
             await self._health.set(name, health_pb2.HealthCheckResponse.SERVING)
         log.info("serving on %s", self.target)
 

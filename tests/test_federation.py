@@ -298,3 +298,30 @@ async def test_member_removed_from_every_list_is_unauthenticated_on_an_open_conn
             await fresh.query(model.CreditQuery("open-3", company(fed), "hjjw", "xinyi-dai"))
     finally:
         await fresh.close()
+
+
+async def test_health_and_reflection_speak_of_the_served_services(federation: Running) -> None:
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+    from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+
+    _, nodes = federation
+    client = nodes[JIAXING].peer_client(HUZHOU, "hjjw")
+    try:
+        health = health_pb2_grpc.HealthStub(client.channel)
+        for service in ("", "creditx.v1.CreditInterchange", "creditx.v1.ExchangeLog"):
+            reply = await health.Check(health_pb2.HealthCheckRequest(service=service), timeout=5)
+            assert reply.status == health_pb2.HealthCheckResponse.SERVING, service
+        with pytest.raises(grpc.aio.AioRpcError) as info:
+            await health.Check(health_pb2.HealthCheckRequest(service="creditx.v1.GreenLoanSync"),
+                               timeout=5)
+        assert info.value.code() == grpc.StatusCode.NOT_FOUND  # not served yet
+        reflect = reflection_pb2_grpc.ServerReflectionStub(client.channel)
+        listed = set()
+        async for reply in reflect.ServerReflectionInfo(
+            iter([reflection_pb2.ServerReflectionRequest(list_services="")]), timeout=5
+        ):
+            listed |= {s.name for s in reply.list_services_response.service}
+        assert {"creditx.v1.CreditInterchange", "creditx.v1.ExchangeLog",
+                "grpc.health.v1.Health"} <= listed
+    finally:
+        await client.close()

@@ -31,7 +31,7 @@ from node.home import NodeHome
 from node.keys import NodeKeys
 from node.store import Store
 from node.store import log_tables as t
-from node.trust import load_home_trust
+from node.trust_files import load_home_trust
 
 HUZHOU, JIAXING = "cn-330500", "cn-330400"  # the node under test and the asking peer
 ZONE, PURPOSE = "hjjw", "xinyi-dai"

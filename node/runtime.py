@@ -43,7 +43,8 @@ from node.services import interchange as svc
 from node.services import status
 from node.store import Store
 from node.store.lookup import StoreResultSource
-from node.trust import TrustListFiles, TrustStore, load_home_trust
+from node.trust import TrustStore
+from node.trust_files import TrustListFiles, load_home_trust
 from node.witness import Witness, WitnessingStats, send_checkpoint
 
 log = logging.getLogger(__name__)

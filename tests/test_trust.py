@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import NameOID
 
-from node import signing, trust
+from node import signing, trust, trust_files
 from node.errors import (
     BadSignature,
     ConfigError,
@@ -425,8 +425,8 @@ def test_coordinator_key_is_pinned_from_spki_or_pem_file(
 ) -> None:
     vk = coordinator.verification_key()
     (tmp_path / "keys").mkdir()
-    (tmp_path / "keys" / "hyzt.pub.pem").write_bytes(trust.public_key_pem(vk))
-    keys = trust.coordinator_keys_from_config(
+    (tmp_path / "keys" / "hyzt.pub.pem").write_bytes(trust_files.public_key_pem(vk))
+    keys = trust_files.coordinator_keys_from_config(
         {
             "hjjw": {
                 "coordinator_spki": base64.b64encode(vk.spki_der).decode(),
@@ -452,7 +452,7 @@ def test_bad_pins_are_config_errors(
     tmp_path: pathlib.Path, table: dict[str, str], message: str
 ) -> None:
     with pytest.raises(ConfigError, match=message):
-        trust.coordinator_keys_from_config({"hjjw": table}, tmp_path)
+        trust_files.coordinator_keys_from_config({"hjjw": table}, tmp_path)
 
 
 def test_pin_with_a_mistyped_keyid_is_refused(
@@ -460,7 +460,7 @@ def test_pin_with_a_mistyped_keyid_is_refused(
 ) -> None:
     spki = base64.b64encode(coordinator.spki_der).decode()
     with pytest.raises(ConfigError, match="does not match the key"):
-        trust.coordinator_keys_from_config(
+        trust_files.coordinator_keys_from_config(
             {"hjjw": {"coordinator_spki": spki, "coordinator_keyid": "ab" * 32}}, tmp_path
         )
 
@@ -469,7 +469,7 @@ def test_pin_with_a_mistyped_keyid_is_refused(
 
 
 def _write(home: pathlib.Path, env: signing.Envelope, zone: str = "hjjw") -> None:
-    trust.install_trust_list(home, zone, env.to_json())
+    trust_files.install_trust_list(home, zone, env.to_json())
 
 
 def test_newer_list_file_is_picked_up_by_refresh_without_restart(
@@ -480,7 +480,7 @@ def test_newer_list_file_is_picked_up_by_refresh_without_restart(
     jiaxing: trust.Member,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    files = trust.TrustListFiles(tmp_path, store)
+    files = trust_files.TrustListFiles(tmp_path, store)
     with caplog.at_level(logging.WARNING, logger="node.trust"):
         assert files.refresh(T0) == []
     assert "no trust list file" in caplog.text
@@ -503,7 +503,7 @@ def test_refused_list_file_is_logged_once_and_the_last_good_list_kept(
     huzhou: trust.Member,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    files = trust.TrustListFiles(tmp_path, store)
+    files = trust_files.TrustListFiles(tmp_path, store)
     _write(tmp_path, trust.sign_trust_list(make_list(3, huzhou), coordinator))
     files.refresh(T0)
     _write(tmp_path, trust.sign_trust_list(make_list(2, huzhou), coordinator))
@@ -516,7 +516,7 @@ def test_refused_list_file_is_logged_once_and_the_last_good_list_kept(
     assert "keeping version 3" in refusals[0].getMessage()
     assert isinstance(files.last_errors["hjjw"], RolledBackTrustList)
 
-    trust.trust_list_path(tmp_path, "hjjw").write_text("{not json")
+    trust_files.trust_list_path(tmp_path, "hjjw").write_text("{not json")
     files.refresh(T0)
     assert isinstance(files.last_errors["hjjw"], CreditNodeError)
     assert store.trust_list("hjjw").version == 3  # type: ignore[union-attr]
@@ -529,7 +529,7 @@ def test_expired_list_in_force_is_still_served_and_warned_about_once(
     huzhou: trust.Member,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    files = trust.TrustListFiles(tmp_path, store)
+    files = trust_files.TrustListFiles(tmp_path, store)
     _write(tmp_path, trust.sign_trust_list(make_list(1, huzhou, valid=DAY), coordinator))
     files.refresh(T0)
     with caplog.at_level(logging.WARNING, logger="node.trust"):
@@ -546,10 +546,10 @@ def test_list_file_replaced_in_place_within_the_same_second_is_seen(
     huzhou: trust.Member,
     jiaxing: trust.Member,
 ) -> None:
-    files = trust.TrustListFiles(tmp_path, store)
+    files = trust_files.TrustListFiles(tmp_path, store)
     _write(tmp_path, trust.sign_trust_list(make_list(1, huzhou), coordinator))
     files.refresh(T0)
-    path = trust.trust_list_path(tmp_path, "hjjw")
+    path = trust_files.trust_list_path(tmp_path, "hjjw")
     stamp = path.stat().st_mtime_ns
     _write(tmp_path, trust.sign_trust_list(make_list(2, huzhou, jiaxing), coordinator))
     os.utime(path, ns=(stamp, stamp))  # same mtime: the rename still gives a new inode

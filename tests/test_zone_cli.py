@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from click.testing import CliRunner, Result
 
-from node import trust
+from node import trust_files
 from node.cli import main
 from node.errors import KeyMaterialError, RolledBackTrustList, UntrustedKey
 from node.home import NodeHome
@@ -147,7 +147,7 @@ def test_zone_lifecycle_between_two_initialised_nodes(
     assert doc["node"]["node_id"] == "cn-330500"  # the node's own tables are kept
     assert set(doc["trust"]) == {"hjjw"}
     ok("zone", "install", "--zone", "hjjw", tmp_path / "v1.json", "--home", huzhou)
-    files = trust.load_home_trust(NodeHome(huzhou))
+    files = trust_files.load_home_trust(NodeHome(huzhou))
     store = files.store
     [(zone, member)] = store.member_by_cert_sha256(id_jiaxing["tls_cert_sha256"])
     assert (zone, member.node_id, member.endpoint) == (
@@ -241,7 +241,7 @@ def test_install_refuses_a_list_signed_by_another_coordinator(
 
     result = run("zone", "install", "--zone", "hjjw", tmp_path / "rogue.json", "--home", huzhou)
     assert isinstance(result.exception, UntrustedKey)
-    assert not trust.trust_list_path(huzhou, "hjjw").exists()
+    assert not trust_files.trust_list_path(huzhou, "hjjw").exists()
     result = run(
         "zone",
         "show",

@@ -17,7 +17,7 @@ import click
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
-from node import signing, trust
+from node import signing, trust, trust_files
 from node.cli.options import home_option
 from node.errors import ConfigError, CreditNodeError, InvalidInput, KeyMaterialError
 from node.home import NodeHome
@@ -149,7 +149,7 @@ def init_command(zone: str, directory: pathlib.Path, force: bool) -> None:
         ),
         0o600,
     )
-    _write_atomic(_pub_path(directory, zone), trust.public_key_pem(signer.verification_key()))
+    _write_atomic(_pub_path(directory, zone), trust_files.public_key_pem(signer.verification_key()))
     _save_draft(directory, zone, 0, [])
     click.echo(f"zone {zone}: coordinator key {signer.keyid}")
     click.echo(f"  private key  {key_path} (keep it secret)")
@@ -261,7 +261,8 @@ def show_command(file: pathlib.Path, coordinator_key: pathlib.Path | None, as_js
     """Print a signed trust list, verifying it when a coordinator key is given."""
     envelope = signing.Envelope.from_json(file.read_bytes())
     if coordinator_key is not None:
-        key = signing.VerificationKey.from_spki_der(trust.read_public_key_pem(coordinator_key))
+        pem = trust_files.read_public_key_pem(coordinator_key)
+        key = signing.VerificationKey.from_spki_der(pem)
         trust_list = trust.open_trust_list(envelope, key, now=_now(), held_version=None)
         status = f"verified with coordinator key {key.keyid}"
     else:
@@ -296,8 +297,8 @@ def show_command(file: pathlib.Path, coordinator_key: pathlib.Path | None, as_js
 def pin_command(zone: str, coordinator_key: pathlib.Path, home: pathlib.Path) -> None:
     """Pin a zone's coordinator key in this node's node.toml ([trust.<zone>])."""
     node_home = NodeHome(home)
-    key = signing.VerificationKey.from_spki_der(trust.read_public_key_pem(coordinator_key))
-    trust.pin_coordinator_key(node_home, zone, key)
+    key = signing.VerificationKey.from_spki_der(trust_files.read_public_key_pem(coordinator_key))
+    trust_files.pin_coordinator_key(node_home, zone, key)
     click.echo(f"zone {zone}: pinned coordinator key {key.keyid} in {node_home.config_file}")
 
 
@@ -311,7 +312,7 @@ def install_command(zone: str, file: pathlib.Path, home: pathlib.Path) -> None:
     A running node picks the installed file up on its next refresh, without restart.
     """
     node_home = NodeHome(home)
-    files = trust.load_home_trust(node_home)
+    files = trust_files.load_home_trust(node_home)
     if zone not in files.store.pinned_zones:
         raise ConfigError(
             f"zone {zone} is not pinned in {node_home.config_file}: run `creditnode zone pin "
@@ -327,7 +328,7 @@ def install_command(zone: str, file: pathlib.Path, home: pathlib.Path) -> None:
         raise
     trust_list = files.store.trust_list(zone)
     assert trust_list is not None
-    path = trust.install_trust_list(node_home.path, zone, text)
+    path = trust_files.install_trust_list(node_home.path, zone, text)
     click.echo(
         f"zone {zone}: installed version {trust_list.version} "
         f"({len(trust_list.members)} members, expires {trust_list.expires_at.isoformat()}) "

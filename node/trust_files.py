@@ -1,0 +1,202 @@
+"""The I/O edge of zone trust (floor 4): coordinator keys pinned in node.toml, and the trust
+list files in the node home that feed a `node.trust.TrustStore` — refreshed without a restart,
+a refused file logged while the last good list stays in force.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+import pathlib
+from collections.abc import Mapping
+from typing import Any
+
+from cryptography.hazmat.primitives import serialization
+
+from node import signing
+from node.errors import ConfigError, CreditNodeError, InvalidInput, UntrustedKey
+from node.home import NodeHome, dumps_toml
+from node.trust import ZONE_RE, TrustStore, _b64, _iso, _unb64
+
+log = logging.getLogger(__name__)
+
+
+# --- pinning: [trust.<zone>] tables of node.toml -------------------------------------------
+
+
+def coordinator_keys_from_config(
+    trust_table: Mapping[str, Any], home: pathlib.Path
+) -> dict[str, signing.VerificationKey]:
+    """Each zone's pinned coordinator key from node.toml's `[trust.<zone>]` tables.
+
+    A table gives either `coordinator_key` (path to a PEM public key, relative to the home) or
+    `coordinator_spki` (base64 DER SubjectPublicKeyInfo); `coordinator_keyid`, when present,
+    must match the key (a typo check for keys copied by hand).
+    """
+    keys: dict[str, signing.VerificationKey] = {}
+    for zone, table in trust_table.items():
+        where = f"node.toml [trust.{zone}]"
+        if not isinstance(table, Mapping):
+            raise ConfigError(f"{where} must be a table")
+        if not ZONE_RE.match(zone):
+            raise ConfigError(f"{where}: zone must be a lower-case slug like 'hjjw'")
+        path, spki_b64 = table.get("coordinator_key"), table.get("coordinator_spki")
+        if (path is None) == (spki_b64 is None):
+            raise ConfigError(f"{where}: give exactly one of coordinator_key or coordinator_spki")
+        try:
+            if isinstance(path, str):
+                spki = read_public_key_pem(home / path)
+            elif isinstance(spki_b64, str):
+                spki = _unb64(spki_b64, f"{where} coordinator_spki")
+            else:
+                raise ConfigError(f"{where}: coordinator_key/coordinator_spki must be strings")
+            key = signing.VerificationKey.from_spki_der(spki)
+        except (InvalidInput, UntrustedKey) as exc:
+            raise ConfigError(f"{where}: {exc.message}") from None
+        expected = table.get("coordinator_keyid")
+        if expected is not None and expected != key.keyid:
+            raise ConfigError(
+                f"{where}: coordinator_keyid {expected} does not match the key ({key.keyid})"
+            )
+        keys[zone] = key
+    return keys
+
+
+def coordinator_keys_for_home(home: NodeHome) -> dict[str, signing.VerificationKey]:
+    """The coordinator keys pinned in the home's node.toml (`[trust.<zone>]` tables)."""
+    table = home.load_document().get("trust", {})
+    if not isinstance(table, Mapping):
+        raise ConfigError(f"{home.config_file}: trust must be a table of zones, [trust.<zone>]")
+    return coordinator_keys_from_config(table, home.path)
+
+
+def pin_coordinator_key(home: NodeHome, zone: str, key: signing.VerificationKey) -> None:
+    """Write `[trust.<zone>]` with the key's keyid and SPKI into node.toml, keeping the rest."""
+    if not ZONE_RE.match(zone):
+        raise InvalidInput(f"zone must be a lower-case slug like 'hjjw', got {zone!r}")
+    doc = home.load_document()
+    trust_table = doc.setdefault("trust", {})
+    if not isinstance(trust_table, dict):
+        raise ConfigError(f"{home.config_file}: trust must be a table of zones, [trust.<zone>]")
+    trust_table[zone] = {"coordinator_keyid": key.keyid, "coordinator_spki": _b64(key.spki_der)}
+    tmp = home.config_file.with_name(f".{home.config_file.name}.tmp")
+    tmp.write_text("# creditnode node configuration (DESIGN.md §2)\n" + dumps_toml(doc))
+    os.replace(tmp, home.config_file)
+
+
+def read_public_key_pem(path: pathlib.Path) -> bytes:
+    """The DER SubjectPublicKeyInfo of a PEM public key file (ConfigError if unreadable)."""
+    try:
+        pem = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"cannot read coordinator key {path}: {exc.strerror}") from None
+    try:
+        public_key = serialization.load_pem_public_key(pem)
+    except ValueError as exc:
+        raise ConfigError(f"{path} is not a PEM public key ({exc})") from None
+    return public_key.public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+
+
+def public_key_pem(key: signing.VerificationKey) -> bytes:
+    """A verification key as a PEM SubjectPublicKeyInfo (what `coordinator_key` points at)."""
+    return serialization.load_der_public_key(key.spki_der).public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+
+
+# --- the I/O edge: list files in the node home --------------------------------------------
+
+ZONES_DIR = "zones"
+
+
+def trust_list_path(home: pathlib.Path, zone: str) -> pathlib.Path:
+    """Where a zone's signed list lives in a node home (DSSE JSON form)."""
+    return home / ZONES_DIR / f"{zone}.trustlist.json"
+
+
+class TrustListFiles:
+    """Feeds a TrustStore from `zones/<zone>.trustlist.json` in the node home.
+
+    `refresh()` re-reads only files whose stat changed, so a newer list dropped in place (write
+    a temporary file, then rename it over the old one) is picked up without restart. Every
+    refusal is logged once per file version; the store keeps its last good list.
+    """
+
+    def __init__(self, home: NodeHome | pathlib.Path, store: TrustStore) -> None:
+        self.home = home.path if isinstance(home, NodeHome) else pathlib.Path(home)
+        self.store = store
+        self._seen: dict[str, tuple[int, int, int] | None] = {}  # None: file was missing
+        self._warned_expired: set[tuple[str, int]] = set()
+        self.last_errors: dict[str, CreditNodeError | OSError] = {}
+
+    def refresh(self, now: dt.datetime | None = None) -> list[str]:
+        """Offer every changed list file to the store; the zones whose list changed."""
+        now = now or dt.datetime.now(dt.UTC)
+        updated = []
+        for zone in self.store.pinned_zones:
+            path = trust_list_path(self.home, zone)
+            try:
+                st = os.stat(path)
+            except FileNotFoundError:
+                if zone not in self._seen or self._seen[zone] is not None:
+                    log.warning("zone %s: no trust list file at %s", zone, path)
+                self._seen[zone] = None
+                continue
+            stamp = (st.st_mtime_ns, st.st_size, st.st_ino)
+            if self._seen.get(zone) == stamp:
+                continue
+            self._seen[zone] = stamp
+            try:
+                if self.store.offer(zone, path.read_bytes(), now):
+                    updated.append(zone)
+                    held = self.store.trust_list(zone)
+                    assert held is not None
+                    log.info(
+                        "zone %s: trust list version %d loaded (%d members, expires %s)",
+                        zone,
+                        held.version,
+                        len(held.members),
+                        _iso(held.expires_at),
+                    )
+                self.last_errors.pop(zone, None)
+            except (CreditNodeError, OSError) as exc:
+                self.last_errors[zone] = exc
+                kept = self.store.trust_list(zone)
+                log.error(
+                    "zone %s: refused trust list %s: %s; keeping %s",
+                    zone,
+                    path,
+                    exc.message if isinstance(exc, CreditNodeError) else exc,
+                    f"version {kept.version}" if kept else "no list (zone not served)",
+                )
+        for zone in self.store.expired_zones(now):
+            version = self.store.trust_list(zone).version  # type: ignore[union-attr]
+            if (zone, version) not in self._warned_expired:
+                self._warned_expired.add((zone, version))
+                log.warning(
+                    "zone %s: trust list version %d in force has expired; still serving on it "
+                    "until the coordinator publishes a new one",
+                    zone,
+                    version,
+                )
+        return updated
+
+
+def load_home_trust(home: NodeHome, now: dt.datetime | None = None) -> TrustListFiles:
+    """The node's trust: a store of its pinned zones, with every list file loaded once."""
+    files = TrustListFiles(home, TrustStore(coordinator_keys_for_home(home)))
+    files.refresh(now)
+    return files
+
+
+def install_trust_list(home: pathlib.Path, zone: str, envelope_json: str) -> pathlib.Path:
+    """Write a zone's list file atomically (temporary file, then rename) into the home."""
+    path = trust_list_path(home, zone)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(envelope_json, encoding="utf-8")
+    os.replace(tmp, path)
+    return path

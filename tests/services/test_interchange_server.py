@@ -29,6 +29,7 @@ from node.store import Store
 from node.store import log_tables as t
 from node.store.lookup import StoreResultSource
 from node.tls import channel_credentials, server_credentials
+from tests.pg import PostgresServer
 from tests.pki import NodeTls, make_node_tls
 
 HUZHOU, JIAXING, SHANGHAI = "cn-330500", "cn-330400", "cn-310000"
@@ -359,3 +360,41 @@ async def test_concurrent_calls_with_one_request_id_are_answered_and_logged_once
     assert first.result == second.result == third.result
     assert {r.receipt.log_index for r in (first, second, third)} == {first.receipt.log_index}
     assert node.sequencer.tree.size - before == 1
+
+
+@pytest.mark.postgres
+async def test_store_down_is_unavailable_without_internal_detail(
+    postgres_server: PostgresServer, tls: dict[str, NodeTls]
+) -> None:
+    name = postgres_server.create_database()
+    store = Store.open(postgres_server.url(name))
+    down = Node(store, tls[HUZHOU], {tls[JIAXING].fingerprint: JIAXING})
+    await down.start([tls[JIAXING]])
+    admin = sa.create_engine(postgres_server.url("postgres"), isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:  # the database goes away under the running node
+            conn.execute(sa.text(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false'))
+            conn.execute(sa.text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                                 "WHERE datname = :db"), {"db": name})
+        async with channel(down, tls[JIAXING]) as ch:
+            with pytest.raises(grpc.aio.AioRpcError) as info:
+                await call(ch, query("down-1"))
+        assert info.value.code() == grpc.StatusCode.UNAVAILABLE
+        assert reason_of(info.value) == "STORE_UNAVAILABLE"
+        details = info.value.details() or ""
+        assert "retry later" in details
+        assert name not in details and "127.0.0.1" not in details and "postgres" not in details
+        # The database comes back: the same node answers again, without a restart.
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true'))
+        store.results.import_results([company(COMPANY, "湖州绿源新材料有限公司")], source="t",
+                                     file_sha256="0" * 64, fmt="test")
+        async with channel(down, tls[JIAXING]) as ch:
+            assert (await call(ch, query("down-2"))).HasField("result")
+    finally:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true'))
+        admin.dispose()
+        await down.stop()
+        store.close()
+        postgres_server.drop_database(name)

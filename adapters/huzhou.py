@@ -20,7 +20,6 @@ from adapters.decoding import decode_export
 from adapters.problems import rejected
 from adapters.result_ids import result_id_for
 from adapters.schemes import Scheme, builtin_schemes
-from node import identifiers
 from node.errors import InvalidIdentifier, InvalidInput, RowProblem
 from node.model import CreditLevel, CreditResult, SubjectIdType, SubjectRef, SubjectType
 
@@ -409,14 +408,12 @@ class _RowConverter:
         if subject_type is None:
             return None  # which identifier rules apply depends on the subject type
         try:
+            # The model normalises and checks the identifier (once) on construction.
             if subject_type is SubjectType.NATURAL_PERSON:
-                subject = SubjectRef(
-                    SubjectIdType.RESIDENT_ID, identifiers.validate_resident_id(raw)
-                )
+                subject = SubjectRef(SubjectIdType.RESIDENT_ID, raw)
             else:
-                code = identifiers.validate_uscc(raw, allow_bad_check=self.legacy_uscc_allowed)
                 subject = SubjectRef(
-                    SubjectIdType.USCC, code, allow_legacy_check=self.legacy_uscc_allowed
+                    SubjectIdType.USCC, raw, allow_legacy_check=self.legacy_uscc_allowed
                 )
         except InvalidIdentifier as exc:
             problem(SUBJECT_ID, exc.message)

@@ -94,6 +94,7 @@ class NodeRuntime:
         self.server: GrpcServer | None = None
         self._zones_cache: dict[tuple[int, str], frozenset[str]] = {}
         self._callers: dict[tuple[int, str], str | None] = {}
+        self._peer_info: dict[str, wire.pb.NodeInfo] = {}
 
     @property
     def node_id(self) -> str:
@@ -247,6 +248,9 @@ class NodeRuntime:
             for peer in self.witness_config.peers:
                 await self._send_to_witness(peer, note)
 
+    def _witness_task_alive(self) -> bool:
+        return any(t.get_name() == "witnessing" and not t.done() for t in self._tasks)
+
     async def _flush_witnessing(self) -> None:
         assert self._pending_checkpoint is not None
         if self._pending_checkpoint.is_set():
@@ -255,28 +259,40 @@ class NodeRuntime:
                 await self._send_to_witness(peer, self.sequencer.latest_checkpoint)
 
     async def _send_to_witness(self, peer: str, note: str) -> None:
-        member = next((m for z in self.trust.zones() if (m := self.trust.member(z, peer))), None)
-        if member is None:
+        """Never raises: a witness we cannot reach is counted and tried at the next checkpoint."""
+        try:
+            client = self.peer_client(peer, "")
+        except ConfigError:
             log.warning("witness %s is on no trust list held; checkpoint not sent", peer)
             return
-        key = notes.NoteVerifier.from_text(await self._witness_key(peer, member.endpoint,
-                                                                   member.tls_cert_pem))
-        creds = tls.channel_credentials(self.tls_key_pem, self.tls_cert_pem, member.tls_cert_pem)
-        async with grpc.aio.secure_channel(member.endpoint, creds) as channel:
-            await send_checkpoint(channel, self.store, self.sequencer.tree, note, key,
+        try:
+            info = await self._node_info_of(client)
+            key = notes.NoteVerifier.from_text(info.witness_verifier_key)
+            await send_checkpoint(client.channel, self.store, self.sequencer.tree, note, key,
                                   self.witnessing)
+        except (grpc.aio.AioRpcError, CreditNodeError) as exc:
+            self.witnessing.unreachable += 1
+            metrics.WITNESS_UNREACHABLE.labels(peer).inc()
+            log.warning("witness %s: cannot send checkpoint: %s", peer, exc)
+        finally:
+            await client.close()
 
-    async def _witness_key(self, peer: str, endpoint: str, cert_pem: bytes) -> str:
-        """The witness's cosigning key, from its NodeInfo over the authenticated channel."""
-        creds = tls.channel_credentials(self.tls_key_pem, self.tls_cert_pem, cert_pem)
-        async with grpc.aio.secure_channel(endpoint, creds) as channel:
-            info = await channel.unary_unary(
-                f"/{svc.SERVICE}/GetNodeInfo", request_serializer=wire.serialize,
-                response_deserializer=wire.pb.NodeInfo.FromString,
-            )(wire.spb.GetNodeInfoRequest(), timeout=10)
-        if info.node_id != peer:
-            raise ConfigError(f"{endpoint} says it is {info.node_id}, expected {peer}")
-        return str(info.witness_verifier_key)
+    async def _node_info_of(self, client: PeerClient) -> wire.pb.NodeInfo:
+        """A peer's NodeInfo (its log and witness keys), fetched once over the authenticated
+        channel and kept: this node rotates only result-signing keys, which come from the
+        trust list, never from here."""
+        info = self._peer_info.get(client.peer)
+        if info is None:
+            info = await client.node_info()
+            self._peer_info[client.peer] = info
+        return info
+
+    async def _log_key_of(self, client: PeerClient) -> tuple[str, bool]:
+        """(verifier key text of a peer's log, whether it is pinned in [witness.logs])."""
+        pinned = self.witness_config.logs.get(notes.log_origin(client.peer))
+        if pinned is not None:
+            return pinned, True
+        return (await self._node_info_of(client)).log_verifier_key, False
 
     # --- asking peers ----------------------------------------------------------------------
 
@@ -313,8 +329,7 @@ class NodeRuntime:
         decision, reason = model.Decision.GRANTED, ""
         try:
             answer = await client.query(query)
-            info = await client.node_info()
-            verify_receipt(answer.receipt, info.log_verifier_key, peer)
+            verify_receipt(answer.receipt, (await self._log_key_of(client))[0], peer)
         except grpc.aio.AioRpcError as exc:
             decision = {grpc.StatusCode.NOT_FOUND: model.Decision.NOT_FOUND,
                         grpc.StatusCode.PERMISSION_DENIED: model.Decision.REFUSED,
@@ -356,10 +371,8 @@ class NodeRuntime:
         witnesses or auditors). The log key is our pinned one when we witness that log,
         else the one the peer publishes in NodeInfo over the authenticated channel."""
         client = self.peer_client(peer, "")
-        origin = notes.log_origin(peer)
         try:
-            pinned = self.witness_config.logs.get(origin)
-            vkey = pinned or (await client.node_info()).log_verifier_key
+            vkey, pinned = await self._log_key_of(client)
             channel = client.channel
             checkpoint = await channel.unary_unary(
                 f"/{log_svc.SERVICE}/GetCheckpoint", request_serializer=wire.serialize,
@@ -389,7 +402,7 @@ class NodeRuntime:
             ) from None
         finally:
             await client.close()
-        return PeerLog(entries, checkpoint.note, vkey, pinned is not None)
+        return PeerLog(entries, checkpoint.note, vkey, pinned)
 
 
 @dataclasses.dataclass(frozen=True)

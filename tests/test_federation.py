@@ -325,3 +325,22 @@ async def test_health_and_reflection_speak_of_the_served_services(federation: Ru
                 "grpc.health.v1.Health"} <= listed
     finally:
         await client.close()
+
+
+async def test_witnessing_survives_a_witness_that_is_down(federation: Running) -> None:
+    fed, nodes = federation
+    await nodes[JIAXING].stop()  # Huzhou's witness goes away
+    await nodes[HANGZHOU].ask(HUZHOU, "hz-metro", "xinyi-dai", company(fed))
+    await nodes[HUZHOU]._flush_witnessing()  # must not raise
+    assert nodes[HUZHOU].witnessing.unreachable >= 1
+    assert nodes[HUZHOU]._witness_task_alive()
+    nodes[JIAXING] = NodeRuntime(NodeHome(fed.home(JIAXING)))
+    await nodes[JIAXING].start()
+    before = nodes[HUZHOU].witnessing.cosigned
+    await nodes[HANGZHOU].ask(HUZHOU, "hz-metro", "xinyi-dai", company(fed, 1))
+    # The witnessing task (still alive) sends the next checkpoint, and it is cosigned.
+    for _ in range(100):
+        if nodes[HUZHOU].witnessing.cosigned > before:
+            break
+        await asyncio.sleep(0.05)
+    assert nodes[HUZHOU].witnessing.cosigned == before + 1

@@ -10,8 +10,6 @@ The manifest holds every public half, so the public identity is exported without
 
 from __future__ import annotations
 
-import base64
-import binascii
 import dataclasses
 import datetime as dt
 import hashlib
@@ -27,7 +25,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from node import notes, signing
+from node import b64, notes, signing
 from node.config import NodeConfig
 from node.errors import KeyMaterialError, UntrustedKey
 from node.home import NodeHome
@@ -69,19 +67,6 @@ def _parse_time(value: object, where: str) -> dt.datetime:
     return moment.astimezone(dt.UTC)
 
 
-def _b64(data: bytes) -> str:
-    return base64.b64encode(data).decode("ascii")
-
-
-def _unb64(value: object, where: str) -> bytes:
-    if not isinstance(value, str):
-        raise KeyMaterialError(f"{where} must be a base64 string")
-    try:
-        return base64.b64decode(value, validate=True)
-    except (binascii.Error, ValueError):
-        raise KeyMaterialError(f"{where} is not valid base64") from None
-
-
 @dataclasses.dataclass(frozen=True)
 class SigningKeyRecord:
     """One DSSE signing key as the manifest lists it (private half in `file`)."""
@@ -110,7 +95,7 @@ class SigningKeyRecord:
         return {
             "keyid": self.keyid,
             "algorithm": self.algorithm,
-            "spki": _b64(self.spki_der),
+            "spki": b64.encode(self.spki_der),
             "file": self.file,
             "status": self.status,
             "not_before": rfc3339(self.not_before),
@@ -126,7 +111,7 @@ class SigningKeyRecord:
                 raise KeyMaterialError(f"{where}.{name} must be a string")
             fields[name] = raw[name]
         return cls(
-            spki_der=_unb64(raw.get("spki"), f"{where}.spki"),
+            spki_der=b64.decode(raw.get("spki"), f"{where}.spki", KeyMaterialError),
             not_before=_parse_time(raw.get("not_before"), f"{where}.not_before"),
             **fields,
         )
@@ -146,8 +131,8 @@ class KeyManifest:
             "version": MANIFEST_VERSION,
             "node_id": self.node_id,
             "signing_keys": [k.to_json() for k in self.signing_keys],
-            "log_public_key": _b64(self.log_public_key),
-            "witness_public_key": _b64(self.witness_public_key),
+            "log_public_key": b64.encode(self.log_public_key),
+            "witness_public_key": b64.encode(self.witness_public_key),
         }
         return json.dumps(doc, indent=2) + "\n"
 
@@ -171,9 +156,11 @@ class KeyManifest:
                 SigningKeyRecord.from_json(raw, f"{source}: signing_keys[{i}]")
                 for i, raw in enumerate(raw_keys)
             ),
-            log_public_key=_unb64(doc.get("log_public_key"), f"{source}: log_public_key"),
-            witness_public_key=_unb64(
-                doc.get("witness_public_key"), f"{source}: witness_public_key"
+            log_public_key=b64.decode(
+                doc.get("log_public_key"), f"{source}: log_public_key", KeyMaterialError
+            ),
+            witness_public_key=b64.decode(
+                doc.get("witness_public_key"), f"{source}: witness_public_key", KeyMaterialError
             ),
         )
 
@@ -201,7 +188,7 @@ class PublicIdentity:
                 {
                     "keyid": k.keyid,
                     "algorithm": k.algorithm,
-                    "spki": _b64(k.spki_der),
+                    "spki": b64.encode(k.spki_der),
                     "not_before": rfc3339(k.not_before),
                     "status": k.status,
                 }

@@ -8,15 +8,13 @@ problem and names it. `verify_log` is pure; `export_log`/`verify_store` read a S
 
 from __future__ import annotations
 
-import base64
-import binascii
 import dataclasses
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import sqlalchemy as sa
 
-from node import merkle, notes
+from node import b64, merkle, notes
 from node.errors import CreditNodeError, InvalidInput
 from node.store import Store
 from node.store import log_tables as t
@@ -161,20 +159,16 @@ def verify_store(
                       witnesses, leaf_hashes=[r.leaf_hash for r in rows], nodes=nodes)
 
 
-def _b64(data: bytes) -> str:
-    return base64.b64encode(data).decode("ascii")
-
-
 def export_log(store: Store) -> dict[str, Any]:
     """The whole log as a JSON-ready document: entries (base64), tree nodes, checkpoints (the
     log-signed notes) and the cosignatures received for them."""
     with store.connect() as conn:
         entries = [
-            {"index": r.idx, "data": _b64(r.data), "leaf_hash": _b64(r.leaf_hash)}
+            {"index": r.idx, "data": b64.encode(r.data), "leaf_hash": b64.encode(r.leaf_hash)}
             for r in conn.execute(sa.select(t.log_entries).order_by(t.log_entries.c.idx))
         ]
         nodes = [
-            {"level": r.level, "index": r.idx, "hash": _b64(r.hash)}
+            {"level": r.level, "index": r.idx, "hash": b64.encode(r.hash)}
             for r in conn.execute(
                 sa.select(t.log_nodes).order_by(t.log_nodes.c.level, t.log_nodes.c.idx))
         ]
@@ -191,15 +185,6 @@ def export_log(store: Store) -> dict[str, Any]:
             "checkpoints": checkpoints, "cosignatures": cosignatures}
 
 
-def _decode(value: Any, what: str) -> bytes:
-    if not isinstance(value, str):
-        raise InvalidInput(f"{what} must be a base64 string")
-    try:
-        return base64.b64decode(value, validate=True)
-    except (binascii.Error, ValueError):
-        raise InvalidInput(f"{what} is not valid base64") from None
-
-
 def verify_export(
     doc: Mapping[str, Any],
     log_verifier: notes.NoteVerifier,
@@ -214,11 +199,11 @@ def verify_export(
             if item["index"] != position:
                 return Report(len(entries), 0, 0,
                               f"entry {position} is missing (next is {item['index']})")
-        data = [_decode(e["data"], f"entry {i} data") for i, e in enumerate(entries)]
-        leaf_hashes = [_decode(e["leaf_hash"], f"entry {i} leaf hash")
+        data = [b64.decode(e["data"], f"entry {i} data") for i, e in enumerate(entries)]
+        leaf_hashes = [b64.decode(e["leaf_hash"], f"entry {i} leaf hash")
                        for i, e in enumerate(entries)]
         nodes = [StoredNode(int(n["level"]), int(n["index"]),
-                            _decode(n["hash"], f"tree node {i} hash"))
+                            b64.decode(n["hash"], f"tree node {i} hash"))
                  for i, n in enumerate(doc.get("nodes", []))]
         by_size: dict[int, list[str]] = {}
         for c in doc.get("cosignatures", []):

@@ -8,8 +8,6 @@ is the thin I/O edge that feeds it from the node home.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import dataclasses
 import datetime as dt
 import hashlib
@@ -22,7 +20,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import NameOID
 
-from node import divisions, model, signing, wire
+from node import b64, divisions, model, signing, wire
 from node.errors import (
     ConfigError,
     ExpiredTrustList,
@@ -318,19 +316,6 @@ class TrustList:
 # --- JSON form of members (identity exports, coordinator drafts, `zone show`) -------------
 
 
-def _b64(data: bytes) -> str:
-    return base64.b64encode(data).decode("ascii")
-
-
-def _unb64(text: object, what: str) -> bytes:
-    if not isinstance(text, str):
-        raise InvalidInput(f"{what} must be a base64 string")
-    try:
-        return base64.b64decode(text, validate=True)
-    except (binascii.Error, ValueError):
-        raise InvalidInput(f"{what} is not valid base64") from None
-
-
 def _time(text: object, what: str) -> dt.datetime:
     if not isinstance(text, str):
         raise InvalidInput(f"{what} must be an RFC 3339 time string")
@@ -352,7 +337,7 @@ def public_key_to_json(key: PublicKeyInfo) -> dict[str, Any]:
     return {
         "keyid": key.keyid,
         "algorithm": key.algorithm,
-        "spki_der": _b64(key.spki_der),
+        "spki_der": b64.encode(key.spki_der),
         "not_before": _iso(key.not_before),
         "not_after": None if key.not_after is None else _iso(key.not_after),
         "status": key.status,
@@ -364,7 +349,7 @@ def public_key_from_json(doc: Mapping[str, Any], where: str = "signing key") -> 
     return PublicKeyInfo(
         keyid=_str(doc, "keyid", where),
         algorithm=_str(doc, "algorithm", where),
-        spki_der=_unb64(doc.get("spki_der"), f"{where} spki_der"),
+        spki_der=b64.decode(doc.get("spki_der"), f"{where} spki_der"),
         not_before=_time(doc.get("not_before"), f"{where} not_before"),
         not_after=None if not_after is None else _time(not_after, f"{where} not_after"),
         status=_str(doc, "status", where),
@@ -379,7 +364,7 @@ def member_to_json(member: Member) -> dict[str, Any]:
         "endpoint": member.endpoint,
         "roles": list(member.roles),
         "tls_cert_sha256": member.tls_cert_sha256,
-        "tls_cert_der": _b64(member.tls_cert_der),
+        "tls_cert_der": b64.encode(member.tls_cert_der),
         "signing_keys": [public_key_to_json(k) for k in member.signing_keys],
     }
 
@@ -397,7 +382,7 @@ def member_from_json(doc: Mapping[str, Any]) -> Member:
         name=_str(doc, "name", where),
         division_code=_str(doc, "division_code", where),
         endpoint=_str(doc, "endpoint", where),
-        tls_cert_der=_unb64(doc.get("tls_cert_der"), f"{where} tls_cert_der"),
+        tls_cert_der=b64.decode(doc.get("tls_cert_der"), f"{where} tls_cert_der"),
         tls_cert_sha256=_str(doc, "tls_cert_sha256", where),
         signing_keys=tuple(public_key_from_json(k, f"{where} key") for k in raw_keys),
         roles=tuple(roles),
@@ -436,7 +421,7 @@ def member_from_identity(
             PublicKeyInfo(
                 keyid=_str(raw, "keyid", f"{where} key"),
                 algorithm=_str(raw, "algorithm", f"{where} key"),
-                spki_der=_unb64(raw.get("spki", raw.get("spki_der")), f"{where} key spki"),
+                spki_der=b64.decode(raw.get("spki", raw.get("spki_der")), f"{where} key spki"),
                 not_before=start,
                 not_after=not_after,
                 status=status,

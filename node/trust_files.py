@@ -14,10 +14,10 @@ from typing import Any
 
 from cryptography.hazmat.primitives import serialization
 
-from node import signing
+from node import b64, signing
 from node.errors import ConfigError, CreditNodeError, InvalidInput, UntrustedKey
 from node.home import NodeHome, dumps_toml
-from node.trust import ZONE_RE, TrustStore, _b64, _iso, _unb64
+from node.trust import ZONE_RE, TrustStore, _iso
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +48,7 @@ def coordinator_keys_from_config(
             if isinstance(path, str):
                 spki = read_public_key_pem(home / path)
             elif isinstance(spki_b64, str):
-                spki = _unb64(spki_b64, f"{where} coordinator_spki")
+                spki = b64.decode(spki_b64, f"{where} coordinator_spki")
             else:
                 raise ConfigError(f"{where}: coordinator_key/coordinator_spki must be strings")
             key = signing.VerificationKey.from_spki_der(spki)
@@ -79,7 +79,9 @@ def pin_coordinator_key(home: NodeHome, zone: str, key: signing.VerificationKey)
     trust_table = doc.setdefault("trust", {})
     if not isinstance(trust_table, dict):
         raise ConfigError(f"{home.config_file}: trust must be a table of zones, [trust.<zone>]")
-    trust_table[zone] = {"coordinator_keyid": key.keyid, "coordinator_spki": _b64(key.spki_der)}
+    trust_table[zone] = {
+        "coordinator_keyid": key.keyid, "coordinator_spki": b64.encode(key.spki_der)
+    }
     tmp = home.config_file.with_name(f".{home.config_file.name}.tmp")
     tmp.write_text("# creditnode node configuration (DESIGN.md §2)\n" + dumps_toml(doc))
     os.replace(tmp, home.config_file)

@@ -240,40 +240,7 @@ def record_from_bytes(data: bytes) -> model.ExchangeRecord:
         raise InvalidInput(f"exchange record has a value outside the contract: {exc}") from None
 
 
-# --- revocations and the changefeed ------------------------------------------------------
-
-
-def revocation_bytes(notice: model.RevocationNotice) -> bytes:
-    return serialize(
-        pb.RevocationNotice(
-            seq=notice.seq,
-            result_id=notice.result_id,
-            subject=subject_to_pb(notice.subject),
-            issuer_node=notice.issuer_node,
-            reason=_enum(notice.reason),
-            superseded_by=notice.superseded_by,
-            revoked_at=timestamp(notice.revoked_at),
-            audience_node=notice.audience_node,
-        )
-    )
-
-
-def change_batch_bytes(batch: model.ChangeBatch) -> bytes:
-    msg = pb.ChangeBatchBody(
-        first_seq=batch.first_seq,
-        last_seq=batch.last_seq,
-        issuer_node=batch.issuer_node,
-        audience=batch.audience,
-        issued_at=timestamp(batch.issued_at),
-    )
-    for change in batch.changes:
-        item = msg.changes.add(seq=change.seq, kind=_enum(change.kind), result_id=change.result_id)
-        if change.result is not None:
-            item.result.CopyFrom(result_to_pb(change.result))
-    return serialize(msg)
-
-
-# --- trust lists (helper "trust"; DESIGN.md §3, §5 TrustList/Member/PublicKey) ------------
+# --- trust lists (DESIGN.md §3, §5 TrustList, Member, PublicKey) ----------------------------
 # Plain-value forms: node.trust (floor 4) builds its validated dataclasses from these, so this
 # floor-3 module never imports upward.
 
@@ -375,7 +342,7 @@ def trust_list_fields(data: bytes) -> TrustListFields:
     )
 
 
-# --- envelopes, answers and node info (lead) ---------------------------------------------
+# --- envelopes and answers ---------------------------------------------------------------
 
 
 def envelope_to_pb(envelope: signing.Envelope) -> pb.Envelope:

@@ -1,9 +1,11 @@
 """Answering a peer's credit query (DESIGN.md §6-§7): policy, lookup, signing, logging.
 
-`Interchange.answer` decides, builds the signed result for the log index the sequencer
-reserves, and returns only after the exchange record is durable. Every outcome — granted,
-refused, not found — is one log entry (a build that fails leaves a FAILED one); a repeated
-(requester, request id) gets the stored answer and is not logged again.
+`Interchange.answer` hands each query to the sequencer, which reads the stored answer and the
+subject's current result, decides, builds the signed result for the log index it reserves, and
+commits, all in one transaction for the whole batch; the answer returns only after the exchange
+record is durable. Every outcome — granted, refused, not found — is one log entry (a build
+that fails leaves a FAILED one); a repeated (requester, request id) gets the stored answer and
+is not logged again.
 """
 
 from __future__ import annotations
@@ -18,10 +20,12 @@ from collections.abc import Callable, Sequence
 from collections.abc import Set as AbstractSet
 from typing import Any, Protocol
 
+import sqlalchemy as sa
+
 from node import metrics, model, signing, wire
 from node import policy as policies
 from node.errors import CreditNodeError, NotFound, PermissionDenied
-from node.sequencer import LogWrite, Receipt, Sequencer
+from node.sequencer import LogWrite, Receipt, Sequencer, Slot
 
 StoredAnswer = tuple[int, bytes]  # (log index, stored wire answer)
 Read = tuple[str, str, model.SubjectRef | None]  # (requester, request id, subject)
@@ -29,53 +33,13 @@ ReadResult = tuple[StoredAnswer | None, model.CreditResult | None]
 
 
 class ResultSource(Protocol):
-    """Where current results come from (the store); called off the event loop."""
+    """Where current results come from (the store); called in the sequencer's thread, inside
+    the transaction that logs the answers."""
 
-    def read_many(self, reads: Sequence[Read]) -> list[ReadResult]:
+    def read_many(self, conn: sa.Connection, reads: Sequence[Read]) -> list[ReadResult]:
         """For each read: the stored answer to that request id, and the subject's current
         result (None where there is none)."""
         ...
-
-
-class _ReadBatcher:
-    """Reads for every request that arrives while a read is running go out together: one
-    thread hop and one connection per batch instead of two of each per request (the read-side
-    twin of the sequencer's group commit)."""
-
-    def __init__(self, source: ResultSource) -> None:
-        self._source = source
-        # Each waiter is one call's reads and one future for all of them.
-        self._waiting: list[tuple[Sequence[Read], asyncio.Future[list[ReadResult]]]] = []
-        self._drainer: asyncio.Task[None] | None = None
-
-    async def read_many(self, reads: Sequence[Read]) -> list[ReadResult]:
-        """A group's reads in one go (sharing the hop with whatever else is waiting)."""
-        future: asyncio.Future[list[ReadResult]] = asyncio.get_running_loop().create_future()
-        self._waiting.append((reads, future))
-        if self._drainer is None or self._drainer.done():
-            self._drainer = asyncio.create_task(self._drain(), name="read-batcher")
-        return await future
-
-    async def read(self, read: Read) -> ReadResult:
-        [value] = await self.read_many([read])
-        return value
-
-    async def _drain(self) -> None:
-        while self._waiting:
-            batch, self._waiting = self._waiting, []
-            flat = [read for reads, _ in batch for read in reads]
-            try:
-                values = await asyncio.to_thread(self._source.read_many, flat)
-            except Exception as exc:
-                for _, future in batch:
-                    if not future.done():
-                        future.set_exception(exc)
-                continue
-            start = 0
-            for reads, future in batch:
-                if not future.done():
-                    future.set_result(values[start : start + len(reads)])
-                start += len(reads)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -126,7 +90,7 @@ class Interchange:
     ) -> None:
         self.node_id = node_id
         self.policy = policy
-        self._reads = _ReadBatcher(results)
+        self._results = results
         self._signer = signer
         self._sequencer = sequencer
         self._subject_key = subject_key
@@ -174,67 +138,80 @@ class Interchange:
         self, caller: str, raw_query: bytes, parse: Callable[[], model.CreditQuery],
         request_id: str,
     ) -> Answer | Replay:
-        query, refusal = _parsed(parse)
-        read = await self._reads.read(
-            (caller, request_id, query.subject if query is not None else None))
-        decided = self._decide(caller, raw_query, request_id, query, refusal, read)
-        if isinstance(decided, Replay):
-            return decided
-        if isinstance(decided, CreditNodeError):
-            raise decided
-        [outcome] = await self._log_many(caller, [decided])
+        [outcome] = await self.answer_many(caller, [(raw_query, parse, request_id)])
         if isinstance(outcome, BaseException):
             raise outcome
         return outcome
 
     async def answer_many(
         self, caller: str, items: Sequence[tuple[bytes, Callable[[], model.CreditQuery], str]],
-    ) -> list[Answer | Replay | CreditNodeError | BaseException]:
-        """Answer a group of one caller's queries (a batch stream): one read for all, one log
+    ) -> list[Answer | Replay | BaseException]:
+        """Answer a group of one caller's queries (a batch stream, or one query): one log
         append for all. Each item's outcome stands in its place; none ends the others.
 
         A request id repeated inside the group is answered once and replayed for the repeats.
         """
-        outcomes: list[Answer | Replay | CreditNodeError | BaseException | None] = (
-            [None] * len(items))
+        outcomes: list[Answer | Replay | BaseException | None] = [None] * len(items)
         first_of: dict[str, int] = {}
         repeats: list[tuple[int, int]] = []
-        parsed: list[tuple[int, model.CreditQuery | None, CreditNodeError | None]] = []
-        for position, (_, parse, request_id) in enumerate(items):
+        zones = self._trusted_zones(caller) if self._trusted_zones is not None else None
+        positions: list[int] = []
+        writes = []
+        slots: list[Slot] = []
+        for position, (raw, parse, request_id) in enumerate(items):
             if request_id and request_id in first_of:
                 repeats.append((position, first_of[request_id]))
                 continue
             if request_id:
                 first_of[request_id] = position
             query, refusal = _parsed(parse)
-            parsed.append((position, query, refusal))
-        reads = await self._reads.read_many([
-            (caller, items[position][2], query.subject if query is not None else None)
-            for position, query, _ in parsed
-        ])
-        to_log: list[tuple[int, _Decided]] = []
-        for (position, query, refusal), read in zip(parsed, reads, strict=True):
-            raw, _, request_id = items[position]
-            decided = self._decide(caller, raw, request_id, query, refusal, read)
-            if isinstance(decided, _Decided):
-                to_log.append((position, decided))
-            else:
-                outcomes[position] = decided
-        logged = await self._log_many(caller, [d for _, d in to_log])
-        for (position, _), outcome in zip(to_log, logged, strict=True):
-            outcomes[position] = outcome
+            slot = Slot((caller, request_id, query.subject if query is not None else None),
+                        self._read)
+            item = _Item(caller, raw, request_id, query, refusal, zones, slot)
+            positions.append(position)
+            slots.append(slot)
+            writes.append(self._writer(item))
+        logged = await self._sequencer.append_many(
+            [(w.build, w.failed) for w in writes], slots)
+        for position, write, receipt in zip(positions, writes, logged, strict=True):
+            outcomes[position] = self._settled(write, receipt)
         for position, first in repeats:
             outcomes[position] = outcomes[first]
         return [o if o is not None else RuntimeError("unanswered") for o in outcomes]
 
-    def _decide(
-        self, caller: str, raw_query: bytes, request_id: str, query: model.CreditQuery | None,
-        refusal: CreditNodeError | None, read: ReadResult,
-    ) -> _Decided | Replay | CreditNodeError:
-        """Policy, rate, lookup: what this query gets. Pure but for the rate limiter."""
-        stored, found = read
+    def _read(self, conn: sa.Connection, slots: Sequence[Slot]) -> None:
+        """The sequencer's reader: stored answers and current results for a batch's slots."""
+        for slot, value in zip(slots, self._results.read_many(conn, [s.key for s in slots]),
+                               strict=True):
+            slot.value = value
+
+    def _settled(
+        self, write: _Write, receipt: Receipt | BaseException | None
+    ) -> Answer | Replay | BaseException:
+        """The outcome of one item once its batch committed (or failed)."""
+        if isinstance(receipt, BaseException):
+            metrics.EXCHANGES.labels("ANSWERED", "FAILED").inc()
+            return receipt
+        outcome = write.outcome
+        if outcome is None:
+            metrics.EXCHANGES.labels("ANSWERED", "FAILED").inc()
+            return RuntimeError("no answer built")
+        if receipt is None:  # nothing logged: a replay, or refused without a request id
+            return outcome
+        assert isinstance(outcome, Answer)
+        error = outcome.error
+        decision = ("GRANTED" if error is None else
+                    "NOT_FOUND" if isinstance(error, NotFound) else "REFUSED")
+        metrics.EXCHANGES.labels("ANSWERED", decision).inc()
+        return dataclasses.replace(outcome, receipt=receipt)
+
+    def _decide(self, item: _Item) -> _Decided | Replay | CreditNodeError:
+        """Policy, rate, lookup: what this query gets. Runs in the sequencer's thread, on
+        what the log's transaction reads; pure but for the rate limiter (touched only there)."""
+        stored, found = item.slot.value
         if stored is not None:
             return Replay(*stored)
+        caller, query, refusal = item.caller, item.query, item.refusal
         result: model.CreditResult | None = None
         rule: policies.PurposeRule | None = None
         try:
@@ -242,7 +219,7 @@ class Interchange:
                 raise refusal
             assert query is not None
             rule = policies.authorize(self.policy, self.node_id, caller, query)
-            if self._trusted_zones is not None and query.zone not in self._trusted_zones(caller):
+            if item.zones is not None and query.zone not in item.zones:
                 # Configured as a member, but the zone's current trust list does not hold it
                 # (e.g. removed by the coordinator): the signed list wins.
                 raise PermissionDenied(
@@ -260,38 +237,10 @@ class Interchange:
             policies.check_subject_type(rule, query.zone, result.subject_type)
         except CreditNodeError as exc:
             refusal = exc
-        if refusal is not None and not request_id:
+        if refusal is not None and not item.request_id:
             # Without a request id there is nothing to log the refusal under or replay.
             return refusal
-        return _Decided(request_id, hashlib.sha256(raw_query).digest(), query, result, rule,
-                        refusal)
-
-    async def _log_many(
-        self, caller: str, decided: Sequence[_Decided]
-    ) -> list[Answer | BaseException]:
-        """Log every decision (one group of appends) and return each answer with its receipt,
-        or the exception that kept it from being logged."""
-        if not decided:
-            return []
-        now = self._clock()
-        answers: list[Answer | None] = [None] * len(decided)
-        writes = []
-        for position, item in enumerate(decided):
-            build, failed = self._writer(caller, now, item, answers, position)
-            writes.append((build, failed))
-        receipts = await self._sequencer.append_many(writes)
-        outcomes: list[Answer | BaseException] = []
-        for answer, receipt in zip(answers, receipts, strict=True):
-            if isinstance(receipt, BaseException) or answer is None:
-                metrics.EXCHANGES.labels("ANSWERED", "FAILED").inc()
-                outcomes.append(receipt if isinstance(receipt, BaseException)
-                                else RuntimeError("no answer built"))
-                continue
-            decision = ("GRANTED" if answer.error is None else
-                        "NOT_FOUND" if isinstance(answer.error, NotFound) else "REFUSED")
-            metrics.EXCHANGES.labels("ANSWERED", decision).inc()
-            outcomes.append(dataclasses.replace(answer, receipt=receipt))
-        return outcomes
+        return _Decided(hashlib.sha256(item.raw).digest(), result, rule, refusal)
 
     def _redacted(self, result: model.CreditResult, rule: policies.PurposeRule) -> Any:
         """The result's wire form as this purpose may see it, cached per (result, rule): a
@@ -305,63 +254,101 @@ class Interchange:
             self._redacted_cache[key] = base
         return base[1]
 
-    def _writer(
-        self, caller: str, now: dt.datetime, item: _Decided, answers: list[Answer | None],
-        position: int,
-    ) -> tuple[Callable[[int], LogWrite], Callable[[int, BaseException], bytes]]:
-        query, result, rule, refusal = item.query, item.result, item.rule, item.refusal
+    def _writer(self, item: _Item) -> _Write:
+        """The build (decide, sign, record) for one item, run in the sequencer's thread with
+        the log index it reserves; it leaves the item's outcome in the returned _Write."""
+        write = _Write()
+        caller, query = item.caller, item.query
         subject = pseudonymise(query.subject, self._subject_key) if query else None
 
-        def record(decision: model.Decision, reason: str = "", result_id: str = "",
-                   result_digest: bytes = b"") -> bytes:
+        def record(now: dt.datetime, digest: bytes, decision: model.Decision, reason: str = "",
+                   result_id: str = "", result_digest: bytes = b"") -> bytes:
             return wire.record_bytes(model.ExchangeRecord(
                 time=now, direction=model.Direction.ANSWERED, requester_node=caller,
                 responder_node=self.node_id, zone=query.zone if query else "",
                 purpose=query.purpose if query else "", subject=subject,
-                request_id=item.request_id, request_digest=item.digest, decision=decision,
+                request_id=item.request_id, request_digest=digest, decision=decision,
                 reason=reason, result_id=result_id, result_digest=result_digest,
             ))
 
-        def build(index: int) -> LogWrite:
+        def build(index: int) -> LogWrite | None:
+            write.outcome = None
+            decided = self._decide(item)
+            if not isinstance(decided, _Decided):  # replayed, or refused without request id
+                write.outcome = decided
+                return None
+            now = write.now = self._clock()
+            result, rule, refusal = decided.result, decided.rule, decided.refusal
+            write.digest = decided.digest
             if refusal is not None:
                 decision = (model.Decision.NOT_FOUND if isinstance(refusal, NotFound)
                             else model.Decision.REFUSED)
-                entry = record(decision, f"{refusal.reason}: {refusal.message}")
+                entry = record(now, decided.digest, decision,
+                               f"{refusal.reason}: {refusal.message}")
                 answer = Answer(item.request_id, None, None, refusal)
             else:
                 assert query is not None and result is not None and rule is not None
                 payload = wire.bound_result_bytes(
                     self._redacted(result, rule), issued_at=now, audience_node=caller,
                     zone=query.zone, purpose=query.purpose, request_id=item.request_id,
-                    request_digest=item.digest, log_index=index,
+                    request_digest=decided.digest, log_index=index,
                 )
                 envelope = signing.sign_envelope(
                     signing.PAYLOAD_CREDIT_RESULT, payload, [self._signer()]
                 )
-                entry = record(model.Decision.GRANTED, "", result.result_id,
-                               hashlib.sha256(payload).digest())
+                entry = record(now, decided.digest, model.Decision.GRANTED, "",
+                               result.result_id, hashlib.sha256(payload).digest())
                 answer = Answer(item.request_id, envelope, None)
             encoded = self._encode(answer)
-            answers[position] = dataclasses.replace(answer, encoded=encoded)
+            write.outcome = dataclasses.replace(answer, encoded=encoded)
             return LogWrite(entry, requester=caller, request_id=item.request_id,
                             answer=encoded)
 
         def failed(index: int, exc: BaseException) -> bytes:
-            return record(model.Decision.FAILED, f"FAILED: {type(exc).__name__}")
+            write.outcome = None
+            now = write.now or self._clock()
+            digest = write.digest or hashlib.sha256(item.raw).digest()
+            return record(now, digest, model.Decision.FAILED, f"FAILED: {type(exc).__name__}")
 
-        return build, failed
+        write.build, write.failed = build, failed
+        return write
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Item:
+    """One query as received, with what the batch's read will fill in."""
+
+    caller: str
+    raw: bytes
+    request_id: str
+    query: model.CreditQuery | None
+    refusal: CreditNodeError | None  # malformed: refused whatever the read says
+    zones: AbstractSet[str] | None  # the zones whose current trust list holds the caller
+    slot: Slot  # filled with (stored answer, current result) before the build runs
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class _Decided:
     """A query decided and ready to log: granted (result and rule) or refused (refusal)."""
 
-    request_id: str
     digest: bytes
-    query: model.CreditQuery | None
     result: model.CreditResult | None
     rule: policies.PurposeRule | None
     refusal: CreditNodeError | None
+
+
+class _Write:
+    """One item's build and failure hooks, and what its build left: the outcome (an answer
+    to log, a replay, or a refusal with nothing to log)."""
+
+    __slots__ = ("build", "digest", "failed", "now", "outcome")
+
+    def __init__(self) -> None:
+        self.build: Callable[[int], LogWrite | None]
+        self.failed: Callable[[int, BaseException], bytes]
+        self.outcome: Answer | Replay | CreditNodeError | None = None
+        self.now: dt.datetime | None = None
+        self.digest = b""
 
 
 def _parsed(

@@ -183,7 +183,7 @@ class NodeRuntime:
         """Open the log and serve: the node's main job."""
         await self.open_log()
         interchange = Interchange(
-            node_id=self.node_id, policy=self.policy, results=StoreResultSource(self.store),
+            node_id=self.node_id, policy=self.policy, results=StoreResultSource(),
             signer=lambda: self.signer, sequencer=self.sequencer,
             subject_key=self.keys.subject_hmac_key(), encode=svc.encode_answer,
             trusted_zones=self.trusted_zones,

@@ -6,6 +6,15 @@ and one signed checkpoint for the whole batch in ONE transaction, commit (one fs
 then release the callers' receipts. A caller whose entry cannot be built gets a FAILED entry in
 its reserved index, so the log never has a hole.
 
+A caller may also hand in a read (`Slot`): the batch's reads run first, together, inside the
+same transaction (`reader`), so an answer is decided on what the database holds at the moment
+its entry is written, and one thread hop and one transaction serve the whole batch. A build
+that, having seen its read, has nothing to log (a replayed request id) returns None: it takes
+no index.
+
+All database work runs on one dedicated thread, so the builds (and whatever state they touch)
+never run concurrently.
+
 Several processes may share one PostgreSQL database: each batch first takes the row lock on
 `log_state` (an UPDATE), so exactly one process sequences at a time and every batch starts from
 the size the database holds (docs/adr/0002-sequencer-election.md).
@@ -14,12 +23,14 @@ the size the database holds (docs/adr/0002-sequencer-election.md).
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import dataclasses
 import datetime as dt
 import logging
 import threading
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import sqlalchemy as sa
 
@@ -29,15 +40,10 @@ from node.store import log_tables as t
 
 log = logging.getLogger(__name__)
 
-# Built once: constructing a statement and its cache key on every batch cost more than running
-# it at low concurrency (bench/log_bench.py profile).
-_ONE = t.log_state.c.id == 1
-_TAKE_LOCK = sa.update(t.log_state).where(_ONE).values(epoch=t.log_state.c.epoch + 1)
-_READ_STATE = sa.select(t.log_state.c.size, t.log_state.c.frontier).where(_ONE)
-_WRITE_STATE = sa.update(t.log_state).where(_ONE).values(
-    size=sa.bindparam("new_size"), frontier=sa.bindparam("new_frontier")
-)
-_ADD_CHECKPOINT = sa.insert(t.log_checkpoints)
+# The batch's statements go to the driver as plain SQL and tuples: SQLAlchemy's per-statement
+# and per-row work cost more than the database's own (bench/log_bench.py profile).
+_TAKE_LOCK = "UPDATE log_state SET epoch = epoch + 1 WHERE id = 1"
+_READ_STATE = "SELECT size, frontier FROM log_state WHERE id = 1"
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -58,29 +64,49 @@ class Receipt:
     inclusion_proof: tuple[bytes, ...]
 
 
-BuildEntry = Callable[[int], LogWrite]
+BuildEntry = Callable[[int], LogWrite | None]  # None: nothing to log (takes no index)
 FailedEntry = Callable[[int, BaseException], bytes]
 SignCheckpoint = Callable[[int, bytes], str]  # (tree size, root hash) -> signed note text
+
+
+# (connection, slots) -> None: sets each slot's value. Runs in the batch's transaction.
+Reader = Callable[[sa.Connection, Sequence["Slot"]], None]
+
+
+class Slot:
+    """One caller's read, filled by its reader before the batch's builds run; the slots of a
+    batch that share a reader are read in one call."""
+
+    __slots__ = ("key", "reader", "value")
+
+    def __init__(self, key: Any, reader: Reader) -> None:
+        self.key = key
+        self.reader = reader
+        self.value: Any = None
+
+Outcome = Receipt | BaseException | None  # None: the build logged nothing
 
 
 class _Group:
     """The appends of one call: one future for all of them, resolved when the last is settled
     (a group may span batches), so a batch of N items costs one wake-up, not N."""
 
-    __slots__ = ("future", "outcomes", "remaining")
+    __slots__ = ("future", "outcomes", "remaining", "settled")
 
     def __init__(self, size: int, loop: asyncio.AbstractEventLoop) -> None:
-        self.future: asyncio.Future[list[Receipt | BaseException]] = loop.create_future()
-        self.outcomes: list[Receipt | BaseException | None] = [None] * size
+        self.future: asyncio.Future[list[Outcome]] = loop.create_future()
+        self.outcomes: list[Outcome] = [None] * size
+        self.settled = [False] * size
         self.remaining = size
 
-    def settle(self, slot: int, outcome: Receipt | BaseException) -> None:
-        if self.outcomes[slot] is not None:
+    def settle(self, slot: int, outcome: Outcome) -> None:
+        if self.settled[slot]:
             return
+        self.settled[slot] = True
         self.outcomes[slot] = outcome
         self.remaining -= 1
         if self.remaining == 0 and not self.future.done():
-            self.future.set_result([o for o in self.outcomes if o is not None])
+            self.future.set_result(self.outcomes)
 
 
 @dataclasses.dataclass(slots=True)
@@ -89,6 +115,7 @@ class _Pending:
     failed: FailedEntry
     group: _Group
     slot: int
+    read: Slot | None = None
 
 
 class Sequencer:
@@ -106,6 +133,7 @@ class Sequencer:
         self._sign_checkpoint = sign_checkpoint
         self._max_batch = max_batch
         self._on_checkpoint = on_checkpoint
+        self._thread: concurrent.futures.ThreadPoolExecutor | None = None
         self._queue: asyncio.Queue[_Pending] = asyncio.Queue()
         self._worker: asyncio.Task[None] | None = None
         self._tree = merkle.InMemoryTree()
@@ -115,7 +143,8 @@ class Sequencer:
     # --- lifecycle -------------------------------------------------------------------------
 
     async def start(self) -> None:
-        await asyncio.to_thread(self._load)
+        self._thread = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="sequencer")
+        await asyncio.get_running_loop().run_in_executor(self._thread, self._load)
         self._worker = asyncio.create_task(self._run(), name="sequencer")
 
     async def close(self) -> None:
@@ -124,6 +153,9 @@ class Sequencer:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._worker
             self._worker = None
+        if self._thread is not None:
+            self._thread.shutdown(wait=True)
+            self._thread = None
 
     @property
     def tree(self) -> merkle.InMemoryTree:
@@ -146,17 +178,22 @@ class Sequencer:
     # --- the public operation ---------------------------------------------------------------
 
     async def append_many(
-        self, writes: Sequence[tuple[BuildEntry, FailedEntry]]
-    ) -> list[Receipt | BaseException]:
+        self, writes: Sequence[tuple[BuildEntry, FailedEntry]],
+        reads: Sequence[Slot] | None = None,
+    ) -> list[Outcome]:
         """Several appends queued together (they land in the same batch when they fit); each
-        item's receipt, or the exception that kept it out of the log."""
+        item's receipt, the exception that kept it out of the log, or None where its build
+        logged nothing. `reads`, one per write, are filled before the builds run."""
         if self._worker is None or self._worker.done():
             raise NodeFault("the exchange log sequencer is not running")
         if not writes:
             return []
+        if reads is not None and len(reads) != len(writes):
+            raise ValueError("one read per write")
         group = _Group(len(writes), asyncio.get_running_loop())
         for slot, (build, failed) in enumerate(writes):
-            self._queue.put_nowait(_Pending(build, failed, group, slot))
+            self._queue.put_nowait(_Pending(build, failed, group, slot,
+                                            reads[slot] if reads is not None else None))
         return await group.future
 
     async def append(self, build: BuildEntry, failed: FailedEntry) -> Receipt:
@@ -164,6 +201,8 @@ class Sequencer:
         [outcome] = await self.append_many([(build, failed)])
         if isinstance(outcome, BaseException):
             raise outcome
+        if outcome is None:
+            raise NodeFault("the entry's build logged nothing")
         return outcome
 
     # --- the worker --------------------------------------------------------------------------
@@ -177,7 +216,8 @@ class Sequencer:
 
     async def _commit_and_release(self, batch: list[_Pending]) -> None:
         try:
-            receipts = await asyncio.to_thread(self._commit, batch)
+            receipts = await asyncio.get_running_loop().run_in_executor(
+                self._thread, self._commit, batch)
         except sa.exc.IntegrityError:
             if len(batch) > 1:
                 # Two writes for one (requester, request id) met in one batch, e.g. from two
@@ -224,18 +264,19 @@ class Sequencer:
             else:
                 self._tree.extend(rows)
 
-    def _commit(self, batch: Sequence[_Pending]) -> list[Receipt | BaseException]:
-        """Runs in a worker thread: it never touches the callers' futures."""
+    def _commit(self, batch: Sequence[_Pending]) -> list[Outcome]:
+        """Runs in the sequencer's thread: it never touches the callers' futures."""
         with self._engine.connect() as conn, conn.begin():
             # Take the log's write lock first (row lock on PostgreSQL, the database write lock
             # on SQLite), so one process sequences at a time.
-            conn.execute(_TAKE_LOCK)
-            state = conn.execute(_READ_STATE).one()
+            conn.exec_driver_sql(_TAKE_LOCK)
+            state = conn.exec_driver_sql(_READ_STATE).one()
             if state.size != self._tree.size:
                 self._catch_up(conn)
             if state.size != self._tree.size:
                 raise NodeFault(f"log state says size {state.size}, entries give {self._tree.size}")
-            frontier = [state.frontier[i : i + 32] for i in range(0, len(state.frontier), 32)]
+            packed = bytes(state.frontier or b"")  # the initial row may hold an empty TEXT
+            frontier = [packed[i : i + 32] for i in range(0, len(packed), 32)]
             compact = merkle.CompactRange.from_frontier(state.size, frontier)
             now = dt.datetime.now(dt.UTC)
             # Bulk rows go to the driver as plain tuples: SQLAlchemy's per-row bind processing
@@ -246,16 +287,32 @@ class Sequencer:
             entries: list[tuple[int, bytes, bytes, object]] = []
             nodes: list[tuple[int, int, bytes]] = []
             completed: list[merkle.CompletedNode] = []
-            answers, leaves = [], []
+            answers: list[tuple[str, str, int, bytes]] = []
+            leaves: list[bytes] = []
+            # Per pending: its offset in the batch's entries (None: logged nothing), and the
+            # exception that turned its entry into a FAILED one.
+            placed: list[int | None] = []
             failures: dict[int, BaseException] = {}
-            for offset, pending in enumerate(batch):
+            by_reader: dict[Reader, list[Slot]] = {}
+            for pending in batch:
+                if pending.read is not None:
+                    by_reader.setdefault(pending.read.reader, []).append(pending.read)
+            for reader, slots in by_reader.items():
+                reader(conn, slots)
+            for pending in batch:
+                offset = len(leaves)
                 index = state.size + offset
                 try:
-                    write = pending.build(index)
+                    built = pending.build(index)
                 except Exception as exc:
                     # The caller learns of the failure only once its FAILED entry is durable.
-                    write = LogWrite(entry=pending.failed(index, exc))
+                    built = LogWrite(entry=pending.failed(index, exc))
                     failures[offset] = exc
+                if built is None:
+                    placed.append(None)
+                    continue
+                write = built
+                placed.append(offset)
                 leaf = merkle.leaf_hash(write.entry)
                 leaves.append(leaf)
                 entries.append((index, write.entry, leaf, stamp))
@@ -263,8 +320,9 @@ class Sequencer:
                 completed.extend(done)
                 nodes.extend((node.level, node.index, node.hash) for node in done[1:])
                 if write.request_id:
-                    answers.append({"requester": write.requester, "request_id": write.request_id,
-                                    "log_index": index, "response": write.answer})
+                    answers.append((write.requester, write.request_id, index, write.answer))
+            if not leaves:  # every build had nothing to log: no new checkpoint either
+                return [None] * len(batch)
             size, root = compact.size, compact.root()
             note = self._sign_checkpoint(size, root)
             conn.exec_driver_sql(
@@ -278,26 +336,32 @@ class Sequencer:
                     nodes,
                 )
             if answers:
-                conn.execute(sa.insert(t.log_answers), answers)
-            conn.execute(
-                _WRITE_STATE,
-                {"new_size": size, "new_frontier": b"".join(h for _, h in compact.frontier)},
+                conn.exec_driver_sql(
+                    "INSERT INTO log_answers (requester, request_id, log_index, response) "
+                    f"VALUES ({mark}, {mark}, {mark}, {mark})",
+                    answers,
+                )
+            conn.exec_driver_sql(
+                f"UPDATE log_state SET size = {mark}, frontier = {mark} WHERE id = 1",
+                (size, b"".join(h for _, h in compact.frontier)),
             )
-            conn.execute(
-                _ADD_CHECKPOINT, {"size": size, "root": root, "note": note, "created_at": now}
+            conn.exec_driver_sql(
+                "INSERT INTO log_checkpoints (size, root, note, created_at) "
+                f"VALUES ({mark}, {mark}, {mark}, {mark})",
+                (size, root, note, stamp),
             )
         # Committed: only now extend the tree that proofs are served from.
         with self._tree_lock:
             # The batch's nodes were hashed once, above; the served tree takes them as they are.
             self._tree.adopt(completed, compact)
-            receipts: list[Receipt | BaseException] = [
-                failures[i] if i in failures else Receipt(
+            receipts: list[Outcome] = [
+                None if i is None else failures[i] if i in failures else Receipt(
                     log_index=state.size + i,
-                    leaf_hash=leaf,
+                    leaf_hash=leaves[i],
                     checkpoint=note,
                     inclusion_proof=tuple(self._tree.inclusion_proof(state.size + i, size)),
                 )
-                for i, leaf in enumerate(leaves)
+                for i in placed
             ]
         self.latest_checkpoint = note
         metrics.LOG_ENTRIES.inc(len(leaves))

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import base64
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Sequence
 
 import pytest
 import sqlalchemy as sa
 
 from node import merkle
-from node.sequencer import LogWrite, Receipt, Sequencer
+from node.errors import NodeFault
+from node.sequencer import LogWrite, Receipt, Sequencer, Slot
 from node.store import Store
 from node.store import log_tables as t
 
@@ -139,3 +140,61 @@ async def test_two_sequencers_on_one_postgres_never_share_an_index(postgres_url:
         assert tree.root(size) == root
     for s in stores:
         s.close()
+
+
+async def test_reads_are_filled_in_the_batch_and_a_build_may_log_nothing(
+    sequencer: Sequencer, store: Store
+) -> None:
+    """A caller's read runs inside the batch's transaction before its build; a build that then
+    has nothing to log takes no index, and the others still get consecutive ones."""
+    seen: list[list[object]] = []
+
+    def reader(conn: sa.Connection, slots: Sequence[Slot]) -> None:
+        size = conn.execute(sa.select(t.log_state.c.size)).scalar_one()
+        seen.append([s.key for s in slots])
+        for slot in slots:
+            slot.value = (slot.key, size)
+
+    def build(key: str, slot: Slot) -> Callable[[int], LogWrite | None]:
+        def run(idx: int) -> LogWrite | None:
+            assert slot.value is not None and slot.value[0] == key
+            return None if key == "skip" else LogWrite(f"{key}@{idx}".encode())
+        return run
+
+    before = sequencer.tree.size
+    keys = ["a", "skip", "b"]
+    slots = [Slot(k, reader) for k in keys]
+    outcomes = await sequencer.append_many(
+        [(build(k, s), lambda idx, exc: b"failed") for k, s in zip(keys, slots, strict=True)],
+        slots)
+    assert seen == [keys]  # one reader call for the whole batch
+    assert outcomes[1] is None
+    first, third = outcomes[0], outcomes[2]
+    assert isinstance(first, Receipt) and isinstance(third, Receipt)
+    assert (first.log_index, third.log_index) == (before, before + 1)
+    assert third.leaf_hash == merkle.leaf_hash(f"b@{before + 1}".encode())
+    with store.connect() as conn:
+        assert conn.execute(sa.select(sa.func.count()).select_from(t.log_entries)).scalar_one() \
+            == before + 2
+
+
+async def test_a_batch_that_logs_nothing_signs_no_checkpoint(
+    sequencer: Sequencer, store: Store
+) -> None:
+    await sequencer.append(lambda idx: LogWrite(b"one"), lambda idx, exc: b"")
+    checkpoint = sequencer.latest_checkpoint
+
+    def reader(conn: sa.Connection, slots: Sequence[Slot]) -> None:
+        for slot in slots:
+            slot.value = "nothing to log"
+
+    slot = Slot("k", reader)
+    assert await sequencer.append_many([(lambda idx: None, lambda idx, exc: b"")], [slot]) \
+        == [None]
+    assert slot.value == "nothing to log"
+    assert sequencer.latest_checkpoint == checkpoint
+    with store.connect() as conn:
+        assert conn.execute(sa.select(sa.func.count()).select_from(t.log_checkpoints)) \
+            .scalar_one() == 1
+    with pytest.raises(NodeFault, match="logged nothing"):
+        await sequencer.append(lambda idx: None, lambda idx, exc: b"")

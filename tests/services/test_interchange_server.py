@@ -68,7 +68,7 @@ class Node:
         self.sequencer = Sequencer(self.store.engine, sign_checkpoint)
         await self.sequencer.start()
         interchange = Interchange(
-            node_id=HUZHOU, policy=self.policy, results=StoreResultSource(self.store),
+            node_id=HUZHOU, policy=self.policy, results=StoreResultSource(),
             signer=lambda: self.signer, sequencer=self.sequencer, subject_key=b"k" * 32,
             encode=svc.encode_answer,
         )

@@ -398,3 +398,22 @@ async def test_store_down_is_unavailable_without_internal_detail(
         await down.stop()
         store.close()
         postgres_server.drop_database(name)
+
+
+async def test_unary_answer_bytes_are_the_canonical_encoding(
+    node: Node, tls: dict[str, NodeTls]
+) -> None:
+    """A granted answer is sent as its stored bytes with the receipt field appended: those
+    bytes must be exactly what serializing the whole response would give."""
+    async with channel(node, tls[JIAXING]) as ch:
+        raw = await ch.unary_unary(f"/{STUB}/QueryCredit", request_serializer=wire.serialize)(
+            query("canonical"), timeout=10)
+    response = wire.parse_response(raw)
+    assert response.HasField("result") and response.HasField("receipt")
+    assert response.SerializeToString(deterministic=True) == raw
+    with node.store.connect() as conn:
+        stored = conn.execute(sa.select(t.log_answers.c.response).where(
+            t.log_answers.c.requester == JIAXING,
+            t.log_answers.c.request_id == "canonical")).scalar_one()
+    assert raw.startswith(stored) and stored == wire.serialize(
+        wire.spb.QueryCreditResponse(request_id="canonical", result=response.result))

@@ -22,7 +22,7 @@ from typing import Any, Protocol
 
 import sqlalchemy as sa
 
-from node import metrics, model, signing, wire
+from node import model, signing, wire
 from node import policy as policies
 from node.errors import CreditNodeError, NotFound, PermissionDenied
 from node.sequencer import LogWrite, Receipt, Sequencer, Slot
@@ -104,7 +104,7 @@ class Interchange:
 
     async def answer(
         self, caller: str, raw_query: bytes, parse: Callable[[], model.CreditQuery],
-        request_id: str,
+        request_id: str, *, zones: AbstractSet[str] | None = None,
     ) -> Answer | Replay:
         """Answer one query, or return the stored wire answer of a repeated request id.
 
@@ -112,7 +112,7 @@ class Interchange:
         `parse` turns it into the domain query, raising InvalidInput when it is malformed.
         """
         if not request_id:  # malformed: nothing to share with a concurrent twin
-            return await self._answer(caller, raw_query, parse, request_id)
+            return await self._answer(caller, raw_query, parse, request_id, zones)
         key = (caller, request_id)
         running = self._in_flight.get(key)
         if running is not None:  # the same request id is being answered right now
@@ -120,7 +120,7 @@ class Interchange:
         future: asyncio.Future[Answer | Replay] = asyncio.get_running_loop().create_future()
         self._in_flight[key] = future
         try:
-            outcome = await self._answer(caller, raw_query, parse, request_id)
+            outcome = await self._answer(caller, raw_query, parse, request_id, zones)
         except asyncio.CancelledError:
             future.cancel()
             raise
@@ -136,25 +136,30 @@ class Interchange:
 
     async def _answer(
         self, caller: str, raw_query: bytes, parse: Callable[[], model.CreditQuery],
-        request_id: str,
+        request_id: str, zones: AbstractSet[str] | None,
     ) -> Answer | Replay:
-        [outcome] = await self.answer_many(caller, [(raw_query, parse, request_id)])
+        [outcome] = await self.answer_many(caller, [(raw_query, parse, request_id)],
+                                           zones=zones)
         if isinstance(outcome, BaseException):
             raise outcome
         return outcome
 
     async def answer_many(
         self, caller: str, items: Sequence[tuple[bytes, Callable[[], model.CreditQuery], str]],
+        *, zones: AbstractSet[str] | None = None,
     ) -> list[Answer | Replay | BaseException]:
         """Answer a group of one caller's queries (a batch stream, or one query): one log
         append for all. Each item's outcome stands in its place; none ends the others.
 
         A request id repeated inside the group is answered once and replayed for the repeats.
+        `zones`: the zones whose current trust list holds the caller, when the caller of this
+        method looked them up (a worker process is told them); else `trusted_zones` says.
         """
         outcomes: list[Answer | Replay | BaseException | None] = [None] * len(items)
         first_of: dict[str, int] = {}
         repeats: list[tuple[int, int]] = []
-        zones = self._trusted_zones(caller) if self._trusted_zones is not None else None
+        if zones is None and self._trusted_zones is not None:
+            zones = self._trusted_zones(caller)
         positions: list[int] = []
         writes = []
         slots: list[Slot] = []
@@ -190,19 +195,13 @@ class Interchange:
     ) -> Answer | Replay | BaseException:
         """The outcome of one item once its batch committed (or failed)."""
         if isinstance(receipt, BaseException):
-            metrics.EXCHANGES.labels("ANSWERED", "FAILED").inc()
             return receipt
         outcome = write.outcome
         if outcome is None:
-            metrics.EXCHANGES.labels("ANSWERED", "FAILED").inc()
             return RuntimeError("no answer built")
         if receipt is None:  # nothing logged: a replay, or refused without a request id
             return outcome
         assert isinstance(outcome, Answer)
-        error = outcome.error
-        decision = ("GRANTED" if error is None else
-                    "NOT_FOUND" if isinstance(error, NotFound) else "REFUSED")
-        metrics.EXCHANGES.labels("ANSWERED", decision).inc()
         return dataclasses.replace(outcome, receipt=receipt)
 
     def _decide(self, item: _Item) -> _Decided | Replay | CreditNodeError:

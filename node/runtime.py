@@ -24,6 +24,7 @@ import grpc
 from grpc_status import rpc_status
 
 from node import metrics, model, notes, policy, tls, wire
+from node.answering import LocalAnswerer, encode_answer
 from node.config import NodeConfig
 from node.errors import (
     BadAnswer,
@@ -179,22 +180,26 @@ class NodeRuntime:
                                    on_checkpoint=on_checkpoint)
         await self.sequencer.start()
 
-    async def start(self, listen: str | None = None) -> None:
-        """Open the log and serve: the node's main job."""
-        await self.open_log()
+    def local_answerer(self, *, count: bool = True) -> LocalAnswerer:
+        """Answering in this process, on the log `open_log` opened."""
         interchange = Interchange(
             node_id=self.node_id, policy=self.policy, results=StoreResultSource(),
             signer=lambda: self.signer, sequencer=self.sequencer,
-            subject_key=self.keys.subject_hmac_key(), encode=svc.encode_answer,
-            trusted_zones=self.trusted_zones,
+            subject_key=self.keys.subject_hmac_key(), encode=encode_answer,
         )
+        return LocalAnswerer(interchange, self.sequencer, count=count)
+
+    async def start(self, listen: str | None = None) -> None:
+        """Open the log and serve: the node's main job."""
+        await self.open_log()
+        answerer = self.local_answerer()
         authenticate = svc.caller_from_certificate(self.caller_of)
         known_logs = {origin: notes.NoteVerifier.from_text(vkey)
                       for origin, vkey in self.witness_config.logs.items()}
         witness = Witness(self.store, self.keys.witness_signer(), known_logs)
         handlers = [
-            svc.handler(svc.InterchangeServicer(interchange, self.sequencer, authenticate,
-                                                self.node_info)),
+            svc.handler(svc.InterchangeServicer(answerer, authenticate, self.node_info,
+                                                self.trusted_zones)),
             log_svc.handler(log_svc.ExchangeLogServicer(self.store, self.sequencer,
                                                         authenticate, witness,
                                                         self.may_read_entries)),

@@ -20,6 +20,7 @@ from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
 from node import merkle, model, notes, policy, signing, wire
+from node.answering import LocalAnswerer, encode_answer
 from node.identifiers import make_uscc
 from node.interchange import Interchange
 from node.sequencer import Sequencer
@@ -70,11 +71,11 @@ class Node:
         interchange = Interchange(
             node_id=HUZHOU, policy=self.policy, results=StoreResultSource(),
             signer=lambda: self.signer, sequencer=self.sequencer, subject_key=b"k" * 32,
-            encode=svc.encode_answer,
+            encode=encode_answer,
         )
         servicer = svc.InterchangeServicer(
-            interchange, self.sequencer, svc.caller_from_certificate(self.members.get),
-            self.node_info,
+            LocalAnswerer(interchange, self.sequencer),
+            svc.caller_from_certificate(self.members.get), self.node_info,
         )
         anchors_pem = b"".join(a.cert_pem for a in anchors)
         self.server = GrpcServer([svc.handler(servicer)],

@@ -1,0 +1,182 @@
+"""Queries in, serialized responses out: the answering side below the gRPC servicer.
+
+The servicer hands the raw query bytes of one call (or one group of a batch stream) to an
+`Answerer` and sends back what it returns. `LocalAnswerer` answers in this process through
+`node.interchange`; `node.answer_worker` answers in a worker process with a LocalAnswerer of
+its own, so that the signing and logging of answers runs beside the gRPC server, not under the
+same interpreter lock.
+
+Queries are parsed lazily from the bytes as received, because the request digest bound into a
+signed result is the SHA-256 of exactly those bytes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Sequence
+from collections.abc import Set as AbstractSet
+from typing import Protocol
+
+from node import metrics, model, wire
+from node.errors import CreditNodeError, NotFound
+from node.interchange import Answer, Interchange, Replay
+from node.sequencer import Receipt, Sequencer
+from node.services import status
+
+# The exchange decisions a reply can report (the `decision` label of metrics.EXCHANGES);
+# NOT_LOGGED: nothing was logged for it (a replay, or refused without a request id).
+NOT_LOGGED = ""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Reply:
+    """One query's response, serialized as sent, and what became of it."""
+
+    data: bytes  # a serialized QueryCreditResponse
+    refused: bool  # its `error` is set (a unary call ends with that status instead)
+    decision: str = NOT_LOGGED  # GRANTED, REFUSED, NOT_FOUND or FAILED when logged
+
+
+class Answerer(Protocol):
+    async def answer(
+        self, caller: str, queries: Sequence[bytes], *, single: bool,
+        zones: AbstractSet[str] | None = None,
+    ) -> list[Reply]:
+        """One reply per query, in order. `single`: one unary call (a repeated request id
+        waits for a concurrent twin); otherwise one group of a batch stream. `zones`: the zones
+        whose current trust list holds the caller (None: the answerer looks them up)."""
+        ...
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class RawQuery:
+    """A query as received: its bytes, parsed once on first use."""
+
+    data: bytes
+    _parsed: list[wire.pb.CreditQuery | CreditNodeError] = dataclasses.field(
+        default_factory=list, compare=False, repr=False)
+
+    def message(self) -> wire.pb.CreditQuery:
+        if not self._parsed:
+            try:
+                self._parsed.append(wire.parse_query(self.data))
+            except CreditNodeError as exc:
+                self._parsed.append(exc)
+        parsed = self._parsed[0]
+        if isinstance(parsed, CreditNodeError):
+            raise parsed
+        return parsed
+
+    def request_id(self) -> str:
+        try:
+            return self.message().request_id
+        except CreditNodeError:
+            return ""
+
+    def parser(self) -> Callable[[], model.CreditQuery]:
+        def parse() -> model.CreditQuery:
+            return wire.query_from_pb(self.message())
+
+        return parse
+
+
+def answer_message(answer: Answer) -> wire.spb.QueryCreditResponse:
+    """The response for an answer, without its receipt."""
+    response = wire.spb.QueryCreditResponse(request_id=answer.request_id)
+    if answer.envelope is not None:
+        response.result.CopyFrom(wire.envelope_to_pb(answer.envelope))
+    if answer.error is not None:
+        response.error.CopyFrom(status.to_rpc_status(answer.error))
+    return response
+
+
+def encode_answer(answer: Answer) -> bytes:
+    """The stored form of an answer (replayed for a repeated request id), without receipt."""
+    return wire.serialize(answer_message(answer))
+
+
+def receipt_field(receipt: Receipt) -> bytes:
+    """A QueryCreditResponse holding only `receipt`, serialized. Appended to a serialized
+    response it sets that field: the protobuf encoding of two messages concatenated is the
+    two merged, so a stored answer is sent as stored, without parsing it again."""
+    return wire.serialize(wire.spb.QueryCreditResponse(receipt=wire.receipt_to_pb(
+        receipt.log_index, receipt.leaf_hash, receipt.checkpoint, receipt.inclusion_proof)))
+
+
+def decision_of(outcome: Answer | Replay | BaseException) -> str:
+    if isinstance(outcome, Answer):
+        if outcome.receipt is None:
+            return NOT_LOGGED
+        return ("GRANTED" if outcome.error is None else
+                "NOT_FOUND" if isinstance(outcome.error, NotFound) else "REFUSED")
+    if isinstance(outcome, Replay | CreditNodeError):
+        return NOT_LOGGED  # replayed, or refused before anything was logged
+    return "FAILED"
+
+
+class LocalAnswerer:
+    """Answers in this process. `count`: add each logged outcome to metrics.EXCHANGES (off in
+    a worker process, whose parent counts the decisions its replies report)."""
+
+    def __init__(self, interchange: Interchange, sequencer: Sequencer, *,
+                 count: bool = True) -> None:
+        self._interchange = interchange
+        self._sequencer = sequencer
+        self._count = count
+
+    async def answer(
+        self, caller: str, queries: Sequence[bytes], *, single: bool,
+        zones: AbstractSet[str] | None = None,
+    ) -> list[Reply]:
+        raws = [RawQuery(data) for data in queries]
+        outcomes: list[Answer | Replay | BaseException]
+        if single and len(raws) == 1:
+            raw = raws[0]
+            try:
+                outcomes = [await self._interchange.answer(
+                    caller, raw.data, raw.parser(), raw.request_id(), zones=zones)]
+            except CreditNodeError as exc:
+                outcomes = [exc]
+        else:
+            outcomes = list(await self._interchange.answer_many(
+                caller, [(raw.data, raw.parser(), raw.request_id()) for raw in raws],
+                zones=zones))
+        replies = [self._reply(raw.request_id(), outcome)
+                   for raw, outcome in zip(raws, outcomes, strict=True)]
+        if self._count:
+            count_decisions(replies)
+        return replies
+
+    def _reply(self, request_id: str, outcome: Answer | Replay | BaseException) -> Reply:
+        """The wire response for one outcome. Whatever was logged — a grant or a refusal —
+        carries its receipt; an outcome refused before logging (no request id) has none."""
+        decision = decision_of(outcome)
+        if (isinstance(outcome, Answer) and outcome.error is None and outcome.encoded
+                and outcome.receipt is not None):
+            # A grant, the common case: the stored bytes and the receipt's field, unparsed
+            # (fields 1, 2 then 3: the canonical order).
+            return Reply(outcome.encoded + receipt_field(outcome.receipt), False, decision)
+        if isinstance(outcome, Replay):
+            response = wire.parse_response(outcome.response)
+            response.receipt.CopyFrom(_receipt_pb(
+                self._sequencer.receipt_for(outcome.log_index)))
+        elif isinstance(outcome, Answer):
+            response = (wire.parse_response(outcome.encoded) if outcome.encoded
+                        else answer_message(outcome))
+            if outcome.receipt is not None:
+                response.receipt.CopyFrom(_receipt_pb(outcome.receipt))
+        else:  # refused before anything could be logged, or the log failed
+            response = wire.spb.QueryCreditResponse(
+                request_id=request_id, error=status.to_rpc_status(outcome))
+        return Reply(wire.serialize(response), response.HasField("error"), decision)
+
+
+def count_decisions(replies: Sequence[Reply]) -> None:
+    for reply in replies:
+        if reply.decision != NOT_LOGGED:
+            metrics.EXCHANGES.labels("ANSWERED", reply.decision).inc()
+
+
+def _receipt_pb(receipt: Receipt) -> wire.pb.LogReceipt:
+    return wire.receipt_to_pb(receipt.log_index, receipt.leaf_hash, receipt.checkpoint,
+                              receipt.inclusion_proof)

@@ -76,6 +76,8 @@ class NodeConfig:
     audit_listen: str = DEFAULT_AUDIT_LISTEN
     db_url: str | None = None  # CREDITNODE_DB_URL overrides it; None means SQLite under data/
     legacy_uscc_allowed: bool = False  # DESIGN.md §9: admit legacy USCCs with a bad check char
+    # Sign and log answers in a worker process beside the gRPC server (node.answer_worker).
+    answer_worker: bool = True
     keys: KeyPaths = dataclasses.field(default_factory=KeyPaths)
 
     def __post_init__(self) -> None:
@@ -101,6 +103,8 @@ class NodeConfig:
             raise ConfigError(
                 f"legacy_uscc_allowed must be true or false, got {self.legacy_uscc_allowed!r}"
             )
+        if not isinstance(self.answer_worker, bool):
+            raise ConfigError(f"answer_worker must be true or false, got {self.answer_worker!r}")
         if not isinstance(self.keys, KeyPaths):
             raise ConfigError("keys must be a KeyPaths")
 

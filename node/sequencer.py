@@ -40,6 +40,8 @@ from node.store import log_tables as t
 
 log = logging.getLogger(__name__)
 
+FOLLOW_INTERVAL_S = 0.5  # how often to catch up with another process's appends, at most
+
 # The batch's statements go to the driver as plain SQL and tuples: SQLAlchemy's per-statement
 # and per-row work cost more than the database's own (bench/log_bench.py profile).
 _TAKE_LOCK = "UPDATE log_state SET epoch = epoch + 1 WHERE id = 1"
@@ -134,6 +136,8 @@ class Sequencer:
         self._max_batch = max_batch
         self._on_checkpoint = on_checkpoint
         self._thread: concurrent.futures.ThreadPoolExecutor | None = None
+        self._observed = 0  # the largest log size another process told us of
+        self._refresher: asyncio.Task[None] | None = None
         self._queue: asyncio.Queue[_Pending] = asyncio.Queue()
         self._worker: asyncio.Task[None] | None = None
         self._tree = merkle.InMemoryTree()
@@ -148,6 +152,11 @@ class Sequencer:
         self._worker = asyncio.create_task(self._run(), name="sequencer")
 
     async def close(self) -> None:
+        if self._refresher is not None:
+            self._refresher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._refresher
+            self._refresher = None
         if self._worker is not None:
             self._worker.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -157,6 +166,52 @@ class Sequencer:
             self._thread.shutdown(wait=True)
             self._thread = None
 
+    def observe(self, size: int) -> None:
+        """Another process (an answering worker) committed the log up to `size`: catch up in
+        the background, at most every FOLLOW_INTERVAL_S, so that checkpoints and witnessing
+        follow without costing this process a database read per batch. (Proof and checkpoint
+        requests for a larger tree catch up at once: `refresh`.)"""
+        if size <= self._tree.size or self._thread is None:
+            return
+        self._observed = max(self._observed, size)
+        if self._refresher is None or self._refresher.done():
+            self._refresher = asyncio.create_task(self._follow(), name="sequencer-follow")
+
+    @property
+    def behind(self) -> bool:
+        """Another process told of appends this sequencer has not caught up with yet."""
+        return self._observed > self._tree.size
+
+    async def _follow(self) -> None:
+        while self._observed > self._tree.size:
+            try:
+                await self.refresh()
+            except Exception:
+                log.exception("catching up with the exchange log failed; will retry")
+            await asyncio.sleep(FOLLOW_INTERVAL_S)
+
+    async def refresh(self) -> None:
+        """Catch up with what other processes committed: entries and the latest checkpoint."""
+        if self._thread is None:
+            raise NodeFault("the exchange log sequencer is not running")
+        await asyncio.get_running_loop().run_in_executor(self._thread, self._refresh)
+
+    def _refresh(self) -> None:
+        before = self._tree.size
+        known = _checkpoint_size(self.latest_checkpoint)
+        with self._engine.connect() as conn:
+            # The checkpoint first, then the leaves: the tree always covers the checkpoint.
+            row = conn.execute(
+                sa.select(t.log_checkpoints.c.size, t.log_checkpoints.c.note)
+                .order_by(t.log_checkpoints.c.size.desc()).limit(1)
+            ).first()
+            self._catch_up(conn)
+        metrics.LOG_ENTRIES.inc(self._tree.size - before)
+        if row is not None and row.size > known:
+            self.latest_checkpoint = row.note
+            if self._on_checkpoint is not None:
+                self._on_checkpoint(row.size, row.note)
+
     @property
     def tree(self) -> merkle.InMemoryTree:
         """The committed tree, for proofs (covers at least every committed checkpoint)."""
@@ -165,7 +220,7 @@ class Sequencer:
     def receipt_for(self, index: int) -> Receipt:
         """A receipt for an earlier entry against the latest checkpoint (for replays)."""
         with self._tree_lock:
-            size = int(self.latest_checkpoint.split("\n", 2)[1]) if self.latest_checkpoint else 0
+            size = _checkpoint_size(self.latest_checkpoint)
             if not 0 <= index < size:
                 raise NodeFault(f"log index {index} is not under the latest checkpoint")
             return Receipt(
@@ -215,10 +270,11 @@ class Sequencer:
             await self._commit_and_release(batch)
 
     async def _commit_and_release(self, batch: list[_Pending]) -> None:
+        dbapi = self._engine.dialect.loaded_dbapi  # the batch's statements go to the driver
         try:
             receipts = await asyncio.get_running_loop().run_in_executor(
                 self._thread, self._commit, batch)
-        except sa.exc.IntegrityError:
+        except (sa.exc.IntegrityError, dbapi.IntegrityError):
             if len(batch) > 1:
                 # Two writes for one (requester, request id) met in one batch, e.g. from two
                 # processes: commit one by one so only the repeat fails.
@@ -227,7 +283,8 @@ class Sequencer:
                 return
             self._fail(batch, Conflict("this request id was answered already; ask again"))
             return
-        except sa.exc.OperationalError as exc:
+        except (sa.exc.OperationalError, sa.exc.InterfaceError, dbapi.OperationalError,
+                dbapi.InterfaceError) as exc:
             log.error("log batch of %d failed: %s", len(batch), exc)
             self._fail(batch, StoreUnavailable("the exchange log store is unavailable"))
             return
@@ -269,21 +326,27 @@ class Sequencer:
         with self._engine.connect() as conn, conn.begin():
             # Take the log's write lock first (row lock on PostgreSQL, the database write lock
             # on SQLite), so one process sequences at a time.
-            conn.exec_driver_sql(_TAKE_LOCK)
-            state = conn.exec_driver_sql(_READ_STATE).one()
-            if state.size != self._tree.size:
+            driver = conn.connection.driver_connection
+            assert driver is not None, "the connection is open"
+            cursor = driver.cursor()
+            cursor.execute(_TAKE_LOCK)
+            cursor.execute(_READ_STATE)
+            state_size, state_frontier = cursor.fetchone()
+            if state_size != self._tree.size:
                 self._catch_up(conn)
-            if state.size != self._tree.size:
-                raise NodeFault(f"log state says size {state.size}, entries give {self._tree.size}")
-            packed = bytes(state.frontier or b"")  # the initial row may hold an empty TEXT
+            if state_size != self._tree.size:
+                raise NodeFault(f"log state says size {state_size}, entries give {self._tree.size}")
+            packed = bytes(state_frontier or b"")  # the initial row may hold an empty TEXT
             frontier = [packed[i : i + 32] for i in range(0, len(packed), 32)]
-            compact = merkle.CompactRange.from_frontier(state.size, frontier)
+            compact = merkle.CompactRange.from_frontier(state_size, frontier)
             now = dt.datetime.now(dt.UTC)
             # Bulk rows go to the driver as plain tuples: SQLAlchemy's per-row bind processing
             # cost more than the database's own insert work (bench/log_bench.py profile).
             to_db = t.log_entries.c.created_at.type.bind_processor(conn.dialect)
             stamp = to_db(now) if to_db else now
             mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
+            if mark == "?" and isinstance(stamp, dt.datetime):
+                stamp = stamp.isoformat(" ")  # what sqlite3's adapter would store, done once
             entries: list[tuple[int, bytes, bytes, object]] = []
             nodes: list[tuple[int, int, bytes]] = []
             completed: list[merkle.CompletedNode] = []
@@ -301,7 +364,7 @@ class Sequencer:
                 reader(conn, slots)
             for pending in batch:
                 offset = len(leaves)
-                index = state.size + offset
+                index = state_size + offset
                 try:
                     built = pending.build(index)
                 except Exception as exc:
@@ -325,41 +388,42 @@ class Sequencer:
                 return [None] * len(batch)
             size, root = compact.size, compact.root()
             note = self._sign_checkpoint(size, root)
-            conn.exec_driver_sql(
+            cursor.executemany(
                 "INSERT INTO log_entries (idx, data, leaf_hash, created_at) "
                 f"VALUES ({mark}, {mark}, {mark}, {mark})",
                 entries,
             )
             if nodes:
-                conn.exec_driver_sql(
+                cursor.executemany(
                     f"INSERT INTO log_nodes (level, idx, hash) VALUES ({mark}, {mark}, {mark})",
                     nodes,
                 )
             if answers:
-                conn.exec_driver_sql(
+                cursor.executemany(
                     "INSERT INTO log_answers (requester, request_id, log_index, response) "
                     f"VALUES ({mark}, {mark}, {mark}, {mark})",
                     answers,
                 )
-            conn.exec_driver_sql(
+            cursor.execute(
                 f"UPDATE log_state SET size = {mark}, frontier = {mark} WHERE id = 1",
                 (size, b"".join(h for _, h in compact.frontier)),
             )
-            conn.exec_driver_sql(
+            cursor.execute(
                 "INSERT INTO log_checkpoints (size, root, note, created_at) "
                 f"VALUES ({mark}, {mark}, {mark}, {mark})",
                 (size, root, note, stamp),
             )
+            cursor.close()
         # Committed: only now extend the tree that proofs are served from.
         with self._tree_lock:
             # The batch's nodes were hashed once, above; the served tree takes them as they are.
             self._tree.adopt(completed, compact)
             receipts: list[Outcome] = [
                 None if i is None else failures[i] if i in failures else Receipt(
-                    log_index=state.size + i,
+                    log_index=state_size + i,
                     leaf_hash=leaves[i],
                     checkpoint=note,
-                    inclusion_proof=tuple(self._tree.inclusion_proof(state.size + i, size)),
+                    inclusion_proof=tuple(self._tree.inclusion_proof(state_size + i, size)),
                 )
                 for i in placed
             ]
@@ -369,3 +433,8 @@ class Sequencer:
         if self._on_checkpoint is not None:
             self._on_checkpoint(size, note)
         return receipts
+
+
+def _checkpoint_size(note: str) -> int:
+    """The tree size a checkpoint note states (its second line); 0 for no checkpoint."""
+    return int(note.split("\n", 2)[1]) if note else 0

@@ -45,8 +45,14 @@ class ExchangeLogServicer:
         self._authenticate = authenticate
         self._witness = witness
 
-    def _latest(self) -> tuple[str, int]:
+    async def _latest(self, wanted: int = 0) -> tuple[str, int]:
+        """The latest checkpoint, caught up first with what an answering worker committed
+        when we know we are behind or are asked about a larger tree (its receipts may be
+        newer than our last look)."""
         note = self._sequencer.latest_checkpoint
+        if not note or checkpoint_size(note) < wanted or self._sequencer.behind:
+            await self._sequencer.refresh()
+            note = self._sequencer.latest_checkpoint
         if not note:
             raise NotFound("this node's exchange log has no checkpoint yet",
                            reason="NO_CHECKPOINT")
@@ -63,14 +69,14 @@ class ExchangeLogServicer:
 
     async def GetCheckpoint(self, request: Any, context: Context) -> wire.spb.Checkpoint:
         self._authenticate(context)
-        note, size = self._latest()
+        note, size = await self._latest()
         return wire.spb.Checkpoint(note=await asyncio.to_thread(self._cosigned, note, size))
 
     async def GetInclusionProof(
         self, request: wire.spb.InclusionProofRequest, context: Context
     ) -> wire.spb.InclusionProof:
         self._authenticate(context)
-        _, latest = self._latest()
+        _, latest = await self._latest(request.tree_size)
         index, size = request.index, request.tree_size
         if not 0 < size <= latest:
             raise InvalidInput(
@@ -87,7 +93,7 @@ class ExchangeLogServicer:
         self, request: wire.spb.ConsistencyProofRequest, context: Context
     ) -> wire.spb.ConsistencyProof:
         self._authenticate(context)
-        _, latest = self._latest()
+        _, latest = await self._latest(request.to_size)
         old, new = request.from_size, request.to_size
         # RFC 9162 §2.1.4: a proof is defined for 0 < first <= second.
         if not 0 < old <= new:
@@ -110,7 +116,7 @@ class ExchangeLogServicer:
                 "served to it (checkpoints and proofs are)",
                 reason="NOT_AUDITOR_OR_WITNESS",
             )
-        _, latest = self._latest()
+        _, latest = await self._latest(request.end)
         start, end = request.start, request.end
         if start >= end:
             raise InvalidInput(f"start {start} must be below end {end} (end is exclusive)")

@@ -1,0 +1,135 @@
+"""Answering in a worker process: real `creditnode` homes, a real worker process, real TLS.
+
+The federation tests already run every node with its worker (the default); here: the frame
+format, a worker killed mid-service (calls fail as UNAVAILABLE, never half-answered, and a new
+worker takes over on the same log), the server's view of the log following the worker's, and
+answering in-process when configured."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import pathlib
+import signal
+from collections.abc import AsyncIterator
+
+import pytest
+
+from node import answer_worker, model, wire
+from node.answer_worker import WorkerAnswerer, pack, unpack
+from node.answering import LocalAnswerer
+from node.errors import StoreUnavailable
+from node.federation import Federation, build
+from node.home import NodeHome
+from node.logverify import verify_store
+from node.runtime import NodeRuntime
+from tests.test_federation import HUZHOU, JIAXING, company
+
+Running = tuple[Federation, dict[str, NodeRuntime]]
+
+
+def test_frames_round_trip_and_truncation_is_refused() -> None:
+    fields = [b"", b"caller", bytes(range(256)) * 3]
+    assert unpack(pack(fields)) == fields
+    with pytest.raises(ValueError, match="truncated"):
+        unpack(pack(fields)[:-1])
+    with pytest.raises(ValueError, match="trailing"):
+        unpack(pack(fields) + b"x")
+
+
+@pytest.fixture
+async def pair(tmp_path: pathlib.Path) -> AsyncIterator[Running]:
+    fed = build(tmp_path, {HUZHOU: "湖州", JIAXING: "嘉兴"}, {"hjjw": (HUZHOU, JIAXING)},
+                subjects=20)
+    nodes = {node_id: NodeRuntime(NodeHome(fed.home(node_id))) for node_id in fed.ports}
+    for runtime in nodes.values():
+        await runtime.start()
+    try:
+        yield fed, nodes
+    finally:
+        for runtime in nodes.values():
+            await runtime.stop()
+
+
+async def test_a_killed_worker_fails_calls_as_unavailable_and_is_replaced(
+    pair: Running, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fed, nodes = pair
+    huzhou, jiaxing = nodes[HUZHOU], nodes[JIAXING]
+    worker = huzhou.answerer
+    assert isinstance(worker, WorkerAnswerer) and worker.pid is not None
+    first = await jiaxing.ask(HUZHOU, "hjjw", "xinyi-dai", company(fed, 0))
+    assert first.decision is model.Decision.GRANTED
+
+    monkeypatch.setattr(answer_worker, "RESTART_INTERVAL_S", 0.0)
+    old_pid = worker.pid
+    os.kill(old_pid, signal.SIGKILL)
+    # A call that meets the dead worker fails as UNAVAILABLE (the asking side retries those,
+    # or logs a FAILED ask); the next one starts a new worker on the same log.
+    outcomes = [(await jiaxing.ask(HUZHOU, "hjjw", "xinyi-dai", company(fed, i))).decision
+                for i in range(1, 4)]
+    assert set(outcomes) <= {model.Decision.GRANTED, model.Decision.FAILED}
+    assert outcomes[-1] is model.Decision.GRANTED
+    assert worker.pid is not None and worker.pid != old_pid
+    # Whatever happened, Huzhou's log is one linear history that verifies, and holds every
+    # answer Jiaxing received.
+    report = verify_store(huzhou.store, huzhou.log_signer.verifier())
+    assert report.ok, report.problem
+    assert report.size >= 1 + outcomes.count(model.Decision.GRANTED)
+
+
+async def test_the_servers_log_view_follows_the_worker(pair: Running) -> None:
+    fed, nodes = pair
+    huzhou, jiaxing = nodes[HUZHOU], nodes[JIAXING]
+    for i in range(3):
+        await jiaxing.ask(HUZHOU, "hjjw", "xinyi-dai", company(fed, i))
+    size = huzhou.sequencer.tree.size
+    await huzhou.sequencer.refresh()
+    assert huzhou.sequencer.tree.size >= 3 and huzhou.sequencer.tree.size >= size
+    note = huzhou.sequencer.latest_checkpoint
+    assert int(note.split("\n")[1]) == huzhou.sequencer.tree.size
+
+
+async def test_answering_in_process_when_configured(tmp_path: pathlib.Path) -> None:
+    fed = build(tmp_path, {HUZHOU: "湖州", JIAXING: "嘉兴"}, {"hjjw": (HUZHOU, JIAXING)},
+                subjects=10)
+    config = NodeHome(fed.home(HUZHOU)).config_file
+    text = config.read_text(encoding="utf-8")
+    assert "answer_worker = true" in text  # written by `creditnode init`, so operators see it
+    config.write_text(text.replace("answer_worker = true", "answer_worker = false"),
+                      encoding="utf-8")
+    nodes = {node_id: NodeRuntime(NodeHome(fed.home(node_id))) for node_id in fed.ports}
+    for runtime in nodes.values():
+        await runtime.start()
+    try:
+        assert isinstance(nodes[HUZHOU].answerer, LocalAnswerer)
+        assert isinstance(nodes[JIAXING].answerer, WorkerAnswerer)
+        outcome = await nodes[JIAXING].ask(HUZHOU, "hjjw", "xinyi-dai", company(fed, 0))
+        assert outcome.decision is model.Decision.GRANTED
+    finally:
+        for runtime in nodes.values():
+            await runtime.stop()
+
+
+async def test_a_call_in_flight_when_the_worker_dies_fails_as_unavailable(
+    pair: Running, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fed, nodes = pair
+    worker = nodes[HUZHOU].answerer
+    assert isinstance(worker, WorkerAnswerer) and worker.pid is not None
+    monkeypatch.setattr(answer_worker, "RESTART_INTERVAL_S", 0.0)
+    query = wire.serialize(wire.query_to_pb(model.CreditQuery(
+        "in-flight", company(fed, 0), "hjjw", "xinyi-dai")))
+    old_pid = worker.pid
+    os.kill(old_pid, signal.SIGSTOP)  # the request waits in the socket, unanswered
+    call = asyncio.ensure_future(worker.answer(JIAXING, [query], single=True))
+    await asyncio.sleep(0.2)
+    assert not call.done()
+    os.kill(old_pid, signal.SIGKILL)
+    with pytest.raises(StoreUnavailable, match="answering worker stopped"):
+        await asyncio.wait_for(call, 10)
+    # The same request id again: a new worker answers it, logged once.
+    [reply] = await worker.answer(JIAXING, [query], single=True)
+    assert worker.pid != old_pid and not reply.refused and reply.decision == "GRANTED"
+    response = wire.parse_response(reply.data)
+    assert response.request_id == "in-flight" and response.HasField("receipt")

@@ -103,6 +103,8 @@ class WorkerAnswerer:
         self._starting = asyncio.Lock()
         self._last_start = float("-inf")
         self._closed = False
+        # Made on the serving loop; looked up once (each lookup is a getpid() on Python 3.11).
+        self._loop = asyncio.get_running_loop()
 
     @property
     def pid(self) -> int | None:
@@ -125,7 +127,7 @@ class WorkerAnswerer:
             raise StoreUnavailable("the answering worker is not running; ask again")
         self._next_id = self._next_id % 0xFFFF_FFFF + 1
         message_id = self._next_id
-        future: asyncio.Future[list[bytes]] = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[list[bytes]] = self._loop.create_future()
         self._pending[message_id] = future
         writer.write(frame(message_id, [
             b"1" if single else b"0", caller.encode(),
@@ -240,6 +242,7 @@ async def work(home: NodeHome, sock: socket.socket) -> None:
     reader, writer = await asyncio.open_unix_connection(sock=sock)
     writer.write(frame(READY_ID, [b"ready", str(runtime.sequencer.tree.size).encode()]))
     running: set[asyncio.Task[None]] = set()
+    loop = asyncio.get_running_loop()
 
     async def handle(message_id: int, fields: list[bytes]) -> None:
         try:
@@ -264,7 +267,7 @@ async def work(home: NodeHome, sock: socket.socket) -> None:
                 message_id, fields = await read_frame(reader)
             except asyncio.IncompleteReadError:
                 break  # the server closed: finish what is in hand, then leave
-            task = asyncio.create_task(handle(message_id, fields))
+            task = loop.create_task(handle(message_id, fields))
             running.add(task)
             task.add_done_callback(running.discard)
         if running:

@@ -6,6 +6,7 @@ exactly what is wrong and what was expected.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import operator
 
 from node import divisions
@@ -103,8 +104,12 @@ def make_resident_id(first17: str) -> str:
     return first17 + resident_check_character(first17)
 
 
+@functools.lru_cache(maxsize=1 << 16)
 def normalise_subject_id(id_type: str, raw: str, *, allow_bad_check: bool = False) -> str:
-    """Validate an identifier of the named SubjectIdType ("USCC" or "RESIDENT_ID")."""
+    """Validate an identifier of the named SubjectIdType ("USCC" or "RESIDENT_ID").
+
+    Pure, so remembered for the most recent identifiers (a refusal raises and is not kept):
+    the same companies are asked about again and again."""
     if id_type == "USCC":
         return validate_uscc(raw, allow_bad_check=allow_bad_check)
     if id_type == "RESIDENT_ID":

@@ -117,7 +117,7 @@ class Interchange:
         running = self._in_flight.get(key)
         if running is not None:  # the same request id is being answered right now
             return await asyncio.shield(running)
-        future: asyncio.Future[Answer | Replay] = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[Answer | Replay] = self._sequencer.loop.create_future()
         self._in_flight[key] = future
         try:
             outcome = await self._answer(caller, raw_query, parse, request_id, zones)

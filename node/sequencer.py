@@ -136,6 +136,9 @@ class Sequencer:
         self._max_batch = max_batch
         self._on_checkpoint = on_checkpoint
         self._thread: concurrent.futures.ThreadPoolExecutor | None = None
+        # Looked up once: on Python 3.11 every asyncio.get_running_loop() is a getpid() call.
+        self._loop: asyncio.AbstractEventLoop | None = None  # set by start()
+        self._conn: sa.Connection | None = None  # the sequencer thread's; see _connection
         self._observed = 0  # the largest log size another process told us of
         self._refresher: asyncio.Task[None] | None = None
         self._queue: asyncio.Queue[_Pending] = asyncio.Queue()
@@ -148,8 +151,9 @@ class Sequencer:
 
     async def start(self) -> None:
         self._thread = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="sequencer")
-        await asyncio.get_running_loop().run_in_executor(self._thread, self._load)
-        self._worker = asyncio.create_task(self._run(), name="sequencer")
+        self._loop = asyncio.get_running_loop()
+        await self._loop.run_in_executor(self._thread, self._load)
+        self._worker = self._loop.create_task(self._run(), name="sequencer")
 
     async def close(self) -> None:
         if self._refresher is not None:
@@ -163,8 +167,16 @@ class Sequencer:
                 await self._worker
             self._worker = None
         if self._thread is not None:
+            await self.loop.run_in_executor(self._thread, self._drop_connection)
             self._thread.shutdown(wait=True)
             self._thread = None
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        """The event loop the sequencer runs on (its callers' loop)."""
+        if self._loop is None:
+            raise NodeFault("the exchange log sequencer is not running")
+        return self._loop
 
     def observe(self, size: int) -> None:
         """Another process (an answering worker) committed the log up to `size`: catch up in
@@ -245,7 +257,8 @@ class Sequencer:
             return []
         if reads is not None and len(reads) != len(writes):
             raise ValueError("one read per write")
-        group = _Group(len(writes), asyncio.get_running_loop())
+        assert self._loop is not None  # the worker runs, so start() set it
+        group = _Group(len(writes), self._loop)
         for slot, (build, failed) in enumerate(writes):
             self._queue.put_nowait(_Pending(build, failed, group, slot,
                                             reads[slot] if reads is not None else None))
@@ -272,8 +285,8 @@ class Sequencer:
     async def _commit_and_release(self, batch: list[_Pending]) -> None:
         dbapi = self._engine.dialect.loaded_dbapi  # the batch's statements go to the driver
         try:
-            receipts = await asyncio.get_running_loop().run_in_executor(
-                self._thread, self._commit, batch)
+            assert self._loop is not None
+            receipts = await self._loop.run_in_executor(self._thread, self._commit, batch)
         except (sa.exc.IntegrityError, dbapi.IntegrityError):
             if len(batch) > 1:
                 # Two writes for one (requester, request id) met in one batch, e.g. from two
@@ -323,7 +336,29 @@ class Sequencer:
 
     def _commit(self, batch: Sequence[_Pending]) -> list[Outcome]:
         """Runs in the sequencer's thread: it never touches the callers' futures."""
-        with self._engine.connect() as conn, conn.begin():
+        conn = self._connection()
+        try:
+            receipts = self._write(conn, batch)
+        except BaseException:
+            # A failed batch may leave its connection unusable: the next takes a fresh one.
+            self._drop_connection()
+            raise
+        return receipts
+
+    def _connection(self) -> sa.Connection:
+        """The sequencer thread's own connection, kept from batch to batch."""
+        if self._conn is None or self._conn.closed or self._conn.invalidated:
+            self._conn = self._engine.connect()
+        return self._conn
+
+    def _drop_connection(self) -> None:
+        if self._conn is not None:
+            with contextlib.suppress(Exception):
+                self._conn.close()
+            self._conn = None
+
+    def _write(self, conn: sa.Connection, batch: Sequence[_Pending]) -> list[Outcome]:
+        with conn.begin():
             # Take the log's write lock first (row lock on PostgreSQL, the database write lock
             # on SQLite), so one process sequences at a time.
             driver = conn.connection.driver_connection

@@ -82,12 +82,11 @@ class RawQuery:
 
 def answer_message(answer: Answer) -> wire.spb.QueryCreditResponse:
     """The response for an answer, without its receipt."""
-    response = wire.spb.QueryCreditResponse(request_id=answer.request_id)
-    if answer.envelope is not None:
-        response.result.CopyFrom(wire.envelope_to_pb(answer.envelope))
-    if answer.error is not None:
-        response.error.CopyFrom(status.to_rpc_status(answer.error))
-    return response
+    return wire.spb.QueryCreditResponse(
+        request_id=answer.request_id,
+        result=wire.envelope_to_pb(answer.envelope) if answer.envelope is not None else None,
+        error=status.to_rpc_status(answer.error) if answer.error is not None else None,
+    )
 
 
 def encode_answer(answer: Answer) -> bytes:
@@ -171,10 +170,17 @@ class LocalAnswerer:
         return Reply(wire.serialize(response), response.HasField("error"), decision)
 
 
+_ANSWERED = {decision: metrics.EXCHANGES.labels("ANSWERED", decision)
+             for decision in ("GRANTED", "REFUSED", "NOT_FOUND", "FAILED")}
+
+
 def count_decisions(replies: Sequence[Reply]) -> None:
     for reply in replies:
         if reply.decision != NOT_LOGGED:
-            metrics.EXCHANGES.labels("ANSWERED", reply.decision).inc()
+            counter = _ANSWERED.get(reply.decision)
+            if counter is None:  # not one we know: still counted, under its own label
+                counter = metrics.EXCHANGES.labels("ANSWERED", reply.decision)
+            counter.inc()
 
 
 def _receipt_pb(receipt: Receipt) -> wire.pb.LogReceipt:

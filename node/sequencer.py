@@ -453,12 +453,13 @@ class Sequencer:
         with self._tree_lock:
             # The batch's nodes were hashed once, above; the served tree takes them as they are.
             self._tree.adopt(completed, compact)
+            proofs = self._tree.inclusion_proofs(range(state_size, size), size)
             receipts: list[Outcome] = [
                 None if i is None else failures[i] if i in failures else Receipt(
                     log_index=state_size + i,
                     leaf_hash=leaves[i],
                     checkpoint=note,
-                    inclusion_proof=tuple(self._tree.inclusion_proof(state_size + i, size)),
+                    inclusion_proof=tuple(proofs[i]),
                 )
                 for i in placed
             ]

@@ -264,6 +264,9 @@ def test_every_inclusion_proof_matches_rfc_and_verifies(leaves: list[bytes]) -> 
             assert proof == naive_path(index, leaves[:size])
             verify_inclusion(index, size, leaves[index], proof, root)
             assert root_from_inclusion_proof(index, size, leaves[index], proof) == root
+        # Proofs of several leaves at once share their right-edge hashes, and are the same.
+        assert tree.inclusion_proofs(range(size), size) == [
+            naive_path(index, leaves[:size]) for index in range(size)]
 
 
 @settings(max_examples=30)

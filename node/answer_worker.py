@@ -80,6 +80,26 @@ def frame(message_id: int, fields: Sequence[bytes]) -> bytes:
     return _HEADER.pack(message_id, len(body)) + body
 
 
+class Outbox:
+    """Frames written in one turn of the event loop leave in one write: one system call for
+    a batch's worth of requests or replies, not one each."""
+
+    def __init__(self, writer: asyncio.StreamWriter, loop: asyncio.AbstractEventLoop) -> None:
+        self._writer = writer
+        self._loop = loop
+        self._frames: list[bytes] = []
+
+    def send(self, data: bytes) -> None:
+        if not self._frames:
+            self._loop.call_soon(self._flush)
+        self._frames.append(data)
+
+    def _flush(self) -> None:
+        frames, self._frames = self._frames, []
+        if not self._writer.is_closing():
+            self._writer.write(b"".join(frames))
+
+
 async def read_frame(reader: asyncio.StreamReader) -> tuple[int, list[bytes]]:
     message_id, length = _HEADER.unpack(await reader.readexactly(_HEADER.size))
     return message_id, unpack(await reader.readexactly(length))
@@ -97,6 +117,7 @@ class WorkerAnswerer:
         self._on_log_size = on_log_size
         self._process: subprocess.Popen[bytes] | None = None
         self._writer: asyncio.StreamWriter | None = None
+        self._outbox: Outbox | None = None
         self._reader_task: asyncio.Task[None] | None = None
         self._pending: dict[int, asyncio.Future[list[bytes]]] = {}
         self._next_id = READY_ID
@@ -122,14 +143,14 @@ class WorkerAnswerer:
     ) -> list[Reply]:
         if self._writer is None:
             await self._restart()
-        writer = self._writer
-        if writer is None:
+        outbox = self._outbox
+        if self._writer is None or outbox is None:
             raise StoreUnavailable("the answering worker is not running; ask again")
         self._next_id = self._next_id % 0xFFFF_FFFF + 1
         message_id = self._next_id
         future: asyncio.Future[list[bytes]] = self._loop.create_future()
         self._pending[message_id] = future
-        writer.write(frame(message_id, [
+        outbox.send(frame(message_id, [
             b"1" if single else b"0", caller.encode(),
             b"0" if zones is None else b"1", "\n".join(sorted(zones or ())).encode(),
             *queries,
@@ -202,6 +223,7 @@ class WorkerAnswerer:
             raise NodeFault("the answering worker sent no ready frame")
         self._on_log_size(int(fields[1]))
         self._writer = writer
+        self._outbox = Outbox(writer, self._loop)
         self._reader_task = asyncio.create_task(self._read(reader, writer), name="worker-read")
         log.info("answering worker %d started", self._process.pid)
 
@@ -243,6 +265,7 @@ async def work(home: NodeHome, sock: socket.socket) -> None:
     writer.write(frame(READY_ID, [b"ready", str(runtime.sequencer.tree.size).encode()]))
     running: set[asyncio.Task[None]] = set()
     loop = asyncio.get_running_loop()
+    outbox = Outbox(writer, loop)
 
     async def handle(message_id: int, fields: list[bytes]) -> None:
         try:
@@ -253,13 +276,13 @@ async def work(home: NodeHome, sock: socket.socket) -> None:
                 else None)
         except Exception as exc:
             log.exception("answering failed")
-            writer.write(frame(message_id, [b"fault", type(exc).__name__.encode()]))
+            outbox.send(frame(message_id, [b"fault", type(exc).__name__.encode()]))
             return
         out = [b"ok", str(runtime.sequencer.tree.size).encode()]
         for reply in replies:
             out.append((b"1" if reply.refused else b"0") + reply.decision.encode())
             out.append(reply.data)
-        writer.write(frame(message_id, out))
+        outbox.send(frame(message_id, out))
 
     try:
         while True:

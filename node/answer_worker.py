@@ -258,7 +258,8 @@ async def work(home: NodeHome, sock: socket.socket) -> None:
     from node.runtime import NodeRuntime, settle_gc  # the runtime imports this module
 
     runtime = NodeRuntime(home)
-    await runtime.open_log()
+    # This loop only reads requests and writes replies: it may wait for each commit itself.
+    await runtime.open_log(commit_on_loop=True)
     answerer = runtime.local_answerer(count=False)
     settle_gc()
     reader, writer = await asyncio.open_unix_connection(sock=sock)

@@ -177,8 +177,9 @@ class NodeRuntime:
 
     # --- lifecycle -------------------------------------------------------------------------
 
-    async def open_log(self) -> None:
-        """Start the exchange log's sequencer (enough for asking peers)."""
+    async def open_log(self, *, commit_on_loop: bool = False) -> None:
+        """Start the exchange log's sequencer (enough for asking peers). `commit_on_loop`:
+        for a process whose event loop does nothing but answer (node.answer_worker)."""
         loop = asyncio.get_running_loop()
         self._pending_checkpoint = asyncio.Event()
 
@@ -193,7 +194,7 @@ class NodeRuntime:
                 loop.call_soon_threadsafe(event.set)
 
         self.sequencer = Sequencer(self.store.engine, sign_checkpoint,
-                                   on_checkpoint=on_checkpoint)
+                                   on_checkpoint=on_checkpoint, commit_on_loop=commit_on_loop)
         await self.sequencer.start()
 
     @property

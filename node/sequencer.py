@@ -130,11 +130,16 @@ class Sequencer:
         *,
         max_batch: int = 512,
         on_checkpoint: Callable[[int, str], None] | None = None,
+        commit_on_loop: bool = False,
     ) -> None:
         self._engine = engine
         self._sign_checkpoint = sign_checkpoint
         self._max_batch = max_batch
         self._on_checkpoint = on_checkpoint
+        # Commit on the event loop itself, blocking it for the batch's transaction: for a
+        # process whose loop has nothing else to do meanwhile (the answer worker), this saves
+        # the hand-over to a thread and back for every batch (bench: about 40 µs a call).
+        self._commit_on_loop = commit_on_loop
         self._thread: concurrent.futures.ThreadPoolExecutor | None = None
         # Looked up once: on Python 3.11 every asyncio.get_running_loop() is a getpid() call.
         self._loop: asyncio.AbstractEventLoop | None = None  # set by start()
@@ -167,7 +172,10 @@ class Sequencer:
                 await self._worker
             self._worker = None
         if self._thread is not None:
-            await self.loop.run_in_executor(self._thread, self._drop_connection)
+            if self._commit_on_loop:
+                self._drop_connection()
+            else:
+                await self.loop.run_in_executor(self._thread, self._drop_connection)
             self._thread.shutdown(wait=True)
             self._thread = None
 
@@ -286,7 +294,8 @@ class Sequencer:
         dbapi = self._engine.dialect.loaded_dbapi  # the batch's statements go to the driver
         try:
             assert self._loop is not None
-            receipts = await self._loop.run_in_executor(self._thread, self._commit, batch)
+            receipts = (self._commit(batch) if self._commit_on_loop else
+                        await self._loop.run_in_executor(self._thread, self._commit, batch))
         except (sa.exc.IntegrityError, dbapi.IntegrityError):
             if len(batch) > 1:
                 # Two writes for one (requester, request id) met in one batch, e.g. from two

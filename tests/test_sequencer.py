@@ -21,9 +21,10 @@ def fake_checkpoint(size: int, root: bytes) -> str:
     return f"test/origin\n{size}\n{base64.b64encode(root).decode()}\n"
 
 
-@pytest.fixture
-async def sequencer(store: Store) -> AsyncIterator[Sequencer]:
-    seq = Sequencer(store.engine, fake_checkpoint)
+@pytest.fixture(params=[False, True], ids=["thread", "on-loop"])
+async def sequencer(store: Store, request: pytest.FixtureRequest) -> AsyncIterator[Sequencer]:
+    # Committing on a thread (the server) and on the event loop (the answer worker).
+    seq = Sequencer(store.engine, fake_checkpoint, commit_on_loop=request.param)
     await seq.start()
     yield seq
     await seq.close()

@@ -37,6 +37,7 @@ import sqlalchemy as sa
 from node import merkle, metrics
 from node.errors import Conflict, NodeFault, StoreUnavailable
 from node.store import log_tables as t
+from node.store.engine import SQLITE_BEGIN, SQLITE_BEGIN_BY_CALLER
 
 log = logging.getLogger(__name__)
 
@@ -358,6 +359,8 @@ class Sequencer:
         """The sequencer thread's own connection, kept from batch to batch."""
         if self._conn is None or self._conn.closed or self._conn.invalidated:
             self._conn = self._engine.connect()
+            if self._conn.dialect.name == "sqlite":
+                self._conn.execution_options(**{SQLITE_BEGIN: SQLITE_BEGIN_BY_CALLER})
         return self._conn
 
     def _drop_connection(self) -> None:
@@ -373,6 +376,8 @@ class Sequencer:
             driver = conn.connection.driver_connection
             assert driver is not None, "the connection is open"
             cursor = driver.cursor()
+            if conn.dialect.name == "sqlite":
+                cursor.execute("BEGIN IMMEDIATE")  # see _connection; COMMIT is the driver's
             cursor.execute(_TAKE_LOCK)
             cursor.execute(_READ_STATE)
             state_size, state_frontier = cursor.fetchone()

@@ -21,8 +21,11 @@ BUSY_TIMEOUT_MS = 10_000
 CONNECT_TIMEOUT_S = 10
 # Execution option naming how a SQLite transaction begins; `Store.begin()` sets IMMEDIATE so a
 # writer holds the write lock from the start and never fails half-way with SQLITE_BUSY.
+# BY_CALLER: the caller issues BEGIN itself on the driver connection (the sequencer's hot path,
+# where SQLAlchemy's statement machinery for one BEGIN cost more than the BEGIN).
 SQLITE_BEGIN = "creditx_sqlite_begin"
-_SQLITE_BEGIN_MODES = frozenset({"DEFERRED", "IMMEDIATE"})
+SQLITE_BEGIN_BY_CALLER = "BY_CALLER"
+_SQLITE_BEGIN_MODES = frozenset({"DEFERRED", "IMMEDIATE", SQLITE_BEGIN_BY_CALLER})
 
 
 def parse_url(url: str | URL) -> URL:
@@ -100,6 +103,7 @@ def _sqlite_engine(url: URL) -> Engine:
         mode = str(options.get(SQLITE_BEGIN, "DEFERRED"))
         if mode not in _SQLITE_BEGIN_MODES:
             raise ValueError(f"{SQLITE_BEGIN} must be one of {sorted(_SQLITE_BEGIN_MODES)}")
-        conn.exec_driver_sql(f"BEGIN {mode}")
+        if mode != SQLITE_BEGIN_BY_CALLER:
+            conn.exec_driver_sql(f"BEGIN {mode}")
 
     return engine

@@ -227,17 +227,15 @@ class NodeRuntime:
         known_logs = {origin: notes.NoteVerifier.from_text(vkey)
                       for origin, vkey in self.witness_config.logs.items()}
         witness = Witness(self.store, self.keys.witness_signer(), known_logs)
-        handlers = [
-            svc.handler(svc.InterchangeServicer(self.answerer, authenticate, self.node_info,
-                                                self.trusted_zones)),
-            log_svc.handler(log_svc.ExchangeLogServicer(self.store, self.sequencer,
-                                                        authenticate, witness,
-                                                        self.may_read_entries)),
-        ]
+        services = {
+            svc.SERVICE: svc.methods(svc.InterchangeServicer(
+                self.answerer, authenticate, self.node_info, self.trusted_zones)),
+            log_svc.SERVICE: log_svc.methods(log_svc.ExchangeLogServicer(
+                self.store, self.sequencer, authenticate, witness, self.may_read_entries)),
+        }
         credentials = tls.server_credentials(self.tls_key_pem, self.tls_cert_pem,
                                              self.trust.anchors_pem)
-        self.server = GrpcServer(handlers, credentials, listen or self.config.listen,
-                                 service_names=(svc.SERVICE, log_svc.SERVICE))
+        self.server = GrpcServer(services, credentials, listen or self.config.listen)
         await self.server.start()
         self._tasks = [
             asyncio.create_task(self._refresh_trust(), name="trust-refresh"),

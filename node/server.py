@@ -7,14 +7,14 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from node import wire
-from node.services.status import ErrorMappingInterceptor
+from node.services.status import map_errors
 
 log = logging.getLogger(__name__)
 
@@ -23,26 +23,28 @@ log = logging.getLogger(__name__)
 class GrpcServer:
     def __init__(
         self,
-        handlers: Sequence[grpc.GenericRpcHandler],
+        services: Mapping[str, Mapping[str, grpc.RpcMethodHandler]],
         credentials: grpc.ServerCredentials,
         address: str = "127.0.0.1:0",
-        *,
-        service_names: Sequence[str] = (),
     ) -> None:
+        """`services`: each service's full name and its methods' handlers."""
         # Health and reflection speak only of the services actually served.
-        self.service_names = tuple(service_names)
-        self._server = grpc.aio.server(interceptors=[ErrorMappingInterceptor()])
-        self._server.add_generic_rpc_handlers(tuple(handlers))
+        self.service_names = tuple(services)
+        self._server = grpc.aio.server()
+        for name, methods in services.items():
+            # Registered methods are found by name; our errors are mapped inside each one.
+            self._server.add_registered_method_handlers(
+                name, {method: map_errors(handler) for method, handler in methods.items()})
         self._health = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self._health, self._server)
-        services = [
+        listed = [
             *self.service_names,
             health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
             reflection.SERVICE_NAME,
         ]
         # Reflection needs the descriptors in the default pool: importing wire loads them.
         assert wire.spb.DESCRIPTOR is not None
-        reflection.enable_server_reflection(services, self._server)
+        reflection.enable_server_reflection(listed, self._server)
         self.port = self._server.add_secure_port(address, credentials)
         if self.port == 0:
             raise OSError(f"could not listen on {address}")

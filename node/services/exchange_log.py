@@ -145,12 +145,12 @@ class ExchangeLogServicer:
         return wire.spb.AddCheckpointResponse(cosignature=line)
 
 
-def handler(servicer: ExchangeLogServicer) -> grpc.GenericRpcHandler:
+def methods(servicer: ExchangeLogServicer) -> dict[str, grpc.RpcMethodHandler]:
     def ser(message: Any) -> bytes:
         return bytes(message.SerializeToString())
 
     spb = wire.spb
-    return grpc.method_handlers_generic_handler(SERVICE, {
+    return {
         "GetCheckpoint": grpc.unary_unary_rpc_method_handler(
             servicer.GetCheckpoint, request_deserializer=spb.GetCheckpointRequest.FromString,
             response_serializer=ser),
@@ -167,4 +167,4 @@ def handler(servicer: ExchangeLogServicer) -> grpc.GenericRpcHandler:
         "AddCheckpoint": grpc.unary_unary_rpc_method_handler(
             servicer.AddCheckpoint, request_deserializer=spb.AddCheckpointRequest.FromString,
             response_serializer=ser),
-    })
+    }

@@ -107,7 +107,7 @@ class InterchangeServicer:
         yield wire.pb.Envelope()  # pragma: no cover - abort raises
 
 
-def handler(servicer: InterchangeServicer) -> grpc.GenericRpcHandler:
+def methods(servicer: InterchangeServicer) -> dict[str, grpc.RpcMethodHandler]:
     """Method handlers; the two query methods take their requests as the bytes received."""
     def raw(data: bytes) -> bytes:
         return data
@@ -116,7 +116,7 @@ def handler(servicer: InterchangeServicer) -> grpc.GenericRpcHandler:
         # A handler may return a response it already holds serialized.
         return message if isinstance(message, bytes) else bytes(message.SerializeToString())
 
-    return grpc.method_handlers_generic_handler(SERVICE, {
+    return {
         "QueryCredit": grpc.unary_unary_rpc_method_handler(
             servicer.QueryCredit, request_deserializer=raw, response_serializer=ser),
         "BatchQueryCredit": grpc.stream_stream_rpc_method_handler(
@@ -129,7 +129,7 @@ def handler(servicer: InterchangeServicer) -> grpc.GenericRpcHandler:
             servicer.SubscribeRevocations,
             request_deserializer=wire.spb.SubscribeRevocationsRequest.FromString,
             response_serializer=ser),
-    })
+    }
 
 
 @functools.lru_cache(maxsize=1024)

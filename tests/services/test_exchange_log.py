@@ -77,7 +77,7 @@ class LogNode:
         servicer = svc.ExchangeLogServicer(
             self.store, self.sequencer, caller_from_certificate(self.members.get), self.witness)
         anchors_pem = b"".join(a.cert_pem for a in anchors)
-        self.server = GrpcServer([svc.handler(servicer)], server_credentials(
+        self.server = GrpcServer({svc.SERVICE: svc.methods(servicer)}, server_credentials(
             self.tls.key_pem, self.tls.cert_pem, lambda: anchors_pem))
         await self.server.start()
 

@@ -78,7 +78,7 @@ class Node:
             svc.caller_from_certificate(self.members.get), self.node_info,
         )
         anchors_pem = b"".join(a.cert_pem for a in anchors)
-        self.server = GrpcServer([svc.handler(servicer)],
+        self.server = GrpcServer({svc.SERVICE: svc.methods(servicer)},
                                  server_credentials(self.tls.key_pem, self.tls.cert_pem,
                                                     lambda: anchors_pem))
         await self.server.start()

@@ -202,7 +202,8 @@ class Interchange:
         if receipt is None:  # nothing logged: a replay, or refused without a request id
             return outcome
         assert isinstance(outcome, Answer)
-        return dataclasses.replace(outcome, receipt=receipt)
+        return Answer(outcome.request_id, outcome.envelope, receipt, outcome.error,
+                      outcome.encoded)
 
     def _decide(self, item: _Item) -> _Decided | Replay | CreditNodeError:
         """Policy, rate, lookup: what this query gets. Runs in the sequencer's thread, on
@@ -299,7 +300,8 @@ class Interchange:
                                result.result_id, hashlib.sha256(payload).digest())
                 answer = Answer(item.request_id, envelope, None)
             encoded = self._encode(answer)
-            write.outcome = dataclasses.replace(answer, encoded=encoded)
+            write.outcome = Answer(answer.request_id, answer.envelope, None, answer.error,
+                                   encoded)
             return LogWrite(entry, requester=caller, request_id=item.request_id,
                             answer=encoded)
 

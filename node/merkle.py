@@ -116,17 +116,12 @@ def tree_root(tree_size: int, hashes: TreeHashes) -> bytes:
     return range_root(0, tree_size, hashes)
 
 
-def inclusion_proof(
-    index: int, tree_size: int, hashes: TreeHashes,
-    edges: dict[tuple[int, int], bytes] | None = None,
-) -> list[bytes]:
+def inclusion_proof(index: int, tree_size: int, hashes: TreeHashes) -> list[bytes]:
     """RFC 9162 §2.1.3.1 PATH(index, D[tree_size]), leaf-side sibling first.
 
     Below level `inner` the leaf and the tree's last leaf share their subtree, so siblings come
     from inside it (only the topmost may be cut short by the tree's end); above it, the path
     follows the tree's right edge and needs a left sibling at each level where index has a 1 bit.
-    `edges` keeps the incomplete right-edge subtrees hashed for one tree size, for proofs of
-    several leaves of that tree (`inclusion_proofs`).
     """
     if not 0 <= index < tree_size:
         raise InvalidInput(f"leaf index {index} is not in a tree of size {tree_size}")
@@ -137,27 +132,12 @@ def inclusion_proof(
         sibling_end = min(sibling_start + (1 << level), tree_size)
         if sibling_end - sibling_start == 1 << level:
             proof.append(_complete(sibling_start, level, hashes))
-        elif edges is None:
-            proof.append(range_root(sibling_start, sibling_end, hashes))
         else:
-            edge = edges.get((sibling_start, sibling_end))
-            if edge is None:
-                edge = edges[(sibling_start, sibling_end)] = range_root(
-                    sibling_start, sibling_end, hashes)
-            proof.append(edge)
+            proof.append(range_root(sibling_start, sibling_end, hashes))
     for level in range(inner, index.bit_length()):
         if index >> level & 1:
             proof.append(_complete(((index >> level) ^ 1) << level, level, hashes))
     return proof
-
-
-def inclusion_proofs(
-    indices: Iterable[int], tree_size: int, hashes: TreeHashes
-) -> list[list[bytes]]:
-    """PATH(index, D[tree_size]) for several leaves of one tree: the right-edge subtrees that
-    the proofs of a batch of new leaves share are hashed once."""
-    edges: dict[tuple[int, int], bytes] = {}
-    return [inclusion_proof(index, tree_size, hashes, edges) for index in indices]
 
 
 def consistency_proof(old_size: int, new_size: int, hashes: TreeHashes) -> list[bytes]:
@@ -365,7 +345,34 @@ class InMemoryTree:
         return inclusion_proof(index, size, self)
 
     def inclusion_proofs(self, indices: Iterable[int], tree_size: int) -> list[list[bytes]]:
-        return inclusion_proofs(indices, tree_size, self)
+        """`inclusion_proof` for several leaves of one tree size, reading the stored levels
+        directly and hashing the right edge's incomplete subtrees once (every batch's receipts
+        are built here; tests pin it to the RFC definition)."""
+        if not 0 <= tree_size <= self.size:
+            raise InvalidInput(f"tree size {tree_size} is not in 0..{self.size}")
+        levels = self.levels
+        edges: dict[tuple[int, int], bytes] = {}
+        proofs = []
+        for index in indices:
+            if not 0 <= index < tree_size:
+                raise InvalidInput(f"leaf index {index} is not in a tree of size {tree_size}")
+            proof: list[bytes] = []
+            inner = (index ^ (tree_size - 1)).bit_length()
+            for level in range(inner):
+                sibling = (index >> level) ^ 1
+                start = sibling << level
+                if start + (1 << level) <= tree_size:  # a complete subtree: stored
+                    proof.append(levels[level][sibling])
+                else:  # cut short by the tree's end: hashed from the stored parts, once
+                    edge = edges.get((start, tree_size))
+                    if edge is None:
+                        edge = edges[(start, tree_size)] = range_root(start, tree_size, self)
+                    proof.append(edge)
+            for level in range(inner, index.bit_length()):
+                if index >> level & 1:
+                    proof.append(levels[level][(index >> level) ^ 1])
+            proofs.append(proof)
+        return proofs
 
     def consistency_proof(self, old_size: int, new_size: int | None = None) -> list[bytes]:
         size = self.size if new_size is None else new_size

@@ -50,6 +50,10 @@ READY_ID = 0
 START_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 10.0
 RESTART_INTERVAL_S = 1.0  # at most one new worker a second, should one keep dying
+# Under load, a batch waits this long for company before it commits: fewer, larger commits.
+# The unary bench (32 callers) measured about 3,000 calls/s without, 3,550 with 1 ms, 3,300
+# with 2 ms, 2,950 with 3 ms (epoll's resolution is 1 ms, so shorter waits are 1 ms too).
+COMMIT_DELAY_S = 0.001
 
 
 def pack(fields: Sequence[bytes]) -> bytes:
@@ -258,8 +262,9 @@ async def work(home: NodeHome, sock: socket.socket) -> None:
     from node.runtime import NodeRuntime, settle_gc  # the runtime imports this module
 
     runtime = NodeRuntime(home)
-    # This loop only reads requests and writes replies: it may wait for each commit itself.
-    await runtime.open_log(commit_on_loop=True)
+    # This loop only reads requests and writes replies: it may wait for each commit itself,
+    # and under load let a batch gather for COMMIT_DELAY_S first.
+    await runtime.open_log(commit_on_loop=True, commit_delay=COMMIT_DELAY_S)
     answerer = runtime.local_answerer(count=False)
     settle_gc()
     reader, writer = await asyncio.open_unix_connection(sock=sock)

@@ -177,9 +177,11 @@ class NodeRuntime:
 
     # --- lifecycle -------------------------------------------------------------------------
 
-    async def open_log(self, *, commit_on_loop: bool = False) -> None:
-        """Start the exchange log's sequencer (enough for asking peers). `commit_on_loop`:
-        for a process whose event loop does nothing but answer (node.answer_worker)."""
+    async def open_log(self, *, commit_on_loop: bool = False,
+                       commit_delay: float = 0.0) -> None:
+        """Start the exchange log's sequencer (enough for asking peers). `commit_on_loop` and
+        `commit_delay`: for a process whose event loop does nothing but answer
+        (node.answer_worker); see node.sequencer.Sequencer."""
         loop = asyncio.get_running_loop()
         self._pending_checkpoint = asyncio.Event()
 
@@ -194,7 +196,8 @@ class NodeRuntime:
                 loop.call_soon_threadsafe(event.set)
 
         self.sequencer = Sequencer(self.store.engine, sign_checkpoint,
-                                   on_checkpoint=on_checkpoint, commit_on_loop=commit_on_loop)
+                                   on_checkpoint=on_checkpoint, commit_on_loop=commit_on_loop,
+                                   commit_delay=commit_delay)
         await self.sequencer.start()
 
     @property

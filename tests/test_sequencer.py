@@ -199,3 +199,25 @@ async def test_a_batch_that_logs_nothing_signs_no_checkpoint(
             .scalar_one() == 1
     with pytest.raises(NodeFault, match="logged nothing"):
         await sequencer.append(lambda idx: None, lambda idx, exc: b"")
+
+
+async def test_under_load_a_batch_waits_for_company(store: Store) -> None:
+    """With a commit delay, an append that arrives while a loaded sequencer waits joins the
+    batch (one checkpoint for both); without load nothing waits."""
+    seq = Sequencer(store.engine, fake_checkpoint, commit_on_loop=True, commit_delay=0.3)
+    await seq.start()
+    try:
+        def write(name: str) -> tuple[Callable[[int], LogWrite], Callable[[int, BaseException],
+                                                                            bytes]]:
+            return (lambda idx: LogWrite(name.encode())), (lambda idx, exc: b"failed")
+
+        # Queued together: one batch of two, so the sequencer counts as loaded.
+        pair = await seq.append_many([write("x"), write("y")])
+        assert len({r.checkpoint for r in pair if isinstance(r, Receipt)}) == 1
+        first = asyncio.ensure_future(seq.append(*write("a")))
+        await asyncio.sleep(0.05)  # the sequencer is waiting for company now
+        second = asyncio.ensure_future(seq.append(*write("b")))
+        a, b = await asyncio.gather(first, second)
+        assert a.checkpoint == b.checkpoint and b.log_index == a.log_index + 1
+    finally:
+        await seq.close()

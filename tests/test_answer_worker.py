@@ -51,7 +51,7 @@ async def pair(tmp_path: pathlib.Path) -> AsyncIterator[Running]:
             await runtime.stop()
 
 
-async def test_a_killed_worker_fails_calls_as_unavailable_and_is_replaced(
+async def test_a_killed_worker_is_replaced_on_the_same_log(
     pair: Running, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     fed, nodes = pair

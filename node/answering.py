@@ -177,10 +177,7 @@ _ANSWERED = {decision: metrics.EXCHANGES.labels("ANSWERED", decision)
 def count_decisions(replies: Sequence[Reply]) -> None:
     for reply in replies:
         if reply.decision != NOT_LOGGED:
-            counter = _ANSWERED.get(reply.decision)
-            if counter is None:  # not one we know: still counted, under its own label
-                counter = metrics.EXCHANGES.labels("ANSWERED", reply.decision)
-            counter.inc()
+            _ANSWERED[reply.decision].inc()
 
 
 def _receipt_pb(receipt: Receipt) -> wire.pb.LogReceipt:

@@ -33,8 +33,8 @@ ReadResult = tuple[StoredAnswer | None, model.CreditResult | None]
 
 
 class ResultSource(Protocol):
-    """Where current results come from (the store); called in the sequencer's thread, inside
-    the transaction that logs the answers."""
+    """Where current results come from (the store); called by the sequencer, inside the
+    transaction that logs the answers."""
 
     def read_many(self, conn: sa.Connection, reads: Sequence[Read]) -> list[ReadResult]:
         """For each read: the stored answer to that request id, and the subject's current
@@ -84,7 +84,6 @@ class Interchange:
         sequencer: Sequencer,
         subject_key: bytes,
         encode: Encode,
-        trusted_zones: Callable[[str], AbstractSet[str]] | None = None,
         clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -95,7 +94,6 @@ class Interchange:
         self._sequencer = sequencer
         self._subject_key = subject_key
         self._encode = encode
-        self._trusted_zones = trusted_zones
         self._clock = clock
         self._monotonic = monotonic
         self._limiter = policies.RateLimiter()
@@ -152,14 +150,12 @@ class Interchange:
         append for all. Each item's outcome stands in its place; none ends the others.
 
         A request id repeated inside the group is answered once and replayed for the repeats.
-        `zones`: the zones whose current trust list holds the caller, when the caller of this
-        method looked them up (a worker process is told them); else `trusted_zones` says.
+        `zones`: the zones whose current trust list holds the caller (the server looks them
+        up); None leaves the trust lists out of the decision.
         """
         outcomes: list[Answer | Replay | BaseException | None] = [None] * len(items)
         first_of: dict[str, int] = {}
         repeats: list[tuple[int, int]] = []
-        if zones is None and self._trusted_zones is not None:
-            zones = self._trusted_zones(caller)
         positions: list[int] = []
         writes = []
         slots: list[Slot] = []
@@ -206,8 +202,9 @@ class Interchange:
                       outcome.encoded)
 
     def _decide(self, item: _Item) -> _Decided | Replay | CreditNodeError:
-        """Policy, rate, lookup: what this query gets. Runs in the sequencer's thread, on
-        what the log's transaction reads; pure but for the rate limiter (touched only there)."""
+        """Policy, rate, lookup: what this query gets. Runs where the sequencer writes (its
+        thread, or its event loop), on what the log's transaction reads; pure but for the rate
+        limiter, which only the sequencer's builds touch, one batch at a time."""
         stored, found = item.slot.value
         if stored is not None:
             return Replay(*stored)
@@ -240,7 +237,7 @@ class Interchange:
         if refusal is not None and not item.request_id:
             # Without a request id there is nothing to log the refusal under or replay.
             return refusal
-        return _Decided(hashlib.sha256(item.raw).digest(), result, rule, refusal)
+        return _Decided(result, rule, refusal)
 
     def _redacted(self, result: model.CreditResult, rule: policies.PurposeRule) -> Any:
         """The result's wire form as this purpose may see it, cached per (result, rule): a
@@ -255,13 +252,14 @@ class Interchange:
         return base[1]
 
     def _writer(self, item: _Item) -> _Write:
-        """The build (decide, sign, record) for one item, run in the sequencer's thread with
-        the log index it reserves; it leaves the item's outcome in the returned _Write."""
+        """The build (decide, sign, record) for one item, run by the sequencer with the log
+        index it reserves; it leaves the item's outcome in the returned _Write."""
         write = _Write()
         caller, query = item.caller, item.query
+        digest = hashlib.sha256(item.raw).digest()  # the request digest: the bytes received
         subject = pseudonymise(query.subject, self._subject_key) if query else None
 
-        def record(now: dt.datetime, digest: bytes, decision: model.Decision, reason: str = "",
+        def record(now: dt.datetime, decision: model.Decision, reason: str = "",
                    result_id: str = "", result_digest: bytes = b"") -> bytes:
             return wire.record_bytes(model.ExchangeRecord(
                 time=now, direction=model.Direction.ANSWERED, requester_node=caller,
@@ -279,11 +277,10 @@ class Interchange:
                 return None
             now = write.now = self._clock()
             result, rule, refusal = decided.result, decided.rule, decided.refusal
-            write.digest = decided.digest
             if refusal is not None:
                 decision = (model.Decision.NOT_FOUND if isinstance(refusal, NotFound)
                             else model.Decision.REFUSED)
-                entry = record(now, decided.digest, decision,
+                entry = record(now, decision,
                                f"{refusal.reason}: {refusal.message}")
                 answer = Answer(item.request_id, None, None, refusal)
             else:
@@ -291,12 +288,12 @@ class Interchange:
                 payload = wire.bound_result_bytes(
                     self._redacted(result, rule), issued_at=now, audience_node=caller,
                     zone=query.zone, purpose=query.purpose, request_id=item.request_id,
-                    request_digest=decided.digest, log_index=index,
+                    request_digest=digest, log_index=index,
                 )
                 envelope = signing.sign_envelope(
                     signing.PAYLOAD_CREDIT_RESULT, payload, [self._signer()]
                 )
-                entry = record(now, decided.digest, model.Decision.GRANTED, "",
+                entry = record(now, model.Decision.GRANTED, "",
                                result.result_id, hashlib.sha256(payload).digest())
                 answer = Answer(item.request_id, envelope, None)
             encoded = self._encode(answer)
@@ -308,8 +305,7 @@ class Interchange:
         def failed(index: int, exc: BaseException) -> bytes:
             write.outcome = None
             now = write.now or self._clock()
-            digest = write.digest or hashlib.sha256(item.raw).digest()
-            return record(now, digest, model.Decision.FAILED, f"FAILED: {type(exc).__name__}")
+            return record(now, model.Decision.FAILED, f"FAILED: {type(exc).__name__}")
 
         write.build, write.failed = build, failed
         return write
@@ -332,7 +328,6 @@ class _Item:
 class _Decided:
     """A query decided and ready to log: granted (result and rule) or refused (refusal)."""
 
-    digest: bytes
     result: model.CreditResult | None
     rule: policies.PurposeRule | None
     refusal: CreditNodeError | None
@@ -342,14 +337,13 @@ class _Write:
     """One item's build and failure hooks, and what its build left: the outcome (an answer
     to log, a replay, or a refusal with nothing to log)."""
 
-    __slots__ = ("build", "digest", "failed", "now", "outcome")
+    __slots__ = ("build", "failed", "now", "outcome")
 
     def __init__(self) -> None:
         self.build: Callable[[int], LogWrite | None]
         self.failed: Callable[[int, BaseException], bytes]
         self.outcome: Answer | Replay | CreditNodeError | None = None
         self.now: dt.datetime | None = None
-        self.digest = b""
 
 
 def _parsed(

@@ -89,7 +89,7 @@ class Outbox:
     a batch's worth of requests or replies, not one each."""
 
     def __init__(self, writer: asyncio.StreamWriter, loop: asyncio.AbstractEventLoop) -> None:
-        self._writer = writer
+        self.writer = writer
         self._loop = loop
         self._frames: list[bytes] = []
 
@@ -100,8 +100,8 @@ class Outbox:
 
     def _flush(self) -> None:
         frames, self._frames = self._frames, []
-        if not self._writer.is_closing():
-            self._writer.write(b"".join(frames))
+        if not self.writer.is_closing():
+            self.writer.write(b"".join(frames))
 
 
 async def read_frame(reader: asyncio.StreamReader) -> tuple[int, list[bytes]]:
@@ -120,8 +120,7 @@ class WorkerAnswerer:
         self._home = home
         self._on_log_size = on_log_size
         self._process: subprocess.Popen[bytes] | None = None
-        self._writer: asyncio.StreamWriter | None = None
-        self._outbox: Outbox | None = None
+        self._outbox: Outbox | None = None  # to the running worker; None while there is none
         self._reader_task: asyncio.Task[None] | None = None
         self._pending: dict[int, asyncio.Future[list[bytes]]] = {}
         self._next_id = READY_ID
@@ -138,17 +137,17 @@ class WorkerAnswerer:
     async def start(self) -> None:
         """Start the worker and wait until it answers (its keys, store and log are open)."""
         async with self._starting:
-            if self._writer is None:
+            if self._outbox is None:
                 await self._spawn()
 
     async def answer(
         self, caller: str, queries: Sequence[bytes], *, single: bool,
         zones: AbstractSet[str] | None = None,
     ) -> list[Reply]:
-        if self._writer is None:
+        if self._outbox is None:
             await self._restart()
         outbox = self._outbox
-        if self._writer is None or outbox is None:
+        if outbox is None:
             raise StoreUnavailable("the answering worker is not running; ask again")
         self._next_id = self._next_id % 0xFFFF_FFFF + 1
         message_id = self._next_id
@@ -175,10 +174,10 @@ class WorkerAnswerer:
 
     async def close(self) -> None:
         self._closed = True
-        writer, process = self._writer, self._process
-        self._writer = None
-        if writer is not None:
-            writer.close()  # the worker finishes what it has and leaves on end of input
+        outbox, process = self._outbox, self._process
+        self._outbox = None
+        if outbox is not None:
+            outbox.writer.close()  # the worker finishes what it has and leaves on end of input
         if process is not None:
             try:
                 await asyncio.wait_for(asyncio.to_thread(process.wait), STOP_TIMEOUT_S)
@@ -193,7 +192,7 @@ class WorkerAnswerer:
 
     async def _restart(self) -> None:
         async with self._starting:
-            if self._writer is not None or self._closed:
+            if self._outbox is not None or self._closed:
                 return
             wait = self._last_start + RESTART_INTERVAL_S - time.monotonic()
             if wait > 0:
@@ -226,12 +225,12 @@ class WorkerAnswerer:
             writer.close()
             raise NodeFault("the answering worker sent no ready frame")
         self._on_log_size(int(fields[1]))
-        self._writer = writer
         self._outbox = Outbox(writer, self._loop)
-        self._reader_task = asyncio.create_task(self._read(reader, writer), name="worker-read")
+        self._reader_task = asyncio.create_task(self._read(reader, self._outbox),
+                                                name="worker-read")
         log.info("answering worker %d started", self._process.pid)
 
-    async def _read(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _read(self, reader: asyncio.StreamReader, outbox: Outbox) -> None:
         try:
             while True:
                 message_id, fields = await read_frame(reader)
@@ -243,9 +242,9 @@ class WorkerAnswerer:
                 log.error("the answering worker stopped (%s); %d calls fail", exc,
                           len(self._pending))
         finally:
-            if self._writer is writer:
-                self._writer = None
-            writer.close()
+            if self._outbox is outbox:
+                self._outbox = None
+            outbox.writer.close()
             stopped = StoreUnavailable("the answering worker stopped; ask again")
             for future in self._pending.values():
                 if not future.done():

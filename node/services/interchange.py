@@ -22,12 +22,13 @@ from cryptography.hazmat.primitives import serialization
 from grpc_status import rpc_status
 
 from node import wire
-from node.answering import Answerer
+from node.answering import Answerer, Reply
 from node.errors import Unauthenticated
 
 SERVICE = "creditx.v1.CreditInterchange"
 BATCH_WINDOW = 512  # batch items read ahead of the group being answered (flow control)
 BATCH_GROUP = 256  # batch items answered together: one read, one log append
+BATCH_IN_FLIGHT = 2  # groups of one stream being answered at once
 
 Context = Any  # grpc.aio.ServicerContext
 Authenticate = Callable[[Context], str]  # the caller's node id from its verified certificate
@@ -62,10 +63,14 @@ class InterchangeServicer:
         self, requests: AsyncIterator[bytes], context: Context
     ) -> AsyncIterator[bytes]:
         """Items are answered in groups (whatever has arrived, up to BATCH_GROUP): one read
-        and one log append per group, while the next items keep arriving. Responses come back
-        in request order; a refused item is answered in its own `error`."""
+        and one log append per group, while the next items keep arriving, and while the
+        replies of the group before go out (up to BATCH_IN_FLIGHT groups at once). Responses
+        come back in request order; a refused item is answered in its own `error`."""
         caller = self._authenticate(context)
         incoming: asyncio.Queue[bytes | None] = asyncio.Queue(maxsize=BATCH_WINDOW)
+        # The groups being answered, oldest first; None after the last.
+        answering: asyncio.Queue[asyncio.Future[list[Reply]] | None] = asyncio.Queue()
+        room = asyncio.Semaphore(BATCH_IN_FLIGHT)
 
         async def read() -> None:
             try:
@@ -74,25 +79,41 @@ class InterchangeServicer:
             finally:
                 await incoming.put(None)
 
+        async def group() -> None:
+            try:
+                finished = False
+                while not finished:
+                    await room.acquire()
+                    items: list[bytes] = []
+                    item = await incoming.get()
+                    while item is not None:
+                        items.append(item)
+                        if len(items) >= BATCH_GROUP or incoming.empty():
+                            break
+                        item = incoming.get_nowait()
+                    finished = item is None
+                    if items:
+                        answering.put_nowait(asyncio.ensure_future(self._answerer.answer(
+                            caller, items, single=False, zones=self._zones(caller))))
+            finally:
+                answering.put_nowait(None)
+
         reader = asyncio.create_task(read())
+        grouper = asyncio.create_task(group())
         try:
-            finished = False
-            while not finished:
-                group: list[bytes] = []
-                item = await incoming.get()
-                while item is not None:
-                    group.append(item)
-                    if len(group) >= BATCH_GROUP or incoming.empty():
-                        break
-                    item = incoming.get_nowait()
-                finished = item is None
-                if group:
-                    for reply in await self._answerer.answer(caller, group, single=False,
-                                                             zones=self._zones(caller)):
-                        yield reply.data
+            while (replies := await answering.get()) is not None:
+                for reply in await replies:
+                    yield reply.data
+                room.release()
+            await grouper  # surfaces a failure to answer
             await reader  # surfaces a broken request stream
         finally:
             reader.cancel()
+            grouper.cancel()
+            while not answering.empty():
+                left = answering.get_nowait()
+                if left is not None:
+                    left.cancel()
 
     async def GetNodeInfo(self, request: Any, context: Context) -> wire.pb.NodeInfo:
         self._authenticate(context)

@@ -9,7 +9,8 @@ import datetime as dt
 import hashlib
 import importlib.resources
 import tomllib
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import Set as AbstractSet
 
 import grpc
 import pytest
@@ -20,7 +21,7 @@ from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
 from node import merkle, model, notes, policy, signing, wire
-from node.answering import LocalAnswerer, encode_answer
+from node.answering import Answerer, LocalAnswerer, Reply, encode_answer
 from node.identifiers import make_uscc
 from node.interchange import Interchange
 from node.sequencer import Sequencer
@@ -61,7 +62,10 @@ class Node:
         text = importlib.resources.files("node.data").joinpath("zones.example.toml").read_text()
         self.policy = policy.policy_from_mapping(tomllib.loads(text))
 
-    async def start(self, anchors: list[NodeTls]) -> None:
+    async def start(self, anchors: list[NodeTls],
+                    wrap: Callable[[Answerer], Answerer] | None = None) -> None:
+        """`wrap`: an answerer around the node's own, for a test to watch or pace."""
+
         def sign_checkpoint(size: int, root: bytes) -> str:
             return notes.sign_checkpoint(
                 notes.Checkpoint(self.log_signer.name, size, root), self.log_signer)
@@ -73,8 +77,9 @@ class Node:
             signer=lambda: self.signer, sequencer=self.sequencer, subject_key=b"k" * 32,
             encode=encode_answer,
         )
+        answerer: Answerer = LocalAnswerer(interchange, self.sequencer)
         servicer = svc.InterchangeServicer(
-            LocalAnswerer(interchange, self.sequencer),
+            wrap(answerer) if wrap is not None else answerer,
             svc.caller_from_certificate(self.members.get), self.node_info,
         )
         anchors_pem = b"".join(a.cert_pem for a in anchors)
@@ -247,6 +252,68 @@ async def test_batch_mixes_good_and_bad_items_without_ending(
         merkle.verify_inclusion(receipt.log_index, checkpoint.size, receipt.leaf_hash,
                                 list(receipt.inclusion_proof), checkpoint.root_hash)
     assert len({r.receipt.log_index for r in responses}) == 5
+
+
+class HoldFirstGroup:
+    """An answerer that lets a batch stream's first group finish only after the second has
+    been answered: replies still go out in request order."""
+
+    def __init__(self, inner: Answerer) -> None:
+        self.inner = inner
+        self.groups: list[list[str]] = []  # request ids of each group, as asked
+        self.first_asked = asyncio.Event()
+        self.second_done = asyncio.Event()
+
+    async def answer(self, caller: str, queries: Sequence[bytes], *, single: bool,
+                     zones: AbstractSet[str] | None = None) -> list[Reply]:
+        number = len(self.groups)
+        self.groups.append([wire.parse_query(q).request_id for q in queries])
+        if number == 0:
+            self.first_asked.set()
+            # Times out (failing the test) unless the stream asks for the next group meanwhile.
+            await asyncio.wait_for(self.second_done.wait(), 5)
+        replies = await self.inner.answer(caller, queries, single=single, zones=zones)
+        if number == 1:
+            self.second_done.set()
+        return replies
+
+
+async def test_batch_answers_the_next_group_while_one_is_pending_and_keeps_order(
+    node_store: Store, tls: dict[str, NodeTls]
+) -> None:
+    paced: list[HoldFirstGroup] = []
+
+    def wrap(inner: Answerer) -> Answerer:
+        paced.append(HoldFirstGroup(inner))
+        return paced[0]
+
+    node = Node(node_store, tls[HUZHOU], {tls[JIAXING].fingerprint: JIAXING})
+    await node.start([tls[JIAXING]], wrap=wrap)
+    answerer = paced[0]
+
+    async def items() -> AsyncIterator[wire.pb.CreditQuery]:
+        yield query("g1")
+        yield query("g1-bad", zone="yrd")
+        await answerer.first_asked.wait()  # the rest arrives as a second group
+        for request_id in ("g2", "g2-bad", "g3"):
+            yield query(request_id, zone="yrd" if request_id.endswith("bad") else "hjjw")
+
+    try:
+        async with channel(node, tls[JIAXING]) as ch:
+            stream = ch.stream_stream(
+                f"/{STUB}/BatchQueryCredit", request_serializer=wire.serialize,
+                response_deserializer=wire.spb.QueryCreditResponse.FromString)
+            responses = [r async for r in stream(items(), timeout=10)]
+    finally:
+        await node.stop()
+    ids = ["g1", "g1-bad", "g2", "g2-bad", "g3"]
+    assert [r.request_id for r in responses] == ids
+    assert [r.HasField("result") for r in responses] == [True, False, True, False, True]
+    groups = answerer.groups
+    assert len(groups) >= 2 and [i for g in groups for i in g] == ids
+    # The second group was logged before the first: its replies waited for the first's.
+    logged = {r.request_id: r.receipt.log_index for r in responses}
+    assert max(logged[i] for i in groups[1]) < min(logged[i] for i in groups[0])
 
 
 async def test_unknown_certificate_is_refused_and_node_keeps_serving(

@@ -6,20 +6,20 @@ The servicer hands the raw query bytes of one call (or one group of a batch stre
 its own, so that the signing and logging of answers runs beside the gRPC server, not under the
 same interpreter lock.
 
-Queries are parsed lazily from the bytes as received, because the request digest bound into a
-signed result is the SHA-256 of exactly those bytes.
+Queries travel as the bytes received (`node.interchange.Received`), because the request digest
+bound into a signed result is the SHA-256 of exactly those bytes.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from collections.abc import Set as AbstractSet
 from typing import Protocol
 
-from node import metrics, model, wire
+from node import metrics, wire
 from node.errors import CreditNodeError, NotFound
-from node.interchange import Answer, Interchange, Replay
+from node.interchange import Answer, Interchange, Received, Replay
 from node.sequencer import Receipt, Sequencer
 from node.services import status
 
@@ -46,38 +46,6 @@ class Answerer(Protocol):
         waits for a concurrent twin); otherwise one group of a batch stream. `zones`: the zones
         whose current trust list holds the caller (None: the answerer looks them up)."""
         ...
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class RawQuery:
-    """A query as received: its bytes, parsed once on first use."""
-
-    data: bytes
-    _parsed: list[wire.pb.CreditQuery | CreditNodeError] = dataclasses.field(
-        default_factory=list, compare=False, repr=False)
-
-    def message(self) -> wire.pb.CreditQuery:
-        if not self._parsed:
-            try:
-                self._parsed.append(wire.parse_query(self.data))
-            except CreditNodeError as exc:
-                self._parsed.append(exc)
-        parsed = self._parsed[0]
-        if isinstance(parsed, CreditNodeError):
-            raise parsed
-        return parsed
-
-    def request_id(self) -> str:
-        try:
-            return self.message().request_id
-        except CreditNodeError:
-            return ""
-
-    def parser(self) -> Callable[[], model.CreditQuery]:
-        def parse() -> model.CreditQuery:
-            return wire.query_from_pb(self.message())
-
-        return parse
 
 
 def answer_message(answer: Answer) -> wire.spb.QueryCreditResponse:
@@ -127,21 +95,17 @@ class LocalAnswerer:
         self, caller: str, queries: Sequence[bytes], *, single: bool,
         zones: AbstractSet[str] | None = None,
     ) -> list[Reply]:
-        raws = [RawQuery(data) for data in queries]
+        received = [Received.parse(data) for data in queries]
         outcomes: list[Answer | Replay | BaseException]
-        if single and len(raws) == 1:
-            raw = raws[0]
+        if single and len(received) == 1:
             try:
-                outcomes = [await self._interchange.answer(
-                    caller, raw.data, raw.parser(), raw.request_id(), zones=zones)]
+                outcomes = [await self._interchange.answer(caller, received[0], zones=zones)]
             except CreditNodeError as exc:
                 outcomes = [exc]
         else:
-            outcomes = list(await self._interchange.answer_many(
-                caller, [(raw.data, raw.parser(), raw.request_id()) for raw in raws],
-                zones=zones))
-        replies = [self._reply(raw.request_id(), outcome)
-                   for raw, outcome in zip(raws, outcomes, strict=True)]
+            outcomes = await self._interchange.answer_many(caller, received, zones=zones)
+        replies = [self._reply(item.request_id, outcome)
+                   for item, outcome in zip(received, outcomes, strict=True)]
         if self._count:
             count_decisions(replies)
         return replies

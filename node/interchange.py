@@ -101,16 +101,14 @@ class Interchange:
         self._redacted_cache: dict[tuple[str, int], tuple[policies.PurposeRule, Any]] = {}
 
     async def answer(
-        self, caller: str, raw_query: bytes, parse: Callable[[], model.CreditQuery],
-        request_id: str, *, zones: AbstractSet[str] | None = None,
+        self, caller: str, received: Received, *, zones: AbstractSet[str] | None = None,
     ) -> Answer | Replay:
-        """Answer one query, or return the stored wire answer of a repeated request id.
-
-        `raw_query` is the CreditQuery exactly as received (its SHA-256 is the request digest);
-        `parse` turns it into the domain query, raising InvalidInput when it is malformed.
-        """
+        """Answer one query, or return the stored wire answer of a repeated request id; a
+        call with the request id of one being answered right now waits for that one.
+        `zones`: as for answer_many."""
+        request_id = received.request_id
         if not request_id:  # malformed: nothing to share with a concurrent twin
-            return await self._answer(caller, raw_query, parse, request_id, zones)
+            return _raised(await self.answer_many(caller, [received], zones=zones))
         key = (caller, request_id)
         running = self._in_flight.get(key)
         if running is not None:  # the same request id is being answered right now
@@ -118,7 +116,7 @@ class Interchange:
         future: asyncio.Future[Answer | Replay] = self._sequencer.loop.create_future()
         self._in_flight[key] = future
         try:
-            outcome = await self._answer(caller, raw_query, parse, request_id, zones)
+            outcome = _raised(await self.answer_many(caller, [received], zones=zones))
         except asyncio.CancelledError:
             future.cancel()
             raise
@@ -132,19 +130,9 @@ class Interchange:
         finally:
             del self._in_flight[key]
 
-    async def _answer(
-        self, caller: str, raw_query: bytes, parse: Callable[[], model.CreditQuery],
-        request_id: str, zones: AbstractSet[str] | None,
-    ) -> Answer | Replay:
-        [outcome] = await self.answer_many(caller, [(raw_query, parse, request_id)],
-                                           zones=zones)
-        if isinstance(outcome, BaseException):
-            raise outcome
-        return outcome
-
     async def answer_many(
-        self, caller: str, items: Sequence[tuple[bytes, Callable[[], model.CreditQuery], str]],
-        *, zones: AbstractSet[str] | None = None,
+        self, caller: str, received: Sequence[Received], *,
+        zones: AbstractSet[str] | None = None,
     ) -> list[Answer | Replay | BaseException]:
         """Answer a group of one caller's queries (a batch stream, or one query): one log
         append for all. Each item's outcome stands in its place; none ends the others.
@@ -153,32 +141,25 @@ class Interchange:
         `zones`: the zones whose current trust list holds the caller (the server looks them
         up); None leaves the trust lists out of the decision.
         """
-        outcomes: list[Answer | Replay | BaseException | None] = [None] * len(items)
         first_of: dict[str, int] = {}
-        repeats: list[tuple[int, int]] = []
-        positions: list[int] = []
-        writes = []
-        slots: list[Slot] = []
-        for position, (raw, parse, request_id) in enumerate(items):
-            if request_id and request_id in first_of:
-                repeats.append((position, first_of[request_id]))
-                continue
+        repeats: list[tuple[int, int]] = []  # (position, position of the first)
+        entries: list[_Entry] = []
+        for position, item in enumerate(received):
+            request_id = item.request_id
             if request_id:
-                first_of[request_id] = position
-            query, refusal = _parsed(parse)
-            slot = Slot((caller, request_id, query.subject if query is not None else None),
-                        self._read)
-            item = _Item(caller, raw, request_id, query, refusal, zones, slot)
-            positions.append(position)
-            slots.append(slot)
-            writes.append(self._writer(item))
+                first = first_of.setdefault(request_id, position)
+                if first != position:
+                    repeats.append((position, first))
+                    continue
+            entries.append(_Entry(self, caller, item, zones, position))
         logged = await self._sequencer.append_many(
-            [(w.build, w.failed) for w in writes], slots)
-        for position, write, receipt in zip(positions, writes, logged, strict=True):
-            outcomes[position] = self._settled(write, receipt)
+            [(entry.build, entry.failed) for entry in entries], entries)
+        outcomes: list[Answer | Replay | BaseException] = [_UNANSWERED] * len(received)
+        for entry, receipt in zip(entries, logged, strict=True):
+            outcomes[entry.position] = entry.settled(receipt)
         for position, first in repeats:
             outcomes[position] = outcomes[first]
-        return [o if o is not None else RuntimeError("unanswered") for o in outcomes]
+        return outcomes
 
     def _read(self, conn: sa.Connection, slots: Sequence[Slot]) -> None:
         """The sequencer's reader: stored answers and current results for a batch's slots."""
@@ -186,29 +167,14 @@ class Interchange:
                                strict=True):
             slot.value = value
 
-    def _settled(
-        self, write: _Write, receipt: Receipt | BaseException | None
-    ) -> Answer | Replay | BaseException:
-        """The outcome of one item once its batch committed (or failed)."""
-        if isinstance(receipt, BaseException):
-            return receipt
-        outcome = write.outcome
-        if outcome is None:
-            return RuntimeError("no answer built")
-        if receipt is None:  # nothing logged: a replay, or refused without a request id
-            return outcome
-        assert isinstance(outcome, Answer)
-        return Answer(outcome.request_id, outcome.envelope, receipt, outcome.error,
-                      outcome.encoded)
-
-    def _decide(self, item: _Item) -> _Decided | Replay | CreditNodeError:
+    def _decide(self, item: _Entry) -> _Decided | Replay | CreditNodeError:
         """Policy, rate, lookup: what this query gets. Runs where the sequencer writes (its
         thread, or its event loop), on what the log's transaction reads; pure but for the rate
         limiter, which only the sequencer's builds touch, one batch at a time."""
-        stored, found = item.slot.value
+        stored, found = item.value
         if stored is not None:
             return Replay(*stored)
-        caller, query, refusal = item.caller, item.query, item.refusal
+        caller, query, refusal = item.caller, item.received.query, item.received.refusal
         result: model.CreditResult | None = None
         rule: policies.PurposeRule | None = None
         try:
@@ -234,7 +200,7 @@ class Interchange:
             policies.check_subject_type(rule, query.zone, result.subject_type)
         except CreditNodeError as exc:
             refusal = exc
-        if refusal is not None and not item.request_id:
+        if refusal is not None and not item.received.request_id:
             # Without a request id there is nothing to log the refusal under or replay.
             return refusal
         return _Decided(result, rule, refusal)
@@ -251,77 +217,79 @@ class Interchange:
             self._redacted_cache[key] = base
         return base[1]
 
-    def _writer(self, item: _Item) -> _Write:
-        """The build (decide, sign, record) for one item, run by the sequencer with the log
-        index it reserves; it leaves the item's outcome in the returned _Write."""
-        write = _Write()
-        caller, query = item.caller, item.query
-        digest = hashlib.sha256(item.raw).digest()  # the request digest: the bytes received
-        subject = pseudonymise(query.subject, self._subject_key) if query else None
+    def _build(self, entry: _Entry, index: int) -> LogWrite | None:
+        """Decide, sign and record one entry, for the log index the sequencer reserved; what
+        becomes of it stays on the entry. None: nothing to log (a replay, or refused without
+        a request id)."""
+        decided = self._decide(entry)
+        if not isinstance(decided, _Decided):
+            entry.outcome = decided
+            return None
+        caller, received = entry.caller, entry.received
+        query = received.query
+        now = entry.now = self._clock()
+        result, rule, refusal = decided.result, decided.rule, decided.refusal
+        envelope = None
+        if refusal is not None:
+            decision = (model.Decision.NOT_FOUND if isinstance(refusal, NotFound)
+                        else model.Decision.REFUSED)
+            record = self._record(entry, now, decision, f"{refusal.reason}: {refusal.message}")
+        else:
+            assert query is not None and result is not None and rule is not None
+            payload = wire.bound_result_bytes(
+                self._redacted(result, rule), issued_at=now, audience_node=caller,
+                zone=query.zone, purpose=query.purpose, request_id=received.request_id,
+                request_digest=entry.digest, log_index=index,
+            )
+            envelope = signing.sign_envelope(
+                signing.PAYLOAD_CREDIT_RESULT, payload, [self._signer()])
+            record = self._record(entry, now, model.Decision.GRANTED, "", result.result_id,
+                                  hashlib.sha256(payload).digest())
+        encoded = self._encode(Answer(received.request_id, envelope, None, refusal))
+        entry.outcome = _Built(envelope, refusal, encoded)
+        return LogWrite(record, requester=caller, request_id=received.request_id,
+                        answer=encoded)
 
-        def record(now: dt.datetime, decision: model.Decision, reason: str = "",
-                   result_id: str = "", result_digest: bytes = b"") -> bytes:
-            return wire.record_bytes(model.ExchangeRecord(
-                time=now, direction=model.Direction.ANSWERED, requester_node=caller,
-                responder_node=self.node_id, zone=query.zone if query else "",
-                purpose=query.purpose if query else "", subject=subject,
-                request_id=item.request_id, request_digest=digest, decision=decision,
-                reason=reason, result_id=result_id, result_digest=result_digest,
-            ))
+    def _failed(self, entry: _Entry, index: int, exc: BaseException) -> bytes:
+        """The FAILED entry for one whose build raised."""
+        entry.outcome = None
+        return self._record(entry, entry.now or self._clock(), model.Decision.FAILED,
+                            f"FAILED: {type(exc).__name__}")
 
-        def build(index: int) -> LogWrite | None:
-            write.outcome = None
-            decided = self._decide(item)
-            if not isinstance(decided, _Decided):  # replayed, or refused without request id
-                write.outcome = decided
-                return None
-            now = write.now = self._clock()
-            result, rule, refusal = decided.result, decided.rule, decided.refusal
-            if refusal is not None:
-                decision = (model.Decision.NOT_FOUND if isinstance(refusal, NotFound)
-                            else model.Decision.REFUSED)
-                entry = record(now, decision,
-                               f"{refusal.reason}: {refusal.message}")
-                answer = Answer(item.request_id, None, None, refusal)
-            else:
-                assert query is not None and result is not None and rule is not None
-                payload = wire.bound_result_bytes(
-                    self._redacted(result, rule), issued_at=now, audience_node=caller,
-                    zone=query.zone, purpose=query.purpose, request_id=item.request_id,
-                    request_digest=digest, log_index=index,
-                )
-                envelope = signing.sign_envelope(
-                    signing.PAYLOAD_CREDIT_RESULT, payload, [self._signer()]
-                )
-                entry = record(now, model.Decision.GRANTED, "",
-                               result.result_id, hashlib.sha256(payload).digest())
-                answer = Answer(item.request_id, envelope, None)
-            encoded = self._encode(answer)
-            write.outcome = Answer(answer.request_id, answer.envelope, None, answer.error,
-                                   encoded)
-            return LogWrite(entry, requester=caller, request_id=item.request_id,
-                            answer=encoded)
-
-        def failed(index: int, exc: BaseException) -> bytes:
-            write.outcome = None
-            now = write.now or self._clock()
-            return record(now, model.Decision.FAILED, f"FAILED: {type(exc).__name__}")
-
-        write.build, write.failed = build, failed
-        return write
+    def _record(self, entry: _Entry, now: dt.datetime, decision: model.Decision,
+                reason: str = "", result_id: str = "", result_digest: bytes = b"") -> bytes:
+        """The serialized ExchangeRecord of an answer (DESIGN.md §7: the log entry)."""
+        query = entry.received.query
+        return wire.exchange_record_bytes(
+            time=now, direction=model.Direction.ANSWERED, requester_node=entry.caller,
+            responder_node=self.node_id, zone=query.zone if query else "",
+            purpose=query.purpose if query else "", subject=entry.subject,
+            request_id=entry.received.request_id, request_digest=entry.digest,
+            decision=decision, reason=reason, result_id=result_id, result_digest=result_digest,
+        )
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
-class _Item:
-    """One query as received, with what the batch's read will fill in."""
+class Received:
+    """A query as received: its bytes (their SHA-256 is the request digest), its request id
+    (empty when the bytes are no CreditQuery), and the domain query, or why it is refused
+    whatever the store holds (malformed)."""
 
-    caller: str
     raw: bytes
     request_id: str
     query: model.CreditQuery | None
-    refusal: CreditNodeError | None  # malformed: refused whatever the read says
-    zones: AbstractSet[str] | None  # the zones whose current trust list holds the caller
-    slot: Slot  # filled with (stored answer, current result) before the build runs
+    refusal: CreditNodeError | None
+
+    @classmethod
+    def parse(cls, raw: bytes) -> Received:
+        try:
+            message = wire.parse_query(raw)
+        except CreditNodeError as exc:
+            return cls(raw, "", None, exc)
+        try:
+            return cls(raw, message.request_id, wire.query_from_pb(message), None)
+        except CreditNodeError as exc:
+            return cls(raw, message.request_id, None, exc)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -333,26 +301,67 @@ class _Decided:
     refusal: CreditNodeError | None
 
 
-class _Write:
-    """One item's build and failure hooks, and what its build left: the outcome (an answer
-    to log, a replay, or a refusal with nothing to log)."""
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Built:
+    """What a build logged: the signed result or the refusal, and its stored wire form."""
 
-    __slots__ = ("build", "failed", "now", "outcome")
+    envelope: signing.Envelope | None
+    refusal: CreditNodeError | None
+    encoded: bytes
 
-    def __init__(self) -> None:
-        self.build: Callable[[int], LogWrite | None]
-        self.failed: Callable[[int, BaseException], bytes]
-        self.outcome: Answer | Replay | CreditNodeError | None = None
+
+class _Entry(Slot):
+    """One query on its way to the log. As a Slot, the sequencer fills it with the stored
+    answer and current result before its build runs; the build leaves its outcome here."""
+
+    __slots__ = ("caller", "digest", "now", "outcome", "owner", "position", "received",
+                 "subject", "zones")
+
+    def __init__(self, owner: Interchange, caller: str, received: Received,
+                 zones: AbstractSet[str] | None, position: int) -> None:
+        query = received.query
+        super().__init__((caller, received.request_id, query.subject if query else None),
+                         owner._read)
+        self.owner = owner
+        self.caller = caller
+        self.received = received
+        self.zones = zones  # the zones whose current trust list holds the caller
+        self.position = position  # in the caller's group
+        self.digest = hashlib.sha256(received.raw).digest()  # the request digest
+        self.subject = pseudonymise(query.subject, owner._subject_key) if query else None
         self.now: dt.datetime | None = None
+        self.outcome: _Built | Replay | CreditNodeError | None = None
+
+    def build(self, index: int) -> LogWrite | None:
+        self.outcome = None
+        return self.owner._build(self, index)
+
+    def failed(self, index: int, exc: BaseException) -> bytes:
+        return self.owner._failed(self, index, exc)
+
+    def settled(self, receipt: Receipt | BaseException | None) -> Answer | Replay | BaseException:
+        """The outcome once the batch committed (or failed)."""
+        if isinstance(receipt, BaseException):
+            return receipt
+        outcome = self.outcome
+        if outcome is None:
+            return RuntimeError("no answer built")
+        if isinstance(outcome, _Built):
+            if receipt is None:
+                return RuntimeError("an answer built but not logged")
+            return Answer(self.received.request_id, outcome.envelope, receipt, outcome.refusal,
+                          outcome.encoded)
+        return outcome  # nothing logged: a replay, or refused without a request id
 
 
-def _parsed(
-    parse: Callable[[], model.CreditQuery],
-) -> tuple[model.CreditQuery | None, CreditNodeError | None]:
-    try:
-        return parse(), None
-    except CreditNodeError as exc:
-        return None, exc
+_UNANSWERED = RuntimeError("unanswered")
+
+
+def _raised(outcomes: list[Answer | Replay | BaseException]) -> Answer | Replay:
+    [outcome] = outcomes
+    if isinstance(outcome, BaseException):
+        raise outcome
+    return outcome
 
 
 def _shown(subject: model.SubjectRef) -> str:

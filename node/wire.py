@@ -217,6 +217,28 @@ def record_bytes(record: model.ExchangeRecord) -> bytes:
     return serialize(record_to_pb(record))
 
 
+def exchange_record_bytes(
+    *, time: dt.datetime, direction: model.Direction, requester_node: str,
+    responder_node: str, zone: str, purpose: str, subject: model.SubjectRef | None,
+    request_id: str, request_digest: bytes, decision: model.Decision, reason: str = "",
+    result_id: str = "", result_digest: bytes = b"",
+) -> bytes:
+    """record_bytes(ExchangeRecord(...)) for the answer path, without building the domain
+    record: its invariants (a pseudonymous subject, 32-byte digests, a GRANTED record's
+    result digest) hold by construction there. A test pins the two to the same bytes."""
+    delta = time - _EPOCH
+    return serialize(pb.ExchangeRecord(
+        time=timestamp_pb2.Timestamp(seconds=delta.days * 86400 + delta.seconds,
+                                     nanos=delta.microseconds * 1000),
+        direction=_enum(direction), requester_node=requester_node,
+        responder_node=responder_node, zone=zone, purpose=purpose,
+        subject=pb.SubjectRef(id_type=_enum(subject.id_type), id=subject.id)
+        if subject is not None else None,
+        request_id=request_id, request_digest=request_digest, decision=_enum(decision),
+        reason=reason, result_id=result_id, result_digest=result_digest,
+    ))
+
+
 def record_from_bytes(data: bytes) -> model.ExchangeRecord:
     msg = _parse(pb.ExchangeRecord, data, "exchange record")
     assert isinstance(msg, pb.ExchangeRecord)

@@ -119,6 +119,31 @@ def test_naive_timestamp_is_refused() -> None:
         wire.timestamp(dt.datetime(2026, 1, 1))
 
 
+@pytest.mark.parametrize("fields", [
+    pytest.param(dict(decision=model.Decision.GRANTED, result_id="cn-330500:x",
+                      result_digest=bytes(range(1, 33))), id="granted"),
+    pytest.param(dict(decision=model.Decision.REFUSED,
+                      reason="PURPOSE_NOT_AGREED: not agreed"), id="refused"),
+    pytest.param(dict(decision=model.Decision.FAILED, reason="FAILED: KeyError",
+                      subject=None, zone="", purpose=""), id="failed-malformed"),
+    pytest.param(dict(decision=model.Decision.NOT_FOUND, reason="NOT_FOUND: none",
+                      subject=model.SubjectRef(model.SubjectIdType.RESIDENT_ID,
+                                               model.HMAC_SUBJECT_PREFIX + "ab" * 32)),
+                 id="not-found-pseudonymous"),
+])
+def test_exchange_record_bytes_equals_the_model_path(fields: dict[str, object]) -> None:
+    """The answer path's record bytes are the very bytes of the domain record's."""
+    record: dict[str, object] = dict(
+        time=T0 + dt.timedelta(days=400, microseconds=999_999), direction=model.Direction.ANSWERED,
+        requester_node="cn-330400", responder_node="cn-330500", zone="hjjw",
+        purpose="xinyi-dai", subject=model.SubjectRef(model.SubjectIdType.USCC,
+                                                      "91330500MA2B3C4D5B"),
+        request_id="q-1", request_digest=bytes(range(32)))
+    record.update(fields)
+    fast = wire.exchange_record_bytes(**record)  # type: ignore[arg-type]
+    assert fast == wire.record_bytes(model.ExchangeRecord(**record))  # type: ignore[arg-type]
+
+
 def test_bound_result_bytes_equals_binding_the_model() -> None:
     """The answer path's fast binding gives the very bytes the model path gives."""
     result = make_result()

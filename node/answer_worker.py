@@ -18,7 +18,8 @@ fields, each `<length: u32><bytes>`, after a `<count: u32>`.
 - the worker's first frame (id 0): "ready" and its log size.
 
 If the worker stops, calls waiting on it fail as UNAVAILABLE (a peer retries those) and the
-next call starts a new one.
+next call starts a new one. If the server dies, even by SIGKILL, the kernel kills its worker
+(Linux: PR_SET_PDEATHSIG): no worker outlives its server to log answers nobody will receive.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import ctypes
 import logging
 import os
 import pathlib
@@ -205,7 +207,7 @@ class WorkerAnswerer:
         try:
             self._process = subprocess.Popen(
                 [sys.executable, "-m", "node.answer_worker", "--home", str(self._home.path),
-                 "--fd", str(theirs.fileno())],
+                 "--fd", str(theirs.fileno()), "--parent", str(os.getpid())],
                 pass_fds=(theirs.fileno(),),
             )
         finally:
@@ -306,13 +308,35 @@ async def work(home: NodeHome, sock: socket.socket) -> None:
         runtime.store.close()
 
 
+_PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+
+
+def die_with_parent(parent: int) -> None:
+    """Have the kernel SIGKILL this process when `parent` (the server) dies, and leave at once
+    if it is gone already. Where prctl is missing (not Linux), the worker still leaves when
+    its socket closes, after finishing the requests in hand."""
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (AttributeError, OSError):
+        log.warning("this system has no prctl: the worker outlives a killed server until "
+                    "its socket closes")
+    else:
+        if prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
+            log.warning("prctl(PR_SET_PDEATHSIG) failed: %s", os.strerror(ctypes.get_errno()))
+    if os.getppid() != parent:  # it died before the line above took effect
+        raise SystemExit("the server that started this worker is gone")
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m node.answer_worker")
     parser.add_argument("--home", required=True, type=pathlib.Path)
     parser.add_argument("--fd", required=True, type=int)
+    parser.add_argument("--parent", type=int, help="the server's process id: die with it")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s[worker] %(message)s")
+    if args.parent is not None:
+        die_with_parent(args.parent)
     # Ctrl-C reaches the whole process group: the server stops first and closes the socket,
     # which is this worker's signal to finish.
     signal.signal(signal.SIGINT, signal.SIG_IGN)

@@ -13,6 +13,7 @@ import contextlib
 import csv
 import dataclasses
 import json
+import os
 import pathlib
 import random
 import signal
@@ -89,10 +90,21 @@ class ServeProcess:
             time.sleep(0.05)
 
     def kill(self) -> None:
+        """SIGKILL the server; its answering worker dies with it, so nothing logs answers
+        after the kill. The worker is frozen first, so it cannot leave of itself (as it does
+        when its socket closes): only the kernel, told to by the worker, can kill it."""
         assert self.proc is not None
+        workers = children(self.proc.pid)
+        assert workers, "the server answers in a worker process (node.toml's default)"
+        for pid in workers:
+            os.kill(pid, signal.SIGSTOP)
         self.proc.send_signal(signal.SIGKILL)
         self.proc.wait(timeout=10)
         assert self.proc.returncode == -signal.SIGKILL
+        deadline = time.monotonic() + 5
+        while (alive := [pid for pid in workers if running(pid)]) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert not alive, f"worker {alive} outlived its killed server"
 
     def stop(self) -> None:
         """SIGTERM, then SIGKILL if it does not go; never leaves the process behind."""
@@ -107,6 +119,29 @@ class ServeProcess:
 
     def output(self) -> str:
         return self.log_path.read_text(encoding="utf-8", errors="replace")
+
+
+def _stat(pid: int) -> list[str]:
+    """/proc/<pid>/stat after the command name: [0] the state, [1] the parent's pid."""
+    return pathlib.Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+
+
+def children(parent: int) -> list[int]:
+    found = []
+    for entry in pathlib.Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError):
+                if int(_stat(int(entry.name))[1]) == parent:
+                    found.append(int(entry.name))
+    return found
+
+
+def running(pid: int) -> bool:
+    """Alive and not a zombie waiting to be reaped."""
+    try:
+        return _stat(pid)[0] != "Z"
+    except OSError:
+        return False
 
 
 @contextlib.contextmanager

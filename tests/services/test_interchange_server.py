@@ -316,6 +316,35 @@ async def test_batch_answers_the_next_group_while_one_is_pending_and_keeps_order
     assert max(logged[i] for i in groups[1]) < min(logged[i] for i in groups[0])
 
 
+async def test_a_batch_stream_cancelled_midway_leaves_the_node_serving(
+    node: Node, tls: dict[str, NodeTls]
+) -> None:
+    async with channel(node, tls[JIAXING]) as ch:
+        stream = ch.stream_stream(f"/{STUB}/BatchQueryCredit", request_serializer=wire.serialize,
+                                  response_deserializer=wire.spb.QueryCreditResponse.FromString)
+
+        async def endless() -> AsyncIterator[wire.pb.CreditQuery]:
+            n = 0
+            while True:  # a caller that keeps asking, then goes away
+                yield query(f"endless-{n}")
+                n += 1
+                await asyncio.sleep(0)
+
+        batch = stream(endless(), timeout=10)
+        first = await batch.read()
+        assert isinstance(first, wire.spb.QueryCreditResponse) and first.HasField("result")
+        batch.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await batch.read()
+        # The node goes on answering, with a receipt that proves its entry.
+        again = await call(ch, query("after-cancel"))
+    assert again.HasField("result")
+    receipt = again.receipt
+    checkpoint = notes.open_checkpoint(receipt.checkpoint, node.log_signer.verifier()).checkpoint
+    merkle.verify_inclusion(receipt.log_index, checkpoint.size, receipt.leaf_hash,
+                            list(receipt.inclusion_proof), checkpoint.root_hash)
+
+
 async def test_unknown_certificate_is_refused_and_node_keeps_serving(
     node: Node, tls: dict[str, NodeTls]
 ) -> None:

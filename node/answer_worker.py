@@ -205,6 +205,8 @@ class WorkerAnswerer:
         self._last_start = time.monotonic()
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
+            # Started from the serving loop's thread: the worker's parent-death signal fires
+            # when the thread that started it ends, and this one lasts as long as the server.
             self._process = subprocess.Popen(
                 [sys.executable, "-m", "node.answer_worker", "--home", str(self._home.path),
                  "--fd", str(theirs.fileno()), "--parent", str(os.getpid())],

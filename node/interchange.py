@@ -154,6 +154,7 @@ class Interchange:
             entries.append(_Entry(self, caller, item, zones, position))
         logged = await self._sequencer.append_many(
             [(entry.build, entry.failed) for entry in entries], entries)
+        # Every position is set below: by its entry, or as the repeat of an earlier one.
         outcomes: list[Answer | Replay | BaseException] = [_UNANSWERED] * len(received)
         for entry, receipt in zip(entries, logged, strict=True):
             outcomes[entry.position] = entry.settled(receipt)

@@ -17,6 +17,7 @@ import gc
 import hashlib
 import importlib.resources
 import logging
+import threading
 import uuid
 from collections.abc import Mapping
 from typing import Any
@@ -190,9 +191,17 @@ class NodeRuntime:
                 notes.Checkpoint(self.log_signer.name, size, root), self.log_signer
             )
 
-        def on_checkpoint(size: int, note: str) -> None:  # called from the commit thread
+        loop_thread = threading.get_ident()
+
+        def on_checkpoint(size: int, note: str) -> None:
+            """From the commit thread, or from the loop itself (commit_on_loop): there, a
+            thread-safe call would cost a wake-up through the loop's self-pipe per batch."""
             event = self._pending_checkpoint
-            if event is not None:
+            if event is None:
+                return
+            if threading.get_ident() == loop_thread:
+                event.set()
+            else:
                 loop.call_soon_threadsafe(event.set)
 
         self.sequencer = Sequencer(self.store.engine, sign_checkpoint,

@@ -4,6 +4,11 @@ The server requires a client certificate that chains to one of the trust anchors
 certificates of every member on the trust lists we hold); which member a caller is comes from
 the certificate's fingerprint, never from a request field. Anchors are re-read on every new
 handshake, so a newly loaded trust list takes effect without a restart.
+
+A certificate that chains to no anchor fails the handshake itself, so its caller sees
+UNAVAILABLE rather than DESIGN.md §6's UNAUTHENTICATED: grpcio's Python API cannot ask for a
+client certificate without verifying it (grpc/grpc#16547). A connection whose member has since
+left every list is refused per call, as UNAUTHENTICATED, by the servicer.
 """
 
 from __future__ import annotations

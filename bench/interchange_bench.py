@@ -29,6 +29,7 @@ from node import signing, tls, wire
 from node.federation import Federation, build
 from node.home import NodeHome
 from node.keys import NodeKeys
+from node.runtime import run_serving_loop, serving_loop_name
 from node.store import Store
 from node.store import log_tables as t
 from node.trust_files import load_home_trust
@@ -330,7 +331,7 @@ def logged_entries(fed: Federation) -> int:
 
 
 def report(node: tuple[UnaryRun, BatchRun], base: tuple[UnaryRun, BatchRun], logged: int,
-           sample_bytes: int, load: tuple[float, float]) -> str:
+           sample_bytes: int, load: tuple[float, float], loop_name: str) -> str:
     (nu, nb), (bu, bb) = node, base
     ratio = nu.qps / bu.qps
     rows = [
@@ -363,6 +364,7 @@ def report(node: tuple[UnaryRun, BatchRun], base: tuple[UnaryRun, BatchRun], log
         " both processes');",
         "  baseline = bare grpc.aio server in its own process, same TLS key/cert/client anchors,"
         f" fixed {sample_bytes}-byte response (a real node answer, serialized once);",
+        f"  both servers on the event loop `creditnode serve` uses ({loop_name});",
         f"  client = this process, {JIAXING}'s certificate (mutual TLS), {CALLERS} callers over"
         f" {CHANNELS} shared channels (separate TLS connections), unique request ids,",
         f"  existing enterprise subjects; unary {UNARY_S:g} s after {WARMUP_S:g} s warm-up;"
@@ -393,7 +395,7 @@ async def _bench(fed: Federation, root: pathlib.Path) -> str:
                         root / "baseline.ready", root / "baseline.log") as (target, pid):
         base_unary, base_batch, _ = await run_all(client, target, subjects, pid, "base")
     return report((node_unary, node_batch), (base_unary, base_batch), logged_entries(fed),
-                  len(sample), (load_before, os.getloadavg()[0]))
+                  len(sample), (load_before, os.getloadavg()[0]), serving_loop_name())
 
 
 def main() -> None:
@@ -409,7 +411,8 @@ if __name__ == "__main__":
     if sys.argv[1:2] == ["serve-baseline"]:
         # python -m bench.interchange_bench serve-baseline HOME RESPONSE --ready-file FILE
         _, _, home, response, _, ready = sys.argv
-        asyncio.run(serve_baseline(pathlib.Path(home), pathlib.Path(response),
-                                   pathlib.Path(ready)))
+        # The same event loop as `creditnode serve`'s: the ratio measures our work, not the loop.
+        run_serving_loop(serve_baseline(pathlib.Path(home), pathlib.Path(response),
+                                        pathlib.Path(ready)))
     else:
         main()

@@ -16,11 +16,12 @@ import datetime as dt
 import gc
 import hashlib
 import importlib.resources
+import importlib.util
 import logging
 import threading
 import uuid
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Coroutine, Mapping
+from typing import Any, TypeVar
 
 import grpc
 from grpc_status import rpc_status
@@ -53,6 +54,7 @@ from node.trust_files import TrustListFiles, load_home_trust
 from node.witness import Witness, WitnessingStats, send_checkpoint
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 SOFTWARE_VERSION = "credit-interchange-node/0.1.0"
 TRUST_REFRESH_S = 5.0
 REJECTED = "answer rejected"  # reason prefix of an answer that failed verification
@@ -75,6 +77,22 @@ class WitnessConfig:
         if not isinstance(logs, Mapping) or not all(isinstance(v, str) for v in logs.values()):
             raise ConfigError("node.toml [witness.logs] maps a log origin to its verifier key")
         return cls(tuple(peers), dict(logs))
+
+
+def run_serving_loop(main: Coroutine[Any, Any, T]) -> T:
+    """Run a serving process's event loop to the end of `main`: uvloop's where it is
+    installed, else asyncio's. With gRPC's asyncio server on uvloop, the server's CPU per
+    QueryCredit call measured 13-18% lower in alternating bench runs (docs/adr/0005)."""
+    try:
+        import uvloop
+    except ImportError:  # not on this platform: asyncio's own loop serves as well
+        return asyncio.run(main)
+    return uvloop.run(main)
+
+
+def serving_loop_name() -> str:
+    """The event loop run_serving_loop runs on here."""
+    return "uvloop" if importlib.util.find_spec("uvloop") is not None else "asyncio"
 
 
 GC_YOUNG_THRESHOLD = 10_000  # allocations between young collections (CPython's default: 700)

@@ -16,7 +16,15 @@ from node import model
 from node.cli.options import home_option
 from node.errors import InvalidInput
 from node.home import NodeHome
-from node.runtime import REJECTED, AskOutcome, NodeRuntime, example_zones_toml, settle_gc
+from node.runtime import (
+    REJECTED,
+    AskOutcome,
+    NodeRuntime,
+    example_zones_toml,
+    run_serving_loop,
+    serving_loop_name,
+    settle_gc,
+)
 
 
 def register(main: click.Group) -> None:
@@ -41,7 +49,7 @@ def serve(listen: str | None, metrics_listen: str | None, ready_file: pathlib.Pa
         if not port.isdigit():
             raise click.BadParameter("use HOST:PORT", param_hint="--metrics-listen")
         prometheus_client.start_http_server(int(port), addr=host or "127.0.0.1")
-    asyncio.run(_serve(NodeHome(home), listen, ready_file))
+    run_serving_loop(_serve(NodeHome(home), listen, ready_file))
 
 
 async def _serve(home: NodeHome, listen: str | None, ready_file: pathlib.Path | None) -> None:
@@ -50,7 +58,8 @@ async def _serve(home: NodeHome, listen: str | None, ready_file: pathlib.Path | 
     settle_gc()
     assert runtime.server is not None
     zones = ", ".join(runtime.trust.zones()) or "none (install trust lists)"
-    click.echo(f"{runtime.node_id} serving on {runtime.server.target}; zones: {zones}")
+    click.echo(f"{runtime.node_id} serving on {runtime.server.target}; zones: {zones}; "
+               f"event loop: {serving_loop_name()}")
     if ready_file is not None:
         ready_file.write_text(runtime.server.target)
     stop = asyncio.Event()

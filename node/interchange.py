@@ -168,14 +168,14 @@ class Interchange:
                                strict=True):
             slot.value = value
 
-    def _decide(self, item: _Entry) -> _Decided | Replay | CreditNodeError:
+    def _decide(self, entry: _Entry) -> _Decided | Replay | CreditNodeError:
         """Policy, rate, lookup: what this query gets. Runs where the sequencer writes (its
         thread, or its event loop), on what the log's transaction reads; pure but for the rate
         limiter, which only the sequencer's builds touch, one batch at a time."""
-        stored, found = item.value
+        stored, found = entry.value
         if stored is not None:
             return Replay(*stored)
-        caller, query, refusal = item.caller, item.received.query, item.received.refusal
+        caller, query, refusal = entry.caller, entry.received.query, entry.received.refusal
         result: model.CreditResult | None = None
         rule: policies.PurposeRule | None = None
         try:
@@ -183,7 +183,7 @@ class Interchange:
                 raise refusal
             assert query is not None
             rule = policies.authorize(self.policy, self.node_id, caller, query)
-            if item.zones is not None and query.zone not in item.zones:
+            if entry.zones is not None and query.zone not in entry.zones:
                 # Configured as a member, but the zone's current trust list does not hold it
                 # (e.g. removed by the coordinator): the signed list wins.
                 raise PermissionDenied(
@@ -201,7 +201,7 @@ class Interchange:
             policies.check_subject_type(rule, query.zone, result.subject_type)
         except CreditNodeError as exc:
             refusal = exc
-        if refusal is not None and not item.received.request_id:
+        if refusal is not None and not entry.received.request_id:
             # Without a request id there is nothing to log the refusal under or replay.
             return refusal
         return _Decided(result, rule, refusal)

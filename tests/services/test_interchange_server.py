@@ -447,6 +447,33 @@ async def test_batch_repeating_a_request_id_answers_it_once(
     assert node.sequencer.tree.size - before == 2
 
 
+async def test_one_request_id_in_two_groups_at_once_is_logged_once(
+    node_store: Store, tls: dict[str, NodeTls]
+) -> None:
+    """Two groups of a caller (e.g. a batch stream's groups in flight) carry one request id
+    and reach the log in the same batch: the repeat is answered with the stored answer."""
+    answerers: list[Answerer] = []
+
+    def keep(inner: Answerer) -> Answerer:
+        answerers.append(inner)
+        return inner
+
+    node = Node(node_store, tls[HUZHOU], {tls[JIAXING].fingerprint: JIAXING})
+    await node.start([tls[JIAXING]], wrap=keep)
+    try:
+        before = node.sequencer.tree.size
+        raw = wire.serialize(query("twice"))
+        first, second = await asyncio.gather(
+            answerers[0].answer(JIAXING, [raw, wire.serialize(query("other-1"))], single=False),
+            answerers[0].answer(JIAXING, [wire.serialize(query("other-2")), raw], single=False))
+    finally:
+        await node.stop()
+    once, again = (wire.parse_response(r.data) for r in (first[0], second[1]))
+    assert once.HasField("result") and once.result == again.result
+    assert once.receipt.log_index == again.receipt.log_index
+    assert node.sequencer.tree.size - before == 3  # "twice" once, and the two others
+
+
 async def test_concurrent_calls_with_one_request_id_are_answered_and_logged_once(
     node: Node, tls: dict[str, NodeTls]
 ) -> None:

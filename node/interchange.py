@@ -190,8 +190,10 @@ class Interchange:
                     f"{caller} is not on the {query.zone} trust list this node holds",
                     reason="NOT_ZONE_MEMBER",
                 )
-            zone = self.policy.zones[query.zone]
-            self._limiter.take(caller, zone.rate_for(caller), self._monotonic())
+            if not entry.charged:  # once per query, also when the log retries its batch
+                zone = self.policy.zones[query.zone]
+                self._limiter.take(caller, zone.rate_for(caller), self._monotonic())
+                entry.charged = True
             result = found
             if result is None or result.valid_until <= self._clock():
                 raise NotFound(
@@ -315,8 +317,8 @@ class _Entry(Slot):
     """One query on its way to the log. As a Slot, the sequencer fills it with the stored
     answer and current result before its build runs; the build leaves its outcome here."""
 
-    __slots__ = ("caller", "digest", "now", "outcome", "owner", "position", "received",
-                 "subject", "zones")
+    __slots__ = ("caller", "charged", "digest", "now", "outcome", "owner", "position",
+                 "received", "subject", "zones")
 
     def __init__(self, owner: Interchange, caller: str, received: Received,
                  zones: AbstractSet[str] | None, position: int) -> None:
@@ -332,6 +334,9 @@ class _Entry(Slot):
         self.subject = pseudonymise(query.subject, owner._subject_key) if query else None
         self.now: dt.datetime | None = None
         self.outcome: _Built | Replay | CreditNodeError | None = None
+        # Taken from the caller's rate: a batch the log retries one by one (a repeated
+        # request id met in it) builds its entries again without charging them twice.
+        self.charged = False
 
     def build(self, index: int) -> LogWrite | None:
         self.outcome = None

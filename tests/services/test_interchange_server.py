@@ -424,6 +424,36 @@ async def test_rate_limit_refuses_with_resource_exhausted_and_logs(
         await limited.stop()
 
 
+async def test_a_batch_retried_one_by_one_spends_the_callers_rate_once(
+    node_store: Store, tls: dict[str, NodeTls]
+) -> None:
+    """A repeated request id makes the log retry its batch one by one: the retry does not
+    charge the caller's rate again, so three distinct queries within a rate of 3 are granted."""
+    answerers: list[Answerer] = []
+
+    def keep(inner: Answerer) -> Answerer:
+        answerers.append(inner)
+        return inner
+
+    limited = Node(node_store, tls[HUZHOU], {tls[JIAXING].fingerprint: JIAXING})
+    hjjw = limited.policy.zones["hjjw"]
+    limited.policy = policy.Policy({**limited.policy.zones, "hjjw": dataclasses.replace(
+        hjjw, caller_rates={JIAXING: 3})})
+    await limited.start([tls[JIAXING]], wrap=keep)
+    try:
+        before = limited.sequencer.tree.size
+        x, a, b = (wire.serialize(query(i)) for i in ("rr-x", "rr-a", "rr-b"))
+        first, second = await asyncio.gather(
+            answerers[0].answer(JIAXING, [x, a], single=False),
+            answerers[0].answer(JIAXING, [b, x], single=False))
+    finally:
+        await limited.stop()
+    responses = [wire.parse_response(r.data) for r in (*first, *second)]
+    assert [r.HasField("result") for r in responses] == [True, True, True, True]
+    assert responses[0].receipt.log_index == responses[3].receipt.log_index
+    assert limited.sequencer.tree.size - before == 3
+
+
 def _entries(node: Node) -> list[bytes]:
     with node.store.connect() as conn:
         return list(conn.execute(sa.select(t.log_entries.c.data)

@@ -339,7 +339,6 @@ class _Entry(Slot):
         self.charged = False
 
     def build(self, index: int) -> LogWrite | None:
-        self.outcome = None
         return self.owner._build(self, index)
 
     def failed(self, index: int, exc: BaseException) -> bytes:

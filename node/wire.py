@@ -194,23 +194,13 @@ def result_from_bytes(data: bytes) -> model.CreditResult:
 
 
 def record_to_pb(record: model.ExchangeRecord) -> pb.ExchangeRecord:
-    msg = pb.ExchangeRecord(
-        time=timestamp(record.time),
-        direction=_enum(record.direction),
-        requester_node=record.requester_node,
-        responder_node=record.responder_node,
-        zone=record.zone,
-        purpose=record.purpose,
-        request_id=record.request_id,
-        request_digest=record.request_digest,
-        decision=_enum(record.decision),
-        reason=record.reason,
-        result_id=record.result_id,
-        result_digest=record.result_digest,
+    return _record_pb(
+        time=record.time, direction=record.direction, requester_node=record.requester_node,
+        responder_node=record.responder_node, zone=record.zone, purpose=record.purpose,
+        subject=record.subject, request_id=record.request_id,
+        request_digest=record.request_digest, decision=record.decision, reason=record.reason,
+        result_id=record.result_id, result_digest=record.result_digest,
     )
-    if record.subject is not None:
-        msg.subject.CopyFrom(subject_to_pb(record.subject))
-    return msg
 
 
 def record_bytes(record: model.ExchangeRecord) -> bytes:
@@ -226,17 +216,27 @@ def exchange_record_bytes(
     """record_bytes(ExchangeRecord(...)) for the answer path, without building the domain
     record: its invariants (a pseudonymous subject, 32-byte digests, a GRANTED record's
     result digest) hold by construction there. A test pins the two to the same bytes."""
-    delta = time - _EPOCH
-    return serialize(pb.ExchangeRecord(
-        time=timestamp_pb2.Timestamp(seconds=delta.days * 86400 + delta.seconds,
-                                     nanos=delta.microseconds * 1000),
-        direction=_enum(direction), requester_node=requester_node,
-        responder_node=responder_node, zone=zone, purpose=purpose,
-        subject=pb.SubjectRef(id_type=_enum(subject.id_type), id=subject.id)
-        if subject is not None else None,
-        request_id=request_id, request_digest=request_digest, decision=_enum(decision),
+    return serialize(_record_pb(
+        time=time, direction=direction, requester_node=requester_node,
+        responder_node=responder_node, zone=zone, purpose=purpose, subject=subject,
+        request_id=request_id, request_digest=request_digest, decision=decision,
         reason=reason, result_id=result_id, result_digest=result_digest,
     ))
+
+
+def _record_pb(
+    *, time: dt.datetime, direction: model.Direction, requester_node: str,
+    responder_node: str, zone: str, purpose: str, subject: model.SubjectRef | None,
+    request_id: str, request_digest: bytes, decision: model.Decision, reason: str,
+    result_id: str, result_digest: bytes,
+) -> pb.ExchangeRecord:
+    return pb.ExchangeRecord(
+        time=timestamp(time), direction=_enum(direction), requester_node=requester_node,
+        responder_node=responder_node, zone=zone, purpose=purpose,
+        subject=subject_to_pb(subject) if subject is not None else None,
+        request_id=request_id, request_digest=request_digest, decision=_enum(decision),
+        reason=reason, result_id=result_id, result_digest=result_digest,
+    )
 
 
 def record_from_bytes(data: bytes) -> model.ExchangeRecord:

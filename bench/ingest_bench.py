@@ -26,6 +26,7 @@ from node.store import Store, content_digest
 
 ROWS = 100_000
 CITY = "cn-330500"
+AS_OF = dt.date(2030, 6, 1)  # generated data are current on this date
 FORMAT = "huzhou-csv"
 
 # The credit_results table of node/store/schema.py with its indexes, on the store's pragmas
@@ -98,7 +99,7 @@ def run(rows: int = ROWS, seed: int = 2026) -> list[str]:
     adapter = get_adapter(FORMAT)
     with tempfile.TemporaryDirectory(prefix="ingest-bench-") as tmp:
         root = pathlib.Path(tmp)
-        gen_s, data = _timed(lambda: generate_export(CITY, rows, seed, FORMAT))
+        gen_s, data = _timed(lambda: generate_export(CITY, rows, seed, AS_OF, FORMAT))
         export = root / "export.csv"
         export.write_bytes(data)
 

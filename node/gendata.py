@@ -1,8 +1,10 @@
 """Synthetic but realistic platform exports for demos, tests and benchmarks.
 
-Deterministic for a seed: the same (city, subjects, seed) gives the same results and the same
-bytes. Every identifier is valid (USCC and resident-id check characters, the city's divisions),
-so a generated file imports cleanly; the data describe no real subject.
+Deterministic for a seed and a date: the same (city, subjects, seed, as_of) gives the same
+results and the same bytes. Dates are relative to `as_of`, so every result is valid on that date
+(unless asked for expired ones) whatever the calendar says when it runs. Every identifier is
+valid (USCC and resident-id check characters, the city's divisions), so a generated file
+imports cleanly; the data describe no real subject.
 """
 
 from __future__ import annotations
@@ -78,24 +80,36 @@ _AGENCIES = ("市场监督管理局", "发展和改革委员会", "生态环境�
              "人力资源和社会保障局", "交通运输局", "农业农村局", "商务局", "税务局")  # fmt: skip
 _GREEN_RATINGS = ("深绿", "中绿", "浅绿")
 
-# Evaluation dates fall in this window, fixed so that output never depends on today's date
-# (recent enough that most results are still valid for the demo and the tests).
-_FIRST_EVALUATION = dt.date(2025, 12, 1)
-_EVALUATION_DAYS = 330
+# A current result was evaluated 1 day to (validity - margin) days before `as_of`, so it is still
+# valid at least this long after `as_of`: a demo or test started near midnight keeps its data.
+VALIDITY_MARGIN_DAYS = 30
+# An expired one ran out 1 to this many days before `as_of`.
+_EXPIRED_SPREAD_DAYS = 180
 
 
-def generate_results(city: str, subjects: int, seed: int) -> list[CreditResult]:
-    """`subjects` results issued by node `city` (e.g. cn-330500), one per distinct subject."""
+def generate_results(
+    city: str, subjects: int, seed: int, as_of: dt.date, *, expired_share: float = 0.0,
+) -> list[CreditResult]:
+    """`subjects` results issued by node `city` (e.g. cn-330500), one per distinct subject,
+    valid on `as_of` (a date in China) but for about `expired_share` of them, which expired
+    before it."""
     require_node_id(city, "city")
     if subjects < 0:
         raise InvalidInput(f"subjects must not be negative, got {subjects}")
-    return _Generator(city, random.Random(f"{city}/{seed}")).results(subjects)
+    if not 0.0 <= expired_share <= 1.0:
+        raise InvalidInput(f"expired_share must be between 0 and 1, got {expired_share}")
+    generator = _Generator(city, random.Random(f"{city}/{seed}"), as_of, expired_share)
+    return generator.results(subjects)
 
 
-def generate_export(city: str, subjects: int, seed: int, fmt: str = "huzhou-csv") -> bytes:
+def generate_export(
+    city: str, subjects: int, seed: int, as_of: dt.date, fmt: str = "huzhou-csv", *,
+    expired_share: float = 0.0,
+) -> bytes:
     """A platform export file in format `fmt` (an adapter name) that imports as
-    `generate_results(city, subjects, seed)`."""
-    return get_adapter(fmt).render(generate_results(city, subjects, seed))
+    `generate_results(city, subjects, seed, as_of, expired_share=...)`."""
+    results = generate_results(city, subjects, seed, as_of, expired_share=expired_share)
+    return get_adapter(fmt).render(results)
 
 
 def organisation_code_check(first8: str) -> str:
@@ -110,6 +124,8 @@ def organisation_code_check(first8: str) -> str:
 class _Generator:
     city: str
     rng: random.Random
+    as_of: dt.date
+    expired_share: float
 
     def __post_init__(self) -> None:
         code = self.city.removeprefix("cn-")
@@ -142,7 +158,7 @@ class _Generator:
         scheme = self.schemes[ENTERPRISE_SCHEME if use_local else MAIN_SCHEME]
         level = self.rng.choices(_LEVELS, _LEVEL_WEIGHTS)[0]
         native_level, band_score = self._native(scheme, level)
-        evaluated = _FIRST_EVALUATION + dt.timedelta(days=self.rng.randrange(_EVALUATION_DAYS))
+        evaluated = self.as_of - dt.timedelta(days=self._age_days(scheme.validity_days))
         evaluated_at = dt.datetime(evaluated.year, evaluated.month, evaluated.day, tzinfo=CHINA_TZ)
         valid_until = evaluated_at + dt.timedelta(days=scheme.validity_days)
         score = band_score if self.rng.random() < 0.85 else None
@@ -177,6 +193,15 @@ class _Generator:
             flags=flags,
             indicators=indicators,
         )
+
+    def _age_days(self, validity_days: int) -> int:
+        """How many days before `as_of` a result was evaluated (drawn the same way whatever
+        `as_of` is, so only the dates move with it)."""
+        expired = self.rng.random() < self.expired_share
+        current_age = 1 + self.rng.randrange(max(1, validity_days - VALIDITY_MARGIN_DAYS))
+        if expired:
+            return validity_days + 1 + self.rng.randrange(_EXPIRED_SPREAD_DAYS)
+        return current_age
 
     def _district(self) -> tuple[str, str]:
         if self.rng.random() < 0.3:  # many codes carry the city's own division

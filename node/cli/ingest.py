@@ -7,6 +7,7 @@ transaction, so a rejected file leaves the store exactly as it was.
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import pathlib
 import sys
@@ -17,6 +18,7 @@ from tqdm import tqdm
 from adapters.problems import describe
 from adapters.registry import ADAPTERS, ImportAdapter, get_adapter
 from node.cli.options import home_option
+from node.clock import SYSTEM, china_date
 from node.config import NodeConfig
 from node.errors import ImportRejected, RowProblem
 from node.gendata import generate_export
@@ -96,12 +98,32 @@ def ingest(fmt: str, file: pathlib.Path, home: pathlib.Path) -> None:
     show_default=True,
     help="Export format to write.",
 )
-def gen_data(city: str, subjects: int, out: pathlib.Path, seed: int, fmt: str) -> None:
+@click.option(
+    "--as-of",
+    "as_of",
+    type=click.DateTime(formats=["%Y-%m-%d"]),
+    default=None,
+    help="The date (in China) on which the results are current  [default: today].",
+)
+@click.option(
+    "--expired-share",
+    type=click.FloatRange(0.0, 1.0),
+    default=0.0,
+    show_default=True,
+    help="Share of results that expired before --as-of.",
+)
+def gen_data(
+    city: str, subjects: int, out: pathlib.Path, seed: int, fmt: str,
+    as_of: dt.datetime | None, expired_share: float,
+) -> None:
     """Write a realistic synthetic platform export (valid USCCs and resident ids of the
-    city's divisions, a plausible level mix, flags, green indicators)."""
-    data = generate_export(city, subjects, seed, fmt)
+    city's divisions, a plausible level mix, flags, green indicators). Same seed and
+    --as-of, same file."""
+    day = as_of.date() if as_of is not None else china_date(SYSTEM.now())
+    data = generate_export(city, subjects, seed, day, fmt, expired_share=expired_share)
     out.write_bytes(data)
-    click.echo(f"wrote {subjects} subjects of {city} to {out} ({fmt}, {len(data):,} bytes)")
+    click.echo(f"wrote {subjects} subjects of {city} to {out} ({fmt}, {len(data):,} bytes, "
+               f"current on {day.isoformat()})")
 
 
 def _parse_with_progress(

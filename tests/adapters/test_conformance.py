@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import pathlib
 
 import pytest
@@ -12,6 +13,7 @@ from node.gendata import generate_results
 
 VECTORS = pathlib.Path(__file__).parent.parent / "vectors" / "imports"
 CITY = "cn-330500"
+AS_OF = dt.date(2030, 6, 1)  # generated data are current on this date
 
 adapter_param = pytest.mark.parametrize("adapter", list(ADAPTERS.values()), ids=list(ADAPTERS))
 
@@ -41,24 +43,24 @@ def test_bad_file_is_rejected_whole_with_every_problem(
 @adapter_param
 @pytest.mark.parametrize("seed", [1, 2, 3])
 def test_generated_results_round_trip(adapter: ImportAdapter, seed: int) -> None:
-    conformance.check_round_trip(adapter, generate_results(CITY, 300, seed), CITY)
+    conformance.check_round_trip(adapter, generate_results(CITY, 300, seed, AS_OF), CITY)
 
 
 @adapter_param
 def test_parse_is_deterministic(adapter: ImportAdapter) -> None:
-    data = adapter.render(generate_results(CITY, 200, 11))
+    data = adapter.render(generate_results(CITY, 200, 11, AS_OF))
     conformance.check_deterministic(adapter, data, CITY)
 
 
 @adapter_param
 def test_damaged_files_raise_only_import_rejected(adapter: ImportAdapter) -> None:
-    data = adapter.render(generate_results(CITY, 15, 5))
+    data = adapter.render(generate_results(CITY, 15, 5, AS_OF))
     conformance.check_damage_is_rejected_or_whole(adapter, data, CITY, seed=5, trials=120)
 
 
 @adapter_param
 def test_progress_reaches_every_row(adapter: ImportAdapter) -> None:
-    data = adapter.render(generate_results(CITY, 4500, 8))
+    data = adapter.render(generate_results(CITY, 4500, 8, AS_OF))
     conformance.check_progress(adapter, data, CITY)
 
 

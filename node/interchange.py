@@ -15,7 +15,6 @@ import dataclasses
 import datetime as dt
 import hashlib
 import hmac
-import time
 from collections.abc import Callable, Sequence
 from collections.abc import Set as AbstractSet
 from typing import Any, Protocol
@@ -24,6 +23,7 @@ import sqlalchemy as sa
 
 from node import model, signing, wire
 from node import policy as policies
+from node.clock import SYSTEM, Clock
 from node.errors import CreditNodeError, NotFound, PermissionDenied
 from node.sequencer import LogWrite, Receipt, Sequencer, Slot
 
@@ -84,8 +84,7 @@ class Interchange:
         sequencer: Sequencer,
         subject_key: bytes,
         encode: Encode,
-        clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
-        monotonic: Callable[[], float] = time.monotonic,
+        clock: Clock = SYSTEM,
     ) -> None:
         self.node_id = node_id
         self.policy = policy
@@ -95,7 +94,6 @@ class Interchange:
         self._subject_key = subject_key
         self._encode = encode
         self._clock = clock
-        self._monotonic = monotonic
         self._limiter = policies.RateLimiter()
         self._in_flight: dict[tuple[str, str], asyncio.Future[Answer | Replay]] = {}
         self._redacted_cache: dict[tuple[str, int], tuple[policies.PurposeRule, Any]] = {}
@@ -192,10 +190,10 @@ class Interchange:
                 )
             if not entry.charged:  # once per query, also when the log retries its batch
                 zone = self.policy.zones[query.zone]
-                self._limiter.take(caller, zone.rate_for(caller), self._monotonic())
+                self._limiter.take(caller, zone.rate_for(caller), self._clock.monotonic())
                 entry.charged = True
             result = found
-            if result is None or result.valid_until <= self._clock():
+            if result is None or result.valid_until <= self._clock.now():
                 raise NotFound(
                     f"no current credit result for {query.subject.id_type.name} "
                     f"{_shown(query.subject)} at {self.node_id}"
@@ -230,7 +228,7 @@ class Interchange:
             return None
         caller, received = entry.caller, entry.received
         query = received.query
-        now = entry.now = self._clock()
+        now = entry.now = self._clock.now()
         result, rule, refusal = decided.result, decided.rule, decided.refusal
         envelope = None
         if refusal is not None:
@@ -256,7 +254,7 @@ class Interchange:
     def _failed(self, entry: _Entry, index: int, exc: BaseException) -> bytes:
         """The FAILED entry for one whose build raised."""
         entry.outcome = None
-        return self._record(entry, entry.now or self._clock(), model.Decision.FAILED,
+        return self._record(entry, entry.now or self._clock.now(), model.Decision.FAILED,
                             f"FAILED: {type(exc).__name__}")
 
     def _record(self, entry: _Entry, now: dt.datetime, decision: model.Decision,

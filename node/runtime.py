@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import datetime as dt
 import gc
 import hashlib
 import importlib.resources
@@ -29,6 +28,7 @@ from grpc_status import rpc_status
 from node import metrics, model, notes, policy, tls, wire
 from node.answer_worker import WorkerAnswerer
 from node.answering import Answerer, LocalAnswerer, encode_answer
+from node.clock import SYSTEM, Clock
 from node.config import NodeConfig
 from node.errors import (
     BadAnswer,
@@ -110,18 +110,19 @@ def settle_gc() -> None:
 class NodeRuntime:
     """Everything a serving node holds; `start()` then `stop()`."""
 
-    def __init__(self, home: NodeHome) -> None:
+    def __init__(self, home: NodeHome, clock: Clock = SYSTEM) -> None:
         self.home = home
+        self.clock = clock  # every decision here that reads the time asks it
         self.config: NodeConfig = home.load_config()
         document = home.load_document()
         self.policy = policy.policy_from_mapping(document, str(home.config_file))
         self.witness_config = WitnessConfig.from_document(document)
         self.keys = NodeKeys.open(home, self.config)
-        self.signer = self.keys.active_signer()
+        self.signer = self.keys.active_signer(clock.now())
         self.log_signer = self.keys.log_signer()
         self.tls_key_pem = self.keys.tls_private_key_pem()
         self.tls_cert_pem = self.keys.tls_certificate_pem()
-        self.trust_files: TrustListFiles = load_home_trust(home)
+        self.trust_files: TrustListFiles = load_home_trust(home, clock.now())
         self.store = Store.open(home.db_url(self.config))
         self.witnessing = WitnessingStats()
         self._tasks: list[asyncio.Task[Any]] = []
@@ -224,7 +225,7 @@ class NodeRuntime:
 
         self.sequencer = Sequencer(self.store.engine, sign_checkpoint,
                                    on_checkpoint=on_checkpoint, commit_on_loop=commit_on_loop,
-                                   commit_delay=commit_delay)
+                                   commit_delay=commit_delay, clock=self.clock)
         await self.sequencer.start()
 
     @property
@@ -240,7 +241,7 @@ class NodeRuntime:
         interchange = Interchange(
             node_id=self.node_id, policy=self.policy, results=StoreResultSource(),
             signer=lambda: self.signer, sequencer=self.sequencer,
-            subject_key=self.keys.subject_hmac_key(), encode=encode_answer,
+            subject_key=self.keys.subject_hmac_key(), encode=encode_answer, clock=self.clock,
         )
         return LocalAnswerer(interchange, self.sequencer, count=count)
 
@@ -256,7 +257,7 @@ class NodeRuntime:
         authenticate = svc.caller_from_certificate(self.caller_of)
         known_logs = {origin: notes.NoteVerifier.from_text(vkey)
                       for origin, vkey in self.witness_config.logs.items()}
-        witness = Witness(self.store, self.keys.witness_signer(), known_logs)
+        witness = Witness(self.store, self.keys.witness_signer(), known_logs, self.clock)
         services = {
             svc.SERVICE: svc.methods(svc.InterchangeServicer(
                 self.answerer, authenticate, self.node_info, self.trusted_zones)),
@@ -296,7 +297,7 @@ class NodeRuntime:
         while True:
             await asyncio.sleep(TRUST_REFRESH_S)
             try:
-                updated = await asyncio.to_thread(self.trust_files.refresh)
+                updated = await asyncio.to_thread(self.trust_files.refresh, self.clock.now())
             except Exception:
                 log.exception("trust list refresh failed; keeping the lists in force")
                 continue
@@ -414,7 +415,7 @@ class NodeRuntime:
             await client.close()
         subject_logged = pseudonymise(subject, self.keys.subject_hmac_key())
         record = model.ExchangeRecord(
-            time=dt.datetime.now(dt.UTC), direction=model.Direction.ASKED,
+            time=self.clock.now(), direction=model.Direction.ASKED,
             requester_node=self.node_id, responder_node=peer, zone=zone, purpose=purpose,
             subject=subject_logged, request_id=query.request_id,
             request_digest=hashlib.sha256(sent).digest(), decision=decision, reason=reason,

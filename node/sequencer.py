@@ -36,6 +36,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from node import merkle, metrics
+from node.clock import SYSTEM, Clock
 from node.errors import Conflict, NodeFault, StoreUnavailable
 from node.store import log_tables as t
 from node.store.engine import SQLITE_BEGIN, SQLITE_BEGIN_BY_CALLER
@@ -135,8 +136,10 @@ class Sequencer:
         on_checkpoint: Callable[[int, str], None] | None = None,
         commit_on_loop: bool = False,
         commit_delay: float = 0.0,
+        clock: Clock = SYSTEM,
     ) -> None:
         self._engine = engine
+        self._clock = clock  # stamps entries' created_at
         self._sign_checkpoint = sign_checkpoint
         self._max_batch = max_batch
         self._on_checkpoint = on_checkpoint
@@ -400,7 +403,7 @@ class Sequencer:
             packed = bytes(state_frontier or b"")  # the initial row may hold an empty TEXT
             frontier = [packed[i : i + 32] for i in range(0, len(packed), 32)]
             compact = merkle.CompactRange.from_frontier(state_size, frontier)
-            now = dt.datetime.now(dt.UTC)
+            now = self._clock.now()
             # Bulk rows go to the driver as plain tuples: SQLAlchemy's per-row bind processing
             # cost more than the database's own insert work (bench/log_bench.py profile).
             to_db = t.log_entries.c.created_at.type.bind_processor(conn.dialect)

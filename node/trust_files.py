@@ -15,6 +15,7 @@ from typing import Any
 from cryptography.hazmat.primitives import serialization
 
 from node import b64, signing
+from node.clock import SYSTEM
 from node.errors import ConfigError, CreditNodeError, InvalidInput, UntrustedKey
 from node.home import NodeHome, dumps_toml
 from node.trust import ZONE_RE, TrustStore, _iso
@@ -136,7 +137,7 @@ class TrustListFiles:
 
     def refresh(self, now: dt.datetime | None = None) -> list[str]:
         """Offer every changed list file to the store; the zones whose list changed."""
-        now = now or dt.datetime.now(dt.UTC)
+        now = now or SYSTEM.now()
         updated = []
         for zone in self.store.pinned_zones:
             path = trust_list_path(self.home, zone)

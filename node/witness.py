@@ -9,17 +9,16 @@ The logging side (`send_checkpoint`) never raises into the serving path: a refus
 from __future__ import annotations
 
 import dataclasses
-import datetime as dt
 import logging
 import re
-import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import grpc
 import sqlalchemy as sa
 
 from node import merkle, metrics, notes, wire
+from node.clock import SYSTEM, Clock
 from node.errors import Conflict, CreditNodeError, InvalidInput, PermissionDenied
 from node.store import Store
 from node.store import log_tables as t
@@ -79,7 +78,7 @@ class Witness:
         store: Store,
         witness_signer: notes.WitnessSigner,
         known_logs: Mapping[str, notes.NoteVerifier],
-        clock: Callable[[], int] = lambda: int(time.time()),
+        clock: Clock = SYSTEM,
     ) -> None:
         self._store = store
         self._signer = witness_signer
@@ -115,7 +114,7 @@ class Witness:
         with self._store.begin() as conn:
             held = self._read_held(conn, origin)
             check_growth(held, old_size, proof, checkpoint)
-            now = dt.datetime.now(dt.UTC)
+            now = self._clock.now()
             values = {"size": checkpoint.size, "root": checkpoint.root_hash,
                       "checkpoint": note, "updated_at": now}
             if held == NOTHING_HELD:
@@ -132,7 +131,7 @@ class Witness:
             if updated != 1:
                 raise Conflict(f"the witnessed size of {origin} changed meanwhile; ask again")
         log.info("cosigned %s at size %d", origin, checkpoint.size)
-        return notes.cosign_checkpoint(body, self._signer, self._clock())
+        return notes.cosign_checkpoint(body, self._signer, int(self._clock.now().timestamp()))
 
     @staticmethod
     def _swap(conn: sa.Connection, origin: str, held: Held, values: dict[str, Any]) -> int:
@@ -176,7 +175,7 @@ def store_cosignature(store: Store, size: int, witness_name: str, line: str) -> 
         conn.execute(
             sa.insert(t.log_cosignatures).values(
                 size=size, witness=witness_name, line=line.removesuffix("\n"),
-                received_at=dt.datetime.now(dt.UTC),
+                received_at=SYSTEM.now(),
             )
         )
 

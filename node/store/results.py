@@ -33,7 +33,9 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
+from node.clock import SYSTEM
 from node.errors import Conflict, ImportRejected, RowProblem
+from node.identifiers import mask_resident_id
 from node.model import (
     ChangeKind,
     CreditLevel,
@@ -168,12 +170,19 @@ def check_batch(results: Sequence[CreditResult]) -> list[RowProblem]:
                 RowProblem(
                     row,
                     "subject",
-                    f"{result.subject.id} already has a {result.scheme} "
+                    f"{_shown(result.subject)} already has a {result.scheme} "
                     f"result in row {earlier}; an import carries one per subject and "
                     "scheme",
                 )
             )
     return problems
+
+
+def _shown(subject: SubjectRef) -> str:
+    """A subject as a message shows it: a resident id masked (it holds a birth date)."""
+    if subject.id_type is SubjectIdType.RESIDENT_ID and not subject.is_pseudonymous:
+        return mask_resident_id(subject.id)
+    return subject.id
 
 
 def plan_import(
@@ -341,7 +350,7 @@ class ResultRepository:
                 f"{source}: {len(problems)} problems; nothing was imported", problems
             )
         digests = [content_digest(r) for r in results]
-        at = (now or dt.datetime.now(dt.UTC)).astimezone(dt.UTC)
+        at = (now or SYSTEM.now()).astimezone(dt.UTC)
         try:
             with self._store.begin() as conn:
                 self._store.lock_changes(conn)

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -14,6 +15,7 @@ import sqlalchemy as sa
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from node import merkle, notes, wire
+from node.clock import ManualClock
 from node.sequencer import LogWrite, Sequencer
 from node.server import GrpcServer
 from node.services import exchange_log as svc
@@ -73,7 +75,7 @@ class LogNode:
         self.sequencer = Sequencer(self.store.engine, sign_checkpoint)
         await self.sequencer.start()
         self.witness = Witness(self.store, self.witness_signer, self.known_logs,
-                               clock=lambda: 1_772_000_000)
+                               clock=ManualClock(dt.datetime.fromtimestamp(1_772_000_000, dt.UTC)))
         servicer = svc.ExchangeLogServicer(
             self.store, self.sequencer, caller_from_certificate(self.members.get), self.witness)
         anchors_pem = b"".join(a.cert_pem for a in anchors)

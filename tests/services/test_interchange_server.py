@@ -22,6 +22,7 @@ from grpc_status import rpc_status
 
 from node import merkle, model, notes, policy, signing, wire
 from node.answering import Answerer, LocalAnswerer, Reply, encode_answer
+from node.clock import ManualClock
 from node.identifiers import make_uscc
 from node.interchange import Interchange
 from node.sequencer import Sequencer
@@ -47,7 +48,7 @@ def company(uscc: str, name: str,
         subject_name=name, subject_type=subject_type,
         issuer_node=HUZHOU, scheme="zj-public-credit@2023", native_level="A", native_score=92.0,
         level=model.CreditLevel.A, flags=("RED_LIST",), indicators={"green_rating": "G1"},
-        evaluated_at=T0, valid_until=dt.datetime(2099, 1, 1, tzinfo=dt.UTC),
+        evaluated_at=T0, valid_until=T0 + dt.timedelta(days=365),
     )
 
 
@@ -61,6 +62,7 @@ class Node:
                                            ed25519.Ed25519PrivateKey.generate())
         text = importlib.resources.files("node.data").joinpath("zones.example.toml").read_text()
         self.policy = policy.policy_from_mapping(tomllib.loads(text))
+        self.clock = ManualClock(T0 + dt.timedelta(days=30))  # the results were evaluated at T0
 
     async def start(self, anchors: list[NodeTls],
                     wrap: Callable[[Answerer], Answerer] | None = None) -> None:
@@ -70,12 +72,12 @@ class Node:
             return notes.sign_checkpoint(
                 notes.Checkpoint(self.log_signer.name, size, root), self.log_signer)
 
-        self.sequencer = Sequencer(self.store.engine, sign_checkpoint)
+        self.sequencer = Sequencer(self.store.engine, sign_checkpoint, clock=self.clock)
         await self.sequencer.start()
         interchange = Interchange(
             node_id=HUZHOU, policy=self.policy, results=StoreResultSource(),
             signer=lambda: self.signer, sequencer=self.sequencer, subject_key=b"k" * 32,
-            encode=encode_answer,
+            encode=encode_answer, clock=self.clock,
         )
         answerer: Answerer = LocalAnswerer(interchange, self.sequencer)
         servicer = svc.InterchangeServicer(

@@ -4,7 +4,9 @@ Separate keys for separate jobs: DSSE signing keys (several, for rotation, liste
 with status and not_before), the Ed25519 log key (checkpoints), the Ed25519 witness key
 (cosignatures), the TLS key and self-signed certificate, and the HMAC secret that pseudonymises
 resident ids. Private files are created 0600 and never overwritten; with
-$CREDITNODE_KEY_PASSPHRASE set they are PKCS#8-encrypted and loading needs the same passphrase.
+$CREDITNODE_KEY_PASSPHRASE set they are PKCS#8-encrypted (the HMAC secret, not a key PKCS#8
+can hold, is sealed: `node.sealed_secret`, ADR 0006) and loading needs the same passphrase. A
+home's keys are all encrypted under one passphrase or none: a new key is written as they are.
 The manifest holds every public half, so the public identity is exported without a passphrase.
 """
 
@@ -15,6 +17,7 @@ import datetime as dt
 import hashlib
 import ipaddress
 import json
+import logging
 import os
 import pathlib
 import secrets
@@ -25,7 +28,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from node import b64, notes, signing
+from node import b64, notes, sealed_secret, signing
 from node.config import NodeConfig
 from node.errors import KeyMaterialError, UntrustedKey
 from node.home import NodeHome
@@ -36,7 +39,10 @@ VERIFY_ONLY = "verify-only"
 STATUSES = (ACTIVE, VERIFY_ONLY)
 TLS_VALIDITY = dt.timedelta(days=730)
 HMAC_KEY_BYTES = 32
+HMAC_KEY_PURPOSE = "subject-hmac"  # bound into the sealed file (sealed_secret's purpose)
 MANIFEST_VERSION = 1
+
+log = logging.getLogger(__name__)
 
 
 def node_uri(node_id: str) -> str:
@@ -272,6 +278,7 @@ class NodeKeys:
         self.tls_key_path = home.resolve(paths.tls_key)
         self.tls_cert_path = home.resolve(paths.tls_cert)
         self.subject_hmac_key_path = home.resolve(paths.subject_hmac_key)
+        self._subject_hmac_key: bytes | None = None  # unsealing costs a scrypt: once
 
     @classmethod
     def open(cls, home: NodeHome, config: NodeConfig | None = None) -> NodeKeys:
@@ -334,7 +341,8 @@ class NodeKeys:
         self._write_private_key(self.tls_key_path, tls_key)
         cert = self_signed_tls_certificate(self.config.node_id, tls_key, now)
         _write_public(self.tls_cert_path, cert.public_bytes(serialization.Encoding.PEM))
-        _write_private(self.subject_hmac_key_path, secrets.token_bytes(HMAC_KEY_BYTES))
+        hmac_key = secrets.token_bytes(HMAC_KEY_BYTES)
+        _write_private(self.subject_hmac_key_path, self._subject_hmac_file(hmac_key))
         # The manifest goes last: its presence means the set is complete.
         manifest = KeyManifest(
             node_id=self.config.node_id,
@@ -350,6 +358,7 @@ class NodeKeys:
         """DESIGN.md §3 key rotation: a new active key; the old ones become verify-only."""
         now = now or dt.datetime.now(dt.UTC)
         manifest = self.manifest()
+        self.check_passphrase_fits_home()
         record = self._new_signing_key(algorithm, now)
         older = tuple(dataclasses.replace(r, status=VERIFY_ONLY) for r in manifest.signing_keys)
         updated = dataclasses.replace(manifest, signing_keys=(*older, record))
@@ -486,17 +495,91 @@ class NodeKeys:
         )
 
     def subject_hmac_key(self) -> bytes:
+        """The secret that pseudonymises resident ids: sealed under the passphrase in an
+        encrypted home, 32 raw bytes in a plain one. ADR 0006: a raw file in an encrypted home
+        (written before sealing existed) still loads, with a warning; `keys protect` seals it."""
+        if self._subject_hmac_key is None:
+            self._subject_hmac_key = self._read_subject_hmac_key()
+        return self._subject_hmac_key
+
+    def _read_subject_hmac_key(self) -> bytes:
+        path = self.subject_hmac_key_path
         try:
-            data = self.subject_hmac_key_path.read_bytes()
+            data = path.read_bytes()
         except FileNotFoundError:
             raise KeyMaterialError(
-                f"no subject HMAC key at {self.subject_hmac_key_path}: run `creditnode init`"
+                f"no subject HMAC key at {path}: run `creditnode init`"
             ) from None
-        if len(data) != HMAC_KEY_BYTES:
+        except PermissionError:
+            raise KeyMaterialError(f"cannot read {path}: permission denied") from None
+        if sealed_secret.is_sealed(data):
+            secret = self._unseal(path, data)
+        else:
+            secret = data
+            if self._passphrase is not None:
+                log.warning(
+                    "%s is stored in clear beside encrypted keys: run `creditnode keys protect`",
+                    path,
+                )
+        if len(secret) != HMAC_KEY_BYTES:
+            raise KeyMaterialError(f"{path} must hold {HMAC_KEY_BYTES} bytes, has {len(secret)}")
+        return secret
+
+    # --- keeping a home's keys under one passphrase -----------------------------------------
+
+    def check_passphrase_fits_home(self) -> None:
+        """Refuse, before anything is written, a passphrase that does not fit the keys already
+        in the home: none beside encrypted keys (the new key would be in clear), one beside
+        keys in clear (the home would need it for one key only), or one that does not open
+        them."""
+        private = self._private_files()
+        encrypted = [p for p in private if is_encrypted_at_rest(p.read_bytes())]
+        where = self.manifest_path.parent
+        if encrypted and self._passphrase is None:
             raise KeyMaterialError(
-                f"{self.subject_hmac_key_path} must hold {HMAC_KEY_BYTES} bytes, has {len(data)}"
+                f"the keys in {where} are encrypted: set {PASSPHRASE_ENV} to their passphrase; "
+                "refusing to write a new key unencrypted"
             )
-        return data
+        if self._passphrase is not None and private and not encrypted:
+            raise KeyMaterialError(
+                f"the keys in {where} are not encrypted: unset {PASSPHRASE_ENV}; refusing to "
+                "write one key encrypted beside keys in clear"
+            )
+        if encrypted:
+            self._open_private_file(encrypted[0])  # "cannot decrypt …" on a wrong passphrase
+
+    def protect_subject_hmac_key(self) -> bool:
+        """Seal a subject HMAC key left in clear in an encrypted home (ADR 0006). The secret is
+        unchanged, so pseudonyms logged before stay comparable. False when already sealed."""
+        self.check_passphrase_fits_home()
+        if self._passphrase is None:
+            raise KeyMaterialError(
+                f"the keys in {self.manifest_path.parent} are not encrypted: there is no "
+                "passphrase to seal the subject HMAC key with"
+            )
+        path = self.subject_hmac_key_path
+        if sealed_secret.is_sealed(path.read_bytes()):
+            return False
+        secret = self._read_subject_hmac_key()
+        tmp = path.with_name(f".{path.name}.tmp")
+        tmp.unlink(missing_ok=True)
+        _write_private(tmp, self._subject_hmac_file(secret))
+        if self._unseal(tmp, tmp.read_bytes()) != secret:  # never replace it with a bad copy
+            tmp.unlink()
+            raise KeyMaterialError(f"{tmp} did not read back as the secret; {path} is unchanged")
+        os.replace(tmp, path)
+        return True
+
+    def _private_files(self) -> list[pathlib.Path]:
+        public = {self.manifest_path, self.tls_cert_path}
+        return [p for p in self.existing_files() if p not in public]
+
+    def _open_private_file(self, path: pathlib.Path) -> None:
+        data = path.read_bytes()
+        if sealed_secret.is_sealed(data):
+            self._unseal(path, data)
+        else:
+            self._load_private_key(path)
 
     # --- files ------------------------------------------------------------------------------
 
@@ -506,15 +589,32 @@ class NodeKeys:
     def _write_private_key(
         self, path: pathlib.Path, key: ed25519.Ed25519PrivateKey | ec.EllipticCurvePrivateKey
     ) -> None:
-        encryption: serialization.KeySerializationEncryption = (
-            serialization.BestAvailableEncryption(self._passphrase)
-            if self._passphrase
-            else serialization.NoEncryption()
-        )
         pem = key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, encryption
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            private_key_encryption(self._passphrase),
         )
         _write_private(path, pem)
+
+    def _subject_hmac_file(self, secret: bytes) -> bytes:
+        if self._passphrase is None:
+            return secret
+        return sealed_secret.seal(secret, self._passphrase, HMAC_KEY_PURPOSE)
+
+    def _unseal(self, path: pathlib.Path, data: bytes) -> bytes:
+        if self._passphrase is None:
+            raise KeyMaterialError(
+                f"{path} is encrypted: set {PASSPHRASE_ENV} to the passphrase it was written with"
+            )
+        try:
+            return sealed_secret.unseal(data, self._passphrase, HMAC_KEY_PURPOSE)
+        except sealed_secret.WrongPassphrase:
+            raise KeyMaterialError(
+                f"cannot decrypt {path}: {PASSPHRASE_ENV} is not the passphrase it was written "
+                "with"
+            ) from None
+        except KeyMaterialError as exc:
+            raise KeyMaterialError(f"{path}: {exc.message}") from None
 
     def _load_private_key(self, path: pathlib.Path) -> Any:
         try:
@@ -589,9 +689,22 @@ def _write_private(path: pathlib.Path, data: bytes) -> None:
             f"{path} already exists; refusing to overwrite key material"
         ) from None
     with os.fdopen(fd, "wb") as f:
+        os.fchmod(fd, 0o600)  # O_CREAT's mode is masked by the umask: make it exactly 0600
         f.write(data)
         f.flush()
         os.fsync(f.fileno())
+
+
+def is_encrypted_at_rest(data: bytes) -> bool:
+    """Whether a private file's bytes are an encrypted PKCS#8 PEM key or a sealed secret."""
+    return _PEM_ENCRYPTED_PKCS8 in data or sealed_secret.is_sealed(data)
+
+
+def private_key_encryption(passphrase: bytes | None) -> serialization.KeySerializationEncryption:
+    """PKCS#8 encryption under the passphrase, or none without one."""
+    if passphrase:
+        return serialization.BestAvailableEncryption(passphrase)
+    return serialization.NoEncryption()
 
 
 def _write_public(path: pathlib.Path, data: bytes, *, replace: bool = False) -> None:

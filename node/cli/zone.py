@@ -1,8 +1,9 @@
 """`creditnode zone …`: a zone coordinator's tools, and a node's pinning of a zone (floor 6).
 
 The coordinator keeps, in one directory, its Ed25519 key (`<zone>.coordinator.key`, mode 0600,
-never shared), the public key to hand to members (`<zone>.coordinator.pub.pem`) and the draft
-member list (`<zone>.draft.json`); `zone sign` turns the draft into the signed DSSE list file.
+never shared; PKCS#8-encrypted when $CREDITNODE_KEY_PASSPHRASE is set), the public key to hand
+to members (`<zone>.coordinator.pub.pem`) and the draft member list (`<zone>.draft.json`);
+`zone sign` turns the draft into the signed DSSE list file.
 """
 
 from __future__ import annotations
@@ -21,6 +22,12 @@ from node import signing, trust, trust_files
 from node.cli.options import home_option
 from node.errors import ConfigError, CreditNodeError, InvalidInput, KeyMaterialError
 from node.home import NodeHome
+from node.keys import (
+    PASSPHRASE_ENV,
+    is_encrypted_at_rest,
+    passphrase_from_env,
+    private_key_encryption,
+)
 
 DIR_OPTION = click.option(
     "--dir",
@@ -104,10 +111,21 @@ def _load_coordinator(directory: pathlib.Path, zone: str) -> signing.Ed25519Sign
         pem = path.read_bytes()
     except OSError as exc:
         raise KeyMaterialError(f"cannot read the coordinator key {path}: {exc.strerror}") from None
+    passphrase = passphrase_from_env()
+    encrypted = is_encrypted_at_rest(pem)
+    if encrypted and passphrase is None:
+        raise KeyMaterialError(
+            f"{path} is encrypted: set {PASSPHRASE_ENV} to the passphrase it was written with"
+        )
     try:
-        key = serialization.load_pem_private_key(pem, password=None)
+        key = serialization.load_pem_private_key(pem, password=passphrase if encrypted else None)
     except (ValueError, TypeError) as exc:
-        raise KeyMaterialError(f"{path} is not an unencrypted PEM private key ({exc})") from None
+        if encrypted:
+            raise KeyMaterialError(
+                f"cannot decrypt {path}: {PASSPHRASE_ENV} is not the passphrase it was written "
+                "with"
+            ) from None
+        raise KeyMaterialError(f"{path} is not a PEM private key ({exc})") from None
     if not isinstance(key, ed25519.Ed25519PrivateKey):
         raise KeyMaterialError(f"{path} is not an Ed25519 key")
     return signing.Ed25519Signer(key)
@@ -140,19 +158,21 @@ def init_command(zone: str, directory: pathlib.Path, force: bool) -> None:
         )
     directory.mkdir(parents=True, exist_ok=True)
     signer = signing.Ed25519Signer.generate()
+    passphrase = passphrase_from_env()
     _write_atomic(
         key_path,
         signer.private_key.private_bytes(
             serialization.Encoding.PEM,
             serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
+            private_key_encryption(passphrase),
         ),
         0o600,
     )
     _write_atomic(_pub_path(directory, zone), trust_files.public_key_pem(signer.verification_key()))
     _save_draft(directory, zone, 0, [])
     click.echo(f"zone {zone}: coordinator key {signer.keyid}")
-    click.echo(f"  private key  {key_path} (keep it secret)")
+    protection = f"encrypted with ${PASSPHRASE_ENV}" if passphrase else "NOT encrypted"
+    click.echo(f"  private key  {key_path} (keep it secret; {protection})")
     click.echo(f"  public key   {_pub_path(directory, zone)} (give it to every member)")
     click.echo(f"  draft list   {_draft_path(directory, zone)} (version 0, no members)")
     click.echo(

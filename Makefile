@@ -3,16 +3,28 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+RUNTIME_STAMP := $(VENV)/.installed-runtime
+# The deployable set: every runtime dependency pinned with its hashes (`make lock` writes it).
+LOCK := requirements.lock
 
-.PHONY: demo test lint proto proto-check bench clean
+.PHONY: demo test lint proto proto-check bench clean lock audit
 
-$(STAMP): pyproject.toml
+$(PY):
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
+
+# What `make demo` runs on: the lock's pins, hash-checked, then the package without its deps.
+$(RUNTIME_STAMP): pyproject.toml $(LOCK) | $(PY)
+	$(PY) -m pip install --quiet --require-hashes -r $(LOCK)
+	$(PY) -m pip install --quiet --no-deps -e .
+	touch $(RUNTIME_STAMP)
+
+# Development: the same pins plus the dev extras.
+$(STAMP): $(RUNTIME_STAMP)
 	$(PY) -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-demo: $(STAMP)
+demo: $(RUNTIME_STAMP)
 	$(PY) -m node.demo
 
 test: $(STAMP)
@@ -28,6 +40,19 @@ proto: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) -m bench
+
+# Pin the runtime dependencies of pyproject.toml (dev extras excluded) for every platform.
+# Pins already in the lock are kept; `make lock LOCK_FLAGS=--upgrade` moves them all on.
+lock: | $(PY)
+	$(PY) -m pip install --quiet 'uv>=0.5'
+	$(VENV)/bin/uv pip compile pyproject.toml --universal --python-version 3.11 \
+		--quiet --generate-hashes --custom-compile-command 'make lock' --output-file $(LOCK) $(LOCK_FLAGS)
+
+# Known vulnerabilities in the pinned set. --strict: a pin that could not be checked (say, the
+# vulnerability database is unreachable) fails the audit instead of passing as "none found".
+audit: | $(PY)
+	$(PY) -m pip install --quiet pip-audit
+	$(VENV)/bin/pip-audit --strict --require-hashes --disable-pip -r $(LOCK)
 
 clean:
 	rm -rf $(VENV) demo .pytest_cache .mypy_cache .ruff_cache

@@ -44,7 +44,7 @@ def validate_uscc(raw: str, *, allow_bad_check: bool = False) -> str:
     """
     code = normalise(raw)
     if len(code) != 18:
-        raise InvalidIdentifier(f"USCC must have 18 characters, got {len(code)} in {raw!r}")
+        raise InvalidIdentifier(f"USCC must have 18 characters, got {len(code):,}")
     for position, char in enumerate(code, start=1):
         if char not in _USCC_VALUE:
             raise InvalidIdentifier(
@@ -93,7 +93,7 @@ def validate_resident_id(raw: str) -> str:
         raise InvalidIdentifier(f"resident id starts with {code[:6]}, not a division code")
     birth = code[6:14]
     if not _is_date(birth):
-        raise InvalidIdentifier(f"resident id birth date {birth} is not a valid date")
+        raise InvalidIdentifier("resident id positions 7-14 are not a valid birth date")
     expected = resident_check_character(code[:17])
     if code[17] != expected:
         raise InvalidIdentifier(f"resident id check character should be {expected}, got {code[17]}")
@@ -102,6 +102,16 @@ def validate_resident_id(raw: str) -> str:
 
 def make_resident_id(first17: str) -> str:
     return first17 + resident_check_character(first17)
+
+
+def mask_resident_id(code: str) -> str:
+    """A resident id as a message may show it: the first 6 (the division) and last 4
+    characters, the birth date and sequence between them as `*`: 330500********0387.
+    A value too short to keep both ends is masked whole."""
+    hidden = len(code) - 10
+    if hidden <= 0:
+        return "*" * len(code)
+    return code[:6] + "*" * hidden + code[-4:]
 
 
 @functools.lru_cache(maxsize=1 << 16)

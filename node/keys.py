@@ -29,6 +29,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from node import b64, notes, sealed_secret, signing
+from node.clock import SYSTEM
 from node.config import NodeConfig
 from node.errors import KeyMaterialError, UntrustedKey
 from node.home import NodeHome
@@ -328,7 +329,7 @@ class NodeKeys:
                 f"key material already exists ({', '.join(str(p) for p in existing)}); "
                 "refusing to overwrite it"
             )
-        now = now or dt.datetime.now(dt.UTC)
+        now = now or SYSTEM.now()
         for path in self._fixed_paths():
             path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
 
@@ -356,7 +357,7 @@ class NodeKeys:
         self, *, algorithm: str = signing.ED25519, now: dt.datetime | None = None
     ) -> SigningKeyRecord:
         """DESIGN.md §3 key rotation: a new active key; the old ones become verify-only."""
-        now = now or dt.datetime.now(dt.UTC)
+        now = now or SYSTEM.now()
         manifest = self.manifest()
         self.check_passphrase_fits_home()
         record = self._new_signing_key(algorithm, now)
@@ -446,7 +447,7 @@ class NodeKeys:
 
     def active_signer(self, now: dt.datetime | None = None) -> signing.Signer:
         """The signer of the newest active key whose not_before has passed."""
-        now = now or dt.datetime.now(dt.UTC)
+        now = now or SYSTEM.now()
         usable = [r for r in self.signing_keys() if r.status == ACTIVE and r.not_before <= now]
         if not usable:
             raise KeyMaterialError(f"no active signing key in {self.manifest_path} as of {now}")

@@ -82,13 +82,21 @@ def test_resident_id_validates(code: str) -> None:
         ("110105194912310021", "check character should be X, got 1"),
         ("11010519491231002", "must have 18 characters, got 17"),
         ("1101051949123100AX", "character 17 must be a digit"),
-        ("110105194913310020", "birth date 19491331 is not a valid date"),
+        ("110105194913310020", "positions 7-14 are not a valid birth date"),
         ("990105194912310020", "not a division code"),
     ],
 )
 def test_bad_resident_id_says_what_is_wrong(raw: str, message: str) -> None:
-    with pytest.raises(InvalidIdentifier, match=message):
+    with pytest.raises(InvalidIdentifier, match=message) as info:
         identifiers.validate_resident_id(raw)
+    assert raw[6:14] not in str(info.value)  # issue 9 §6: never a birth date in a message
+
+
+def test_an_overlong_uscc_is_not_echoed() -> None:
+    """issue 9 §2: a 3.9 MiB USCC was echoed whole in the refusal."""
+    with pytest.raises(InvalidIdentifier) as info:
+        identifiers.validate_uscc("9" * 100_000)
+    assert len(str(info.value)) < 200
 
 
 @pytest.mark.parametrize(
@@ -109,3 +117,18 @@ def test_unknown_division_is_refused() -> None:
 def test_unknown_id_type_is_refused() -> None:
     with pytest.raises(InvalidIdentifier, match="unknown subject id type"):
         identifiers.normalise_subject_id("PASSPORT", "E12345678")
+
+
+@pytest.mark.parametrize(
+    ("code", "shown"),
+    [
+        ("330500199001010387", "330500********0387"),  # the birth date and sequence hidden
+        ("33052219850314203X", "330522********203X"),
+        ("33050019900101", "330500****0101"),  # a short value keeps the same two ends
+        ("3305001990", "**********"),  # too short to show both ends: masked whole
+        ("", ""),
+    ],
+)
+def test_mask_resident_id_keeps_first_six_and_last_four(code: str, shown: str) -> None:
+    """issue 9 §6: the one mask every message uses for a resident id."""
+    assert identifiers.mask_resident_id(code) == shown

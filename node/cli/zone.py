@@ -20,6 +20,7 @@ from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from node import signing, trust, trust_files
 from node.cli.options import home_option
+from node.clock import SYSTEM
 from node.errors import ConfigError, CreditNodeError, InvalidInput, KeyMaterialError
 from node.home import NodeHome
 from node.keys import (
@@ -132,7 +133,7 @@ def _load_coordinator(directory: pathlib.Path, zone: str) -> signing.Ed25519Sign
 
 
 def _now() -> dt.datetime:
-    return dt.datetime.now(dt.UTC).replace(microsecond=0)
+    return SYSTEM.now().replace(microsecond=0)
 
 
 # --- commands -----------------------------------------------------------------------------

@@ -6,7 +6,7 @@ Counters only move forward; names follow Prometheus conventions (`_total`). `ser
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
 EXCHANGES = Counter(
     "creditnode_exchanges_total", "Exchanges logged, by direction and decision",
@@ -28,4 +28,14 @@ WITNESS_ALARMS = Counter(
 WITNESS_UNREACHABLE = Counter(
     "creditnode_witness_unreachable_total", "Checkpoints a witness could not be reached for",
     ["witness"],
+)
+TRUST_LIST_IN_FORCE = Gauge(
+    "creditnode_trust_list_in_force",
+    "1 while a zone's trust list grants, 0 once it has expired (its members are then refused)",
+    ["zone"],
+)
+TRUST_LIST_EXPIRES = Gauge(
+    "creditnode_trust_list_expires_timestamp_seconds",
+    "When the trust list held for a zone expires (Unix time): alert before it does",
+    ["zone"],
 )

@@ -4,7 +4,8 @@ sequencer, the gRPC services, witnessing — wired together and started.
 node.toml tables read here (besides [node] and [keys]): `[zones.<id>]` the zone policy
 (see node/data/zones.example.toml), `[trust.<zone>]` the pinned coordinator keys,
 `[witness] peers = [...]` the nodes that witness our log, `[witness.logs]` origin → verifier key
-of the logs we witness.
+of the logs we witness, `[audit] readers` who may read which of our log's entries
+(node.disclosure).
 """
 
 from __future__ import annotations
@@ -30,12 +31,14 @@ from node.answer_worker import WorkerAnswerer
 from node.answering import Answerer, LocalAnswerer, encode_answer
 from node.clock import SYSTEM, Clock
 from node.config import NodeConfig
+from node.disclosure import WITHHELD, EntryScope, audit_readers_from_document
 from node.errors import (
     BadAnswer,
     ConfigError,
     CreditNodeError,
     PeerRefused,
     PeerUnavailable,
+    PermissionDenied,
 )
 from node.home import NodeHome
 from node.interchange import Interchange, pseudonymise
@@ -117,19 +120,26 @@ class NodeRuntime:
         document = home.load_document()
         self.policy = policy.policy_from_mapping(document, str(home.config_file))
         self.witness_config = WitnessConfig.from_document(document)
+        self.audit_readers = audit_readers_from_document(document, str(home.config_file))
         self.keys = NodeKeys.open(home, self.config)
         self.signer = self.keys.active_signer(clock.now())
         self.log_signer = self.keys.log_signer()
         self.tls_key_pem = self.keys.tls_private_key_pem()
         self.tls_cert_pem = self.keys.tls_certificate_pem()
-        self.trust_files: TrustListFiles = load_home_trust(home, clock.now())
         self.store = Store.open(home.db_url(self.config))
+        try:
+            # The versions accepted before bound what the list files may hold (rollback).
+            self.trust_files: TrustListFiles = load_home_trust(
+                home, clock.now(), self.store.trust_floors)
+        except BaseException:
+            self.store.close()
+            raise
         self.witnessing = WitnessingStats()
         self._tasks: list[asyncio.Task[Any]] = []
         self._pending_checkpoint: asyncio.Event | None = None
         self.server: GrpcServer | None = None
         self.answerer: Answerer | None = None
-        self._zones_cache: dict[tuple[int, str], frozenset[str]] = {}
+        self._zones_cache: dict[tuple[int, int, str], frozenset[str]] = {}
         self._callers: dict[tuple[int, str], str | None] = {}
         self._peer_info: dict[str, wire.pb.NodeInfo] = {}
 
@@ -145,7 +155,11 @@ class NodeRuntime:
 
     def caller_of(self, fingerprint: str) -> str | None:
         """The member a client certificate belongs to (cached until a trust list changes);
-        None when no list holds it, or lists disagree on whose it is."""
+        None when no list holds it, or lists disagree on whose it is.
+
+        A list that has expired still authenticates its members (for checkpoints, proofs and
+        witnessing, which every member gets), but it grants them no zone (`trusted_zones`)
+        and no entries (`entry_scope`)."""
         key = (self.trust.generation, fingerprint)
         if key not in self._callers:
             if len(self._callers) > 1024:
@@ -155,30 +169,41 @@ class NodeRuntime:
         return self._callers[key]
 
     def trusted_zones(self, node_id: str) -> frozenset[str]:
-        """Zones whose current trust list holds `node_id` (cached until a list changes)."""
-        key = (self.trust.generation, node_id)
+        """Zones whose trust list in force holds `node_id`. Cached until a list changes or
+        one expires by `self.clock`: from a list's `expires_at` on, its zone is not granted."""
+        now = self.clock.now()
+        key = (self.trust.generation, self.trust.expired_count(now), node_id)
         zones = self._zones_cache.get(key)
         if zones is None:
             if len(self._zones_cache) > 1024:
                 self._zones_cache.clear()
-            zones = frozenset(z for z in self.trust.zones() if self.trust.member(z, node_id))
+            zones = frozenset(
+                z for z in self.trust.zones_in_force(now) if self.trust.member(z, node_id))
             self._zones_cache[key] = zones
         return zones
 
-    def may_read_entries(self, node_id: str) -> bool:
-        """Auditors and witnesses read log entries: our configured witnesses, and members a
-        trust list gives the role `witness` or `auditor`."""
-        if node_id in self.witness_config.peers:
-            return True
-        return any(
-            (member := self.trust.member(zone, node_id)) is not None
-            and {"witness", "auditor"} & set(member.roles)
-            for zone in self.trust.zones()
+    def entry_scope(self, node_id: str) -> EntryScope:
+        """Which of our log's entries `node_id` may read (docs/adr/0007): what `[audit]
+        readers` gives it, and the entries of every zone it shares with us where it is a
+        witness (our `[witness] peers`, or its role `witness` or `auditor` on that zone's
+        list). Only lists in force count: a reader on none of them reads nothing."""
+        now = self.clock.now()
+        in_force = self.trust.zones_in_force(now)
+        if not any(self.trust.member(z, node_id) for z in in_force):
+            return EntryScope()
+        witnesses_us = node_id in self.witness_config.peers
+        shared = frozenset(
+            z for z in in_force
+            if self.trust.member(z, self.node_id)
+            and (member := self.trust.member(z, node_id)) is not None
+            and (witnesses_us or {"witness", "auditor"} & set(member.roles))
         )
+        return self.audit_readers.get(node_id, EntryScope()) | EntryScope(shared)
 
     def node_info(self) -> wire.pb.NodeInfo:
         identity = self.keys.public_identity()
-        zones = sorted(set(self.policy.zones_of(self.node_id)) & set(self.trust.zones()))
+        in_force = self.trust.zones_in_force(self.clock.now())
+        zones = sorted(set(self.policy.zones_of(self.node_id)) & set(in_force))
         purposes = sorted({p for z in zones for p in self.policy.zones[z].purposes})
         return wire.pb.NodeInfo(
             node_id=self.node_id, name=self.config.name,
@@ -262,12 +287,13 @@ class NodeRuntime:
             svc.SERVICE: svc.methods(svc.InterchangeServicer(
                 self.answerer, authenticate, self.node_info, self.trusted_zones)),
             log_svc.SERVICE: log_svc.methods(log_svc.ExchangeLogServicer(
-                self.store, self.sequencer, authenticate, witness, self.may_read_entries)),
+                self.store, self.sequencer, authenticate, witness, self.entry_scope)),
         }
         credentials = tls.server_credentials(self.tls_key_pem, self.tls_cert_pem,
                                              self.trust.anchors_pem)
         self.server = GrpcServer(services, credentials, listen or self.config.listen)
         await self.server.start()
+        await self.report_trust()
         self._tasks = [
             asyncio.create_task(self._refresh_trust(), name="trust-refresh"),
             asyncio.create_task(self._witness_loop(), name="witnessing"),
@@ -296,13 +322,34 @@ class NodeRuntime:
     async def _refresh_trust(self) -> None:
         while True:
             await asyncio.sleep(TRUST_REFRESH_S)
-            try:
-                updated = await asyncio.to_thread(self.trust_files.refresh, self.clock.now())
-            except Exception:
-                log.exception("trust list refresh failed; keeping the lists in force")
-                continue
+            await self.refresh_trust()
+
+    async def refresh_trust(self) -> None:
+        """Pick up changed list files (logging expiries), then report which lists are in
+        force; run every TRUST_REFRESH_S. Granting does not wait for it: `trusted_zones`
+        drops an expired zone at the instant itself."""
+        try:
+            updated = await asyncio.to_thread(self.trust_files.refresh, self.clock.now())
+        except Exception:
+            log.exception("trust list refresh failed; keeping the lists held")
+        else:
             for zone in updated:
                 log.info("trust list for zone %s updated", zone)
+        await self.report_trust()
+
+    async def report_trust(self) -> None:
+        """Metrics per zone (in force or not, and when its list expires) and the interchange's
+        gRPC health: NOT_SERVING while no zone's list is in force, since it can grant nothing
+        then; the exchange log keeps serving (checkpoints, proofs, witnessing)."""
+        now = self.clock.now()
+        in_force = set(self.trust.zones_in_force(now))
+        for zone in self.trust.zones():
+            held = self.trust.trust_list(zone)
+            assert held is not None
+            metrics.TRUST_LIST_IN_FORCE.labels(zone).set(1 if zone in in_force else 0)
+            metrics.TRUST_LIST_EXPIRES.labels(zone).set(held.expires_at.timestamp())
+        if self.server is not None:
+            await self.server.set_serving(svc.SERVICE, bool(in_force))
 
     async def _witness_loop(self) -> None:
         """Send the newest checkpoint to each witness peer; coalesces bursts of batches."""
@@ -433,9 +480,12 @@ class NodeRuntime:
         return AskOutcome(query, decision, reason, answer, receipt.log_index)
 
     async def fetch_peer_log(self, peer: str) -> PeerLog:
-        """Fetch `peer`'s latest checkpoint and every entry under it (we must be one of its
-        witnesses or auditors). The log key is our pinned one when we witness that log,
-        else the one the peer publishes in NodeInfo over the authenticated channel."""
+        """Fetch `peer`'s latest checkpoint and every entry under it, paging on where the
+        peer ends a GetEntries stream early (DESIGN.md §6). We must be one of its auditors
+        with access to every entry (docs/adr/0007): entries it withholds from us (those of
+        zones we do not share) leave the tree beyond recomputation, and we say so
+        (PermissionDenied). The log key is our pinned one when we witness that log, else the
+        one the peer publishes in NodeInfo over the authenticated channel."""
         client = self.peer_client(peer, "")
         try:
             vkey, pinned = await self._log_key_of(client)
@@ -468,6 +518,16 @@ class NodeRuntime:
             ) from None
         finally:
             await client.close()
+        withheld = sum(1 for data in entries if data == WITHHELD)
+        if withheld:
+            raise PermissionDenied(
+                f"{peer} withheld {withheld} of its {size} entries from {self.node_id} (a "
+                "witness reads only the entries of zones it shares with the log's node), so "
+                "its tree cannot be recomputed here; verifying the whole log needs auditor "
+                f"access to every entry: {peer}'s node.toml [audit] readers = "
+                f'{{ "{self.node_id}" = ["*"] }} (docs/adr/0007)',
+                reason="ENTRIES_WITHHELD",
+            )
         return PeerLog(entries, checkpoint.note, vkey, pinned)
 
 

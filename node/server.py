@@ -60,6 +60,12 @@ class GrpcServer:
             await self._health.set(name, health_pb2.HealthCheckResponse.SERVING)
         log.info("serving on %s", self.target)
 
+    async def set_serving(self, service: str, serving: bool) -> None:
+        """Report one served service as SERVING or NOT_SERVING in gRPC health."""
+        status = health_pb2.HealthCheckResponse.SERVING if serving else (
+            health_pb2.HealthCheckResponse.NOT_SERVING)
+        await self._health.set(service, status)
+
     async def stop(self, grace: float = 2.0) -> None:
         await self._health.enter_graceful_shutdown()
         await self._server.stop(grace)

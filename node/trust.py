@@ -1,13 +1,16 @@
 """Zone trust lists (DESIGN.md §3): who is in a zone, their TLS anchors and signing keys.
 
 A `TrustList` is checked once on construction; `open_trust_list` hands one out only after the
-zone coordinator's pinned key verified it, it is unexpired and not older than the one held.
-`TrustStore` is a pure state machine keeping the last good list per zone; `node.trust_files`
-is the thin I/O edge that feeds it from the node home.
+zone coordinator's pinned key verified it, it is unexpired and not older than the version floor.
+`TrustStore` is a pure state machine keeping the last good list per zone, given the floors
+recorded before (so a restart never goes back); a list that expires while held stays held but
+is no longer in force: it grants no zone. `node.trust_files` is the thin I/O edge that feeds
+it from the node home and records the floors in the store.
 """
 
 from __future__ import annotations
 
+import bisect
 import dataclasses
 import datetime as dt
 import hashlib
@@ -464,7 +467,8 @@ def open_trust_list(
     now: dt.datetime,
     held_version: int | None,
     zone: str | None = None,
-    held_payload: bytes | None = None,
+    held_payload_sha256: str | None = None,
+    accept_expired: bool = False,
 ) -> TrustList:
     """The list inside `envelope`, once every check of DESIGN.md §3 passed, in this order:
 
@@ -473,9 +477,11 @@ def open_trust_list(
        (UntrustedKey when no signature is by that key, BadSignature when it does not verify);
     3. the payload decodes to a valid list (InvalidInput) for the expected zone
        (TrustListZoneMismatch);
-    4. it is not older than the list held (RolledBackTrustList); the same version is accepted
-       only with the same payload, when `held_payload` is given;
-    5. it has not expired at `now` (ExpiredTrustList).
+    4. it is not older than `held_version`, the highest version accepted before
+       (RolledBackTrustList); the same version is accepted only with the same payload, when
+       `held_payload_sha256` (hex SHA-256 of that payload) is given;
+    5. it has not expired at `now` (ExpiredTrustList), unless `accept_expired`: the caller
+       knows this very list was in force before (TrustStore, after a restart).
     """
     now = _aware(now, "now")
     # 1. An empty signature list is its own refusal: the publisher forgot to sign.
@@ -500,17 +506,17 @@ def open_trust_list(
     older = held_version is not None and trust_list.version < held_version
     reissued = (
         trust_list.version == held_version
-        and held_payload is not None
-        and verified.payload != held_payload
+        and held_payload_sha256 is not None
+        and hashlib.sha256(verified.payload).hexdigest() != held_payload_sha256
     )
     if older or reissued:
         raise RolledBackTrustList(
             f"trust list for zone {trust_list.zone} has version {trust_list.version}, "
-            f"but version {held_version} is already held"
+            f"but version {held_version} was already accepted"
             + (" with different content" if reissued else "")
         )
     # 5. Expiry.
-    if trust_list.expires_at <= now:
+    if trust_list.expires_at <= now and not accept_expired:
         raise ExpiredTrustList(
             f"trust list for zone {trust_list.zone} version {trust_list.version} expired at "
             f"{_iso(trust_list.expires_at)} (now {_iso(now)}); ask the coordinator for a new one"
@@ -529,10 +535,29 @@ def _as_envelope(data: signing.Envelope | str | bytes) -> signing.Envelope:
 
 @dataclasses.dataclass(frozen=True)
 class HeldList:
-    """A list in force and the envelope it came in (to pass it on unchanged)."""
+    """A zone's last good list and the envelope it came in (to pass it on unchanged)."""
 
     trust_list: TrustList
     envelope: signing.Envelope
+
+    def in_force(self, now: dt.datetime) -> bool:
+        """Whether the list still grants: up to, not including, its `expires_at`."""
+        return now < self.trust_list.expires_at
+
+
+@dataclasses.dataclass(frozen=True)
+class VersionFloor:
+    """The highest version of a zone's list accepted so far, and the hex SHA-256 of its
+    payload: no lower version, nor other content under that version, is accepted again
+    (DESIGN.md §3 rollback protection). Recorded durably, so a restart keeps it."""
+
+    version: int
+    payload_sha256: str
+
+    @classmethod
+    def of(cls, held: HeldList) -> VersionFloor:
+        digest = hashlib.sha256(held.envelope.payload).hexdigest()
+        return cls(held.trust_list.version, digest)
 
 
 class TrustStore:
@@ -540,16 +565,29 @@ class TrustStore:
 
     Pure state: `offer` either replaces a zone's list with a newer good one or raises the
     reason and leaves the held list as it was (DESIGN.md §3: keep serving on the last good list).
+    `floors` are the versions accepted before this store was made (recorded in the node's
+    store): lists below them are refused as at run time, and the very list a floor names is
+    taken back even when it has expired since, so that it is reported, not dropped.
+
+    A held list that has expired stays held: its members still authenticate (checkpoints,
+    proofs, witnessing) but it grants nothing, so `zones_in_force` leaves it out from its
+    `expires_at` on.
     """
 
-    def __init__(self, coordinator_keys: Mapping[str, signing.VerificationKey]) -> None:
+    def __init__(
+        self,
+        coordinator_keys: Mapping[str, signing.VerificationKey],
+        floors: Mapping[str, VersionFloor] | None = None,
+    ) -> None:
         for zone in coordinator_keys:
             if not ZONE_RE.match(zone):
                 raise ConfigError(f"zone {zone!r} must be a lower-case slug like 'hjjw'")
         self._coordinator_keys = dict(coordinator_keys)
+        self._floors: dict[str, VersionFloor] = dict(floors or {})
         self._held: dict[str, HeldList] = {}
         self.generation = 0  # bumped whenever a list is replaced: callers key caches on it
         self._anchors_pem = b""  # rebuilt when a list changes: TLS asks on every handshake
+        self._expiries: list[dt.datetime] = []  # of the lists held, sorted
 
     @property
     def pinned_zones(self) -> list[str]:
@@ -567,28 +605,49 @@ class TrustStore:
                 f"no coordinator key is pinned for zone {zone!r}; add [trust.{zone}] to node.toml"
             )
         opened = _as_envelope(envelope)
-        held = self._held.get(zone)
+        floor = self._floors.get(zone)
         trust_list = open_trust_list(
             opened,
             key,
             now=now,
-            held_version=None if held is None else held.trust_list.version,
+            held_version=None if floor is None else floor.version,
             zone=zone,
-            held_payload=None if held is None else held.envelope.payload,
+            held_payload_sha256=None if floor is None else floor.payload_sha256,
+            # The very list accepted last (after a restart, the one recorded) is held again
+            # even if it expired since: reported as expired and granting nothing, rather
+            # than dropped as if the zone had never had a list.
+            accept_expired=floor is not None
+            and hashlib.sha256(opened.payload).hexdigest() == floor.payload_sha256,
         )
+        held = self._held.get(zone)
         if held is not None and held.trust_list.version == trust_list.version:
             return False
-        self._held[zone] = HeldList(trust_list, opened)
+        self._held[zone] = held = HeldList(trust_list, opened)
+        self._floors[zone] = VersionFloor.of(held)
         self.generation += 1
         certs = {m.tls_cert_sha256: m for h in self._held.values() for m in h.trust_list.members}
         self._anchors_pem = b"".join(certs[fp].tls_cert_pem for fp in sorted(certs))
+        self._expiries = sorted(h.trust_list.expires_at for h in self._held.values())
         return True
 
     # lookups
 
+    def floor(self, zone: str) -> VersionFloor | None:
+        """The highest version accepted for `zone`: what to record durably."""
+        return self._floors.get(zone)
+
     def zones(self) -> list[str]:
-        """Zones with a list in force."""
+        """Zones with a list held, in force or expired."""
         return sorted(self._held)
+
+    def zones_in_force(self, now: dt.datetime) -> list[str]:
+        """Zones whose list still grants at `now`."""
+        return sorted(z for z, h in self._held.items() if h.in_force(now))
+
+    def expired_count(self, now: dt.datetime) -> int:
+        """How many held lists have expired at `now`. With `generation`, it names the set of
+        lists in force, so caches keyed on both never outlive an expiry."""
+        return bisect.bisect_right(self._expiries, now)
 
     def held(self, zone: str) -> HeldList | None:
         return self._held.get(zone)
@@ -598,8 +657,8 @@ class TrustStore:
         return None if held is None else held.trust_list
 
     def expired_zones(self, now: dt.datetime) -> list[str]:
-        """Zones still served on a list that has since expired (for health and warnings)."""
-        return sorted(z for z, h in self._held.items() if h.trust_list.expires_at <= now)
+        """Zones whose held list has expired: they grant nothing (for health and the log)."""
+        return sorted(z for z, h in self._held.items() if not h.in_force(now))
 
     def member(self, zone: str, node_id: str) -> Member | None:
         trust_list = self.trust_list(zone)

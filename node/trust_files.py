@@ -1,6 +1,7 @@
-"""The I/O edge of zone trust (floor 4): coordinator keys pinned in node.toml, and the trust
-list files in the node home that feed a `node.trust.TrustStore` — refreshed without a restart,
-a refused file logged while the last good list stays in force.
+"""The I/O edge of zone trust (floor 4): coordinator keys pinned in node.toml, the trust list
+files in the node home that feed a `node.trust.TrustStore` — refreshed without a restart, a
+refused file logged while the last good list stays — and the version floors recorded in the
+node's store, so that a restart refuses what run time refused.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ import logging
 import os
 import pathlib
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Protocol
 
 from cryptography.hazmat.primitives import serialization
 
@@ -18,7 +19,7 @@ from node import b64, signing
 from node.clock import SYSTEM
 from node.errors import ConfigError, CreditNodeError, InvalidInput, UntrustedKey
 from node.home import NodeHome, dumps_toml
-from node.trust import ZONE_RE, TrustStore, _iso
+from node.trust import ZONE_RE, TrustStore, VersionFloor, _iso
 
 log = logging.getLogger(__name__)
 
@@ -120,17 +121,40 @@ def trust_list_path(home: pathlib.Path, zone: str) -> pathlib.Path:
     return home / ZONES_DIR / f"{zone}.trustlist.json"
 
 
+class FloorRecord(Protocol):
+    """Where the highest accepted version per zone is kept durably
+    (`node.store.trust_floors.TrustFloorRepository`, as `store.trust_floors`)."""
+
+    def recorded(self) -> Mapping[str, tuple[int, str]]:
+        """zone -> (version, payload SHA-256 hex)."""
+        ...
+
+    def record(self, zone: str, version: int, payload_sha256: str, at: dt.datetime) -> None:
+        """Raise a zone's floor (never lowers it)."""
+        ...
+
+
 class TrustListFiles:
     """Feeds a TrustStore from `zones/<zone>.trustlist.json` in the node home.
 
     `refresh()` re-reads only files whose stat changed, so a newer list dropped in place (write
     a temporary file, then rename it over the old one) is picked up without restart. Every
-    refusal is logged once per file version; the store keeps its last good list.
+    refusal is logged once per file version; the store keeps its last good list. With a
+    `floors` record, every list accepted raises its zone's recorded floor (retried at the next
+    refresh if the store is down), and a held list's expiry is logged once, as an error.
     """
 
-    def __init__(self, home: NodeHome | pathlib.Path, store: TrustStore) -> None:
+    def __init__(
+        self,
+        home: NodeHome | pathlib.Path,
+        store: TrustStore,
+        floors: FloorRecord | None = None,
+        recorded: Mapping[str, VersionFloor] | None = None,
+    ) -> None:
         self.home = home.path if isinstance(home, NodeHome) else pathlib.Path(home)
         self.store = store
+        self._floors = floors
+        self._recorded: dict[str, VersionFloor] = dict(recorded or {})
         self._seen: dict[str, tuple[int, int, int] | None] = {}  # None: file was missing
         self._warned_expired: set[tuple[str, int]] = set()
         self.last_errors: dict[str, CreditNodeError | OSError] = {}
@@ -175,22 +199,59 @@ class TrustListFiles:
                     exc.message if isinstance(exc, CreditNodeError) else exc,
                     f"version {kept.version}" if kept else "no list (zone not served)",
                 )
+        self.record_floors(now)
         for zone in self.store.expired_zones(now):
-            version = self.store.trust_list(zone).version  # type: ignore[union-attr]
-            if (zone, version) not in self._warned_expired:
-                self._warned_expired.add((zone, version))
-                log.warning(
-                    "zone %s: trust list version %d in force has expired; still serving on it "
-                    "until the coordinator publishes a new one",
+            expired = self.store.trust_list(zone)
+            assert expired is not None
+            if (zone, expired.version) not in self._warned_expired:
+                self._warned_expired.add((zone, expired.version))
+                log.error(
+                    "zone %s: trust list version %d expired at %s; it grants nothing now (its "
+                    "members are refused NOT_ZONE_MEMBER) until the coordinator publishes a new "
+                    "one",
                     zone,
-                    version,
+                    expired.version,
+                    _iso(expired.expires_at),
                 )
         return updated
 
+    def record_floors(self, now: dt.datetime) -> None:
+        """Record each zone's floor that rose since it was last recorded. A store that is down
+        is logged; the next refresh tries again (the list stays in force meanwhile)."""
+        if self._floors is None:
+            return
+        for zone in self.store.zones():
+            floor = self.store.floor(zone)
+            if floor is None or self._recorded.get(zone) == floor:
+                continue
+            try:
+                self._floors.record(zone, floor.version, floor.payload_sha256, now)
+            except CreditNodeError as exc:
+                log.error(
+                    "zone %s: cannot record trust list version %d as accepted: %s; a restart "
+                    "before it is recorded would not refuse older lists",
+                    zone,
+                    floor.version,
+                    exc.message,
+                )
+                continue
+            self._recorded[zone] = floor
 
-def load_home_trust(home: NodeHome, now: dt.datetime | None = None) -> TrustListFiles:
-    """The node's trust: a store of its pinned zones, with every list file loaded once."""
-    files = TrustListFiles(home, TrustStore(coordinator_keys_for_home(home)))
+
+def load_home_trust(
+    home: NodeHome, now: dt.datetime | None = None, floors: FloorRecord | None = None
+) -> TrustListFiles:
+    """The node's trust: a store of its pinned zones, with every list file loaded once.
+
+    `floors` (the node store's `trust_floors`) gives the versions accepted before: a list file
+    below them is refused, as it would be at run time, and each list accepted is recorded.
+    """
+    recorded = {} if floors is None else {
+        zone: VersionFloor(version, digest)
+        for zone, (version, digest) in floors.recorded().items()
+    }
+    store = TrustStore(coordinator_keys_for_home(home), recorded)
+    files = TrustListFiles(home, store, floors, recorded)
     files.refresh(now)
     return files
 

@@ -239,6 +239,14 @@ def _record_pb(
     )
 
 
+def record_zone(data: bytes) -> str:
+    """The zone a serialized ExchangeRecord names ("" for none), without building the record:
+    the log service reads it for every entry it serves (node.disclosure)."""
+    msg = _parse(pb.ExchangeRecord, data, "exchange record")
+    assert isinstance(msg, pb.ExchangeRecord)
+    return str(msg.zone)
+
+
 def record_from_bytes(data: bytes) -> model.ExchangeRecord:
     msg = _parse(pb.ExchangeRecord, data, "exchange record")
     assert isinstance(msg, pb.ExchangeRecord)

@@ -299,7 +299,7 @@ def test_older_list_offered_after_a_newer_one_is_refused_as_rollback(
     v4 = trust.sign_trust_list(make_list(4, huzhou, jiaxing), coordinator)
     v5 = trust.sign_trust_list(make_list(5, huzhou), coordinator)
     assert store.offer("hjjw", v5, T0)
-    with pytest.raises(RolledBackTrustList, match="has version 4, but version 5 is already held"):
+    with pytest.raises(RolledBackTrustList, match="version 4, but version 5 was already accepted"):
         store.offer("hjjw", v4, T0)
     # The same list again is no change; the same version with other content is a rollback.
     assert store.offer("hjjw", v5.to_json(), T0) is False
@@ -329,6 +329,70 @@ def test_offer_for_a_zone_without_a_pinned_key_is_a_config_error(
     env = trust.sign_trust_list(make_list(1, huzhou, zone="yrd"), coordinator)
     with pytest.raises(ConfigError, match=r"add \[trust.yrd\] to node.toml"):
         store.offer("yrd", env, T0)
+
+
+# --- version floors and expiry (issue 9 §5) -----------------------------------------------
+
+
+def _floor(env: signing.Envelope) -> trust.VersionFloor:
+    version = trust.TrustList.from_bytes(env.payload).version
+    return trust.VersionFloor(version, hashlib.sha256(env.payload).hexdigest())
+
+
+def test_recorded_floor_refuses_an_older_list_in_a_fresh_store_as_at_run_time(
+    coordinator: signing.Ed25519Signer, huzhou: trust.Member, jiaxing: trust.Member
+) -> None:
+    """issue 9 §5: rollback protection survives restarts. A store made with the floor
+    recorded before (v4, which removed Jiaxing) refuses v3 although it holds no list yet."""
+    v3 = trust.sign_trust_list(make_list(3, huzhou, jiaxing), coordinator)
+    v4 = trust.sign_trust_list(make_list(4, huzhou), coordinator)
+    restarted = trust.TrustStore({"hjjw": coordinator.verification_key()}, {"hjjw": _floor(v4)})
+    with pytest.raises(RolledBackTrustList, match="version 3, but version 4 was already accepted"):
+        restarted.offer("hjjw", v3, T0)
+    other_v4 = trust.sign_trust_list(make_list(4, huzhou, jiaxing), coordinator)
+    with pytest.raises(RolledBackTrustList, match="with different content"):
+        restarted.offer("hjjw", other_v4, T0)
+    assert restarted.zones() == [] and restarted.member("hjjw", "cn-330400") is None
+    assert restarted.offer("hjjw", v4, T0)
+    v5 = trust.sign_trust_list(make_list(5, huzhou, jiaxing), coordinator)
+    assert restarted.offer("hjjw", v5, T0)
+    assert restarted.floor("hjjw") == _floor(v5)
+
+
+def test_list_stops_being_in_force_at_its_expiry_instant(
+    store: trust.TrustStore, coordinator: signing.Ed25519Signer, huzhou: trust.Member
+) -> None:
+    """issue 9 §5: a list that expires while in force stops granting at its expiry."""
+    store.offer("hjjw", trust.sign_trust_list(make_list(1, huzhou, valid=DAY), coordinator), T0)
+    just_before = T0 + DAY - dt.timedelta(microseconds=1)
+    assert store.zones_in_force(just_before) == ["hjjw"]
+    assert store.expired_count(just_before) == 0
+    assert store.zones_in_force(T0 + DAY) == []
+    assert store.expired_zones(T0 + DAY) == ["hjjw"]
+    assert store.expired_count(T0 + DAY) == 1
+    # Still held: its members authenticate, and a newer list replaces it as usual.
+    assert store.member_by_cert_sha256(huzhou.tls_cert_sha256) == [("hjjw", huzhou)]
+    assert store.offer("hjjw", trust.sign_trust_list(make_list(2, huzhou), coordinator), T0 + DAY)
+    assert store.zones_in_force(T0 + DAY) == ["hjjw"]
+
+
+def test_after_a_restart_the_expired_list_in_force_before_is_held_and_any_other_refused(
+    coordinator: signing.Ed25519Signer, huzhou: trust.Member
+) -> None:
+    """issue 9 §5: at start-up an expired list is reported, not silently dropped. The list
+    the floor names is held again (expired: reported, granting nothing); an expired list
+    never accepted here is still refused, newer or not."""
+    v1 = trust.sign_trust_list(make_list(1, huzhou, valid=DAY), coordinator)
+    v2 = trust.sign_trust_list(make_list(2, huzhou, valid=DAY), coordinator)
+    later = T0 + 3 * DAY
+    restarted = trust.TrustStore({"hjjw": coordinator.verification_key()}, {"hjjw": _floor(v1)})
+    with pytest.raises(ExpiredTrustList):
+        restarted.offer("hjjw", v2, later)
+    assert restarted.offer("hjjw", v1, later)
+    assert restarted.expired_zones(later) == ["hjjw"] and restarted.zones_in_force(later) == []
+    fresh = trust.TrustStore({"hjjw": coordinator.verification_key()})
+    with pytest.raises(ExpiredTrustList):
+        fresh.offer("hjjw", v1, later)
 
 
 # --- lookups ------------------------------------------------------------------------------
@@ -512,7 +576,7 @@ def test_refused_list_file_is_logged_once_and_the_last_good_list_kept(
         assert files.refresh(T0) == []
     refusals = [r for r in caplog.records if "refused trust list" in r.getMessage()]
     assert len(refusals) == 1
-    assert "version 2, but version 3 is already held" in refusals[0].getMessage()
+    assert "version 2, but version 3 was already accepted" in refusals[0].getMessage()
     assert "keeping version 3" in refusals[0].getMessage()
     assert isinstance(files.last_errors["hjjw"], RolledBackTrustList)
 
@@ -522,20 +586,25 @@ def test_refused_list_file_is_logged_once_and_the_last_good_list_kept(
     assert store.trust_list("hjjw").version == 3  # type: ignore[union-attr]
 
 
-def test_expired_list_in_force_is_still_served_and_warned_about_once(
+def test_list_that_expires_while_held_is_logged_once_as_an_error_and_stays_held(
     tmp_path: pathlib.Path,
     store: trust.TrustStore,
     coordinator: signing.Ed25519Signer,
     huzhou: trust.Member,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
+    """issue 9 §5: a list that expires while in force is reported in the log (an error, once)
+    and is no longer in force; it stays held, so its members still authenticate."""
     files = trust_files.TrustListFiles(tmp_path, store)
     _write(tmp_path, trust.sign_trust_list(make_list(1, huzhou, valid=DAY), coordinator))
     files.refresh(T0)
     with caplog.at_level(logging.WARNING, logger="node.trust"):
         files.refresh(T0 + 2 * DAY)
         files.refresh(T0 + 3 * DAY)
-    assert caplog.text.count("has expired; still serving") == 1
+    expired = [r for r in caplog.records if "expired at 2026-05-02T00:00:00Z" in r.getMessage()]
+    assert len(expired) == 1 and expired[0].levelno == logging.ERROR
+    assert "grants nothing" in expired[0].getMessage()
+    assert store.zones_in_force(T0 + 2 * DAY) == []
     assert store.member("hjjw", "cn-330500") == huzhou
 
 

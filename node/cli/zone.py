@@ -29,6 +29,7 @@ from node.keys import (
     passphrase_from_env,
     private_key_encryption,
 )
+from node.store import Store
 
 DIR_OPTION = click.option(
     "--dir",
@@ -328,28 +329,34 @@ def pin_command(zone: str, coordinator_key: pathlib.Path, home: pathlib.Path) ->
 @click.argument("file", type=click.Path(dir_okay=False, exists=True, path_type=pathlib.Path))
 @home_option
 def install_command(zone: str, file: pathlib.Path, home: pathlib.Path) -> None:
-    """Check a signed list against the pinned key and the list held, then install it.
+    """Check a signed list against the pinned key and the versions accepted before, then
+    install it.
 
+    The versions accepted before are the node store's record (a restart keeps them), so a list
+    older than one this node ever accepted is refused even if the file in zones/ was replaced.
     A running node picks the installed file up on its next refresh, without restart.
     """
     node_home = NodeHome(home)
-    files = trust_files.load_home_trust(node_home)
-    if zone not in files.store.pinned_zones:
-        raise ConfigError(
-            f"zone {zone} is not pinned in {node_home.config_file}: run `creditnode zone pin "
-            f"--zone {zone} --coordinator-key <PEM>` first"
-        )
-    text = file.read_text(encoding="utf-8")
-    held = files.store.trust_list(zone)
-    try:
-        files.store.offer(zone, text, _now())
-    except CreditNodeError:
-        kept = f"version {held.version} stays installed" if held else "nothing was installed"
-        click.echo(f"zone {zone}: refused {file}; {kept}", err=True)
-        raise
-    trust_list = files.store.trust_list(zone)
-    assert trust_list is not None
-    path = trust_files.install_trust_list(node_home.path, zone, text)
+    with Store.open(node_home.db_url()) as store:
+        files = trust_files.load_home_trust(node_home, _now(), store.trust_floors)
+        if zone not in files.store.pinned_zones:
+            raise ConfigError(
+                f"zone {zone} is not pinned in {node_home.config_file}: run `creditnode zone "
+                f"pin --zone {zone} --coordinator-key <PEM>` first"
+            )
+        text = file.read_text(encoding="utf-8")
+        held = files.store.trust_list(zone)
+        now = _now()
+        try:
+            files.store.offer(zone, text, now)
+        except CreditNodeError:
+            kept = f"version {held.version} stays installed" if held else "nothing was installed"
+            click.echo(f"zone {zone}: refused {file}; {kept}", err=True)
+            raise
+        trust_list = files.store.trust_list(zone)
+        assert trust_list is not None
+        path = trust_files.install_trust_list(node_home.path, zone, text)
+        files.record_floors(now)  # once the file is in place: its version is now the floor
     click.echo(
         f"zone {zone}: installed version {trust_list.version} "
         f"({len(trust_list.members)} members, expires {trust_list.expires_at.isoformat()}) "

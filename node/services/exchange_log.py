@@ -3,6 +3,8 @@ entries of this node's log, and AddCheckpoint for the logs this node witnesses.
 
 Thin: wire message → sequencer tree / store / witness → wire message. Proofs are served only
 up to the latest signed checkpoint, so every proof verifies against a note a client can get.
+Checkpoints and proofs go to every member; entries only as far as the reader's scope allows
+(node.disclosure, docs/adr/0007): the others are sent with their index and empty data.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from typing import Any
 import grpc
 import sqlalchemy as sa
 
-from node import notes, wire
+from node import disclosure, notes, wire
 from node.errors import InvalidInput, NotFound, PermissionDenied
 from node.sequencer import Sequencer
 from node.store import Store
@@ -22,10 +24,13 @@ from node.store import log_tables as t
 from node.witness import Witness
 
 SERVICE = "creditx.v1.ExchangeLog"
+# A GetEntries stream ends after this many entries even before `end` (DESIGN.md §6); the
+# client asks again from the next index. Documented in README.
 MAX_ENTRIES_PER_CALL = 1000
 
 Context = Any  # grpc.aio.ServicerContext
 Authenticate = Callable[[Context], str]
+EntryScopeOf = Callable[[str], disclosure.EntryScope]  # a reader's node id -> what it may read
 
 
 def checkpoint_size(note: str) -> int:
@@ -37,9 +42,9 @@ def checkpoint_size(note: str) -> int:
 class ExchangeLogServicer:
     def __init__(
         self, store: Store, sequencer: Sequencer, authenticate: Authenticate, witness: Witness,
-        may_read_entries: Callable[[str], bool] | None = None,
+        entry_scope: EntryScopeOf,
     ) -> None:
-        self._may_read_entries = may_read_entries
+        self._entry_scope = entry_scope
         self._store = store
         self._sequencer = sequencer
         self._authenticate = authenticate
@@ -108,7 +113,8 @@ class ExchangeLogServicer:
         self, request: wire.spb.GetEntriesRequest, context: Context
     ) -> AsyncIterator[wire.spb.LogEntry]:
         caller = self._authenticate(context)
-        if self._may_read_entries is not None and not self._may_read_entries(caller):
+        scope = self._entry_scope(caller)
+        if scope.is_empty:
             # DESIGN.md §6: entries are for auditors and witnesses; proofs and checkpoints
             # stay open to every member.
             raise PermissionDenied(
@@ -123,17 +129,20 @@ class ExchangeLogServicer:
         if end > latest:
             raise InvalidInput(f"end {end} is beyond the latest checkpoint's size {latest}")
         end = min(end, start + MAX_ENTRIES_PER_CALL)  # the caller asks again from `end`
-        for index, data in await asyncio.to_thread(self._entries, start, end):
+        for index, data in await asyncio.to_thread(self._entries, start, end, scope):
             yield wire.spb.LogEntry(index=index, data=data)
 
-    def _entries(self, start: int, end: int) -> list[tuple[int, bytes]]:
+    def _entries(
+        self, start: int, end: int, scope: disclosure.EntryScope
+    ) -> list[tuple[int, bytes]]:
+        """Entries [start, end), each disclosed or withheld (empty data, index kept)."""
         with self._store.connect() as conn:
             rows = conn.execute(
                 sa.select(t.log_entries.c.idx, t.log_entries.c.data)
                 .where(t.log_entries.c.idx >= start, t.log_entries.c.idx < end)
                 .order_by(t.log_entries.c.idx)
             ).all()
-        return [(row.idx, row.data) for row in rows]
+        return [(row.idx, disclosure.disclose(scope, row.data)) for row in rows]
 
     async def AddCheckpoint(
         self, request: wire.spb.AddCheckpointRequest, context: Context

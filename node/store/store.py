@@ -24,6 +24,7 @@ from sqlalchemy.orm import Session
 from node.errors import StoreUnavailable
 from node.store.engine import SQLITE_BEGIN, build_engine, describe, parse_url
 from node.store.results import ResultRepository
+from node.store.trust_floors import TrustFloorRepository
 
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 # pg_advisory_xact_lock keys (any fixed int64): one migrator at a time when several node
@@ -52,6 +53,7 @@ class Store:
         self._engine = engine
         self._url = url
         self.results = ResultRepository(self)
+        self.trust_floors = TrustFloorRepository(self)
 
     @classmethod
     def open(cls, url: str | URL, *, migrate: bool = True) -> Store:

@@ -1,11 +1,12 @@
-"""ExchangeLog over real gRPC with mutual TLS: proofs that verify, entries, and witnessing
-(C2SP tlog-witness status codes, split views, the logging side's ALARM on refusal)."""
+"""ExchangeLog over real gRPC with mutual TLS: proofs that verify, entries (paged, and only
+as far as the reader's scope allows), and witnessing (C2SP tlog-witness status codes, split
+views, the logging side's ALARM on refusal)."""
 
 from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import grpc
@@ -14,8 +15,9 @@ import pytest
 import sqlalchemy as sa
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
-from node import merkle, notes, wire
+from node import merkle, model, notes, wire
 from node.clock import ManualClock
+from node.disclosure import EntryScope
 from node.sequencer import LogWrite, Sequencer
 from node.server import GrpcServer
 from node.services import exchange_log as svc
@@ -59,8 +61,11 @@ class LogNode:
     """One node serving ExchangeLog: store, sequencer, witness and a gRPC server on port 0."""
 
     def __init__(self, node_id: str, store: Store, tls: NodeTls, members: dict[str, str],
-                 known_logs: dict[str, notes.NoteVerifier]) -> None:
+                 known_logs: dict[str, notes.NoteVerifier],
+                 entry_scope: Callable[[str], EntryScope] = lambda _: EntryScope.everything(),
+                 ) -> None:
         self.node_id, self.store, self.tls, self.members = node_id, store, tls, members
+        self.entry_scope = entry_scope
         self.log_signer = notes.NoteSigner(notes.log_origin(node_id),
                                            ed25519.Ed25519PrivateKey.generate())
         self.witness_signer = notes.WitnessSigner(notes.witness_key_name(node_id),
@@ -77,15 +82,16 @@ class LogNode:
         self.witness = Witness(self.store, self.witness_signer, self.known_logs,
                                clock=ManualClock(dt.datetime.fromtimestamp(1_772_000_000, dt.UTC)))
         servicer = svc.ExchangeLogServicer(
-            self.store, self.sequencer, caller_from_certificate(self.members.get), self.witness)
+            self.store, self.sequencer, caller_from_certificate(self.members.get), self.witness,
+            self.entry_scope)
         anchors_pem = b"".join(a.cert_pem for a in anchors)
         self.server = GrpcServer({svc.SERVICE: svc.methods(servicer)}, server_credentials(
             self.tls.key_pem, self.tls.cert_pem, lambda: anchors_pem))
         await self.server.start()
 
-    async def append(self, count: int) -> None:
+    async def append(self, count: int, make: Callable[[int], bytes] = entry) -> None:
         for _ in range(count):
-            await self.sequencer.append(lambda i: LogWrite(entry=entry(i)),
+            await self.sequencer.append(lambda i: LogWrite(entry=make(i)),
                                         lambda i, exc: b"failed")
 
     def channel(self, client: NodeTls) -> grpc.aio.Channel:
@@ -143,10 +149,23 @@ def unary(ch: grpc.aio.Channel, method: str, response: type) -> grpc.aio.UnaryUn
                           response_deserializer=response.FromString)
 
 
-async def get_entries(ch: grpc.aio.Channel, start: int, end: int) -> list[wire.spb.LogEntry]:
+async def get_entries_once(ch: grpc.aio.Channel, start: int,
+                           end: int) -> list[wire.spb.LogEntry]:
+    """One GetEntries call: the server may end it before `end`."""
     stream = ch.unary_stream(f"{STUB}/GetEntries", request_serializer=wire.serialize,
                              response_deserializer=wire.spb.LogEntry.FromString)
     return [e async for e in stream(wire.spb.GetEntriesRequest(start=start, end=end), timeout=10)]
+
+
+async def get_entries(ch: grpc.aio.Channel, start: int, end: int) -> list[wire.spb.LogEntry]:
+    """Entries [start, end), paging on from the last index received (DESIGN.md §6)."""
+    entries: list[wire.spb.LogEntry] = []
+    while start < end:
+        page = await get_entries_once(ch, start, end)
+        assert page, f"no entries from {start} on"
+        entries += page
+        start = page[-1].index + 1
+    return entries
 
 
 async def test_served_checkpoint_proofs_and_entries_verify(
@@ -182,7 +201,63 @@ async def test_get_entries_is_capped_per_call(node: LogNode, tls: dict[str, Node
     monkeypatch.setattr(svc, "MAX_ENTRIES_PER_CALL", 4)
     await node.append(6)
     async with node.channel(tls[JIAXING]) as ch:
-        assert [e.index for e in await get_entries(ch, 1, 6)] == [1, 2, 3, 4]
+        assert [e.index for e in await get_entries_once(ch, 1, 6)] == [1, 2, 3, 4]
+        # A client pages on from the last index it received.
+        assert [e.index for e in await get_entries(ch, 1, 6)] == [1, 2, 3, 4, 5]
+
+
+def exchange(index: int) -> bytes:
+    """A real entry: Shanghai and Jiaxing take turns asking Huzhou, under yrd and hjjw."""
+    asker, zone = (SHANGHAI, "yrd") if index % 2 == 0 else (JIAXING, "hjjw")
+    return wire.record_bytes(model.ExchangeRecord(
+        time=dt.datetime(2026, 5, 1, tzinfo=dt.UTC) + dt.timedelta(seconds=index),
+        direction=model.Direction.ANSWERED, requester_node=asker, responder_node=HUZHOU,
+        zone=zone, purpose="xinyi-dai", subject=None, request_id=f"q-{index}",
+        request_digest=bytes(32), decision=model.Decision.NOT_FOUND, reason="NOT_FOUND"))
+
+
+@pytest.fixture
+async def scoped_node(stores: dict[str, Store], tls: dict[str, NodeTls],
+                      peer: PeerLog) -> AsyncIterator[LogNode]:
+    """HUZHOU, whose log Jiaxing may read for hjjw only and Shanghai not at all."""
+    members = {tls[n].fingerprint: n for n in (JIAXING, SHANGHAI)}
+    scopes = {JIAXING: EntryScope(frozenset({"hjjw"}))}
+    node = LogNode(HUZHOU, stores[HUZHOU], tls[HUZHOU], members, {},
+                   lambda caller: scopes.get(caller, EntryScope()))
+    await node.start([tls[JIAXING], tls[SHANGHAI]])
+    yield node
+    await node.stop()
+
+
+async def test_a_witness_gets_only_its_zones_entries_with_every_index_kept(
+    scoped_node: LogNode, tls: dict[str, NodeTls], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """issue 9 §5: GetEntries serves a witness only the entries of zones it shares with this
+    node. Jiaxing (hjjw only) no longer reads Shanghai's yrd exchanges: each is sent with its
+    index and empty data, so the pages stay contiguous, and every entry it does get verifies
+    by inclusion proof against the checkpoint."""
+    monkeypatch.setattr(svc, "MAX_ENTRIES_PER_CALL", 3)
+    await scoped_node.append(7, exchange)
+    async with scoped_node.channel(tls[JIAXING]) as ch:
+        note = (await unary(ch, "GetCheckpoint", wire.spb.Checkpoint)(
+            wire.spb.GetCheckpointRequest(), timeout=10)).note
+        root = notes.open_checkpoint(note, scoped_node.log_signer.verifier()).checkpoint.root_hash
+        entries = await get_entries(ch, 0, 7)
+        assert [e.index for e in entries] == list(range(7))
+        shown = {e.index: e.data for e in entries if e.data}
+        assert sorted(shown) == [1, 3, 5]
+        assert all(wire.record_from_bytes(d).zone == "hjjw" for d in shown.values())
+        assert all(e.data == b"" for e in entries if e.index % 2 == 0)
+        for index, data in shown.items():
+            proof = await unary(ch, "GetInclusionProof", wire.spb.InclusionProof)(
+                wire.spb.InclusionProofRequest(index=index, tree_size=7), timeout=10)
+            merkle.verify_inclusion(index, 7, merkle.leaf_hash(data), list(proof.hashes), root)
+    # Shanghai may read no entries at all (checkpoints and proofs it still gets).
+    async with scoped_node.channel(tls[SHANGHAI]) as ch:
+        with pytest.raises(grpc.aio.AioRpcError) as info:
+            await get_entries(ch, 0, 7)
+        assert info.value.code() == grpc.StatusCode.PERMISSION_DENIED
+        assert reason_of(info.value) == "NOT_AUDITOR_OR_WITNESS"
 
 
 @pytest.mark.parametrize(
@@ -223,7 +298,7 @@ async def test_bad_entry_ranges_are_invalid_argument(
     await node.append(4)
     async with node.channel(tls[JIAXING]) as ch:
         with pytest.raises(grpc.aio.AioRpcError) as info:
-            await get_entries(ch, start, end)
+            await get_entries_once(ch, start, end)
     assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert needle in (info.value.details() or "")
 

@@ -9,7 +9,10 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy.engine import Connection
 
-from node.store import log_tables  # noqa: F401 - registers the exchange log tables
+from node.store import (
+    log_tables,  # noqa: F401 - registers the exchange log tables
+    trust_floors,  # noqa: F401 - registers the trust-list floors table
+)
 from node.store.schema import Base
 
 connection = context.config.attributes.get("connection")

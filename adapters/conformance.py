@@ -30,6 +30,10 @@ REQUIRED_VECTOR_KINDS = (
     "unknown_level",
     "undecodable",
     "many_problems",
+    # issue 9 §6: each once raised instead of being a row problem
+    "valid_until_year_9999",
+    "evaluated_year_1",
+    "nul_in_name",
 )
 
 

@@ -21,6 +21,7 @@ from adapters.problems import rejected
 from adapters.result_ids import result_id_for
 from adapters.schemes import Scheme, builtin_schemes
 from node.errors import InvalidIdentifier, InvalidInput, RowProblem
+from node.identifiers import mask_resident_id
 from node.model import CreditLevel, CreditResult, SubjectIdType, SubjectRef, SubjectType
 
 if TYPE_CHECKING:
@@ -78,7 +79,21 @@ _INDICATOR_COLUMN_RE = re.compile(r"^ZB_[A-Z0-9_]+$")
 _INDICATOR_KEY_RE = re.compile(r"^[a-z0-9_]+$")
 _DATE_RE = re.compile(r"^(\d{4})[-/](\d{1,2})[-/](\d{1,2})$|^(\d{4})(\d{2})(\d{2})$")
 _SCORE_RE = re.compile(r"^[+-]?\d+(\.\d+)?$")
+_SURROGATE_RE = re.compile("[\ud800-\udfff]")
+# A NUL or a lone surrogate can enter a decoded JSON string only through a \u escape (a raw
+# control character is not valid JSON; decoded bytes hold no surrogates): strings are looked
+# at one by one only in a text with such an escape.
+_SUSPECT_ESCAPE_RE = re.compile(r"\\u(0000|[dD][89a-fA-F])")
 _PROGRESS_EVERY = 2000
+# The days a row's dates may name. Beyond them a date is a typo or a sentinel such as
+# 9999-12-31 for "no end", and near datetime's own limits (years 1 and 9999) the conversion to
+# UTC or the day after YXQZ overflows.
+EARLIEST_DATE = dt.date(1900, 1, 1)
+LATEST_DATE = dt.date(2199, 12, 31)
+# A JSON integer longer than this is no score or indicator; past 4,300 digits int() refuses it.
+_MAX_JSON_INTEGER_DIGITS = 40
+# How much of a bad cell a problem quotes: enough to find it, never the whole of a huge cell.
+_QUOTED_CHARS = 40
 
 _COLUMN_RANK = {column: rank for rank, column in enumerate(COLUMN_ORDER)}
 
@@ -194,8 +209,13 @@ def _read_csv(text: str) -> _Records:
             message = f"is empty; the first line must name the columns ({', '.join(COLUMN_ORDER)})"
             return _Records((), [], [RowProblem(0, "file", message)])
         columns = [cell.strip().upper() for cell in header]
+        for position, column in enumerate(columns, start=1):
+            if "\x00" in column:
+                message = f"the header's column {position} {_NUL_PROBLEM}"
+                return _Records((), [], [RowProblem(0, "file", message)])
         problems += _duplicate_column_problems(columns)
         width = len(columns)
+        has_nul = "\x00" in text  # rare: look for it cell by cell only then
         for row_number, cells in enumerate(reader, start=1):
             if not any(cell.strip() for cell in cells):
                 continue  # blank line: still counted, so row n stays spreadsheet line n+1
@@ -203,7 +223,11 @@ def _read_csv(text: str) -> _Records:
                 problems.append(
                     RowProblem(row_number, "row", f"has {len(cells)} cells, the header {width}")
                 )
-            rows.append((row_number, {c: v for c, v in zip(columns, cells, strict=False) if c}))
+            row = list(zip(columns, cells, strict=False))
+            if has_nul:
+                nul_columns = [c for c, v in row if c and "\x00" in v]
+                problems += [RowProblem(row_number, c, _NUL_PROBLEM) for c in nul_columns]
+            rows.append((row_number, {c: v for c, v in row if c}))
     except csv.Error as exc:
         problems.append(
             RowProblem(0, "file", f"is not valid CSV near line {reader.line_num}: {exc}")
@@ -211,54 +235,144 @@ def _read_csv(text: str) -> _Records:
     return _Records(tuple(c for c in columns if c), rows, problems)
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class _RepeatedKeys:
+    """A JSON object that names a key more than once, as its members in order: a dict keeps
+    only the last value, and the repeat would pass unseen."""
+
+    members: list[tuple[str, object]]
+
+
+def _json_object(members: list[tuple[str, object]]) -> dict[str, object] | _RepeatedKeys:
+    """object_pairs_hook: a dict, as json makes it, unless a key repeats."""
+    obj = dict(members)
+    return obj if len(obj) == len(members) else _RepeatedKeys(members)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _LongInteger:
+    """A JSON integer too long to convert (see _MAX_JSON_INTEGER_DIGITS): only its length."""
+
+    digits: int
+
+
+def _json_integer(literal: str) -> int | _LongInteger:
+    if len(literal.lstrip("-")) > _MAX_JSON_INTEGER_DIGITS:
+        return _LongInteger(len(literal.lstrip("-")))
+    return int(literal)
+
+
 def _read_json(text: str) -> _Records:
     try:
-        document = json.loads(text)
+        document = json.loads(text, object_pairs_hook=_json_object, parse_int=_json_integer)
     except json.JSONDecodeError as exc:
         message = f"is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
         return _Records((), [], [RowProblem(0, "file", message)])
     except RecursionError:
         return _Records((), [], [RowProblem(0, "file", "is JSON nested too deeply")])
+    if isinstance(document, _RepeatedKeys):
+        return _Records((), [], [RowProblem(0, "file", "names a key twice in its top object")])
     if isinstance(document, dict) and "records" in document:
         document = document["records"]
     if not isinstance(document, list):
         message = 'must be a JSON array of objects, or {"records": [...]}'
         return _Records((), [], [RowProblem(0, "file", message)])
+    check_text = _SUSPECT_ESCAPE_RE.search(text) is not None
     columns: dict[str, None] = {}  # ordered set: the union of keys stands for a header
     rows: list[tuple[int, dict[str, Cell]]] = []
     problems: list[RowProblem] = []
     for row_number, item in enumerate(document, start=1):
-        if not isinstance(item, dict):
+        members: Iterable[tuple[str, object]]
+        if isinstance(item, dict):
+            members = item.items()
+        elif isinstance(item, _RepeatedKeys):
+            members = item.members  # the repeat is reported below, as "is given twice"
+        else:
             problems.append(RowProblem(row_number, "row", "must be a JSON object"))
             continue
         cells: dict[str, Cell] = {}
-        for raw_key, value in item.items():
+        for raw_key, value in members:
+            unreadable = _unstorable_text(raw_key) if check_text else None
+            if unreadable is not None:
+                problems.append(RowProblem(row_number, "row", f"has a key that {unreadable}"))
+                continue
             key = raw_key.strip().upper()
             if key in cells:
                 problems.append(RowProblem(row_number, key, "is given twice"))
                 continue
             columns[key] = None
             try:
-                cells[key] = _json_cell(key, value)
+                cells[key] = _json_cell(key, value, check_text=check_text)
             except ValueError as exc:
                 problems.append(RowProblem(row_number, key, str(exc)))
         rows.append((row_number, cells))
     return _Records(tuple(columns), rows, problems)
 
 
-def _json_cell(key: str, value: object) -> Cell:
-    """A JSON value as a cell, or ValueError saying what the field must be."""
-    if value is None or isinstance(value, str):
+def _json_cell(key: str, value: object, *, check_text: bool = True) -> Cell:
+    """A JSON value as a cell, or ValueError saying what the field must be (or why its text
+    cannot be stored, when `check_text`)."""
+    if value is None:
+        return value
+    if isinstance(value, str):
+        if check_text:
+            _check_storable(value)
         return value
     numeric_ok = key == SCORE or key.startswith(INDICATOR_PREFIX)
+    if isinstance(value, _LongInteger):
+        raise ValueError(f"is a number of {value.digits:,} digits, too long for any field")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError("is a JSON number out of range (it reads as infinite)")
     if isinstance(value, int | float) and not isinstance(value, bool) and numeric_ok:
         return repr(value) if isinstance(value, float) else str(value)
-    if isinstance(value, list) and key == FLAGS and all(isinstance(v, str) for v in value):
-        return list(value)
+    if key == FLAGS and isinstance(value, list):
+        flags = [v for v in value if isinstance(v, str)]
+        if len(flags) == len(value):
+            if check_text:
+                for flag in flags:
+                    _check_storable(flag)
+            return flags
     expected = "a string or number" if numeric_ok else "a string"
     if key == FLAGS:
         expected = "a string or an array of strings"
-    raise ValueError(f"must be {expected}, got JSON {type(value).__name__}")
+    raise ValueError(f"must be {expected}, got JSON {_json_type(value)}")
+
+
+def _json_type(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, dict | _RepeatedKeys):
+        return "object"
+    if isinstance(value, list):
+        return "array"
+    return "number"
+
+
+_NUL_PROBLEM = "contains a NUL character (U+0000), which no text field may hold"
+
+
+def _unstorable_text(text: str) -> str | None:
+    """Why `text` cannot be stored, or None. PostgreSQL refuses U+0000 in text where SQLite
+    keeps it: refused here for both. A lone surrogate (JSON "\\ud800") is no character at all
+    and fails when the text is encoded."""
+    if "\x00" in text:
+        return _NUL_PROBLEM
+    if _SURROGATE_RE.search(text):
+        return "contains a lone surrogate (U+D800-U+DFFF), which is not a Unicode character"
+    return None
+
+
+def _check_storable(text: str) -> None:
+    unstorable = _unstorable_text(text)
+    if unstorable is not None:
+        raise ValueError(unstorable)
+
+
+def _quoted(raw: str) -> str:
+    """A cell's value for a problem's reason, cut short when long."""
+    if len(raw) <= _QUOTED_CHARS:
+        return repr(raw)
+    return f"{raw[:_QUOTED_CHARS]!r}... ({len(raw):,} characters)"
 
 
 def _duplicate_column_problems(columns: Sequence[str]) -> list[RowProblem]:
@@ -396,7 +510,10 @@ class _RowConverter:
         if found is None:
             chinese = ", ".join(SUBJECT_TYPE_LABELS.values())
             english = ", ".join(SubjectType.__members__)
-            problem(SUBJECT_TYPE, f"unknown subject type {raw!r}; use one of {chinese} ({english})")
+            problem(
+                SUBJECT_TYPE,
+                f"unknown subject type {_quoted(raw)}; use one of {chinese} ({english})",
+            )
         return found
 
     def _subject(
@@ -420,7 +537,10 @@ class _RowConverter:
             return None
         first = self.first_row_of.setdefault(subject, row)
         if first != row:
-            problem(SUBJECT_ID, f"subject {subject.id} already appears in row {first}")
+            shown = subject.id
+            if subject.id_type is SubjectIdType.RESIDENT_ID:
+                shown = mask_resident_id(subject.id)  # a person's id is never shown in clear
+            problem(SUBJECT_ID, f"subject {shown} already appears in row {first}")
             return None
         return subject
 
@@ -430,7 +550,9 @@ class _RowConverter:
             return None
         scheme = self.schemes.get(raw)
         if scheme is None:
-            problem(SCHEME, f"unknown scheme {raw!r}; known schemes: {', '.join(self.schemes)}")
+            problem(
+                SCHEME, f"unknown scheme {_quoted(raw)}; known schemes: {', '.join(self.schemes)}"
+            )
         return scheme
 
     def _date(self, raw: str, field: str, problem: _Problem, *, required: bool) -> dt.date | None:
@@ -442,23 +564,29 @@ class _RowConverter:
             self.dates[raw] = _parse_date(raw)
         value = self.dates[raw]
         if value is None:
-            problem(field, f"{raw!r} is not a calendar date; write YYYY-MM-DD or YYYYMMDD")
+            problem(field, f"{_quoted(raw)} is not a calendar date; write YYYY-MM-DD or YYYYMMDD")
+        elif not EARLIEST_DATE <= value <= LATEST_DATE:
+            reason = f"{value} is outside the dates accepted ({EARLIEST_DATE} to {LATEST_DATE})"
+            if field == VALID_UNTIL and value > LATEST_DATE:
+                reason += "; a result's validity must end: leave YXQZ empty for the default"
+            problem(field, reason)
+            return None
         return value
 
     def _score(self, raw: str, scheme: Scheme | None, problem: _Problem) -> float | None:
         if not raw:
             return None
         if not _SCORE_RE.match(raw):
-            problem(SCORE, f"{raw!r} is not a number")
+            problem(SCORE, f"{_quoted(raw)} is not a number")
             return None
         score = float(raw)
         if not math.isfinite(score):
-            problem(SCORE, f"{raw!r} is not a finite number")
+            problem(SCORE, f"{_quoted(raw)} is not a finite number")
             return None
         if scheme is not None and not scheme.score_in_range(score):
             low = "" if scheme.score_min is None else f"{scheme.score_min:g}"
             high = "" if scheme.score_max is None else f"{scheme.score_max:g}"
-            problem(SCORE, f"{raw} is outside {scheme.id}'s score range {low}-{high}")
+            problem(SCORE, f"{_quoted(raw)} is outside {scheme.id}'s score range {low}-{high}")
             return None
         return score
 
@@ -472,7 +600,7 @@ class _RowConverter:
             if level is None:
                 problem(
                     LEVEL,
-                    f"unknown level {raw!r} in scheme {scheme.id}; "
+                    f"unknown level {_quoted(raw)} in scheme {scheme.id}; "
                     f"known: {', '.join(scheme.spellings)}",
                 )
                 return None
@@ -510,7 +638,7 @@ def _flags(cell: Cell, problem: _Problem) -> tuple[str, ...]:
         if not _FLAG_RE.match(flag):
             problem(
                 FLAGS,
-                f"unknown flag {raw!r}; use UPPER_SNAKE names like SERIOUS_DISHONESTY or "
+                f"unknown flag {_quoted(raw)}; use UPPER_SNAKE names like SERIOUS_DISHONESTY or "
                 f"one of {', '.join(_FLAG_ALIASES)}",
             )
         elif flag not in flags:

@@ -13,6 +13,7 @@ import pathlib
 import sys
 
 import click
+from sqlalchemy.exc import DBAPIError
 from tqdm import tqdm
 
 from adapters.problems import describe
@@ -20,12 +21,12 @@ from adapters.registry import ADAPTERS, ImportAdapter, get_adapter
 from node.cli.options import home_option
 from node.clock import SYSTEM, china_date
 from node.config import NodeConfig
-from node.errors import ImportRejected, RowProblem
+from node.errors import CreditNodeError, ImportRejected, RowProblem
 from node.gendata import generate_export
 from node.home import NodeHome
 from node.keys import NodeKeys
 from node.model import CreditResult
-from node.store import Store
+from node.store import ImportSummary, Store
 
 MAX_PROBLEMS_SHOWN = 50
 
@@ -64,13 +65,7 @@ def ingest(fmt: str, file: pathlib.Path, home: pathlib.Path) -> None:
         results = _parse_with_progress(adapter, data, file.name, config, subject_key)
         if sys.stderr.isatty():  # the import is one transaction: no bar, but say what waits
             click.echo(f"importing {len(results):,} results in one transaction...", err=True)
-        with Store.open(node_home.db_url(config)) as store:
-            summary = store.results.import_results(
-                results,
-                source=str(file),
-                file_sha256=hashlib.sha256(data).hexdigest(),
-                fmt=fmt,
-            )
+        summary = _import(node_home.db_url(config), results, file, data, fmt)
     except ImportRejected as exc:
         _echo_problems(exc.problems)
         raise click.ClickException(exc.message) from None
@@ -124,6 +119,34 @@ def gen_data(
     out.write_bytes(data)
     click.echo(f"wrote {subjects} subjects of {city} to {out} ({fmt}, {len(data):,} bytes, "
                f"current on {day.isoformat()})")
+
+
+def _import(
+    url: str, results: list[CreditResult], file: pathlib.Path, data: bytes, fmt: str
+) -> ImportSummary:
+    """Import in one transaction. A store error we did not word ourselves is shown by its class
+    alone: a driver's or SQLAlchemy's text quotes the statement's parameters, resident ids
+    among them."""
+    try:
+        with Store.open(url) as store:
+            return store.results.import_results(
+                results, source=str(file), file_sha256=hashlib.sha256(data).hexdigest(), fmt=fmt
+            )
+    except CreditNodeError:
+        raise  # ImportRejected, Conflict, StoreUnavailable: written for the operator
+    except Exception as exc:
+        raise click.ClickException(
+            f"the store failed while importing {file.name} with {_error_class(exc)}; the "
+            "transaction was rolled back and nothing was imported"
+        ) from None
+
+
+def _error_class(exc: Exception) -> str:
+    """`DataError (psycopg.errors.DataError)`: SQLAlchemy's class and the driver's beneath."""
+    name = type(exc).__name__
+    if isinstance(exc, DBAPIError) and exc.orig is not None:
+        return f"{name} ({type(exc.orig).__module__}.{type(exc.orig).__qualname__})"
+    return name
 
 
 def _parse_with_progress(

@@ -16,6 +16,8 @@ from node import model
 from node.cli.options import home_option
 from node.errors import InvalidInput
 from node.home import NodeHome
+from node.identifiers import mask_resident_id
+from node.privacy import PrivacyConfig
 from node.runtime import (
     REJECTED,
     AskOutcome,
@@ -81,20 +83,35 @@ async def _serve(home: NodeHome, listen: str | None, ready_file: pathlib.Path | 
 @click.option("--resident-id", is_flag=True, help="The subject is a natural person.")
 @click.option("--request-id", default=None, help="Reuse a request id (idempotent).")
 @click.option("--json", "as_json", is_flag=True, help="Print the outcome as JSON.")
+@click.option("--show-personal", is_flag=True,
+              help="Print a resident id in clear (and a person's signed envelope); only where "
+              "node.toml's [privacy] operator_may_show_personal is true.")
 @home_option
 def query(peer: str, zone: str, purpose: str, subject: str, resident_id: bool,
-          request_id: str | None, as_json: bool, home: pathlib.Path) -> None:
-    """Ask a peer for a subject's credit result; verify and record the answer."""
+          request_id: str | None, as_json: bool, show_personal: bool, home: pathlib.Path) -> None:
+    """Ask a peer for a subject's credit result; verify and record the answer.
+
+    A resident id is shown masked (330500********0387) unless --show-personal is given and
+    this node allows it.
+    """
+    node_home = NodeHome(home)
+    privacy = PrivacyConfig.from_document(node_home.load_document(),
+                                          source=str(node_home.config_file))
+    if show_personal and not privacy.operator_may_show_personal:
+        raise click.ClickException(
+            "--show-personal is not allowed on this node: set operator_may_show_personal = true "
+            f"in the [privacy] table of {node_home.config_file} to allow it")
     id_type = model.SubjectIdType.RESIDENT_ID if resident_id else model.SubjectIdType.USCC
     try:
         ref = model.SubjectRef(id_type, subject)
     except InvalidInput as exc:
         raise click.BadParameter(exc.message, param_hint="--subject") from None
-    outcome = asyncio.run(_ask(NodeHome(home), peer, zone, purpose, ref, request_id))
+    outcome = asyncio.run(_ask(node_home, peer, zone, purpose, ref, request_id))
     if as_json:
-        click.echo(json.dumps(outcome_json(outcome), ensure_ascii=False, indent=2))
+        doc = outcome_json(outcome, show_personal=show_personal)
+        click.echo(json.dumps(doc, ensure_ascii=False, indent=2))
     else:
-        click.echo(outcome_text(outcome))
+        click.echo(outcome_text(outcome, show_personal=show_personal))
     if outcome.answer is None:
         raise SystemExit(1)
 
@@ -109,11 +126,29 @@ async def _ask(home: NodeHome, peer: str, zone: str, purpose: str, subject: mode
         await runtime.stop()
 
 
-def outcome_json(outcome: AskOutcome) -> dict[str, object]:
+def _masks(subject: model.SubjectRef, show_personal: bool) -> bool:
+    return subject.id_type is model.SubjectIdType.RESIDENT_ID and not show_personal
+
+
+def _shown(subject: model.SubjectRef, show_personal: bool) -> str:
+    return mask_resident_id(subject.id) if _masks(subject, show_personal) else subject.id
+
+
+def _reason_shown(outcome: AskOutcome, show_personal: bool) -> str:
+    """The reason, with the subject's id masked wherever a peer's text quoted it."""
+    subject = outcome.query.subject
+    return outcome.reason.replace(subject.id, _shown(subject, show_personal))
+
+
+def outcome_json(outcome: AskOutcome, *, show_personal: bool = False) -> dict[str, object]:
+    """The outcome as JSON; a resident id masked unless `show_personal`. A masked person's
+    envelope is left out: its payload holds the id in clear."""
+    masked = _masks(outcome.query.subject, show_personal)
     doc: dict[str, object] = {
         "request_id": outcome.query.request_id, "zone": outcome.query.zone,
-        "purpose": outcome.query.purpose, "subject": outcome.query.subject.id,
-        "decision": outcome.decision.name, "reason": outcome.reason,
+        "purpose": outcome.query.purpose,
+        "subject": _shown(outcome.query.subject, show_personal),
+        "decision": outcome.decision.name, "reason": _reason_shown(outcome, show_personal),
         "asked_log_index": outcome.log_index,
     }
     if outcome.answer is not None:
@@ -127,18 +162,20 @@ def outcome_json(outcome: AskOutcome) -> dict[str, object]:
             "issued_at": r.issued_at.isoformat() if r.issued_at else None,
             "log_index": r.log_index, "signed_by": outcome.answer.signed_by,
         }
-        doc["envelope"] = json.loads(outcome.answer.envelope.to_json())
+        doc["envelope"] = None if masked else json.loads(outcome.answer.envelope.to_json())
         doc["receipt"] = {"log_index": outcome.answer.receipt.log_index,
                           "checkpoint": outcome.answer.receipt.checkpoint}
     return doc
 
 
-def outcome_text(outcome: AskOutcome) -> str:
+def outcome_text(outcome: AskOutcome, *, show_personal: bool = False) -> str:
+    """The outcome for a person to read; a resident id masked unless `show_personal`."""
     q = outcome.query
-    head = f"{q.subject.id} in {q.zone} for {q.purpose} (request {q.request_id})"
+    subject = _shown(q.subject, show_personal)
+    head = f"{subject} in {q.zone} for {q.purpose} (request {q.request_id})"
     if outcome.answer is None:
         label = "REJECTED" if outcome.reason.startswith(REJECTED) else outcome.decision.name
-        return f"{label}: {head}\n  {outcome.reason}"
+        return f"{label}: {head}\n  {_reason_shown(outcome, show_personal)}"
     r = outcome.answer.result
     score = f", score {r.native_score:g}" if r.native_score is not None else ""
     flags = f", flags {' '.join(r.flags)}" if r.flags else ""

@@ -11,6 +11,7 @@ import json
 import math
 import os
 import pathlib
+import stat
 import tomllib
 from collections.abc import Mapping
 from typing import Any
@@ -20,6 +21,7 @@ from node.errors import ConfigError
 
 CONFIG_FILE = "node.toml"
 DB_URL_ENV = "CREDITNODE_DB_URL"
+PRIVATE_DIRECTORY_MODE = 0o700
 
 
 class NodeHome:
@@ -52,10 +54,11 @@ class NodeHome:
         return self.config_file.is_file()
 
     def ensure_layout(self) -> None:
-        """Create the home, keys/ (mode 0700: it holds private keys) and data/."""
+        """Create the home, keys/ (private keys) and data/ (the store, resident ids in it).
+        keys/ and data/ are made 0700 whatever they were, or ConfigError says why not."""
         self.path.mkdir(parents=True, exist_ok=True)
-        self.keys_dir.mkdir(mode=0o700, exist_ok=True)
-        self.data_dir.mkdir(mode=0o700, exist_ok=True)
+        make_private_directory(self.keys_dir)
+        make_private_directory(self.data_dir)
 
     def load_document(self) -> dict[str, Any]:
         """node.toml parsed as a whole, for modules that own other tables of it."""
@@ -98,6 +101,30 @@ class NodeHome:
         if config is not None and config.db_url:
             return config.db_url
         return f"sqlite:///{self.data_dir / 'node.db'}"
+
+
+def make_private_directory(path: pathlib.Path) -> None:
+    """Create `path` with mode 0700, or narrow an existing directory to 0700.
+
+    Raises ConfigError when it is not a directory or its mode cannot be changed (another
+    user owns it): a directory others can read must not hold this node's data."""
+    try:
+        path.mkdir(mode=PRIVATE_DIRECTORY_MODE, exist_ok=True)
+    except FileExistsError:
+        raise ConfigError(f"{path} exists and is not a directory; move it away") from None
+    if os.name != "posix":
+        return  # Windows has no mode bits: access is the directory's ACL
+    mode = stat.S_IMODE(path.stat().st_mode)
+    if mode == PRIVATE_DIRECTORY_MODE:
+        return
+    try:
+        path.chmod(PRIVATE_DIRECTORY_MODE)
+    except OSError as exc:
+        raise ConfigError(
+            f"{path} has mode {mode:04o} and cannot be made {PRIVATE_DIRECTORY_MODE:04o} "
+            f"({exc.strerror}); it must be private to the user running the node: have its "
+            f"owner run `chmod 700 {path}`, or move it away"
+        ) from None
 
 
 # --- a small TOML writer for the value types node.toml uses ---------------------------------

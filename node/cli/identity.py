@@ -61,6 +61,11 @@ def init(node_id: str, name: str, signing_algorithm: str, force: bool, home: pat
             "Pass --force to replace it: the old keys are destroyed, and peers will no longer "
             "trust this node until its new identity is in their trust lists."
         )
+    # keys/ and data/ private (0700) first: a home that cannot be made so keeps its old keys.
+    try:
+        node_home.ensure_layout()
+    except ConfigError as exc:
+        raise click.ClickException(exc.message) from None
     if existing:
         if node_home.has_config():
             # Remove the files the *old* config names, which may differ from the new defaults.
@@ -68,7 +73,6 @@ def init(node_id: str, name: str, signing_algorithm: str, force: bool, home: pat
                 NodeKeys(node_home, node_home.load_config(), passphrase=None).remove()
         keys.remove()
 
-    node_home.ensure_layout()
     keys.generate(signing_algorithm=signing_algorithm)
     node_home.write_config(config)
 

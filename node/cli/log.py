@@ -4,8 +4,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import os
 import pathlib
+import tempfile
 
 import click
 
@@ -35,10 +38,14 @@ def log_group() -> None:
 @click.option("--out", "out", required=True,
               type=click.Path(dir_okay=False, path_type=pathlib.Path), help="JSON file to write.")
 def export_command(home: pathlib.Path, out: pathlib.Path) -> None:
-    """Write the whole log (entries, tree nodes, checkpoints, cosignatures) as JSON."""
+    """Write the whole log (entries, tree nodes, checkpoints, cosignatures) as JSON, in a
+    file only its owner can read (mode 0600)."""
     with _open_store(home) as store:
         doc = logverify.export_log(store)
-    out.write_text(json.dumps(doc, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+    try:
+        _write_private(out, json.dumps(doc, indent=1, ensure_ascii=False) + "\n")
+    except OSError as exc:
+        raise click.ClickException(f"cannot write {out}: {exc.strerror}") from None
     click.echo(f"exported {len(doc['entries'])} entries and {len(doc['checkpoints'])} "
                f"checkpoints to {out}")
 
@@ -117,6 +124,22 @@ def _verify_peer(home: pathlib.Path, peer: str, log_key: str | None,
         raise SystemExit(1)
     click.echo(f"OK: {peer}: {report.size} entries match its checkpoint signed by the log key "
                f"from {source}; {report.cosignatures} cosignatures verified")
+
+
+def _write_private(path: pathlib.Path, text: str) -> None:
+    """Replace `path` by a file of mode 0600 whatever was there: written as a new file that
+    mkstemp makes 0600 from the start, then renamed over `path`."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
 
 
 def register(main: click.Group) -> None:

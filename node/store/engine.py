@@ -1,13 +1,17 @@
 """Engines for the two supported backends, tuned for durability, and their failure messages.
 
 SQLite: WAL journal, synchronous=FULL (no answer leaves before its log entry is durable,
-DESIGN.md §7), foreign keys on, a busy timeout, and write transactions that take the write lock
-at BEGIN. PostgreSQL: psycopg 3, pre-pinged pooled connections, a bounded connect timeout.
+DESIGN.md §7), foreign keys on, a busy timeout, write transactions that take the write lock at
+BEGIN, and files private to the node's user (0600). PostgreSQL: psycopg 3, pre-pinged pooled
+connections, a bounded connect timeout.
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
 import sqlite3
+import stat
 from typing import Any
 
 from sqlalchemy import URL, Engine, create_engine, event, make_url
@@ -26,6 +30,10 @@ CONNECT_TIMEOUT_S = 10
 SQLITE_BEGIN = "creditx_sqlite_begin"
 SQLITE_BEGIN_BY_CALLER = "BY_CALLER"
 _SQLITE_BEGIN_MODES = frozenset({"DEFERRED", "IMMEDIATE", SQLITE_BEGIN_BY_CALLER})
+# The database holds resident ids and the exchange log: its file and the -wal and -shm files
+# SQLite keeps beside it are readable by the node's user alone.
+SQLITE_FILE_MODE = 0o600
+_SQLITE_FILE_SUFFIXES = ("", "-wal", "-shm")
 
 
 def parse_url(url: str | URL) -> URL:
@@ -75,6 +83,8 @@ def build_engine(url: URL) -> Engine:
 
 def _sqlite_engine(url: URL) -> Engine:
     on_file = is_file_sqlite(url)
+    if on_file and url.database is not None and not url.query.get("uri"):
+        make_sqlite_files_private(url.database)
     engine = create_engine(
         url,
         connect_args={"timeout": BUSY_TIMEOUT_MS / 1000, "check_same_thread": False},
@@ -107,3 +117,29 @@ def _sqlite_engine(url: URL) -> Engine:
             conn.exec_driver_sql(f"BEGIN {mode}")
 
     return engine
+
+
+def make_sqlite_files_private(database: str) -> None:
+    """Create the database file 0600 if missing, and narrow it and its -wal and -shm to 0600.
+
+    SQLite creates -wal and -shm with the database file's mode, so a new store is private from
+    its first byte; files left by an older version or another tool are narrowed here, on open.
+    A missing directory is left for SQLite to report.
+    """
+    if os.name != "posix":
+        return  # Windows has no mode bits: access is the directory's ACL
+    with contextlib.suppress(FileExistsError, FileNotFoundError):
+        os.close(os.open(database, os.O_RDONLY | os.O_CREAT | os.O_EXCL, SQLITE_FILE_MODE))
+    for path in (database + suffix for suffix in _SQLITE_FILE_SUFFIXES):
+        try:
+            mode = stat.S_IMODE(os.stat(path).st_mode)
+            if mode & ~SQLITE_FILE_MODE:
+                os.chmod(path, SQLITE_FILE_MODE)
+        except FileNotFoundError:
+            continue
+        except OSError as exc:
+            raise ConfigError(
+                f"SQLite file {path} is not private to this user and cannot be made "
+                f"{SQLITE_FILE_MODE:04o} ({exc.strerror}); have its owner run "
+                f"`chmod 600 {path}`"
+            ) from None

@@ -1,11 +1,13 @@
 """Answering a peer's credit query (DESIGN.md §6-§7): policy, lookup, signing, logging.
 
-`Interchange.answer` hands each query to the sequencer, which reads the stored answer and the
-subject's current result, decides, builds the signed result for the log index it reserves, and
-commits, all in one transaction for the whole batch; the answer returns only after the exchange
-record is durable. Every outcome — granted, refused, not found — is one log entry (a build
-that fails leaves a FAILED one); a repeated (requester, request id) gets the stored answer and
-is not logged again.
+Every query is charged to its caller's rate first; `Interchange.answer` then hands it to the
+sequencer, which reads the stored answer and the subject's current result, decides, builds the
+signed result for the log index it reserves, and commits, all in one transaction for the whole
+batch; the answer returns only after the exchange record is durable. Every outcome — granted,
+refused, not found — is one log entry (a build that fails leaves a FAILED one), except calls
+over the caller's rate, of which one per window is logged and the rest summarised. A repeated
+(requester, request id) gets the stored answer, not logged again, while that answer would still
+be given; otherwise it is decided again and its new answer replaces the stored one.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import dataclasses
 import datetime as dt
 import hashlib
 import hmac
+import logging
 from collections.abc import Callable, Sequence
 from collections.abc import Set as AbstractSet
 from typing import Any, Protocol
@@ -24,10 +27,11 @@ import sqlalchemy as sa
 from node import model, signing, wire
 from node import policy as policies
 from node.clock import SYSTEM, Clock
-from node.errors import CreditNodeError, NotFound, PermissionDenied
+from node.errors import CreditNodeError, InvalidInput, NotFound, PermissionDenied, RateLimited
 from node.sequencer import LogWrite, Receipt, Sequencer, Slot
 
-StoredAnswer = tuple[int, bytes]  # (log index, stored wire answer)
+log = logging.getLogger(__name__)
+StoredAnswer = tuple[int, bytes, bytes]  # (log index, stored wire answer, its log entry)
 Read = tuple[str, str, model.SubjectRef | None]  # (requester, request id, subject)
 ReadResult = tuple[StoredAnswer | None, model.CreditResult | None]
 
@@ -95,6 +99,9 @@ class Interchange:
         self._encode = encode
         self._clock = clock
         self._limiter = policies.RateLimiter()
+        self._rate_refusals = policies.RateRefusals(policy.refusal_window_s)
+        self._summary_timer: asyncio.TimerHandle | None = None
+        self._summary_tasks: set[asyncio.Task[None]] = set()
         self._in_flight: dict[tuple[str, str], asyncio.Future[Answer | Replay]] = {}
         self._redacted_cache: dict[tuple[str, int], tuple[policies.PurposeRule, Any]] = {}
 
@@ -142,6 +149,9 @@ class Interchange:
         first_of: dict[str, int] = {}
         repeats: list[tuple[int, int]] = []  # (position, position of the first)
         entries: list[_Entry] = []
+        # Every position is set below: by its entry, as refused over the rate, or as the
+        # repeat of an earlier one.
+        outcomes: list[Answer | Replay | BaseException] = [_UNANSWERED] * len(received)
         for position, item in enumerate(received):
             request_id = item.request_id
             if request_id:
@@ -149,16 +159,73 @@ class Interchange:
                 if first != position:
                     repeats.append((position, first))
                     continue
-            entries.append(_Entry(self, caller, item, zones, position))
+            over_rate = self._charge(caller, item)
+            if over_rate is not None and not self._rate_refusals.refuse(
+                    caller, self._clock.monotonic(), self._clock.now()):
+                outcomes[position] = over_rate  # counted in the window's summary entry
+                continue
+            entries.append(_Entry(self, caller, item, zones, position, over_rate))
+        self._schedule_refusal_summaries()
         logged = await self._sequencer.append_many(
             [(entry.build, entry.failed) for entry in entries], entries)
-        # Every position is set below: by its entry, or as the repeat of an earlier one.
-        outcomes: list[Answer | Replay | BaseException] = [_UNANSWERED] * len(received)
         for entry, receipt in zip(entries, logged, strict=True):
             outcomes[entry.position] = entry.settled(receipt)
         for position, first in repeats:
             outcomes[position] = outcomes[first]
         return outcomes
+
+    def _charge(self, caller: str, item: Received) -> RateLimited | None:
+        """DESIGN.md §6: every query, granted or refused, costs the caller one request of its
+        rate; the refusal when it is over."""
+        zone = item.query.zone if item.query is not None else None
+        try:
+            self._limiter.take(caller, self.policy.rate_for(caller, zone),
+                               self._clock.monotonic())
+        except RateLimited as exc:
+            return exc
+        return None
+
+    def _schedule_refusal_summaries(self) -> None:
+        """Write the summary entry of each refusal window once it has ended, even when the
+        caller has gone quiet by then."""
+        if self._summary_timer is not None or not self._rate_refusals.pending():
+            return
+        loop = self._sequencer.loop
+
+        def fire() -> None:
+            self._summary_timer = None
+            task = loop.create_task(self._log_refusal_summaries())
+            self._summary_tasks.add(task)
+            task.add_done_callback(self._summary_tasks.discard)
+
+        self._summary_timer = loop.call_later(self._rate_refusals.window_s, fire)
+
+    async def _log_refusal_summaries(self) -> None:
+        now = self._clock.now()
+        for caller, window in self._rate_refusals.due(self._clock.monotonic()):
+            counted = window.refused - 1
+            record = wire.exchange_record_bytes(
+                time=now, direction=model.Direction.ANSWERED, requester_node=caller,
+                responder_node=self.node_id, zone="", purpose="", subject=None,
+                request_id="", request_digest=b"", decision=model.Decision.REFUSED,
+                reason=(f"RATE_LIMITED: {counted} more calls from {caller} over its rate "
+                        f"refused in the {self._rate_refusals.window_s:g} s from "
+                        f"{window.opened_at.isoformat(timespec='seconds')}, not logged one "
+                        "by one"),
+            )
+
+            def build(index: int, entry: bytes = record) -> LogWrite:
+                return LogWrite(entry)
+
+            def failed(index: int, exc: BaseException, entry: bytes = record) -> bytes:
+                return entry
+
+            try:
+                await self._sequencer.append(build, failed)
+            except Exception:  # the count is lost, the refusals were answered: say so
+                log.exception("could not log the summary of %d refusals of %s", counted,
+                              caller)
+        self._schedule_refusal_summaries()
 
     def _read(self, conn: sa.Connection, slots: Sequence[Slot]) -> None:
         """The sequencer's reader: stored answers and current results for a batch's slots."""
@@ -167,12 +234,36 @@ class Interchange:
             slot.value = value
 
     def _decide(self, entry: _Entry) -> _Decided | Replay | CreditNodeError:
-        """Policy, rate, lookup: what this query gets. Runs where the sequencer writes (its
-        thread, or its event loop), on what the log's transaction reads; pure but for the rate
-        limiter, which only the sequencer's builds touch, one batch at a time."""
+        """Replay, policy, lookup: what this query gets. Runs where the sequencer writes (its
+        thread, or its event loop), on what the log's transaction reads; pure."""
         stored, found = entry.value
+        received, query = entry.received, entry.received.query
+        if entry.over_rate is not None:  # logged, but never stored for a replay
+            return _Decided(None, None, entry.over_rate, store=False)
+        earlier = None
         if stored is not None:
-            return Replay(*stored)
+            earlier = wire.record_from_bytes(stored[2])  # our own entry for that request id
+            if query is None or (earlier.zone, earlier.purpose, earlier.subject) != (
+                    query.zone, query.purpose, entry.subject):
+                # DESIGN.md §6: a request id names one query; the stored answer stays.
+                return _Decided(None, None, received.refusal or InvalidInput(
+                    "this request_id was used before for a query with another subject, zone "
+                    "or purpose; use a new request_id for a new query",
+                    reason="REQUEST_ID_REUSED"), store=False)
+        decided = self._decide_afresh(entry, found)
+        if stored is None or earlier is None:
+            if decided.refusal is not None and not received.request_id:
+                # Without a request id there is nothing to log the refusal under or replay.
+                return decided.refusal
+            return decided
+        if _gives_again(earlier, decided):
+            return Replay(stored[0], stored[1])
+        # The stored answer would no longer be given (the caller no longer admitted, the
+        # result no longer current): a new exchange, whose answer is the one stored now.
+        return dataclasses.replace(decided, replaces=stored[0])
+
+    def _decide_afresh(self, entry: _Entry, found: model.CreditResult | None) -> _Decided:
+        """Policy and lookup, as for a request id never seen."""
         caller, query, refusal = entry.caller, entry.received.query, entry.received.refusal
         result: model.CreditResult | None = None
         rule: policies.PurposeRule | None = None
@@ -188,10 +279,6 @@ class Interchange:
                     f"{caller} is not on the {query.zone} trust list this node holds",
                     reason="NOT_ZONE_MEMBER",
                 )
-            if not entry.charged:  # once per query, also when the log retries its batch
-                zone = self.policy.zones[query.zone]
-                self._limiter.take(caller, zone.rate_for(caller), self._clock.monotonic())
-                entry.charged = True
             result = found
             if result is None or result.valid_until <= self._clock.now():
                 raise NotFound(
@@ -201,9 +288,6 @@ class Interchange:
             policies.check_subject_type(rule, query.zone, result.subject_type)
         except CreditNodeError as exc:
             refusal = exc
-        if refusal is not None and not entry.received.request_id:
-            # Without a request id there is nothing to log the refusal under or replay.
-            return refusal
         return _Decided(result, rule, refusal)
 
     def _redacted(self, result: model.CreditResult, rule: policies.PurposeRule) -> Any:
@@ -248,8 +332,10 @@ class Interchange:
                                   hashlib.sha256(payload).digest())
         encoded = self._encode(Answer(received.request_id, envelope, None, refusal))
         entry.outcome = _Built(envelope, refusal, encoded)
+        if not decided.store:
+            return LogWrite(record)
         return LogWrite(record, requester=caller, request_id=received.request_id,
-                        answer=encoded)
+                        answer=encoded, replaces=decided.replaces)
 
     def _failed(self, entry: _Entry, index: int, exc: BaseException) -> bytes:
         """The FAILED entry for one whose build raised."""
@@ -287,6 +373,9 @@ class Received:
             message = wire.parse_query(raw)
         except CreditNodeError as exc:
             return cls(raw, "", None, exc)
+        if not model.REQUEST_ID_RE.match(message.request_id):
+            # Checked before anything could log or store it (DESIGN.md §6).
+            return cls(raw, "", None, InvalidInput(model.bad_request_id(message.request_id)))
         try:
             return cls(raw, message.request_id, wire.query_from_pb(message), None)
         except CreditNodeError as exc:
@@ -300,6 +389,8 @@ class _Decided:
     result: model.CreditResult | None
     rule: policies.PurposeRule | None
     refusal: CreditNodeError | None
+    store: bool = True  # kept for replaying its request id
+    replaces: int | None = None  # the log index of the stored answer it takes the place of
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -315,11 +406,12 @@ class _Entry(Slot):
     """One query on its way to the log. As a Slot, the sequencer fills it with the stored
     answer and current result before its build runs; the build leaves its outcome here."""
 
-    __slots__ = ("caller", "charged", "digest", "now", "outcome", "owner", "position",
+    __slots__ = ("caller", "digest", "now", "outcome", "over_rate", "owner", "position",
                  "received", "subject", "zones")
 
     def __init__(self, owner: Interchange, caller: str, received: Received,
-                 zones: AbstractSet[str] | None, position: int) -> None:
+                 zones: AbstractSet[str] | None, position: int,
+                 over_rate: RateLimited | None = None) -> None:
         query = received.query
         super().__init__((caller, received.request_id, query.subject if query else None),
                          owner._read)
@@ -332,9 +424,7 @@ class _Entry(Slot):
         self.subject = pseudonymise(query.subject, owner._subject_key) if query else None
         self.now: dt.datetime | None = None
         self.outcome: _Built | Replay | CreditNodeError | None = None
-        # Taken from the caller's rate: a batch the log retries one by one (a repeated
-        # request id met in it) builds its entries again without charging them twice.
-        self.charged = False
+        self.over_rate = over_rate  # refused over the caller's rate: logged as such
 
     def build(self, index: int) -> LogWrite | None:
         return self.owner._build(self, index)
@@ -358,6 +448,19 @@ class _Entry(Slot):
 
 
 _UNANSWERED = RuntimeError("unanswered")
+
+
+def _gives_again(earlier: model.ExchangeRecord, decided: _Decided) -> bool:
+    """Whether a query decided afresh gets what the stored answer gave: the same result, or
+    the same refusal."""
+    if decided.refusal is None:
+        assert decided.result is not None
+        return (earlier.decision is model.Decision.GRANTED
+                and earlier.result_id == decided.result.result_id)
+    decision = (model.Decision.NOT_FOUND if isinstance(decided.refusal, NotFound)
+                else model.Decision.REFUSED)
+    return (earlier.decision is decision
+            and earlier.reason.partition(":")[0] == decided.refusal.reason)
 
 
 def _raised(outcomes: list[Answer | Replay | BaseException]) -> Answer | Replay:

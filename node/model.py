@@ -379,14 +379,28 @@ class CreditQuery:
     purpose: str
 
     def __post_init__(self) -> None:
+        # DESIGN.md §6: a value over its limit is refused without being echoed or stored.
         if not REQUEST_ID_RE.match(self.request_id):
-            raise InvalidInput(
-                "request_id must be 1-128 characters of letters, digits and . _ : -, "
-                f"got {self.request_id!r}"
-            )
+            raise InvalidInput(bad_request_id(self.request_id))
         if not SLUG_RE.match(self.zone):
-            raise InvalidInput(f"zone must be a lower-case slug like 'hjjw', got {self.zone!r}")
+            raise InvalidInput(
+                f"zone must be a lower-case slug of at most 64 characters like 'hjjw' "
+                f"({_what_is_wrong(self.zone, 64)})")
         if not SLUG_RE.match(self.purpose):
             raise InvalidInput(
-                f"purpose must be a lower-case slug like 'xinyi-dai', got {self.purpose!r}"
-            )
+                f"purpose must be a lower-case slug of at most 64 characters like 'xinyi-dai' "
+                f"({_what_is_wrong(self.purpose, 64)})")
+
+
+def bad_request_id(request_id: str) -> str:
+    """Why a request id is refused, without echoing it."""
+    return ("request_id must be 1-128 characters of letters, digits and . _ : - "
+            f"({_what_is_wrong(request_id, 128)})")
+
+
+def _what_is_wrong(value: str, limit: int) -> str:
+    if not value:
+        return "got none"
+    if len(value) > limit:
+        return f"got {len(value):,} characters"
+    return "got a character outside that set"

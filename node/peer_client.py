@@ -26,6 +26,11 @@ from node.errors import BadAnswer, PeerUnavailable, UntrustedKey
 SERVICE = "creditx.v1.CreditInterchange"
 
 
+# A log entry of a peer is one GetEntries message. Entries are small since queries are bounded
+# (DESIGN.md §6), but a log written before that may hold entries of several MiB; gRPC's
+# default limit of 4 MiB would make such a log unreadable.
+MAX_RESPONSE_BYTES = 64 * 1024 * 1024
+
 class PeerKey(Protocol):
     """A peer's signing key from a trust list (node.trust.PublicKeyInfo fits)."""
 
@@ -121,7 +126,8 @@ class PeerClient:
     ) -> None:
         self.local_node, self.peer = local_node, peer
         self._channel = grpc.aio.secure_channel(
-            endpoint, tls.channel_credentials(key_pem, cert_pem, peer_cert_pem)
+            endpoint, tls.channel_credentials(key_pem, cert_pem, peer_cert_pem),
+            options=[("grpc.max_receive_message_length", MAX_RESPONSE_BYTES)],
         )
         self._key_for = key_for
         self.last_response: wire.spb.QueryCreditResponse | None = None

@@ -2,12 +2,14 @@
 
 Pure decisions over configuration values: `authorize` names the rule that lets a caller ask,
 or raises PermissionDenied saying exactly why not; `redact` trims a result to what the purpose
-may see; `RateLimiter` is a token bucket per caller that takes the clock as an argument.
+may see; `RateLimiter` is a token bucket per caller that takes the clock as an argument, and
+`RateRefusals` decides which calls over the rate are logged (one per caller and window).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 from collections.abc import Mapping
 
 from node import model
@@ -60,12 +62,28 @@ class ZonePolicy:
         return self.caller_rates.get(caller, self.rate_per_minute)
 
 
+DEFAULT_RATE_PER_MINUTE = 600
+# DESIGN.md §6: calls over a caller's rate are summarised, one log entry per caller and window.
+# A caller thus adds at most rate_per_minute / 60 + 1 / window entries per second to the log.
+DEFAULT_REFUSAL_WINDOW_S = 10.0
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class Policy:
     zones: Mapping[str, ZonePolicy]
+    refusal_window_s: float = DEFAULT_REFUSAL_WINDOW_S  # [rate_limits] summary_window_seconds
 
     def zones_of(self, node_id: str) -> list[str]:
         return sorted(z.zone for z in self.zones.values() if node_id in z.members)
+
+    def rate_for(self, caller: str, zone: str | None) -> int:
+        """Requests per minute `caller` may send: the zone's rate for it; for a query that
+        names no zone served here (malformed, or unknown), the strictest rate it has."""
+        found = self.zones.get(zone) if zone is not None else None
+        if found is not None:
+            return found.rate_for(caller)
+        rates = [z.rate_for(caller) for z in self.zones.values()]
+        return min(rates) if rates else DEFAULT_RATE_PER_MINUTE
 
 
 def authorize(
@@ -160,6 +178,45 @@ class RateLimiter:
         self._buckets[caller] = (tokens - 1.0, now)
 
 
+@dataclasses.dataclass(slots=True)
+class RefusalWindow:
+    """Calls of one caller refused over its rate since `opened` (monotonic seconds)."""
+
+    opened: float
+    opened_at: dt.datetime  # wall clock, for the summary entry
+    refused: int = 1  # the first was logged; the rest are counted
+
+
+class RateRefusals:
+    """Which calls over the rate are logged (DESIGN.md §6, a flood cannot fill the log): the
+    first of a caller's window is; the others in that window are only counted, and `due`
+    hands back each window that ended with calls counted, for one summary entry."""
+
+    def __init__(self, window_s: float) -> None:
+        if window_s <= 0:
+            raise InvalidInput(f"the refusal summary window must be positive, got {window_s}")
+        self.window_s = window_s
+        self._open: dict[str, RefusalWindow] = {}
+
+    def refuse(self, caller: str, now: float, wall: dt.datetime) -> bool:
+        """Count one call of `caller` refused over its rate; True when it is to be logged
+        (it opens a window), False when only counted."""
+        window = self._open.get(caller)
+        if window is not None and now - window.opened < self.window_s:
+            window.refused += 1
+            return False
+        self._open[caller] = RefusalWindow(now, wall)
+        return True
+
+    def due(self, now: float) -> list[tuple[str, RefusalWindow]]:
+        """Windows that have ended, removed; those with calls counted beyond the first."""
+        ended = [c for c, w in self._open.items() if now - w.opened >= self.window_s]
+        return [(c, w) for c in ended if (w := self._open.pop(c)).refused > 1]
+
+    def pending(self) -> bool:
+        return bool(self._open)
+
+
 def policy_from_mapping(data: Mapping[str, object], source: str = "config") -> Policy:
     """Build a Policy from the `[zones.*]` tables of a TOML file (already parsed).
 
@@ -202,7 +259,13 @@ def policy_from_mapping(data: Mapping[str, object], source: str = "config") -> P
             rate_per_minute=_int(table.get("rate_per_minute", 600), f"{where}.rate_per_minute"),
             caller_rates={k: _int(v, f"{where}.caller_rates.{k}") for k, v in rates.items()},
         )
-    return Policy(zones=zones)
+    limits = _as_table(data.get("rate_limits", {}), f"{source}: [rate_limits]")
+    window = limits.get("summary_window_seconds", DEFAULT_REFUSAL_WINDOW_S)
+    if isinstance(window, bool) or not isinstance(window, int | float) or window <= 0:
+        raise InvalidInput(
+            f"{source}: [rate_limits] summary_window_seconds must be a positive number of seconds"
+        )
+    return Policy(zones=zones, refusal_window_s=float(window))
 
 
 def _as_table(value: object, where: str) -> dict[str, object]:

@@ -59,6 +59,9 @@ class LogWrite:
     requester: str = ""
     request_id: str = ""
     answer: bytes = b""  # the serialized response, replayed for a repeated request id
+    # The log index of the stored answer this one takes the place of (a repeated request id
+    # decided again: DESIGN.md §6); None for a request id answered the first time.
+    replaces: int | None = None
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -91,6 +94,10 @@ class Slot:
 
 
 Outcome = Receipt | BaseException | None  # None: the build logged nothing
+
+
+class _AnswerReplaced(Exception):
+    """The stored answer a write was to replace had been replaced already."""
 
 
 class _Group:
@@ -312,7 +319,7 @@ class Sequencer:
             assert self._loop is not None
             receipts = (self._commit(batch) if self._commit_on_loop else
                         await self._loop.run_in_executor(self._thread, self._commit, batch))
-        except (sa.exc.IntegrityError, dbapi.IntegrityError):
+        except (sa.exc.IntegrityError, dbapi.IntegrityError, _AnswerReplaced):
             if len(batch) > 1:
                 # Two writes for one (requester, request id) met in one batch, e.g. from two
                 # processes: commit one by one so only the repeat fails.
@@ -415,6 +422,7 @@ class Sequencer:
             nodes: list[tuple[int, int, bytes]] = []
             completed: list[merkle.CompletedNode] = []
             answers: list[tuple[str, str, int, bytes]] = []
+            replaced: list[tuple[int, bytes, str, str, int]] = []
             leaves: list[bytes] = []
             # Per pending: its offset in the batch's entries (None: logged nothing), and the
             # exception that turned its entry into a FAILED one.
@@ -447,7 +455,11 @@ class Sequencer:
                 completed.extend(done)
                 nodes.extend((node.level, node.index, node.hash) for node in done[1:])
                 if write.request_id:
-                    answers.append((write.requester, write.request_id, index, write.answer))
+                    if write.replaces is None:
+                        answers.append((write.requester, write.request_id, index, write.answer))
+                    else:
+                        replaced.append((index, write.answer, write.requester, write.request_id,
+                                         write.replaces))
             if not leaves:  # every build had nothing to log: no new checkpoint either
                 return [None] * len(batch)
             size, root = compact.size, compact.root()
@@ -468,6 +480,14 @@ class Sequencer:
                     f"VALUES ({mark}, {mark}, {mark}, {mark})",
                     answers,
                 )
+            for row in replaced:
+                cursor.execute(
+                    f"UPDATE log_answers SET log_index = {mark}, response = {mark} "
+                    f"WHERE requester = {mark} AND request_id = {mark} AND log_index = {mark}",
+                    row,
+                )
+                if cursor.rowcount != 1:  # answered again meanwhile: like a repeated insert
+                    raise _AnswerReplaced(row[3])
             cursor.execute(
                 f"UPDATE log_state SET size = {mark}, frontier = {mark} WHERE id = 1",
                 (size, b"".join(h for _, h in compact.frontier)),

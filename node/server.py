@@ -18,6 +18,10 @@ from node.services.status import map_errors
 
 log = logging.getLogger(__name__)
 
+# The largest request any method takes: a credit query is a few hundred bytes, a witness's
+# AddCheckpoint a note and a proof of at most 64 hashes. Anything larger is refused by gRPC
+# (RESOURCE_EXHAUSTED) before a handler sees it.
+MAX_REQUEST_BYTES = 16 * 1024
 
 
 class GrpcServer:
@@ -26,11 +30,15 @@ class GrpcServer:
         services: Mapping[str, Mapping[str, grpc.RpcMethodHandler]],
         credentials: grpc.ServerCredentials,
         address: str = "127.0.0.1:0",
+        *,
+        max_request_bytes: int = MAX_REQUEST_BYTES,
     ) -> None:
         """`services`: each service's full name and its methods' handlers."""
         # Health and reflection speak only of the services actually served.
         self.service_names = tuple(services)
-        self._server = grpc.aio.server()
+        self._server = grpc.aio.server(options=[
+            ("grpc.max_receive_message_length", max_request_bytes),
+        ])
         for name, methods in services.items():
             # Registered methods are found by name; our errors are mapped inside each one.
             self._server.add_registered_method_handlers(

@@ -29,6 +29,10 @@ SERVICE = "creditx.v1.CreditInterchange"
 BATCH_WINDOW = 512  # batch items read ahead of the group being answered (flow control)
 BATCH_GROUP = 256  # batch items answered together: one read, one log append
 BATCH_IN_FLIGHT = 2  # groups of one stream being answered at once
+# Items of one caller read and not yet answered, over all its streams: a caller that sends
+# without reading its replies holds at most this many (each at most the server's request size
+# limit) and slows only itself.
+CALLER_ITEMS_HELD = 2048
 
 Context = Any  # grpc.aio.ServicerContext
 Authenticate = Callable[[Context], str]  # the caller's node id from its verified certificate
@@ -41,11 +45,20 @@ class InterchangeServicer:
         authenticate: Authenticate,
         node_info: Callable[[], wire.pb.NodeInfo],
         trusted_zones: Callable[[str], AbstractSet[str]] | None = None,
+        *,
+        caller_items_held: int = CALLER_ITEMS_HELD,
     ) -> None:
         self._answerer = answerer
         self._authenticate = authenticate
         self._node_info = node_info
         self._trusted_zones = trusted_zones
+        self._caller_items_held = caller_items_held
+        self._held: dict[str, asyncio.Semaphore] = {}  # per caller: room for items read
+
+    def items_held(self, caller: str) -> int:
+        """Batch items of `caller` read and not yet answered."""
+        room = self._held.get(caller)
+        return 0 if room is None else self._caller_items_held - room._value
 
     def _zones(self, caller: str) -> AbstractSet[str] | None:
         return self._trusted_zones(caller) if self._trusted_zones is not None else None
@@ -67,14 +80,26 @@ class InterchangeServicer:
         replies of the group before go out (up to BATCH_IN_FLIGHT groups at once). Responses
         come back in request order; a refused item is answered in its own `error`."""
         caller = self._authenticate(context)
+        held = self._held.setdefault(caller, asyncio.Semaphore(self._caller_items_held))
+        taken = 0  # items of this stream counted in `held`
         incoming: asyncio.Queue[bytes | None] = asyncio.Queue(maxsize=BATCH_WINDOW)
         # The groups being answered, oldest first; None after the last.
         answering: asyncio.Queue[asyncio.Future[list[Reply]] | None] = asyncio.Queue()
         room = asyncio.Semaphore(BATCH_IN_FLIGHT)
 
         async def read() -> None:
+            nonlocal taken
+            items = aiter(requests)
             try:
-                async for raw in requests:
+                while True:
+                    await held.acquire()  # the caller's room, taken before the item is read
+                    taken += 1
+                    try:
+                        raw = await anext(items)
+                    except StopAsyncIteration:
+                        taken -= 1
+                        held.release()
+                        break
                     await incoming.put(raw)
             finally:
                 await incoming.put(None)
@@ -104,12 +129,17 @@ class InterchangeServicer:
             while (replies := await answering.get()) is not None:
                 for reply in await replies:
                     yield reply.data
+                    taken -= 1
+                    held.release()
                 room.release()
             await grouper  # surfaces a failure to answer
             await reader  # surfaces a broken request stream
         finally:
             reader.cancel()
             grouper.cancel()
+            for _ in range(taken):  # read but never answered: the stream ended early
+                held.release()
+            taken = 0
             while not answering.empty():
                 left = answering.get_nowait()
                 if left is not None:
@@ -129,19 +159,17 @@ class InterchangeServicer:
 
 
 def methods(servicer: InterchangeServicer) -> dict[str, grpc.RpcMethodHandler]:
-    """Method handlers; the two query methods take their requests as the bytes received."""
-    def raw(data: bytes) -> bytes:
-        return data
-
+    """Method handlers; the two query methods take their requests as the bytes received (no
+    deserializer)."""
     def ser(message: Any) -> bytes:
         # A handler may return a response it already holds serialized.
         return message if isinstance(message, bytes) else bytes(message.SerializeToString())
 
     return {
         "QueryCredit": grpc.unary_unary_rpc_method_handler(
-            servicer.QueryCredit, request_deserializer=raw, response_serializer=ser),
+            servicer.QueryCredit, response_serializer=ser),
         "BatchQueryCredit": grpc.stream_stream_rpc_method_handler(
-            servicer.BatchQueryCredit, request_deserializer=raw, response_serializer=ser),
+            servicer.BatchQueryCredit, response_serializer=ser),
         "GetNodeInfo": grpc.unary_unary_rpc_method_handler(
             servicer.GetNodeInfo,
             request_deserializer=wire.spb.GetNodeInfoRequest.FromString,

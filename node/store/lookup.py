@@ -15,10 +15,14 @@ from node.store.results import RESULTS, result_from_row
 _IN_CHUNK = 500
 
 _ACTIVE = int(model.ResultStatus.ACTIVE)
-_ANSWER_SQLITE = ("SELECT log_index, response FROM log_answers "
-                  "WHERE requester = ? AND request_id = ?")
-_ANSWERS_PG = ("SELECT request_id, log_index, response FROM log_answers "
-               "WHERE requester = %s AND request_id = ANY(%s)")
+# A stored answer comes with its log entry: whether it may be replayed depends on what was
+# asked and decided then (DESIGN.md §6).
+_ANSWER_SQLITE = ("SELECT a.log_index, a.response, e.data FROM log_answers a "
+                  "JOIN log_entries e ON e.idx = a.log_index "
+                  "WHERE a.requester = ? AND a.request_id = ?")
+_ANSWERS_PG = ("SELECT a.request_id, a.log_index, a.response, e.data FROM log_answers a "
+               "JOIN log_entries e ON e.idx = a.log_index "
+               "WHERE a.requester = %s AND a.request_id = ANY(%s)")
 _CURRENT_SQLITE = ("SELECT result_id FROM credit_results "
                    f"WHERE subject_id = ? AND status = {_ACTIVE}")
 _CURRENT_PG = ("SELECT result_id FROM credit_results "
@@ -28,7 +32,7 @@ _BY_ID = sa.select(RESULTS).where(
     RESULTS.c.result_id.in_(sa.bindparam("result_ids", expanding=True)))
 _RESULT_CACHE_SIZE = 65536
 
-StoredAnswer = tuple[int, bytes]
+StoredAnswer = tuple[int, bytes, bytes]  # (log index, stored wire answer, its log entry)
 Read = tuple[str, str, model.SubjectRef | None]  # (requester, request id, subject)
 
 
@@ -61,8 +65,9 @@ class StoreResultSource:
                         by_requester.setdefault(requester, []).append(request_id)
                 for requester, request_ids in by_requester.items():
                     cursor.execute(_ANSWERS_PG, (requester, request_ids))
-                    for request_id, log_index, response in cursor.fetchall():
-                        answers[(requester, request_id)] = (int(log_index), bytes(response))
+                    for request_id, log_index, response, entry in cursor.fetchall():
+                        answers[(requester, request_id)] = (int(log_index), bytes(response),
+                                                            bytes(entry))
                 cursor.execute(_CURRENT_PG, (subject_ids,))
                 current = [row[0] for row in cursor.fetchall()]
             else:  # SQLite: point lookups in process cost microseconds
@@ -71,7 +76,8 @@ class StoreResultSource:
                         cursor.execute(_ANSWER_SQLITE, (requester, request_id))
                         row = cursor.fetchone()
                         if row is not None:
-                            answers[(requester, request_id)] = (int(row[0]), bytes(row[1]))
+                            answers[(requester, request_id)] = (int(row[0]), bytes(row[1]),
+                                                                bytes(row[2]))
                 current = []
                 for subject_id in subject_ids:
                     cursor.execute(_CURRENT_SQLITE, (subject_id,))

@@ -89,10 +89,48 @@ Handler = Callable[..., Any]
 Context: TypeAlias = "grpc.aio.ServicerContext[Any, Any]"
 
 
-def _wrap_unary(behavior: Handler) -> Handler:
+def _decoder(deserializer: Callable[[bytes], Any] | None) -> Callable[[bytes], Any] | None:
+    """The method's request parser, with a request it cannot parse refused as the caller's
+    error (INVALID_ARGUMENT, MALFORMED_REQUEST) rather than gRPC's own INTERNAL and traceback.
+    """
+    if deserializer is None:  # the handler takes the bytes received
+        return None
+    message = getattr(deserializer, "__self__", None)
+    descriptor = getattr(message, "DESCRIPTOR", None)
+    name = getattr(descriptor, "full_name", "the method's request message")
+
+    def decode(data: bytes) -> Any:
+        try:
+            return deserializer(data)
+        except Exception:
+            raise errors.InvalidInput(
+                f"the request is not a valid {name} ({len(data)} bytes could not be decoded); "
+                "check the client's protobuf definitions against DESIGN.md",
+                reason="MALFORMED_REQUEST",
+            ) from None
+
+    return decode
+
+
+Decode: TypeAlias = "Callable[[bytes], Any] | None"
+
+
+async def _decoded(requests: AsyncIterator[bytes], decode: Callable[[bytes], Any],
+                   ) -> AsyncIterator[Any]:
+    async for data in requests:
+        yield decode(data)
+
+
+def _request(request: Any, decode: Decode, streaming: bool) -> Any:
+    if decode is None:
+        return request
+    return _decoded(request, decode) if streaming else decode(request)
+
+
+def _wrap_unary(behavior: Handler, decode: Decode, streaming: bool) -> Handler:
     async def wrapper(request: Any, context: Context) -> Any:
         try:
-            return await behavior(request, context)
+            return await behavior(_request(request, decode, streaming), context)
         except errors.CreditNodeError as exc:
             await abort(context, exc)
         except (grpc.aio.AbortError, grpc.aio.UsageError):  # already aborted by the handler
@@ -104,10 +142,10 @@ def _wrap_unary(behavior: Handler) -> Handler:
     return wrapper
 
 
-def _wrap_stream(behavior: Handler) -> Handler:
+def _wrap_stream(behavior: Handler, decode: Decode, streaming: bool) -> Handler:
     async def wrapper(request: Any, context: Context) -> AsyncIterator[Any]:
         try:
-            async for item in behavior(request, context):
+            async for item in behavior(_request(request, decode, streaming), context):
                 yield item
         except errors.CreditNodeError as exc:
             await abort(context, exc)
@@ -121,30 +159,29 @@ def _wrap_stream(behavior: Handler) -> Handler:
 
 def map_errors(handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
     """The same method, with any domain error it raises turned into its status code +
-    ErrorInfo (and any other error into a generic fault with an incident id). Applied once,
-    when the server registers its services, rather than by an interceptor on every call."""
+    ErrorInfo (and any other error into a generic fault with an incident id), and a request it
+    cannot decode refused as malformed. Applied once, when the server registers its services,
+    rather than by an interceptor on every call."""
+    decode = _decoder(handler.request_deserializer)
+    streaming = handler.request_streaming
     if handler.unary_unary:
         return grpc.unary_unary_rpc_method_handler(
-            _wrap_unary(handler.unary_unary),
-            request_deserializer=handler.request_deserializer,
+            _wrap_unary(handler.unary_unary, decode, streaming),
             response_serializer=handler.response_serializer,
         )
     if handler.stream_unary:
         return grpc.stream_unary_rpc_method_handler(
-            _wrap_unary(handler.stream_unary),
-            request_deserializer=handler.request_deserializer,
+            _wrap_unary(handler.stream_unary, decode, streaming),
             response_serializer=handler.response_serializer,
         )
     if handler.unary_stream:
         return grpc.unary_stream_rpc_method_handler(
-            _wrap_stream(handler.unary_stream),
-            request_deserializer=handler.request_deserializer,
+            _wrap_stream(handler.unary_stream, decode, streaming),
             response_serializer=handler.response_serializer,
         )
     if handler.stream_stream:
         return grpc.stream_stream_rpc_method_handler(
-            _wrap_stream(handler.stream_stream),
-            request_deserializer=handler.request_deserializer,
+            _wrap_stream(handler.stream_stream, decode, streaming),
             response_serializer=handler.response_serializer,
         )
     return handler

@@ -303,6 +303,39 @@ async def test_bad_entry_ranges_are_invalid_argument(
     assert needle in (info.value.details() or "")
 
 
+# Not a protobuf message: field 15 as an unfinished varint.
+MALFORMED = b"\x78\xff\xff\xff"
+
+
+@pytest.mark.parametrize("method", ["GetCheckpoint", "GetInclusionProof",
+                                    "GetConsistencyProof", "GetEntries", "AddCheckpoint"])
+async def test_a_request_that_does_not_decode_is_invalid_argument(
+    node: LogNode, tls: dict[str, NodeTls], method: str, caplog: pytest.LogCaptureFixture,
+) -> None:
+    """issue 9 §6: a malformed request on any method gets INVALID_ARGUMENT with ErrorInfo
+    (MALFORMED_REQUEST), not UNKNOWN/INTERNAL naming a Python class, and no traceback in the
+    server's log."""
+    await node.append(2)
+    caplog.set_level(logging.DEBUG)
+    async with node.channel(tls[JIAXING]) as ch:
+        if method == "GetEntries":
+            call = ch.unary_stream(f"{STUB}/{method}")
+            with pytest.raises(grpc.aio.AioRpcError) as info:
+                [_ async for _ in call(MALFORMED, timeout=10)]
+        else:
+            with pytest.raises(grpc.aio.AioRpcError) as info:
+                await ch.unary_unary(f"{STUB}/{method}")(MALFORMED, timeout=10)
+        assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert reason_of(info.value) == "MALFORMED_REQUEST"
+        assert "could not be decoded" in (info.value.details() or "")
+        assert "DecodeError" not in (info.value.details() or "")
+        assert not [r for r in caplog.records if r.exc_info or "Traceback" in r.getMessage()]
+        # The node keeps serving.
+        checkpoint = await unary(ch, "GetCheckpoint", wire.spb.Checkpoint)(
+            wire.spb.GetCheckpointRequest(), timeout=10)
+    assert checkpoint.note
+
+
 # --- witnessing ------------------------------------------------------------------------------
 
 

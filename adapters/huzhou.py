@@ -74,11 +74,11 @@ _FLAG_ALIASES: Mapping[str, str] = {
     "修复中": "UNDER_REPAIR",
 }
 _FLAG_SEPARATORS = re.compile(r"[;|；｜]")
-_FLAG_RE = re.compile(r"^[A-Z][A-Z0-9_]*$")
-_INDICATOR_COLUMN_RE = re.compile(r"^ZB_[A-Z0-9_]+$")
-_INDICATOR_KEY_RE = re.compile(r"^[a-z0-9_]+$")
-_DATE_RE = re.compile(r"^(\d{4})[-/](\d{1,2})[-/](\d{1,2})$|^(\d{4})(\d{2})(\d{2})$")
-_SCORE_RE = re.compile(r"^[+-]?\d+(\.\d+)?$")
+_FLAG_RE = re.compile(r"^[A-Z][A-Z0-9_]*\Z")
+_INDICATOR_COLUMN_RE = re.compile(r"^ZB_[A-Z0-9_]+\Z")
+_INDICATOR_KEY_RE = re.compile(r"^[a-z0-9_]+\Z")
+_DATE_RE = re.compile(r"^(\d{4})[-/](\d{1,2})[-/](\d{1,2})\Z|^(\d{4})(\d{2})(\d{2})\Z")
+_SCORE_RE = re.compile(r"^[+-]?\d+(\.\d+)?\Z")
 _SURROGATE_RE = re.compile("[\ud800-\udfff]")
 # A NUL or a lone surrogate can enter a decoded JSON string only through a \u escape (a raw
 # control character is not valid JSON; decoded bytes hold no surrogates): strings are looked

@@ -71,10 +71,10 @@ class ChangeKind(enum.IntEnum):
     REVOKE = 2
 
 
-NODE_ID_RE = re.compile(r"^cn-\d{6}$")
-FLAG_RE = re.compile(r"^[A-Z][A-Z0-9_]*$")
+NODE_ID_RE = re.compile(r"^cn-\d{6}\Z")
+FLAG_RE = re.compile(r"^[A-Z][A-Z0-9_]*\Z")
 HMAC_SUBJECT_PREFIX = "hmac-sha256:"
-_HMAC_SUBJECT_RE = re.compile(r"^hmac-sha256:[0-9a-f]{64}$")
+_HMAC_SUBJECT_RE = re.compile(r"^hmac-sha256:[0-9a-f]{64}\Z")
 
 
 def require_node_id(value: str, what: str = "node id") -> str:
@@ -365,8 +365,8 @@ class ChangeBatch:
             raise InvalidInput("batch first_seq/last_seq must match its changes")
 
 
-REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
-SLUG_RE = re.compile(r"^[a-z0-9][a-z0-9\-]{0,63}$")
+REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._:\-]{1,128}\Z")
+SLUG_RE = re.compile(r"^[a-z0-9][a-z0-9\-]{0,63}\Z")
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

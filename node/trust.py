@@ -42,8 +42,8 @@ REVOKED = "revoked"
 KEY_STATUSES = (ACTIVE, VERIFY_ONLY, REVOKED)
 
 ZONE_RE = model.SLUG_RE
-ROLE_RE = re.compile(r"^[a-z][a-z0-9\-]{0,63}$")
-FINGERPRINT_RE = re.compile(r"^[0-9a-f]{64}$")
+ROLE_RE = re.compile(r"^[a-z][a-z0-9\-]{0,63}\Z")
+FINGERPRINT_RE = re.compile(r"^[0-9a-f]{64}\Z")
 NODE_URI_PREFIX = "creditx://node/"  # DESIGN.md §3: URI SAN of a node's TLS certificate
 
 

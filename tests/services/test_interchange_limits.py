@@ -73,6 +73,8 @@ LONG = "9" * 10_000
     [
         ("request_id", query("r" * 129), "request_id", False),
         ("request_id", query("bad id with spaces"), "request_id", False),
+        ("request_id", query("newline-at-end\n"), "request_id", False),
+        ("zone", query("lzn-1", zone="hjjw\n"), "zone", True),
         ("zone", query("lz-1", zone="z" * 65), "zone", True),
         ("purpose", query("lp-1", purpose="p" * 65), "purpose", True),
         ("subject", query("ls-1", subject=LONG), "USCC", True),

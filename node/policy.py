@@ -63,8 +63,10 @@ class ZonePolicy:
 
 
 DEFAULT_RATE_PER_MINUTE = 600
-# DESIGN.md §6: calls over a caller's rate are summarised, one log entry per caller and window.
-# A caller thus adds at most rate_per_minute / 60 + 1 / window entries per second to the log.
+# DESIGN.md §6: calls over a caller's rate are summarised: per caller and window, the first is
+# logged and the rest counted in one summary entry. A caller thus adds at most
+# rate_per_minute / 60 + 2 / window entries per second to the log (plus one burst of
+# rate_per_minute when its bucket is full), however fast it calls.
 DEFAULT_REFUSAL_WINDOW_S = 10.0
 
 

@@ -59,7 +59,11 @@ async def _serve(home: NodeHome, listen: str | None, ready_file: pathlib.Path | 
     await runtime.start(listen)
     settle_gc()
     assert runtime.server is not None
-    zones = ", ".join(runtime.trust.zones()) or "none (install trust lists)"
+    now = runtime.clock.now()
+    zones = ", ".join(runtime.trust.zones_in_force(now)) or "none (install trust lists)"
+    expired = runtime.trust.expired_zones(now)
+    if expired:  # held, but granting nothing until the coordinator signs a newer list
+        zones += f"; expired lists (not granting): {', '.join(expired)}"
     click.echo(f"{runtime.node_id} serving on {runtime.server.target}; zones: {zones}; "
                f"event loop: {serving_loop_name()}")
     if ready_file is not None:

@@ -7,7 +7,7 @@ RUNTIME_STAMP := $(VENV)/.installed-runtime
 # The deployable set: every runtime dependency pinned with its hashes (`make lock` writes it).
 LOCK := requirements.lock
 
-.PHONY: demo test lint proto proto-check bench clean lock audit
+.PHONY: demo test test-dates faketime lint proto proto-check bench clean lock audit
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -27,9 +27,25 @@ $(STAMP): $(RUNTIME_STAMP)
 demo: $(RUNTIME_STAMP)
 	$(PY) -m node.demo
 
-test: $(STAMP)
+test: $(STAMP) faketime
 	$(PY) proto/generate.py --check
 	$(PY) -m pytest -q
+	$(MAKE) --no-print-directory test-dates
+
+# The suite again at two faked dates (issue 9 §1): mid-2030 in the UTC evening (already the
+# next day in China), and half past midnight on 1 January of next year in China (still
+# 31 December in UTC). Nothing may pass or fail with the calendar or the time of day.
+NEXT_YEAR = $(shell echo $$(( $$(date +%Y) + 1 )))
+test-dates: $(STAMP) faketime
+	TZ=UTC faketime '2030-06-01 18:00:00' $(PY) -m pytest -q -p no:cacheprovider
+	TZ=Asia/Shanghai faketime '$(NEXT_YEAR)-01-01 00:30:00' $(PY) -m pytest -q -p no:cacheprovider
+
+# libfaketime (Debian package `faketime`): installed when missing and we are root with apt
+# (CI), else named as what to install.
+faketime:
+	@command -v faketime >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null \
+		&& apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq faketime; } \
+		|| { echo "make test needs faketime: install the Debian package 'faketime'"; exit 1; }
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check node adapters tests bench

@@ -14,6 +14,7 @@ import json
 import math
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Set as AbstractSet
 from typing import TYPE_CHECKING, Literal
 
 from adapters.decoding import decode_export
@@ -124,7 +125,7 @@ class HuzhouExport:
         data: bytes,
         *,
         issuer_node: str,
-        legacy_uscc_allowed: bool = False,
+        legacy_codes: AbstractSet[str] = frozenset(),
         progress: Progress | None = None,
         subject_key: bytes | None = None,
     ) -> list[CreditResult]:
@@ -138,7 +139,7 @@ class HuzhouExport:
             raise rejected(self.name, file_problems)
         converter = _RowConverter(
             issuer_node=issuer_node,
-            legacy_uscc_allowed=legacy_uscc_allowed,
+            legacy_codes=legacy_codes,
             subject_key=subject_key,
             schemes=builtin_schemes() if self.schemes is None else self.schemes,
             indicator_columns=tuple(c for c in records.columns if c.startswith(INDICATOR_PREFIX)),
@@ -415,13 +416,13 @@ class _RowConverter:
         self,
         *,
         issuer_node: str,
-        legacy_uscc_allowed: bool,
+        legacy_codes: AbstractSet[str],
         subject_key: bytes | None = None,
         schemes: Mapping[str, Scheme],
         indicator_columns: tuple[str, ...],
     ) -> None:
         self.issuer_node = issuer_node
-        self.legacy_uscc_allowed = legacy_uscc_allowed
+        self.legacy_codes = legacy_codes
         self.subject_key = subject_key
         self.schemes = schemes
         self.indicator_columns = indicator_columns
@@ -529,9 +530,7 @@ class _RowConverter:
             if subject_type is SubjectType.NATURAL_PERSON:
                 subject = SubjectRef(SubjectIdType.RESIDENT_ID, raw)
             else:
-                subject = SubjectRef(
-                    SubjectIdType.USCC, raw, allow_legacy_check=self.legacy_uscc_allowed
-                )
+                subject = SubjectRef(SubjectIdType.USCC, raw, legacy_codes=self.legacy_codes)
         except InvalidIdentifier as exc:
             problem(SUBJECT_ID, exc.message)
             return None

@@ -7,6 +7,7 @@ or raises ImportRejected listing every bad row; it never returns part of a file.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Set as AbstractSet
 from types import MappingProxyType
 from typing import Protocol
 
@@ -37,13 +38,14 @@ class ImportAdapter(Protocol):
         data: bytes,
         *,
         issuer_node: str,
-        legacy_uscc_allowed: bool = False,
+        legacy_codes: AbstractSet[str] = frozenset(),
         progress: Progress | None = None,
         subject_key: bytes | None = None,
     ) -> list[CreditResult]:
         """Every row as a result issued by `issuer_node`, or ImportRejected with every problem.
 
-        `legacy_uscc_allowed` admits USCCs whose check character is wrong (DESIGN.md §9).
+        `legacy_codes`: the known legacy register codes, admitted though their check character
+        is wrong (DESIGN.md §9; the node's legacy-uscc.txt); any other such code is a row problem.
         `subject_key` (the node's pseudonymisation key) keys resident ids inside result ids;
         ingest always passes it.
         """

@@ -95,7 +95,8 @@ class LocalAnswerer:
         self, caller: str, queries: Sequence[bytes], *, single: bool,
         zones: AbstractSet[str] | None = None,
     ) -> list[Reply]:
-        received = [Received.parse(data) for data in queries]
+        legacy_codes = self._interchange.legacy_codes
+        received = [Received.parse(data, legacy_codes) for data in queries]
         outcomes: list[Answer | Replay | BaseException]
         if single and len(received) == 1:
             try:

@@ -8,6 +8,7 @@ from and to plain mappings. Files are read and written by `node.home`; other tab
 from __future__ import annotations
 
 import dataclasses
+import logging
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -15,6 +16,7 @@ from typing import Any
 from node import divisions
 from node.errors import ConfigError
 
+log = logging.getLogger(__name__)
 DEFAULT_LISTEN = "127.0.0.1:7443"
 DEFAULT_AUDIT_LISTEN = "127.0.0.1:8080"
 
@@ -75,7 +77,6 @@ class NodeConfig:
     listen: str = DEFAULT_LISTEN
     audit_listen: str = DEFAULT_AUDIT_LISTEN
     db_url: str | None = None  # CREDITNODE_DB_URL overrides it; None means SQLite under data/
-    legacy_uscc_allowed: bool = False  # DESIGN.md §9: admit legacy USCCs with a bad check char
     # Sign and log answers in a worker process beside the gRPC server (node.answer_worker).
     answer_worker: bool = True
     keys: KeyPaths = dataclasses.field(default_factory=KeyPaths)
@@ -98,10 +99,6 @@ class NodeConfig:
         ):
             raise ConfigError(
                 f"db_url must be a database URL like sqlite:///… , got {self.db_url!r}"
-            )
-        if not isinstance(self.legacy_uscc_allowed, bool):
-            raise ConfigError(
-                f"legacy_uscc_allowed must be true or false, got {self.legacy_uscc_allowed!r}"
             )
         if not isinstance(self.answer_worker, bool):
             raise ConfigError(f"answer_worker must be true or false, got {self.answer_worker!r}")
@@ -130,6 +127,7 @@ class NodeConfig:
         except ConfigError as exc:
             raise ConfigError(f"{source}: [keys] {exc.message}") from None
         try:
+            node = _without_legacy_switch(node, source)
             fields = _known_fields(cls, node, exclude={"keys"})
             for required in ("node_id", "name", "division_code"):
                 if required not in fields:
@@ -147,6 +145,23 @@ class NodeConfig:
         if node["db_url"] is None:
             del node["db_url"]
         return {"node": node, "keys": self.keys.to_mapping()}
+
+
+def _without_legacy_switch(node: Mapping[str, Any], source: str) -> Mapping[str, Any]:
+    """The [node] table without the retired `legacy_uscc_allowed` (DESIGN.md §9). Every
+    node.toml `creditnode init` wrote holds `= false`: ignored, with a warning. `= true`
+    admitted any wrong check character, typos too: refused, as its codes must now be listed."""
+    if "legacy_uscc_allowed" not in node:
+        return node
+    if node["legacy_uscc_allowed"] is not False:
+        raise ConfigError(
+            "legacy_uscc_allowed = true is no longer supported: it admitted every USCC with a "
+            "wrong check character, typos too. List the known legacy register codes, one per "
+            "line, in legacy-uscc.txt in the node home, and remove the key"
+        )
+    log.warning("%s: [node] legacy_uscc_allowed = false is no longer read; remove it "
+                "(legacy register codes are listed in legacy-uscc.txt)", source)
+    return {key: value for key, value in node.items() if key != "legacy_uscc_allowed"}
 
 
 def _known_fields(

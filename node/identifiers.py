@@ -8,12 +8,16 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import operator
+import re
+from collections.abc import Set as AbstractSet
 
 from node import divisions
 from node.errors import InvalidIdentifier
 
 USCC_CHARSET = "0123456789ABCDEFGHJKLMNPQRTUWXY"  # GB 32100-2015: no I, O, Z, S, V
 _USCC_VALUE = {c: i for i, c in enumerate(USCC_CHARSET)}
+# Every rule but the check character, in one match: characters of the set, a numeric division.
+_USCC_SHAPE = re.compile(r"[0-9A-HJ-NP-RTUW-Y]{2}[0-9]{6}[0-9A-HJ-NP-RTUW-Y]{10}")
 # GB 32100-2015 §4.2: weight of position i (1-based) is 3^(i-1) mod 31.
 _USCC_WEIGHTS = tuple(pow(3, i, 31) for i in range(17))
 # GB 11643-1999: weight of position i is 2^(18-i) mod 11; check by ISO 7064 MOD 11-2.
@@ -36,13 +40,14 @@ def uscc_check_character(first17: str) -> str:
     return USCC_CHARSET[(31 - total % 31) % 31]
 
 
-def validate_uscc(raw: str, *, allow_bad_check: bool = False) -> str:
-    """Return the normalised USCC or raise InvalidIdentifier naming the problem.
-
-    `allow_bad_check` admits legacy register codes whose check character is wrong (DESIGN.md §9:
-    only when configuration flags them); every other rule still holds.
-    """
+def validate_uscc_shape(raw: str) -> str:
+    """Return the normalised code if it has every property of a USCC except perhaps a right
+    check character (the shape of a legacy register code, DESIGN.md §9); else raise
+    InvalidIdentifier naming the problem without quoting more than one character or the
+    division."""
     code = normalise(raw)
+    if _USCC_SHAPE.fullmatch(code):
+        return code
     if len(code) != 18:
         raise InvalidIdentifier(f"USCC must have 18 characters, got {len(code):,}")
     for position, char in enumerate(code, start=1):
@@ -51,13 +56,28 @@ def validate_uscc(raw: str, *, allow_bad_check: bool = False) -> str:
                 f"USCC character {position} is {char!r}, which GB 32100-2015 does not allow "
                 f"(allowed: digits and {USCC_CHARSET[10:]}; never I, O, Z, S, V)"
             )
-    division = code[2:8]
-    if not division.isdigit():
-        raise InvalidIdentifier(
-            f"USCC positions 3-8 must be a six-digit division code, got {division!r}"
-        )
+    raise InvalidIdentifier(
+        f"USCC positions 3-8 must be a six-digit division code, got {code[2:8]!r}"
+    )
+
+
+def is_uscc_shape(raw: str) -> bool:
+    """Whether validate_uscc_shape accepts `raw`."""
+    return _USCC_SHAPE.fullmatch(normalise(raw)) is not None
+
+
+def validate_uscc(
+    raw: str, *, legacy_codes: AbstractSet[str] = frozenset(), admitted: bool = False
+) -> str:
+    """Return the normalised USCC or raise InvalidIdentifier naming the problem.
+
+    A wrong check character passes only for a known legacy register code (DESIGN.md §9): one
+    in `legacy_codes` (the node's list, node.legacy_uscc), or one `admitted` already by
+    whoever vouches for it (our store, the issuer that signed it). Every other rule holds.
+    """
+    code = validate_uscc_shape(raw)
     expected = uscc_check_character(code[:17])
-    if code[17] != expected and not allow_bad_check:
+    if code[17] != expected and not admitted and code not in legacy_codes:
         raise InvalidIdentifier(f"USCC check character should be {expected}, got {code[17]}")
     return code
 
@@ -114,14 +134,24 @@ def mask_resident_id(code: str) -> str:
     return code[:6] + "*" * hidden + code[-4:]
 
 
-@functools.lru_cache(maxsize=1 << 16)
-def normalise_subject_id(id_type: str, raw: str, *, allow_bad_check: bool = False) -> str:
-    """Validate an identifier of the named SubjectIdType ("USCC" or "RESIDENT_ID").
+def normalise_subject_id(
+    id_type: str, raw: str, *, legacy_codes: AbstractSet[str] = frozenset(),
+    admitted: bool = False,
+) -> str:
+    """Validate an identifier of the named SubjectIdType ("USCC" or "RESIDENT_ID");
+    `legacy_codes` and `admitted` as for validate_uscc."""
+    if legacy_codes and not admitted and id_type == "USCC":
+        # Listed or not, the code must still have the USCC shape: only the check is waived.
+        admitted = normalise(raw) in legacy_codes
+    return _normalise_subject_id(id_type, raw, admitted)
 
-    Pure, so remembered for the most recent identifiers (a refusal raises and is not kept):
+
+@functools.lru_cache(maxsize=1 << 16)
+def _normalise_subject_id(id_type: str, raw: str, admitted: bool) -> str:
+    """Pure, so remembered for the most recent identifiers (a refusal raises and is not kept):
     the same companies are asked about again and again."""
     if id_type == "USCC":
-        return validate_uscc(raw, allow_bad_check=allow_bad_check)
+        return validate_uscc(raw, admitted=admitted)
     if id_type == "RESIDENT_ID":
         return validate_resident_id(raw)
     raise InvalidIdentifier(f"unknown subject id type {id_type!r}; use USCC or RESIDENT_ID")

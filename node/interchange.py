@@ -89,8 +89,10 @@ class Interchange:
         subject_key: bytes,
         encode: Encode,
         clock: Clock = SYSTEM,
+        legacy_codes: frozenset[str] = frozenset(),
     ) -> None:
         self.node_id = node_id
+        self.legacy_codes = legacy_codes  # answered despite a wrong check char (DESIGN.md §9)
         self.policy = policy
         self._results = results
         self._signer = signer
@@ -368,7 +370,7 @@ class Received:
     refusal: CreditNodeError | None
 
     @classmethod
-    def parse(cls, raw: bytes) -> Received:
+    def parse(cls, raw: bytes, legacy_codes: frozenset[str] = frozenset()) -> Received:
         try:
             message = wire.parse_query(raw)
         except CreditNodeError as exc:
@@ -377,7 +379,7 @@ class Received:
             # Checked before anything could log or store it (DESIGN.md §6).
             return cls(raw, "", None, InvalidInput(model.bad_request_id(message.request_id)))
         try:
-            return cls(raw, message.request_id, wire.query_from_pb(message), None)
+            return cls(raw, message.request_id, wire.query_from_pb(message, legacy_codes), None)
         except CreditNodeError as exc:
             return cls(raw, message.request_id, None, exc)
 

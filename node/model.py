@@ -12,6 +12,7 @@ import enum
 import math
 import re
 from collections.abc import Mapping
+from collections.abc import Set as AbstractSet
 from types import MappingProxyType
 
 from node import identifiers
@@ -99,17 +100,20 @@ class SubjectRef:
 
     id_type: SubjectIdType
     id: str
-    # A legacy register code whose USCC check character is wrong (DESIGN.md §9): admitted only
-    # where configuration says so (ingest) or for data already admitted (read from the store).
-    allow_legacy_check: bool = dataclasses.field(default=False, compare=False, repr=False)
+    _: dataclasses.KW_ONLY
+    # A USCC whose check character is wrong is a known legacy register code (DESIGN.md §9)
+    # when it is in `legacy_codes` (the node's list: ingest, a peer's query) or `admitted`
+    # already (read from our store, signed by its issuer, asked about with --legacy).
+    legacy_codes: dataclasses.InitVar[AbstractSet[str]] = frozenset()
+    admitted: dataclasses.InitVar[bool] = False
 
-    def __post_init__(self) -> None:
+    def __post_init__(self, legacy_codes: AbstractSet[str], admitted: bool) -> None:
         id_type = SubjectIdType(self.id_type)
         object.__setattr__(self, "id_type", id_type)
         if id_type is SubjectIdType.RESIDENT_ID and _HMAC_SUBJECT_RE.match(self.id):
             return
         object.__setattr__(self, "id", identifiers.normalise_subject_id(
-            id_type.name, self.id, allow_bad_check=self.allow_legacy_check))
+            id_type.name, self.id, legacy_codes=legacy_codes, admitted=admitted))
 
     @classmethod
     def trusted(cls, id_type: SubjectIdType, id: str) -> SubjectRef:
@@ -117,7 +121,6 @@ class SubjectRef:
         subject = object.__new__(cls)
         object.__setattr__(subject, "id_type", id_type)
         object.__setattr__(subject, "id", id)
-        object.__setattr__(subject, "allow_legacy_check", True)
         return subject
 
     @property

@@ -43,6 +43,7 @@ from node.errors import (
 from node.home import NodeHome
 from node.interchange import Interchange, pseudonymise
 from node.keys import NodeKeys
+from node.legacy_uscc import load_legacy_codes
 from node.peer_client import PeerClient, VerifiedAnswer, verify_receipt
 from node.sequencer import LogWrite, Sequencer
 from node.server import GrpcServer
@@ -122,6 +123,7 @@ class NodeRuntime:
         self.witness_config = WitnessConfig.from_document(document)
         self.audit_readers = audit_readers_from_document(document, str(home.config_file))
         self.keys = NodeKeys.open(home, self.config)
+        self.legacy_codes = load_legacy_codes(home)  # answered despite a wrong check character
         self.signer = self.keys.active_signer(clock.now())
         self.log_signer = self.keys.log_signer()
         self.tls_key_pem = self.keys.tls_private_key_pem()
@@ -267,6 +269,7 @@ class NodeRuntime:
             node_id=self.node_id, policy=self.policy, results=StoreResultSource(),
             signer=lambda: self.signer, sequencer=self.sequencer,
             subject_key=self.keys.subject_hmac_key(), encode=encode_answer, clock=self.clock,
+            legacy_codes=self.legacy_codes,
         )
         return LocalAnswerer(interchange, self.sequencer, count=count)
 

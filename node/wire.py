@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Sequence
+from collections.abc import Set as AbstractSet
 from typing import Any, TypedDict
 
 from google.protobuf import message as pb_message
@@ -71,12 +72,16 @@ def subject_to_pb(subject: model.SubjectRef) -> pb.SubjectRef:
     return pb.SubjectRef(id_type=_enum(subject.id_type), id=subject.id)
 
 
-def subject_from_pb(msg: pb.SubjectRef) -> model.SubjectRef:
+def subject_from_pb(
+    msg: pb.SubjectRef, *, legacy_codes: AbstractSet[str] = frozenset(), admitted: bool = False
+) -> model.SubjectRef:
+    """`legacy_codes`, `admitted`: which legacy register codes pass (model.SubjectRef)."""
     if msg.id_type not in _SUBJECT_ID_TYPES:
         raise InvalidInput(
             f"subject id_type must be USCC (1) or RESIDENT_ID (2), got {msg.id_type}"
         )
-    return model.SubjectRef(model.SubjectIdType(msg.id_type), msg.id)
+    return model.SubjectRef(model.SubjectIdType(msg.id_type), msg.id,
+                            legacy_codes=legacy_codes, admitted=admitted)
 
 
 def query_to_pb(query: model.CreditQuery) -> pb.CreditQuery:
@@ -88,12 +93,16 @@ def query_to_pb(query: model.CreditQuery) -> pb.CreditQuery:
     )
 
 
-def query_from_pb(msg: pb.CreditQuery) -> model.CreditQuery:
+def query_from_pb(
+    msg: pb.CreditQuery, legacy_codes: AbstractSet[str] = frozenset()
+) -> model.CreditQuery:
+    """A peer's query; a USCC with a wrong check character is answered only when it is one of
+    our `legacy_codes` (DESIGN.md §9)."""
     if not msg.HasField("subject"):
         raise InvalidInput("query has no subject")
     return model.CreditQuery(
         request_id=msg.request_id,
-        subject=subject_from_pb(msg.subject),
+        subject=subject_from_pb(msg.subject, legacy_codes=legacy_codes),
         zone=msg.zone,
         purpose=msg.purpose,
     )
@@ -136,7 +145,8 @@ def result_from_pb(msg: pb.CreditResult) -> model.CreditResult:
     try:
         return model.CreditResult(
             result_id=msg.result_id,
-            subject=subject_from_pb(msg.subject),
+            # A legacy register code is its issuer's to admit: the signature vouches for it.
+            subject=subject_from_pb(msg.subject, admitted=True),
             subject_name=msg.subject_name,
             subject_type=model.SubjectType(msg.subject_type),
             issuer_node=msg.issuer_node,
@@ -258,7 +268,9 @@ def record_from_bytes(data: bytes) -> model.ExchangeRecord:
             responder_node=msg.responder_node,
             zone=msg.zone,
             purpose=msg.purpose,
-            subject=subject_from_pb(msg.subject) if msg.HasField("subject") else None,
+            # A legacy register code in an entry was admitted by the node that logged it.
+            subject=(subject_from_pb(msg.subject, admitted=True) if msg.HasField("subject")
+                     else None),
             request_id=msg.request_id,
             request_digest=msg.request_digest,
             decision=model.Decision(msg.decision),

@@ -48,14 +48,20 @@ def test_bad_uscc_says_what_is_wrong(raw: str, message: str) -> None:
         identifiers.validate_uscc(raw)
 
 
-def test_legacy_uscc_with_bad_check_only_when_allowed() -> None:
+def test_legacy_uscc_with_bad_check_only_when_listed_or_admitted() -> None:
+    """issue 9 §6: a wrong check character passes for a listed legacy code, not for another."""
     bad = "91350100M000100Y44"
     with pytest.raises(InvalidIdentifier):
         identifiers.validate_uscc(bad)
-    assert identifiers.validate_uscc(bad, allow_bad_check=True) == bad
+    with pytest.raises(InvalidIdentifier, match="check character"):
+        identifiers.validate_uscc(bad, legacy_codes={"91350100M000100Y45"})
+    assert identifiers.validate_uscc(bad.lower(), legacy_codes={bad}) == bad
+    assert identifiers.validate_uscc(bad, admitted=True) == bad
     # Every other rule still holds for a legacy code.
     with pytest.raises(InvalidIdentifier, match="'I'"):
-        identifiers.validate_uscc("91350100I000100Y44", allow_bad_check=True)
+        identifiers.validate_uscc("91350100I000100Y44", admitted=True)
+    with pytest.raises(InvalidIdentifier, match="'I'"):
+        identifiers.validate_uscc("91350100I000100Y44", legacy_codes={"91350100I000100Y44"})
 
 
 def test_make_uscc_round_trips_every_check_value() -> None:

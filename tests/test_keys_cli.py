@@ -335,7 +335,7 @@ GOOD_NODE = {"node_id": "cn-330500", "name": "湖州", "division_code": "330500"
         ({"node": {**GOOD_NODE, "division_code": "330100"}}, "does not match node_id"),
         ({"node": {**GOOD_NODE, "listen": "7443"}}, "[node] listen must be host:port"),
         ({"node": {**GOOD_NODE, "audit_listen": "h:99999"}}, "audit_listen must be host:port"),
-        ({"node": {**GOOD_NODE, "legacy_uscc_allowed": "yes"}}, "true or false"),
+        ({"node": {**GOOD_NODE, "legacy_uscc_allowed": True}}, "List the known legacy"),
         ({"node": {**GOOD_NODE, "name": 5}}, "[node] name must be a string"),
         ({"node": {**GOOD_NODE, "db_url": "node.db"}}, "db_url must be a database URL"),
         ({"node": GOOD_NODE, "keys": {"tls_crt": "x"}}, "[keys] unknown key 'tls_crt'"),
@@ -369,7 +369,6 @@ def test_config_round_trips_and_keeps_tables_owned_by_others(tmp_path: pathlib.P
         '湖州 "Huzhou" \\ test',
         listen="0.0.0.0:7443",
         db_url="postgresql+psycopg://u@db/credit",
-        legacy_uscc_allowed=True,
         keys=KeyPaths(tls_cert="/etc/creditnode/tls.crt"),
     )
     home.write_config(config)

@@ -25,6 +25,7 @@ from node.errors import CreditNodeError, ImportRejected, RowProblem
 from node.gendata import generate_export
 from node.home import NodeHome
 from node.keys import NodeKeys
+from node.legacy_uscc import load_legacy_codes
 from node.model import CreditResult
 from node.store import ImportSummary, Store
 
@@ -55,6 +56,9 @@ def ingest(fmt: str, file: pathlib.Path, home: pathlib.Path) -> None:
     Rows count from 1 after the header. A problem the store finds (an evaluation older than
     the one it holds) is numbered among the file's records, which is the same row number
     unless the file has blank lines.
+
+    A USCC with a wrong check character is a row problem unless the node's legacy-uscc.txt
+    lists it (a known legacy register code).
     """
     node_home = NodeHome(home)
     config = node_home.load_config()
@@ -62,7 +66,8 @@ def ingest(fmt: str, file: pathlib.Path, home: pathlib.Path) -> None:
     data = file.read_bytes()
     adapter = get_adapter(fmt)
     try:
-        results = _parse_with_progress(adapter, data, file.name, config, subject_key)
+        results = _parse_with_progress(adapter, data, file.name, config, subject_key,
+                                       load_legacy_codes(node_home))
         if sys.stderr.isatty():  # the import is one transaction: no bar, but say what waits
             click.echo(f"importing {len(results):,} results in one transaction...", err=True)
         summary = _import(node_home.db_url(config), results, file, data, fmt)
@@ -150,7 +155,8 @@ def _error_class(exc: Exception) -> str:
 
 
 def _parse_with_progress(
-    adapter: ImportAdapter, data: bytes, label: str, config: NodeConfig, subject_key: bytes
+    adapter: ImportAdapter, data: bytes, label: str, config: NodeConfig, subject_key: bytes,
+    legacy_codes: frozenset[str],
 ) -> list[CreditResult]:
     """Parse, with a progress bar on a terminal (none when output is piped or captured)."""
     with tqdm(
@@ -164,7 +170,7 @@ def _parse_with_progress(
         return adapter.parse(
             data,
             issuer_node=config.node_id,
-            legacy_uscc_allowed=config.legacy_uscc_allowed,
+            legacy_codes=legacy_codes,
             progress=progress,
             subject_key=subject_key,
         )

@@ -16,7 +16,7 @@ from node import model
 from node.cli.options import home_option
 from node.errors import InvalidInput
 from node.home import NodeHome
-from node.identifiers import mask_resident_id
+from node.identifiers import is_uscc_shape, mask_resident_id
 from node.privacy import PrivacyConfig
 from node.runtime import (
     REJECTED,
@@ -85,18 +85,22 @@ async def _serve(home: NodeHome, listen: str | None, ready_file: pathlib.Path | 
 @click.option("--purpose", required=True, help="The declared purpose, e.g. xinyi-dai.")
 @click.option("--subject", required=True, help="USCC (or resident id with --resident-id).")
 @click.option("--resident-id", is_flag=True, help="The subject is a natural person.")
+@click.option("--legacy", is_flag=True,
+              help="The USCC is a legacy register code whose check character is wrong; the "
+              "peer answers only if its legacy-uscc.txt lists it.")
 @click.option("--request-id", default=None, help="Reuse a request id (idempotent).")
 @click.option("--json", "as_json", is_flag=True, help="Print the outcome as JSON.")
 @click.option("--show-personal", is_flag=True,
               help="Print a resident id in clear (and a person's signed envelope); only where "
               "node.toml's [privacy] operator_may_show_personal is true.")
 @home_option
-def query(peer: str, zone: str, purpose: str, subject: str, resident_id: bool,
+def query(peer: str, zone: str, purpose: str, subject: str, resident_id: bool, legacy: bool,
           request_id: str | None, as_json: bool, show_personal: bool, home: pathlib.Path) -> None:
     """Ask a peer for a subject's credit result; verify and record the answer.
 
     A resident id is shown masked (330500********0387) unless --show-personal is given and
-    this node allows it.
+    this node allows it. A USCC whose check character is wrong is sent only with --legacy
+    (a legacy register code); the peer answers it only if its own legacy-uscc.txt lists it.
     """
     node_home = NodeHome(home)
     privacy = PrivacyConfig.from_document(node_home.load_document(),
@@ -105,11 +109,14 @@ def query(peer: str, zone: str, purpose: str, subject: str, resident_id: bool,
         raise click.ClickException(
             "--show-personal is not allowed on this node: set operator_may_show_personal = true "
             f"in the [privacy] table of {node_home.config_file} to allow it")
+    if legacy and resident_id:
+        raise click.BadParameter("a resident id has no legacy form", param_hint="--legacy")
     id_type = model.SubjectIdType.RESIDENT_ID if resident_id else model.SubjectIdType.USCC
     try:
-        ref = model.SubjectRef(id_type, subject)
+        ref = model.SubjectRef(id_type, subject, admitted=legacy)
     except InvalidInput as exc:
-        raise click.BadParameter(exc.message, param_hint="--subject") from None
+        raise click.BadParameter(_legacy_hint(exc.message, subject, resident_id),
+                                 param_hint="--subject") from None
     outcome = asyncio.run(_ask(node_home, peer, zone, purpose, ref, request_id))
     if as_json:
         doc = outcome_json(outcome, show_personal=show_personal)
@@ -118,6 +125,14 @@ def query(peer: str, zone: str, purpose: str, subject: str, resident_id: bool,
         click.echo(outcome_text(outcome, show_personal=show_personal))
     if outcome.answer is None:
         raise SystemExit(1)
+
+
+def _legacy_hint(message: str, subject: str, resident_id: bool) -> str:
+    """A USCC refused for its check character alone may be a legacy register code (DESIGN.md
+    §9): say how to ask about one."""
+    if resident_id or not is_uscc_shape(subject):
+        return message
+    return f"{message}; if it is a legacy register code, ask with --legacy"
 
 
 async def _ask(home: NodeHome, peer: str, zone: str, purpose: str, subject: model.SubjectRef,

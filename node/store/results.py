@@ -442,7 +442,7 @@ class ResultRepository:
 
         `subject_id` is normalised and checked first (InvalidIdentifier when malformed).
         """
-        subject = SubjectRef(id_type, subject_id, allow_legacy_check=True)
+        subject = SubjectRef(id_type, subject_id, admitted=True)  # a lookup: stored or not
         query = (
             select(RESULTS)
             .where(

@@ -213,9 +213,12 @@ def test_render_refuses_an_indicator_it_cannot_name() -> None:
         HUZHOU_CSV.render([odd])
 
 
-def test_legacy_uscc_is_accepted_only_when_allowed() -> None:
+def test_legacy_uscc_is_accepted_only_when_listed() -> None:
+    """issue 9 §6: a wrong check character is a row problem unless legacy_codes lists it."""
     legacy = USCC[:17] + ("0" if USCC[17] != "0" else "1")
     data = _csv(f"{legacy},某公司,企业,zj-public-credit@2023,A,,2024-03-01,,")
     assert _problems(data) == [(1, "TYSHXYDM")]
-    [result] = HUZHOU_CSV.parse(data, issuer_node=CITY, legacy_uscc_allowed=True)
+    with pytest.raises(ImportRejected):
+        HUZHOU_CSV.parse(data, issuer_node=CITY, legacy_codes={OTHER_USCC[:17] + legacy[17]})
+    [result] = HUZHOU_CSV.parse(data, issuer_node=CITY, legacy_codes={legacy})
     assert result.subject.id == legacy

@@ -64,6 +64,7 @@ class Node:
         self.policy = policy.policy_from_mapping(tomllib.loads(text))
         self.clock = ManualClock(T0 + dt.timedelta(days=30))  # the results were evaluated at T0
         self.caller_items_held = svc.CALLER_ITEMS_HELD
+        self.legacy_codes: frozenset[str] = frozenset()  # its legacy-uscc.txt
 
     async def start(self, anchors: list[NodeTls],
                     wrap: Callable[[Answerer], Answerer] | None = None) -> None:
@@ -78,7 +79,7 @@ class Node:
         interchange = Interchange(
             node_id=HUZHOU, policy=self.policy, results=StoreResultSource(),
             signer=lambda: self.signer, sequencer=self.sequencer, subject_key=b"k" * 32,
-            encode=encode_answer, clock=self.clock,
+            encode=encode_answer, clock=self.clock, legacy_codes=self.legacy_codes,
         )
         answerer: Answerer = LocalAnswerer(interchange, self.sequencer)
         self.servicer = servicer = svc.InterchangeServicer(

@@ -26,8 +26,9 @@ import sqlalchemy as sa
 
 from node import model, signing, wire
 from node import policy as policies
+from node.answer import decision
 from node.clock import SYSTEM, Clock
-from node.errors import CreditNodeError, InvalidInput, NotFound, PermissionDenied, RateLimited
+from node.errors import CreditNodeError, InvalidInput, NotFound, RateLimited
 from node.sequencer import LogWrite, Receipt, Sequencer, Slot
 
 log = logging.getLogger(__name__)
@@ -236,61 +237,27 @@ class Interchange:
             slot.value = value
 
     def _decide(self, entry: _Entry) -> _Decided | Replay | CreditNodeError:
-        """Replay, policy, lookup: what this query gets. Runs where the sequencer writes (its
-        thread, or its event loop), on what the log's transaction reads; pure."""
+        """What this query gets (`decision.decide`), on what the log's transaction read."""
         stored, found = entry.value
-        received, query = entry.received, entry.received.query
         if entry.over_rate is not None:  # logged, but never stored for a replay
             return _Decided(None, None, entry.over_rate, store=False)
-        earlier = None
-        if stored is not None:
-            earlier = wire.record_from_bytes(stored[2])  # our own entry for that request id
-            if query is None or (earlier.zone, earlier.purpose, earlier.subject) != (
-                    query.zone, query.purpose, entry.subject):
-                # DESIGN.md §6: a request id names one query; the stored answer stays.
-                return _Decided(None, None, received.refusal or InvalidInput(
-                    "this request_id was used before for a query with another subject, zone "
-                    "or purpose; use a new request_id for a new query",
-                    reason="REQUEST_ID_REUSED"), store=False)
-        decided = self._decide_afresh(entry, found)
-        if stored is None or earlier is None:
-            if decided.refusal is not None and not received.request_id:
-                # Without a request id there is nothing to log the refusal under or replay.
-                return decided.refusal
-            return decided
-        if _gives_again(earlier, decided):
+        received = entry.received
+        decided = decision.decide(
+            self.policy, self.node_id, entry.caller, entry.zones,
+            decision.Asked(received.request_id, received.query, received.refusal,
+                           entry.subject),
+            None if stored is None else decision.Stored(
+                stored[0], wire.record_from_bytes(stored[2])),
+            found, self._clock.now())
+        if isinstance(decided, decision.Grant):
+            return _Decided(decided.result, decided.rule, None, replaces=decided.replaces)
+        if isinstance(decided, decision.Refuse):
+            return _Decided(None, None, decided.refusal, store=decided.store,
+                            replaces=decided.replaces)
+        if isinstance(decided, decision.GiveStored):
+            assert stored is not None
             return Replay(stored[0], stored[1])
-        # The stored answer would no longer be given (the caller no longer admitted, the
-        # result no longer current): a new exchange, whose answer is the one stored now.
-        return dataclasses.replace(decided, replaces=stored[0])
-
-    def _decide_afresh(self, entry: _Entry, found: model.CreditResult | None) -> _Decided:
-        """Policy and lookup, as for a request id never seen."""
-        caller, query, refusal = entry.caller, entry.received.query, entry.received.refusal
-        result: model.CreditResult | None = None
-        rule: policies.PurposeRule | None = None
-        try:
-            if refusal is not None:
-                raise refusal
-            assert query is not None
-            rule = policies.authorize(self.policy, self.node_id, caller, query)
-            if entry.zones is not None and query.zone not in entry.zones:
-                # Configured as a member, but the zone's current trust list does not hold it
-                # (e.g. removed by the coordinator): the signed list wins.
-                raise PermissionDenied(
-                    f"{caller} is not on the {query.zone} trust list this node holds",
-                    reason="NOT_ZONE_MEMBER",
-                )
-            result = found
-            if result is None or result.valid_until <= self._clock.now():
-                raise NotFound(
-                    f"no current credit result for {query.subject.id_type.name} "
-                    f"{_shown(query.subject)} at {self.node_id}"
-                )
-            policies.check_subject_type(rule, query.zone, result.subject_type)
-        except CreditNodeError as exc:
-            refusal = exc
-        return _Decided(result, rule, refusal)
+        return decided.refusal
 
     def _redacted(self, result: model.CreditResult, rule: policies.PurposeRule) -> Any:
         """The result's wire form as this purpose may see it, cached per (result, rule): a
@@ -452,29 +419,8 @@ class _Entry(Slot):
 _UNANSWERED = RuntimeError("unanswered")
 
 
-def _gives_again(earlier: model.ExchangeRecord, decided: _Decided) -> bool:
-    """Whether a query decided afresh gets what the stored answer gave: the same result, or
-    the same refusal."""
-    if decided.refusal is None:
-        assert decided.result is not None
-        return (earlier.decision is model.Decision.GRANTED
-                and earlier.result_id == decided.result.result_id)
-    decision = (model.Decision.NOT_FOUND if isinstance(decided.refusal, NotFound)
-                else model.Decision.REFUSED)
-    return (earlier.decision is decision
-            and earlier.reason.partition(":")[0] == decided.refusal.reason)
-
-
 def _raised(outcomes: list[Answer | Replay | BaseException]) -> Answer | Replay:
     [outcome] = outcomes
     if isinstance(outcome, BaseException):
         raise outcome
     return outcome
-
-
-def _shown(subject: model.SubjectRef) -> str:
-    """How a subject appears in a message: resident ids are masked."""
-    if subject.id_type is model.SubjectIdType.RESIDENT_ID:
-        return subject.id[:6] + "********" + subject.id[-4:]
-    return subject.id
-

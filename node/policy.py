@@ -199,24 +199,30 @@ class RateRefusals:
             raise InvalidInput(f"the refusal summary window must be positive, got {window_s}")
         self.window_s = window_s
         self._open: dict[str, RefusalWindow] = {}
+        self._ended: list[tuple[str, RefusalWindow]] = []  # not yet handed out by `due`
 
     def refuse(self, caller: str, now: float, wall: dt.datetime) -> bool:
         """Count one call of `caller` refused over its rate; True when it is to be logged
         (it opens a window), False when only counted."""
         window = self._open.get(caller)
-        if window is not None and now - window.opened < self.window_s:
-            window.refused += 1
-            return False
+        if window is not None:
+            if now - window.opened < self.window_s:
+                window.refused += 1
+                return False
+            # Ended before `due` came for it: kept for the summary, not overwritten.
+            self._ended.append((caller, window))
         self._open[caller] = RefusalWindow(now, wall)
         return True
 
     def due(self, now: float) -> list[tuple[str, RefusalWindow]]:
         """Windows that have ended, removed; those with calls counted beyond the first."""
-        ended = [c for c, w in self._open.items() if now - w.opened >= self.window_s]
-        return [(c, w) for c in ended if (w := self._open.pop(c)).refused > 1]
+        ended, self._ended = self._ended, []
+        ended += [(c, self._open.pop(c)) for c, w in list(self._open.items())
+                  if now - w.opened >= self.window_s]
+        return [(c, w) for c, w in ended if w.refused > 1]
 
     def pending(self) -> bool:
-        return bool(self._open)
+        return bool(self._open or self._ended)
 
 
 def policy_from_mapping(data: Mapping[str, object], source: str = "config") -> Policy:

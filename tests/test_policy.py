@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import importlib.resources
 import tomllib
 
@@ -92,6 +93,38 @@ def test_rate_limiter_refills_over_time() -> None:
         limiter.take("cn-330400", 3, now=100.0)
     limiter.take("cn-330100", 3, now=100.0)  # other callers have their own bucket
     limiter.take("cn-330400", 3, now=120.0)  # 20 s at 3/min refills one token
+
+
+WALL = dt.datetime(2026, 3, 1, tzinfo=dt.UTC)
+
+
+def test_refusal_windows_summarise_every_counted_call() -> None:
+    """issue 9 §3: one logged refusal per caller and window, the rest counted for its summary."""
+    refusals = policy.RateRefusals(10.0)
+    assert refusals.refuse("cn-330400", 0.0, WALL)  # opens the window: logged
+    assert not any(refusals.refuse("cn-330400", 0.001 * i, WALL) for i in range(1, 1000))
+    assert refusals.refuse("cn-330100", 1.0, WALL)  # another caller, its own window
+    assert refusals.due(9.9) == []  # not ended yet
+    [(caller, window)] = refusals.due(10.0)
+    assert (caller, window.refused) == ("cn-330400", 1000)
+    assert refusals.due(11.0) == []  # cn-330100 had nothing counted beyond its logged one
+    assert not refusals.pending()
+
+
+def test_a_window_ended_before_its_summary_was_taken_keeps_its_count() -> None:
+    """issue 9 §3, found by bench/flood_bench.py: a call over the rate just after a window
+    ended, before the summary timer ran, replaced the window and lost its count (46,233 of
+    102,006 refusals were in the log)."""
+    refusals = policy.RateRefusals(10.0)
+    refusals.refuse("cn-330400", 0.0, WALL)
+    for i in range(1, 1000):
+        refusals.refuse("cn-330400", 0.001 * i, WALL)
+    assert refusals.refuse("cn-330400", 10.001, WALL)  # a new window, logged
+    refusals.refuse("cn-330400", 10.002, WALL)
+    [(_, ended)] = refusals.due(10.5)
+    assert ended.refused == 1000
+    [(_, second)] = refusals.due(20.002)
+    assert second.refused == 2
 
 
 @pytest.mark.parametrize(

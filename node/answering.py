@@ -18,14 +18,16 @@ from collections.abc import Set as AbstractSet
 from typing import Protocol
 
 from node import metrics, wire
-from node.errors import CreditNodeError, NotFound
+from node.errors import CreditNodeError, NotFound, RateLimited
 from node.interchange import Answer, Interchange, Received, Replay
 from node.sequencer import Receipt, Sequencer
 from node.services import status
 
 # The exchange decisions a reply can report (the `decision` label of metrics.EXCHANGES);
-# NOT_LOGGED: nothing was logged for it (a replay, or refused without a request id).
+# NOT_LOGGED: nothing was logged for it (a replay, or refused without a request id);
+# OVER_RATE: refused over the caller's rate and only counted (issue 9 §3).
 NOT_LOGGED = ""
+OVER_RATE = "OVER_RATE"
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -76,6 +78,8 @@ def decision_of(outcome: Answer | Replay | BaseException) -> str:
             return NOT_LOGGED
         return ("GRANTED" if outcome.error is None else
                 "NOT_FOUND" if isinstance(outcome.error, NotFound) else "REFUSED")
+    if isinstance(outcome, RateLimited):
+        return OVER_RATE  # counted in its window's summary entry
     if isinstance(outcome, Replay | CreditNodeError):
         return NOT_LOGGED  # replayed, or refused before anything was logged
     return "FAILED"
@@ -141,8 +145,9 @@ _ANSWERED = {decision: metrics.EXCHANGES.labels("ANSWERED", decision)
 
 def count_decisions(replies: Sequence[Reply]) -> None:
     for reply in replies:
-        if reply.decision != NOT_LOGGED:
-            _ANSWERED[reply.decision].inc()
+        counter = _ANSWERED.get(reply.decision)
+        if counter is not None:
+            counter.inc()
 
 
 def _receipt_pb(receipt: Receipt) -> wire.pb.LogReceipt:

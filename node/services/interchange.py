@@ -22,7 +22,7 @@ from cryptography.hazmat.primitives import serialization
 from grpc_status import rpc_status
 
 from node import wire
-from node.answering import Answerer, Reply
+from node.answering import OVER_RATE, Answerer, Reply
 from node.errors import Unauthenticated
 
 SERVICE = "creditx.v1.CreditInterchange"
@@ -33,6 +33,10 @@ BATCH_IN_FLIGHT = 2  # groups of one stream being answered at once
 # without reading its replies holds at most this many (each at most the server's request size
 # limit) and slows only itself.
 CALLER_ITEMS_HELD = 2048
+# A call refused over the caller's rate is answered this much later (a batch stream's group
+# holding one is sent this much later, and reading waits with it): a caller flooding past
+# its rate is held to its own pace instead of taking the server's time from the others.
+OVER_RATE_DELAY_S = 0.25
 
 Context = Any  # grpc.aio.ServicerContext
 Authenticate = Callable[[Context], str]  # the caller's node id from its verified certificate
@@ -47,12 +51,14 @@ class InterchangeServicer:
         trusted_zones: Callable[[str], AbstractSet[str]] | None = None,
         *,
         caller_items_held: int = CALLER_ITEMS_HELD,
+        over_rate_delay_s: float = OVER_RATE_DELAY_S,
     ) -> None:
         self._answerer = answerer
         self._authenticate = authenticate
         self._node_info = node_info
         self._trusted_zones = trusted_zones
         self._caller_items_held = caller_items_held
+        self._over_rate_delay_s = over_rate_delay_s
         self._held: dict[str, asyncio.Semaphore] = {}  # per caller: room for items read
 
     def items_held(self, caller: str) -> int:
@@ -67,6 +73,8 @@ class InterchangeServicer:
         caller = self._authenticate(context)
         [reply] = await self._answerer.answer(caller, [request], single=True,
                                               zones=self._zones(caller))
+        if reply.decision == OVER_RATE:
+            await asyncio.sleep(self._over_rate_delay_s)
         if reply.refused:
             error = wire.parse_response(reply.data).error
             await context.abort_with_status(rpc_status.to_status(error))
@@ -127,7 +135,10 @@ class InterchangeServicer:
         grouper = asyncio.create_task(group())
         try:
             while (replies := await answering.get()) is not None:
-                for reply in await replies:
+                answered = await replies
+                if any(reply.decision == OVER_RATE for reply in answered):
+                    await asyncio.sleep(self._over_rate_delay_s)
+                for reply in answered:
                     yield reply.data
                     taken -= 1
                     held.release()

@@ -64,6 +64,7 @@ class Node:
         self.policy = policy.policy_from_mapping(tomllib.loads(text))
         self.clock = ManualClock(T0 + dt.timedelta(days=30))  # the results were evaluated at T0
         self.caller_items_held = svc.CALLER_ITEMS_HELD
+        self.over_rate_delay_s = svc.OVER_RATE_DELAY_S
         self.legacy_codes: frozenset[str] = frozenset()  # its legacy-uscc.txt
 
     async def start(self, anchors: list[NodeTls],
@@ -85,7 +86,7 @@ class Node:
         self.servicer = servicer = svc.InterchangeServicer(
             wrap(answerer) if wrap is not None else answerer,
             svc.caller_from_certificate(self.members.get), self.node_info,
-            caller_items_held=self.caller_items_held,
+            caller_items_held=self.caller_items_held, over_rate_delay_s=self.over_rate_delay_s,
         )
         anchors_pem = b"".join(a.cert_pem for a in anchors)
         self.server = GrpcServer({svc.SERVICE: svc.methods(servicer)},

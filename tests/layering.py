@@ -1,0 +1,162 @@
+"""The import layering of `node/` (DESIGN.md §2): `python -m tests.layering` lists import
+cycles and imports that go up a floor; it exits non-zero when there is any.
+
+Each module's floor is below (FLOORS); a module not listed is reported, so that a new one is
+placed on purpose. Imports under `if TYPE_CHECKING:` count too: a type is a dependency.
+"""
+
+from __future__ import annotations
+
+import ast
+import pathlib
+import sys
+from collections.abc import Iterator, Mapping
+
+ROOT = pathlib.Path(__file__).resolve().parents[1] / "node"
+
+# DESIGN.md §2's floors, with this codebase's modules placed on them. A package's entry
+# covers its modules unless a module has its own.
+FLOORS: Mapping[str, int] = {
+    # 1: the pure core
+    "node.b64": 1, "node.clock": 1, "node.config": 1, "node.divisions": 1, "node.errors": 1,
+    "node.identifiers": 1, "node.merkle": 1, "node.metrics": 1, "node.signing": 1,
+    "node.sealed_secret": 1,
+    # 2: the model and signed notes
+    "node.model": 2, "node.notes": 2, "node.legacy_uscc": 2, "node.privacy": 2,
+    # 3: store, wire, policy (generated code below the wire layer)
+    "node._pb": 3, "node.store": 3, "node.wire": 3, "node.policy": 3, "node.home": 3,
+    "node.disclosure": 3, "node.tls": 3, "node.keys": 3, "node.gendata": 3,
+    # 4: the log, trust, the answer path
+    "node.sequencer": 4, "node.witness": 4, "node.trust": 4, "node.trust_files": 4,
+    "node.logverify": 4, "node.answer": 4, "node.interchange": 4, "node.answering": 4,
+    # 5: services and the peer client
+    "node.services": 5, "node.peer_client": 5, "node.answer_worker": 5,
+    # 6: wiring, the server, the command line, demo tooling
+    "node.server": 6, "node.runtime": 6, "node.cli": 6, "node.demo": 6, "node.federation": 6,
+    "node": 6,
+}
+GENERATED = "node._pb"
+WIRE = "node.wire"
+
+
+def module_name(path: pathlib.Path) -> str:
+    parts = list(path.relative_to(ROOT.parent).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+def floor_of(module: str) -> int | None:
+    name = module
+    while name:
+        if name in FLOORS:
+            return FLOORS[name]
+        name = name.rpartition(".")[0]
+    return None
+
+
+def imports(path: pathlib.Path, module: str) -> Iterator[str]:
+    """The node modules `path` imports (relative imports resolved)."""
+    package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                anchor = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join([*anchor, base] if base else anchor)
+            # `from node import model`: the submodule, where there is one.
+            names = [f"{base}.{alias.name}" if _is_module(f"{base}.{alias.name}") else base
+                     for alias in node.names]
+        else:
+            continue
+        yield from (n for n in names if n == "node" or n.startswith("node."))
+
+
+def _is_module(name: str) -> bool:
+    path = ROOT.parent.joinpath(*name.split("."))
+    return path.with_suffix(".py").is_file() or (path / "__init__.py").is_file()
+
+
+def graph() -> dict[str, set[str]]:
+    edges: dict[str, set[str]] = {}
+    for path in sorted(ROOT.rglob("*.py")):
+        module = module_name(path)
+        if module.startswith(GENERATED):
+            continue
+        edges[module] = {m for m in imports(path, module) if m != module}
+    return edges
+
+
+def cycles(edges: Mapping[str, set[str]]) -> list[list[str]]:
+    """Strongly connected components of more than one module (Tarjan)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    found: list[list[str]] = []
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on_stack.add(v)
+        for w in edges.get(v, ()):
+            if w not in edges:
+                continue
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on_stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            component = []
+            while True:
+                w = stack.pop()
+                on_stack.discard(w)
+                component.append(w)
+                if w == v:
+                    break
+            if len(component) > 1:
+                found.append(sorted(component))
+
+    sys.setrecursionlimit(10_000)
+    for v in sorted(edges):
+        if v not in index:
+            visit(v)
+    return found
+
+
+def violations(edges: Mapping[str, set[str]]) -> list[str]:
+    problems: list[str] = []
+    for module, imported in sorted(edges.items()):
+        floor = floor_of(module)
+        if floor is None:
+            problems.append(f"{module}: no floor (place it in tests/layering.py FLOORS)")
+            continue
+        for target in sorted(imported):
+            if target.startswith(GENERATED) and module != WIRE:
+                problems.append(f"{module} imports generated code {target}: only {WIRE} may")
+                continue
+            target_floor = floor_of(target)
+            # A package's __init__ may name its own modules; anything else goes down or level.
+            if (target_floor is not None and target_floor > floor
+                    and not target.startswith(module + ".")):
+                problems.append(
+                    f"{module} (floor {floor}) imports {target} (floor {target_floor})")
+    for component in cycles(edges):
+        problems.append("import cycle: " + " <-> ".join(component))
+    return problems
+
+
+def main() -> int:
+    problems = violations(graph())
+    for problem in problems:
+        print(problem)
+    print(f"{len(problems)} layering problem(s) in node/" if problems
+          else "node/: no import cycle, every import goes down or level")
+    return 1 if problems else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

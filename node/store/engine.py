@@ -12,7 +12,7 @@ import contextlib
 import os
 import sqlite3
 import stat
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import URL, Engine, create_engine, event, make_url
 from sqlalchemy.engine import Connection
@@ -143,3 +143,17 @@ def make_sqlite_files_private(database: str) -> None:
                 f"{SQLITE_FILE_MODE:04o} ({exc.strerror}); have its owner run "
                 f"`chmod 600 {path}`"
             ) from None
+
+
+class Database(Protocol):
+    """What a repository needs of the store (`node.store.Store` is one): transactions and
+    connections on its database, and the dialect for the statements that differ."""
+
+    @property
+    def dialect(self) -> str: ...
+
+    def begin(self) -> contextlib.AbstractContextManager[Connection]: ...
+
+    def connect(self) -> contextlib.AbstractContextManager[Connection]: ...
+
+    def lock_changes(self, conn: Connection) -> None: ...

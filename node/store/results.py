@@ -14,7 +14,7 @@ import datetime as dt
 import hashlib
 import json
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any, cast
 
 from sqlalchemy import (
     ColumnElement,
@@ -45,10 +45,8 @@ from node.model import (
     SubjectRef,
     SubjectType,
 )
+from node.store.engine import Database
 from node.store.schema import ChangeRow, CreditResultRow, ImportBatchRow
-
-if TYPE_CHECKING:
-    from node.store.store import Store
 
 RESULTS = cast(Table, CreditResultRow.__table__)
 IMPORT_BATCHES = cast(Table, ImportBatchRow.__table__)
@@ -327,7 +325,7 @@ def _one_of(conn: Connection, column: ColumnElement[str], values: list[str]) -> 
 class ResultRepository:
     """Credit results of local subjects: `Store.results`."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Database) -> None:
         self._store = store
 
     def import_results(

@@ -8,17 +8,14 @@ A floor only rises: several processes of one node may record at once, and the hi
 from __future__ import annotations
 
 import datetime as dt
-from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
 from sqlalchemy import BigInteger, String, Table
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Mapped, mapped_column
 
+from node.store.engine import Database
 from node.store.schema import Base, UtcDateTime
-
-if TYPE_CHECKING:
-    from node.store.store import Store
 
 
 class TrustListFloorRow(Base):
@@ -38,7 +35,7 @@ trust_list_floors: Table = TrustListFloorRow.__table__  # type: ignore[assignmen
 class TrustFloorRepository:
     """`store.trust_floors`: read every zone's floor, raise one."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Database) -> None:
         self._store = store
 
     def recorded(self) -> dict[str, tuple[int, str]]:

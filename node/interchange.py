@@ -1,14 +1,14 @@
-"""Answering a peer's credit query (DESIGN.md §6-§7): policy, lookup, signing, logging.
+"""Answering a peer's credit query (DESIGN.md §6-§7): rate, decision, signing, logging.
 
-Every query is charged to its caller's rate first; `Interchange.answer` then hands it to the
-sequencer, which reads the stored answer and the subject's current result, decides, builds the
-signed result for the log index it reserves, and commits, all in one transaction for the whole
-batch; the answer returns only after the exchange record is durable. Every outcome — granted,
-refused, not found — is one log entry (a build that fails leaves a FAILED one), except calls
-over the caller's rate, of which one per window is logged and the rest summarised. A repeated
-(requester, request id) gets the stored answer, not logged again, while that answer would still
-be given; otherwise it is decided again and its new answer replaces the stored one.
-"""
+Every query is charged to its caller's rate first; `Interchange.answer` then hands the group
+to the sequencer with itself as the planner: in one transaction for the whole batch it reads
+each query's stored answer and current result (`read`), decides (`decision.decide`, pure) and
+builds the signed result for the log index reserved for it (`build`). The answer returns only
+after the exchange record is durable. Every outcome — granted, refused, not found — is one log
+entry (a build that fails leaves a FAILED one), except calls over the caller's rate, of which
+one per window is logged and the rest summarised. A repeated (requester, request id) gets the
+stored answer, not logged again, while that answer would still be given; otherwise it is
+decided again and its new answer replaces the stored one."""
 
 from __future__ import annotations
 
@@ -28,8 +28,8 @@ from node import model, signing, wire
 from node import policy as policies
 from node.answer import decision
 from node.clock import SYSTEM, Clock
-from node.errors import CreditNodeError, InvalidInput, NotFound, RateLimited
-from node.sequencer import LogWrite, Receipt, Sequencer, Slot
+from node.errors import CreditNodeError, InvalidInput, RateLimited
+from node.sequencer import Appended, LogWrite, Planned, Receipt, Sequencer
 
 log = logging.getLogger(__name__)
 StoredAnswer = tuple[int, bytes, bytes]  # (log index, stored wire answer, its log entry)
@@ -167,12 +167,12 @@ class Interchange:
                     caller, self._clock.monotonic(), self._clock.now()):
                 outcomes[position] = over_rate  # counted in the window's summary entry
                 continue
-            entries.append(_Entry(self, caller, item, zones, position, over_rate))
+            entries.append(_Entry(caller, item, zones, position, self._subject_key,
+                                  over_rate))
         self._schedule_refusal_summaries()
-        logged = await self._sequencer.append_many(
-            [(entry.build, entry.failed) for entry in entries], entries)
-        for entry, receipt in zip(entries, logged, strict=True):
-            outcomes[entry.position] = entry.settled(receipt)
+        logged = await self._sequencer.append_many(self, entries)
+        for entry, appended in zip(entries, logged, strict=True):
+            outcomes[entry.position] = _settled(entry, appended)
         for position, first in repeats:
             outcomes[position] = outcomes[first]
         return outcomes
@@ -230,34 +230,68 @@ class Interchange:
                               caller)
         self._schedule_refusal_summaries()
 
-    def _read(self, conn: sa.Connection, slots: Sequence[Slot]) -> None:
-        """The sequencer's reader: stored answers and current results for a batch's slots."""
-        for slot, value in zip(slots, self._results.read_many(conn, [s.key for s in slots]),
-                               strict=True):
-            slot.value = value
+    # --- the sequencer's planner: each batch's reads, then each entry's build ---------------
 
-    def _decide(self, entry: _Entry) -> _Decided | Replay | CreditNodeError:
-        """What this query gets (`decision.decide`), on what the log's transaction read."""
-        stored, found = entry.value
-        if entry.over_rate is not None:  # logged, but never stored for a replay
-            return _Decided(None, None, entry.over_rate, store=False)
+    def read(self, conn: sa.Connection, entries: Sequence[_Entry]) -> list[ReadResult]:
+        """Stored answers and current results for a batch's entries, in its transaction."""
+        return self._results.read_many(conn, [entry.key for entry in entries])
+
+    def build(self, entry: _Entry, read: ReadResult, index: int) -> Planned:
+        """Decide, sign and record one entry for the log index the sequencer reserved. Logs
+        nothing for a replay, or a refusal without a request id."""
+        stored, current = read
+        decided = self._decide(entry, stored, current)
+        if isinstance(decided, decision.GiveStored):
+            assert stored is not None
+            return Planned(None, Replay(stored[0], stored[1]))
+        if isinstance(decided, decision.RefuseUnlogged):
+            return Planned(None, decided.refusal)
+        caller, received = entry.caller, entry.received
+        now = self._clock.now()
+        envelope = None
+        if isinstance(decided, decision.Refuse):
+            refusal: CreditNodeError | None = decided.refusal
+            record = self._record(entry, now, decided.decision,
+                                  f"{decided.refusal.reason}: {decided.refusal.message}")
+        else:
+            query, result, rule = received.query, decided.result, decided.rule
+            assert query is not None
+            refusal = None
+            payload = wire.bound_result_bytes(
+                self._redacted(result, rule), issued_at=now, audience_node=caller,
+                zone=query.zone, purpose=query.purpose, request_id=received.request_id,
+                request_digest=entry.digest, log_index=index,
+            )
+            envelope = signing.sign_envelope(
+                signing.PAYLOAD_CREDIT_RESULT, payload, [self._signer()])
+            record = self._record(entry, now, model.Decision.GRANTED, "", result.result_id,
+                                  hashlib.sha256(payload).digest())
+        encoded = self._encode(Answer(received.request_id, envelope, None, refusal))
+        built = _Built(envelope, refusal, encoded)
+        if isinstance(decided, decision.Refuse) and not decided.store:
+            return Planned(LogWrite(record), built)
+        return Planned(LogWrite(record, requester=caller, request_id=received.request_id,
+                                answer=encoded, replaces=decided.replaces), built)
+
+    def failed(self, entry: _Entry, index: int, error: BaseException) -> bytes:
+        """The FAILED entry for one whose build raised."""
+        return self._record(entry, self._clock.now(), model.Decision.FAILED,
+                            f"FAILED: {type(error).__name__}")
+
+    def _decide(self, entry: _Entry, stored: StoredAnswer | None,
+                current: model.CreditResult | None) -> decision.Decision:
+        """What this query gets, on what the log's transaction read. Over the caller's rate
+        (charged before): refused, logged, never stored for a replay."""
+        if entry.over_rate is not None:
+            return decision.Refuse(entry.over_rate, store=False)
         received = entry.received
-        decided = decision.decide(
+        return decision.decide(
             self.policy, self.node_id, entry.caller, entry.zones,
             decision.Asked(received.request_id, received.query, received.refusal,
                            entry.subject),
             None if stored is None else decision.Stored(
                 stored[0], wire.record_from_bytes(stored[2])),
-            found, self._clock.now())
-        if isinstance(decided, decision.Grant):
-            return _Decided(decided.result, decided.rule, None, replaces=decided.replaces)
-        if isinstance(decided, decision.Refuse):
-            return _Decided(None, None, decided.refusal, store=decided.store,
-                            replaces=decided.replaces)
-        if isinstance(decided, decision.GiveStored):
-            assert stored is not None
-            return Replay(stored[0], stored[1])
-        return decided.refusal
+            current, self._clock.now())
 
     def _redacted(self, result: model.CreditResult, rule: policies.PurposeRule) -> Any:
         """The result's wire form as this purpose may see it, cached per (result, rule): a
@@ -270,47 +304,6 @@ class Interchange:
             base = (rule, wire.result_to_pb(policies.redact(result, rule)))
             self._redacted_cache[key] = base
         return base[1]
-
-    def _build(self, entry: _Entry, index: int) -> LogWrite | None:
-        """Decide, sign and record one entry, for the log index the sequencer reserved; what
-        becomes of it stays on the entry. None: nothing to log (a replay, or refused without
-        a request id)."""
-        decided = self._decide(entry)
-        if not isinstance(decided, _Decided):
-            entry.outcome = decided
-            return None
-        caller, received = entry.caller, entry.received
-        query = received.query
-        now = entry.now = self._clock.now()
-        result, rule, refusal = decided.result, decided.rule, decided.refusal
-        envelope = None
-        if refusal is not None:
-            decision = (model.Decision.NOT_FOUND if isinstance(refusal, NotFound)
-                        else model.Decision.REFUSED)
-            record = self._record(entry, now, decision, f"{refusal.reason}: {refusal.message}")
-        else:
-            assert query is not None and result is not None and rule is not None
-            payload = wire.bound_result_bytes(
-                self._redacted(result, rule), issued_at=now, audience_node=caller,
-                zone=query.zone, purpose=query.purpose, request_id=received.request_id,
-                request_digest=entry.digest, log_index=index,
-            )
-            envelope = signing.sign_envelope(
-                signing.PAYLOAD_CREDIT_RESULT, payload, [self._signer()])
-            record = self._record(entry, now, model.Decision.GRANTED, "", result.result_id,
-                                  hashlib.sha256(payload).digest())
-        encoded = self._encode(Answer(received.request_id, envelope, None, refusal))
-        entry.outcome = _Built(envelope, refusal, encoded)
-        if not decided.store:
-            return LogWrite(record)
-        return LogWrite(record, requester=caller, request_id=received.request_id,
-                        answer=encoded, replaces=decided.replaces)
-
-    def _failed(self, entry: _Entry, index: int, exc: BaseException) -> bytes:
-        """The FAILED entry for one whose build raised."""
-        entry.outcome = None
-        return self._record(entry, entry.now or self._clock.now(), model.Decision.FAILED,
-                            f"FAILED: {type(exc).__name__}")
 
     def _record(self, entry: _Entry, now: dt.datetime, decision: model.Decision,
                 reason: str = "", result_id: str = "", result_digest: bytes = b"") -> bytes:
@@ -352,17 +345,6 @@ class Received:
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
-class _Decided:
-    """A query decided and ready to log: granted (result and rule) or refused (refusal)."""
-
-    result: model.CreditResult | None
-    rule: policies.PurposeRule | None
-    refusal: CreditNodeError | None
-    store: bool = True  # kept for replaying its request id
-    replaces: int | None = None  # the log index of the stored answer it takes the place of
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
 class _Built:
     """What a build logged: the signed result or the refusal, and its stored wire form."""
 
@@ -371,49 +353,40 @@ class _Built:
     encoded: bytes
 
 
-class _Entry(Slot):
-    """One query on its way to the log. As a Slot, the sequencer fills it with the stored
-    answer and current result before its build runs; the build leaves its outcome here."""
+class _Entry:
+    """One query on its way to the log, as the sequencer hands it back to its planner."""
 
-    __slots__ = ("caller", "digest", "now", "outcome", "over_rate", "owner", "position",
-                 "received", "subject", "zones")
+    __slots__ = ("caller", "digest", "key", "over_rate", "position", "received", "subject",
+                 "zones")
 
-    def __init__(self, owner: Interchange, caller: str, received: Received,
-                 zones: AbstractSet[str] | None, position: int,
+    def __init__(self, caller: str, received: Received, zones: AbstractSet[str] | None,
+                 position: int, subject_key: bytes,
                  over_rate: RateLimited | None = None) -> None:
         query = received.query
-        super().__init__((caller, received.request_id, query.subject if query else None),
-                         owner._read)
-        self.owner = owner
         self.caller = caller
         self.received = received
+        # What the log's transaction reads for it: (requester, request id, subject).
+        self.key: Read = (caller, received.request_id, query.subject if query else None)
         self.zones = zones  # the zones whose current trust list holds the caller
         self.position = position  # in the caller's group
         self.digest = hashlib.sha256(received.raw).digest()  # the request digest
-        self.subject = pseudonymise(query.subject, owner._subject_key) if query else None
-        self.now: dt.datetime | None = None
-        self.outcome: _Built | Replay | CreditNodeError | None = None
+        self.subject = pseudonymise(query.subject, subject_key) if query else None
         self.over_rate = over_rate  # refused over the caller's rate: logged as such
 
-    def build(self, index: int) -> LogWrite | None:
-        return self.owner._build(self, index)
 
-    def failed(self, index: int, exc: BaseException) -> bytes:
-        return self.owner._failed(self, index, exc)
-
-    def settled(self, receipt: Receipt | BaseException | None) -> Answer | Replay | BaseException:
-        """The outcome once the batch committed (or failed)."""
-        if isinstance(receipt, BaseException):
-            return receipt
-        outcome = self.outcome
-        if outcome is None:
-            return RuntimeError("no answer built")
-        if isinstance(outcome, _Built):
-            if receipt is None:
-                return RuntimeError("an answer built but not logged")
-            return Answer(self.received.request_id, outcome.envelope, receipt, outcome.refusal,
-                          outcome.encoded)
+def _settled(entry: _Entry, appended: Appended | BaseException) -> Answer | Replay | BaseException:
+    """An entry's outcome once the batch committed (or failed)."""
+    if isinstance(appended, BaseException):
+        return appended
+    outcome = appended.outcome
+    if isinstance(outcome, _Built):
+        if appended.receipt is None:
+            return RuntimeError("an answer built but not logged")
+        return Answer(entry.received.request_id, outcome.envelope, appended.receipt,
+                      outcome.refusal, outcome.encoded)
+    if isinstance(outcome, Replay | CreditNodeError):
         return outcome  # nothing logged: a replay, or refused without a request id
+    return RuntimeError("no answer built")
 
 
 _UNANSWERED = RuntimeError("unanswered")

@@ -6,11 +6,14 @@ and one signed checkpoint for the whole batch in ONE transaction, commit (one fs
 then release the callers' receipts. A caller whose entry cannot be built gets a FAILED entry in
 its reserved index, so the log never has a hole.
 
-A caller may also hand in a read (`Slot`): the batch's reads run first, together, inside the
-same transaction (`reader`), so an answer is decided on what the database holds at the moment
-its entry is written, and one thread hop and one transaction serve the whole batch. A build
-that, having seen its read, has nothing to log (a replayed request id) returns None: it takes
-no index.
+Callers hand in items with a `Planner`: for each batch, the planner reads what its items need
+inside the batch's transaction (`read`, once for all its items), then builds each item's
+entry for the index reserved for it (`build`), or the FAILED entry when that raised
+(`failed`). So an answer is decided on what the database holds at the moment its entry is
+written, and one thread hop and one transaction serve the whole batch. A build returns what
+it logs and what its caller gets back (`Planned`); one with nothing to log (a replayed
+request id) takes no index. A batch committed one by one after a conflict is read and built
+again from scratch: a planner keeps no state between its calls.
 
 The database work runs one batch at a time, on the sequencer's own thread, or on the event loop
 itself for a process whose loop has nothing else to do (`commit_on_loop`, the answer worker);
@@ -31,7 +34,7 @@ import datetime as dt
 import logging
 import threading
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 import sqlalchemy as sa
 
@@ -72,28 +75,66 @@ class Receipt:
     inclusion_proof: tuple[bytes, ...]
 
 
-BuildEntry = Callable[[int], LogWrite | None]  # None: nothing to log (takes no index)
-FailedEntry = Callable[[int, BaseException], bytes]
+@dataclasses.dataclass(frozen=True, slots=True)
+class Planned:
+    """What a build logs (None: nothing, and it takes no index) and what its caller gets
+    back once the batch is durable."""
+
+    write: LogWrite | None
+    outcome: Any = None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Appended:
+    """An item's outcome (as its build planned it) and its receipt (None: nothing logged)."""
+
+    outcome: Any
+    receipt: Receipt | None
+
+
+ItemT = TypeVar("ItemT")
+ItemT_contra = TypeVar("ItemT_contra", contravariant=True)
+
+
+class Planner(Protocol[ItemT_contra]):
+    """How a caller's items become log entries, called one batch at a time where the
+    sequencer writes (its thread, or its event loop), never concurrently."""
+
+    def read(self, conn: sa.Connection, items: Sequence[ItemT_contra]) -> Sequence[Any]:
+        """What each item's build needs from the database, in the batch's transaction."""
+        ...
+
+    def build(self, item: ItemT_contra, read: Any, index: int) -> Planned:
+        """The item's entry for log index `index`, given what `read` returned for it."""
+        ...
+
+    def failed(self, item: ItemT_contra, index: int, error: BaseException) -> bytes:
+        """The FAILED entry logged in `index` when `build` raised `error`."""
+        ...
+
+
 SignCheckpoint = Callable[[int, bytes], str]  # (tree size, root hash) -> signed note text
+Result = Appended | BaseException  # an item's fate: appended, or kept out of the log by this
 
 
-# (connection, slots) -> None: sets each slot's value. Runs in the batch's transaction.
-Reader = Callable[[sa.Connection, Sequence["Slot"]], None]
+class _Entries:
+    """A planner for callers that only append entry bytes (`Sequencer.append`)."""
+
+    def read(self, conn: sa.Connection, items: Sequence[Any]) -> Sequence[Any]:
+        return [None] * len(items)
+
+    def build(self, item: tuple[Callable[[int], LogWrite | None],
+                                Callable[[int, BaseException], bytes]],
+              read: Any, index: int) -> Planned:
+        return Planned(item[0](index))
+
+    def failed(self, item: tuple[Callable[[int], LogWrite | None],
+                                 Callable[[int, BaseException], bytes]],
+               index: int, error: BaseException) -> bytes:
+        return item[1](index, error)
 
 
-class Slot:
-    """One caller's read, filled by its reader before the batch's builds run; the slots of a
-    batch that share a reader are read in one call."""
-
-    __slots__ = ("key", "reader", "value")
-
-    def __init__(self, key: Any, reader: Reader) -> None:
-        self.key = key
-        self.reader = reader
-        self.value: Any = None
-
-
-Outcome = Receipt | BaseException | None  # None: the build logged nothing
+_ENTRIES = _Entries()
 
 
 class _AnswerReplaced(Exception):
@@ -107,12 +148,12 @@ class _Group:
     __slots__ = ("future", "outcomes", "remaining", "settled")
 
     def __init__(self, size: int, loop: asyncio.AbstractEventLoop) -> None:
-        self.future: asyncio.Future[list[Outcome]] = loop.create_future()
-        self.outcomes: list[Outcome] = [None] * size
+        self.future: asyncio.Future[list[Result]] = loop.create_future()
+        self.outcomes: list[Result] = [_UNSETTLED] * size
         self.settled = [False] * size
         self.remaining = size
 
-    def settle(self, slot: int, outcome: Outcome) -> None:
+    def settle(self, slot: int, outcome: Result) -> None:
         if self.settled[slot]:
             return
         self.settled[slot] = True
@@ -124,11 +165,10 @@ class _Group:
 
 @dataclasses.dataclass(slots=True)
 class _Pending:
-    build: BuildEntry
-    failed: FailedEntry
+    planner: Planner[Any]
+    item: Any
     group: _Group
     slot: int
-    read: Slot | None = None
 
 
 class Sequencer:
@@ -271,34 +311,29 @@ class Sequencer:
 
     # --- the public operation ---------------------------------------------------------------
 
-    async def append_many(
-        self, writes: Sequence[tuple[BuildEntry, FailedEntry]],
-        reads: Sequence[Slot] | None = None,
-    ) -> list[Outcome]:
-        """Several appends queued together (they land in the same batch when they fit); each
-        item's receipt, the exception that kept it out of the log, or None where its build
-        logged nothing. `reads`, one per write, are filled before the builds run."""
+    async def append_many(self, planner: Planner[ItemT], items: Sequence[ItemT]) -> list[Result]:
+        """Several appends queued together (they land in the same batch when they fit): each
+        item's Appended (its planned outcome and receipt), or the exception that kept it out
+        of the log."""
         if self._worker is None or self._worker.done():
             raise NodeFault("the exchange log sequencer is not running")
-        if not writes:
+        if not items:
             return []
-        if reads is not None and len(reads) != len(writes):
-            raise ValueError("one read per write")
         assert self._loop is not None  # the worker runs, so start() set it
-        group = _Group(len(writes), self._loop)
-        for slot, (build, failed) in enumerate(writes):
-            self._queue.put_nowait(_Pending(build, failed, group, slot,
-                                            reads[slot] if reads is not None else None))
+        group = _Group(len(items), self._loop)
+        for slot, item in enumerate(items):
+            self._queue.put_nowait(_Pending(planner, item, group, slot))
         return await group.future
 
-    async def append(self, build: BuildEntry, failed: FailedEntry) -> Receipt:
+    async def append(self, build: Callable[[int], LogWrite | None],
+                     failed: Callable[[int, BaseException], bytes]) -> Receipt:
         """Reserve an index, build the entry for it, and return once it is durable."""
-        [outcome] = await self.append_many([(build, failed)])
+        [outcome] = await self.append_many(_ENTRIES, [(build, failed)])
         if isinstance(outcome, BaseException):
             raise outcome
-        if outcome is None:
+        if outcome.receipt is None:
             raise NodeFault("the entry's build logged nothing")
-        return outcome
+        return outcome.receipt
 
     # --- the worker --------------------------------------------------------------------------
 
@@ -366,7 +401,7 @@ class Sequencer:
             else:
                 self._tree.extend(rows)
 
-    def _commit(self, batch: Sequence[_Pending]) -> list[Outcome]:
+    def _commit(self, batch: Sequence[_Pending]) -> list[Result]:
         """Runs in the sequencer's thread: it never touches the callers' futures."""
         conn = self._connection()
         try:
@@ -391,7 +426,7 @@ class Sequencer:
                 self._conn.close()
             self._conn = None
 
-    def _write(self, conn: sa.Connection, batch: Sequence[_Pending]) -> list[Outcome]:
+    def _write(self, conn: sa.Connection, batch: Sequence[_Pending]) -> list[Result]:
         with conn.begin():
             # Take the log's write lock first (row lock on PostgreSQL, the database write lock
             # on SQLite), so one process sequences at a time.
@@ -424,29 +459,27 @@ class Sequencer:
             answers: list[tuple[str, str, int, bytes]] = []
             replaced: list[tuple[int, bytes, str, str, int]] = []
             leaves: list[bytes] = []
-            # Per pending: its offset in the batch's entries (None: logged nothing), and the
-            # exception that turned its entry into a FAILED one.
+            # Per pending: its offset in the batch's entries (None: logged nothing), its
+            # planned outcome, and the exception that turned its entry into a FAILED one.
             placed: list[int | None] = []
+            planned: list[Any] = []
             failures: dict[int, BaseException] = {}
-            by_reader: dict[Reader, list[Slot]] = {}
-            for pending in batch:
-                if pending.read is not None:
-                    by_reader.setdefault(pending.read.reader, []).append(pending.read)
-            for reader, slots in by_reader.items():
-                reader(conn, slots)
-            for pending in batch:
+            reads = self._read(conn, batch)
+            for pending, read in zip(batch, reads, strict=True):
                 offset = len(leaves)
                 index = state_size + offset
                 try:
-                    built = pending.build(index)
+                    plan = pending.planner.build(pending.item, read, index)
+                    write, outcome = plan.write, plan.outcome
                 except Exception as exc:
                     # The caller learns of the failure only once its FAILED entry is durable.
-                    built = LogWrite(entry=pending.failed(index, exc))
+                    write = LogWrite(entry=pending.planner.failed(pending.item, index, exc))
+                    outcome = None
                     failures[offset] = exc
-                if built is None:
+                planned.append(outcome)
+                if write is None:
                     placed.append(None)
                     continue
-                write = built
                 placed.append(offset)
                 leaf = merkle.leaf_hash(write.entry)
                 leaves.append(leaf)
@@ -461,7 +494,7 @@ class Sequencer:
                         replaced.append((index, write.answer, write.requester, write.request_id,
                                          write.replaces))
             if not leaves:  # every build had nothing to log: no new checkpoint either
-                return [None] * len(batch)
+                return [Appended(outcome, None) for outcome in planned]
             size, root = compact.size, compact.root()
             note = self._sign_checkpoint(size, root)
             cursor.executemany(
@@ -503,14 +536,15 @@ class Sequencer:
             # The batch's nodes were hashed once, above; the served tree takes them as they are.
             self._tree.adopt(completed, compact)
             proofs = self._tree.inclusion_proofs(range(state_size, size), size)
-            receipts: list[Outcome] = [
-                None if i is None else failures[i] if i in failures else Receipt(
+            receipts: list[Result] = [
+                Appended(outcome, None) if i is None else failures[i] if i in failures
+                else Appended(outcome, Receipt(
                     log_index=state_size + i,
                     leaf_hash=leaves[i],
                     checkpoint=note,
                     inclusion_proof=tuple(proofs[i]),
-                )
-                for i in placed
+                ))
+                for i, outcome in zip(placed, planned, strict=True)
             ]
         self.latest_checkpoint = note
         metrics.LOG_ENTRIES.inc(len(leaves))
@@ -518,6 +552,27 @@ class Sequencer:
         if self._on_checkpoint is not None:
             self._on_checkpoint(size, note)
         return receipts
+
+
+    @staticmethod
+    def _read(conn: sa.Connection, batch: Sequence[_Pending]) -> list[Any]:
+        """Each pending's read: one `read` call per planner for all of its items."""
+        if len(batch) == 1 or all(p.planner is batch[0].planner for p in batch):
+            planner = batch[0].planner
+            return list(planner.read(conn, [p.item for p in batch]))
+        positions: dict[int, list[int]] = {}
+        for i, pending in enumerate(batch):
+            positions.setdefault(id(pending.planner), []).append(i)
+        reads: list[Any] = [None] * len(batch)
+        for at in positions.values():
+            planner = batch[at[0]].planner
+            for i, value in zip(at, planner.read(conn, [batch[i].item for i in at]),
+                                strict=True):
+                reads[i] = value
+        return reads
+
+
+_UNSETTLED = RuntimeError("unsettled")
 
 
 def _checkpoint_size(note: str) -> int:

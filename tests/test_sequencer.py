@@ -11,7 +11,7 @@ import sqlalchemy as sa
 
 from node import merkle
 from node.errors import NodeFault
-from node.sequencer import LogWrite, Receipt, Sequencer, Slot
+from node.sequencer import Appended, LogWrite, Planned, Receipt, Sequencer
 from node.store import Store
 from node.store import log_tables as t
 
@@ -143,37 +143,44 @@ async def test_two_sequencers_on_one_postgres_never_share_an_index(postgres_url:
         s.close()
 
 
+class KeyPlanner:
+    """Entries named by key and index; "skip" logs nothing. Records each read call."""
+
+    def __init__(self) -> None:
+        self.reads: list[list[str]] = []
+
+    def read(self, conn: sa.Connection, items: Sequence[str]) -> list[tuple[str, int]]:
+        size = conn.execute(sa.select(t.log_state.c.size)).scalar_one()
+        self.reads.append(list(items))
+        return [(key, size) for key in items]
+
+    def build(self, item: str, read: tuple[str, int], index: int) -> Planned:
+        assert read[0] == item
+        if item == "skip":
+            return Planned(None, f"{item}: read at size {read[1]}")
+        return Planned(LogWrite(f"{item}@{index}".encode()), f"{item}: read at size {read[1]}")
+
+    def failed(self, item: str, index: int, error: BaseException) -> bytes:
+        return b"failed"
+
+
 async def test_reads_are_filled_in_the_batch_and_a_build_may_log_nothing(
     sequencer: Sequencer, store: Store
 ) -> None:
-    """A caller's read runs inside the batch's transaction before its build; a build that then
-    has nothing to log takes no index, and the others still get consecutive ones."""
-    seen: list[list[object]] = []
-
-    def reader(conn: sa.Connection, slots: Sequence[Slot]) -> None:
-        size = conn.execute(sa.select(t.log_state.c.size)).scalar_one()
-        seen.append([s.key for s in slots])
-        for slot in slots:
-            slot.value = (slot.key, size)
-
-    def build(key: str, slot: Slot) -> Callable[[int], LogWrite | None]:
-        def run(idx: int) -> LogWrite | None:
-            assert slot.value is not None and slot.value[0] == key
-            return None if key == "skip" else LogWrite(f"{key}@{idx}".encode())
-        return run
-
+    """A planner's read runs inside the batch's transaction before its builds; a build that
+    then has nothing to log takes no index, and the others still get consecutive ones."""
+    planner = KeyPlanner()
     before = sequencer.tree.size
     keys = ["a", "skip", "b"]
-    slots = [Slot(k, reader) for k in keys]
-    outcomes = await sequencer.append_many(
-        [(build(k, s), lambda idx, exc: b"failed") for k, s in zip(keys, slots, strict=True)],
-        slots)
-    assert seen == [keys]  # one reader call for the whole batch
-    assert outcomes[1] is None
-    first, third = outcomes[0], outcomes[2]
-    assert isinstance(first, Receipt) and isinstance(third, Receipt)
-    assert (first.log_index, third.log_index) == (before, before + 1)
-    assert third.leaf_hash == merkle.leaf_hash(f"b@{before + 1}".encode())
+    outcomes = await sequencer.append_many(planner, keys)
+    assert planner.reads == [keys]  # one read call for the whole batch
+    assert all(isinstance(o, Appended) for o in outcomes)
+    first, skipped, third = (o for o in outcomes if isinstance(o, Appended))
+    assert skipped == Appended(f"skip: read at size {before}", None)
+    assert first.outcome == f"a: read at size {before}"
+    assert first.receipt is not None and third.receipt is not None
+    assert (first.receipt.log_index, third.receipt.log_index) == (before, before + 1)
+    assert third.receipt.leaf_hash == merkle.leaf_hash(f"b@{before + 1}".encode())
     with store.connect() as conn:
         assert conn.execute(sa.select(sa.func.count()).select_from(t.log_entries)).scalar_one() \
             == before + 2
@@ -184,15 +191,9 @@ async def test_a_batch_that_logs_nothing_signs_no_checkpoint(
 ) -> None:
     await sequencer.append(lambda idx: LogWrite(b"one"), lambda idx, exc: b"")
     checkpoint = sequencer.latest_checkpoint
-
-    def reader(conn: sa.Connection, slots: Sequence[Slot]) -> None:
-        for slot in slots:
-            slot.value = "nothing to log"
-
-    slot = Slot("k", reader)
-    assert await sequencer.append_many([(lambda idx: None, lambda idx, exc: b"")], [slot]) \
-        == [None]
-    assert slot.value == "nothing to log"
+    planner = KeyPlanner()
+    assert await sequencer.append_many(planner, ["skip"]) == [
+        Appended("skip: read at size 1", None)]
     assert sequencer.latest_checkpoint == checkpoint
     with store.connect() as conn:
         assert conn.execute(sa.select(sa.func.count()).select_from(t.log_checkpoints)) \
@@ -212,8 +213,9 @@ async def test_under_load_a_batch_waits_for_company(store: Store) -> None:
             return (lambda idx: LogWrite(name.encode())), (lambda idx, exc: b"failed")
 
         # Queued together: one batch of two, so the sequencer counts as loaded.
-        pair = await seq.append_many([write("x"), write("y")])
-        assert len({r.checkpoint for r in pair if isinstance(r, Receipt)}) == 1
+        pair = await seq.append_many(KeyPlanner(), ["x", "y"])
+        assert len({r.receipt.checkpoint for r in pair
+                    if isinstance(r, Appended) and r.receipt is not None}) == 1
         first = asyncio.ensure_future(seq.append(*write("a")))
         await asyncio.sleep(0.05)  # the sequencer is waiting for company now
         second = asyncio.ensure_future(seq.append(*write("b")))

@@ -25,9 +25,10 @@ from typing import Any
 import sqlalchemy as sa
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
-from node import identifiers, merkle, model, wire
-from node.notes import Checkpoint, NoteSigner, log_origin, open_checkpoint, sign_checkpoint
-from node.sequencer import LogWrite, Receipt, Sequencer
+from node import identifiers, model, wire
+from node.log import merkle
+from node.log.notes import Checkpoint, NoteSigner, log_origin, open_checkpoint, sign_checkpoint
+from node.log.sequencer import LogWrite, Receipt, Sequencer
 from node.store import Store
 from node.store import log_tables as t
 

@@ -9,7 +9,7 @@ import random
 import statistics
 import time
 
-from node.merkle import (
+from node.log.merkle import (
     CompactRange,
     InMemoryTree,
     consistency_proof,

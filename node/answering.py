@@ -20,7 +20,7 @@ from typing import Protocol
 from node import metrics, wire
 from node.errors import CreditNodeError, NotFound, RateLimited
 from node.interchange import Answer, Interchange, Received, Replay
-from node.sequencer import Receipt, Sequencer
+from node.log.sequencer import Receipt, Sequencer
 from node.services import status
 
 # The exchange decisions a reply can report (the `decision` label of metrics.EXCHANGES);

@@ -29,7 +29,7 @@ from node import policy as policies
 from node.answer import decision
 from node.clock import SYSTEM, Clock
 from node.errors import CreditNodeError, InvalidInput, RateLimited
-from node.sequencer import Appended, LogWrite, Planned, Receipt, Sequencer
+from node.log.sequencer import Appended, LogWrite, Planned, Receipt, Sequencer
 
 log = logging.getLogger(__name__)
 StoredAnswer = tuple[int, bytes, bytes]  # (log index, stored wire answer, its log entry)

@@ -28,11 +28,12 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from node import b64, notes, sealed_secret, signing
+from node import b64, sealed_secret, signing
 from node.clock import SYSTEM
 from node.config import NodeConfig
 from node.errors import KeyMaterialError, UntrustedKey
 from node.home import NodeHome
+from node.log import notes
 
 PASSPHRASE_ENV = "CREDITNODE_KEY_PASSPHRASE"
 ACTIVE = "active"

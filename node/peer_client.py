@@ -20,8 +20,9 @@ from typing import Protocol
 
 import grpc
 
-from node import merkle, model, notes, signing, tls, wire
+from node import model, signing, tls, wire
 from node.errors import BadAnswer, PeerUnavailable, UntrustedKey
+from node.log import merkle, notes
 
 SERVICE = "creditx.v1.CreditInterchange"
 

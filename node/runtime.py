@@ -26,7 +26,7 @@ from typing import Any, TypeVar
 import grpc
 from grpc_status import rpc_status
 
-from node import metrics, model, notes, policy, tls, wire
+from node import metrics, model, policy, tls, wire
 from node.answer_worker import WorkerAnswerer
 from node.answering import Answerer, LocalAnswerer, encode_answer
 from node.clock import SYSTEM, Clock
@@ -44,8 +44,10 @@ from node.home import NodeHome
 from node.interchange import Interchange, pseudonymise
 from node.keys import NodeKeys
 from node.legacy_uscc import load_legacy_codes
+from node.log import notes
+from node.log.sequencer import LogWrite, Sequencer
+from node.log.witness import Witness, WitnessingStats, send_checkpoint
 from node.peer_client import PeerClient, VerifiedAnswer, verify_receipt
-from node.sequencer import LogWrite, Sequencer
 from node.server import GrpcServer
 from node.services import exchange_log as log_svc
 from node.services import interchange as svc
@@ -55,7 +57,6 @@ from node.store.engine import is_file_sqlite
 from node.store.lookup import StoreResultSource
 from node.trust import TrustStore
 from node.trust_files import TrustListFiles, load_home_trust
-from node.witness import Witness, WitnessingStats, send_checkpoint
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -228,7 +229,7 @@ class NodeRuntime:
                        commit_delay: float = 0.0) -> None:
         """Start the exchange log's sequencer (enough for asking peers). `commit_on_loop` and
         `commit_delay`: for a process whose event loop does nothing but answer
-        (node.answer_worker); see node.sequencer.Sequencer."""
+        (node.answer_worker); see node.log.sequencer.Sequencer."""
         loop = asyncio.get_running_loop()
         self._pending_checkpoint = asyncio.Event()
 

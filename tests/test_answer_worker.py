@@ -22,7 +22,7 @@ from node.answering import LocalAnswerer
 from node.errors import StoreUnavailable
 from node.federation import Federation, build
 from node.home import NodeHome
-from node.logverify import verify_store
+from node.log.logverify import verify_store
 from node.runtime import NodeRuntime
 from node.store import log_tables as t
 from tests.test_federation import HUZHOU, JIAXING, company

@@ -26,10 +26,11 @@ import grpc
 import pytest
 import sqlalchemy as sa
 
-from node import model, notes, wire
+from node import model, wire
 from node.errors import PeerUnavailable
 from node.federation import Federation, build, run_cli
 from node.home import NodeHome
+from node.log import notes
 from node.peer_client import PeerClient, verify_receipt
 from node.runtime import NodeRuntime
 from node.store import Store

@@ -16,11 +16,12 @@ from collections.abc import AsyncIterator
 import grpc
 import pytest
 
-from node import model, notes, signing, wire
+from node import model, signing, wire
 from node.cli.zone import _load_coordinator
 from node.errors import PeerUnavailable, RolledBackTrustList
 from node.federation import Federation, build, run_cli
 from node.home import NodeHome
+from node.log import notes
 from node.runtime import NodeRuntime
 from node.store import log_tables as t
 from node.trust import sign_trust_list

@@ -21,12 +21,13 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from node import notes, signing
+from node import signing
 from node.cli import main
 from node.config import KeyPaths, NodeConfig
 from node.errors import ConfigError, KeyMaterialError
 from node.home import NodeHome, dumps_toml
 from node.keys import ACTIVE, PASSPHRASE_ENV, VERIFY_ONLY, NodeKeys
+from node.log import notes
 
 
 def run(*args: str) -> Result:

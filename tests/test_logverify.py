@@ -16,12 +16,12 @@ import sqlalchemy as sa
 from click.testing import CliRunner
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
-from node import logverify, merkle, notes
 from node.cli import main
-from node.sequencer import LogWrite, Sequencer
+from node.log import logverify, merkle, notes
+from node.log.sequencer import LogWrite, Sequencer
+from node.log.witness import store_cosignature
 from node.store import Store
 from node.store import log_tables as t
-from node.witness import store_cosignature
 
 ORIGIN = notes.log_origin("cn-330500")
 BATCHES = (3, 1, 5, 4)  # checkpoints at sizes 3, 4, 9, 13

@@ -1,4 +1,4 @@
-"""node.merkle against the RFC 9162 vectors, the RFC 6962 test tree, and a literal recursive
+"""node.log.merkle against the RFC 9162 vectors, the RFC 6962 test tree, and a literal recursive
 reading of RFC 9162 §2.1 (random trees via hypothesis)."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from node.errors import InconsistentLog, InvalidInput
-from node.merkle import (
+from node.log.merkle import (
     EMPTY_ROOT,
     CompactRange,
     InMemoryTree,

@@ -13,9 +13,9 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
-from node import notes
 from node.errors import BadSignature, InvalidInput, UntrustedKey
-from node.notes import (
+from node.log import notes
+from node.log.notes import (
     Checkpoint,
     NoteSigner,
     NoteVerifier,

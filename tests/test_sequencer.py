@@ -9,9 +9,9 @@ from collections.abc import AsyncIterator, Callable, Sequence
 import pytest
 import sqlalchemy as sa
 
-from node import merkle
 from node.errors import NodeFault
-from node.sequencer import Appended, LogWrite, Planned, Receipt, Sequencer
+from node.log import merkle
+from node.log.sequencer import Appended, LogWrite, Planned, Receipt, Sequencer
 from node.store import Store
 from node.store import log_tables as t
 

@@ -12,11 +12,11 @@ import tempfile
 
 import click
 
-from node import logverify, notes
 from node.cli.options import home_option
 from node.errors import InvalidInput
 from node.home import NodeHome
 from node.keys import NodeKeys
+from node.log import logverify, notes
 from node.store import Store
 
 

@@ -16,12 +16,13 @@ from typing import Any
 import grpc
 import sqlalchemy as sa
 
-from node import disclosure, notes, wire
+from node import disclosure, wire
 from node.errors import InvalidInput, NotFound, PermissionDenied
-from node.sequencer import Sequencer
+from node.log import notes
+from node.log.sequencer import Sequencer
+from node.log.witness import Witness
 from node.store import Store
 from node.store import log_tables as t
-from node.witness import Witness
 
 SERVICE = "creditx.v1.ExchangeLog"
 # A GetEntries stream ends after this many entries even before `end` (DESIGN.md §6); the

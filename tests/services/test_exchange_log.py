@@ -15,17 +15,18 @@ import pytest
 import sqlalchemy as sa
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
-from node import merkle, model, notes, wire
+from node import model, wire
 from node.clock import ManualClock
 from node.disclosure import EntryScope
-from node.sequencer import LogWrite, Sequencer
+from node.log import merkle, notes
+from node.log.sequencer import LogWrite, Sequencer
+from node.log.witness import Witness, WitnessingStats, send_checkpoint
 from node.server import GrpcServer
 from node.services import exchange_log as svc
 from node.services.interchange import caller_from_certificate
 from node.store import Store
 from node.store import log_tables as t
 from node.tls import channel_credentials, server_credentials
-from node.witness import Witness, WitnessingStats, send_checkpoint
 from tests.conftest import BACKENDS
 from tests.pg import PostgresServer
 from tests.pki import NodeTls, make_node_tls
@@ -449,7 +450,7 @@ async def test_send_checkpoint_stores_cosignatures_and_alarms_on_refusal(
             bad = notes.sign_checkpoint(
                 notes.Checkpoint(node.log_signer.name, 7, b"\x07" * 32), node.log_signer)
             alarms_before = _alarm_metric(witness_key.name)
-            with caplog.at_level(logging.ERROR, logger="node.witness"):
+            with caplog.at_level(logging.ERROR, logger="node.log.witness"):
                 result = await send_checkpoint(to_witness, node.store, node.sequencer.tree,
                                                bad, witness_key, stats)
             assert result is None and stats.alarms == 1

@@ -20,12 +20,13 @@ from cryptography.hazmat.primitives.serialization import load_der_public_key
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
-from node import merkle, model, notes, policy, signing, wire
+from node import model, policy, signing, wire
 from node.answering import Answerer, LocalAnswerer, Reply, encode_answer
 from node.clock import ManualClock
 from node.identifiers import make_uscc
 from node.interchange import Interchange
-from node.sequencer import Sequencer
+from node.log import merkle, notes
+from node.log.sequencer import Sequencer
 from node.server import GrpcServer
 from node.services import interchange as svc
 from node.store import Store

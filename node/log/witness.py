@@ -17,9 +17,10 @@ from typing import Any
 import grpc
 import sqlalchemy as sa
 
-from node import merkle, metrics, notes, wire
+from node import metrics, wire
 from node.clock import SYSTEM, Clock
 from node.errors import Conflict, CreditNodeError, InvalidInput, PermissionDenied
+from node.log import merkle, notes
 from node.store import Store
 from node.store import log_tables as t
 

@@ -14,8 +14,9 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from node import b64, merkle, notes
+from node import b64
 from node.errors import CreditNodeError, InvalidInput
+from node.log import merkle, notes
 from node.store import Store
 from node.store import log_tables as t
 

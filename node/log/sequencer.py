@@ -38,9 +38,10 @@ from typing import Any, Protocol, TypeVar
 
 import sqlalchemy as sa
 
-from node import merkle, metrics
+from node import metrics
 from node.clock import SYSTEM, Clock
 from node.errors import Conflict, NodeFault, StoreUnavailable
+from node.log import merkle
 from node.store import log_tables as t
 from node.store.engine import SQLITE_BEGIN, SQLITE_BEGIN_BY_CALLER
 

@@ -50,13 +50,13 @@ from bench.interchange_bench import (
     enterprises,
     server_process,
 )
+from node import error_status as status
 from node import policy, tls, wire
 from node.errors import RateLimited
 from node.federation import Federation, build
 from node.home import NodeHome
 from node.keys import NodeKeys
-from node.runtime import run_serving_loop, serving_loop_name
-from node.services import status
+from node.process import run_serving_loop, serving_loop_name
 from node.store import Store
 from node.store import log_tables as t
 from node.trust_files import load_home_trust

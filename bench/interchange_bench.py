@@ -29,7 +29,7 @@ from node import signing, tls, wire
 from node.federation import Federation, build
 from node.home import NodeHome
 from node.keys import NodeKeys
-from node.runtime import run_serving_loop, serving_loop_name
+from node.process import run_serving_loop, serving_loop_name
 from node.store import Store
 from node.store import log_tables as t
 from node.trust_files import load_home_trust

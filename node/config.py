@@ -77,7 +77,7 @@ class NodeConfig:
     listen: str = DEFAULT_LISTEN
     audit_listen: str = DEFAULT_AUDIT_LISTEN
     db_url: str | None = None  # CREDITNODE_DB_URL overrides it; None means SQLite under data/
-    # Sign and log answers in a worker process beside the gRPC server (node.answer_worker).
+    # Sign and log answers in a worker process beside the gRPC server (node.answer.worker).
     answer_worker: bool = True
     keys: KeyPaths = dataclasses.field(default_factory=KeyPaths)
 

@@ -13,22 +13,24 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import gc
 import hashlib
 import importlib.resources
 import importlib.util
 import logging
 import threading
 import uuid
-from collections.abc import Coroutine, Mapping
+from collections.abc import Mapping
 from typing import Any, TypeVar
 
 import grpc
 from grpc_status import rpc_status
 
-from node import metrics, model, policy, tls, wire
-from node.answer_worker import WorkerAnswerer
-from node.answering import Answerer, LocalAnswerer, encode_answer
+from node import error_status as status
+from node import metrics, model, tls, wire
+from node.answer.exchange import pseudonymise
+from node.answer.local import Answerer, LocalAnswerer
+from node.answer.parts import AnsweringParts
+from node.answer.worker_client import WorkerAnswerer
 from node.clock import SYSTEM, Clock
 from node.config import NodeConfig
 from node.disclosure import WITHHELD, EntryScope, audit_readers_from_document
@@ -41,20 +43,14 @@ from node.errors import (
     PermissionDenied,
 )
 from node.home import NodeHome
-from node.interchange import Interchange, pseudonymise
-from node.keys import NodeKeys
-from node.legacy_uscc import load_legacy_codes
 from node.log import notes
-from node.log.sequencer import LogWrite, Sequencer
+from node.log.sequencer import LogWrite
 from node.log.witness import Witness, WitnessingStats, send_checkpoint
 from node.peer_client import PeerClient, VerifiedAnswer, verify_receipt
 from node.server import GrpcServer
 from node.services import exchange_log as log_svc
 from node.services import interchange as svc
-from node.services import status
-from node.store import Store
 from node.store.engine import is_file_sqlite
-from node.store.lookup import StoreResultSource
 from node.trust import TrustStore
 from node.trust_files import TrustListFiles, load_home_trust
 
@@ -84,52 +80,23 @@ class WitnessConfig:
         return cls(tuple(peers), dict(logs))
 
 
-def run_serving_loop(main: Coroutine[Any, Any, T]) -> T:
-    """Run a serving process's event loop to the end of `main`: uvloop's where it is
-    installed, else asyncio's. With gRPC's asyncio server on uvloop, the server's CPU per
-    QueryCredit call measured 13-18% lower in alternating bench runs (docs/adr/0005)."""
-    try:
-        import uvloop
-    except ImportError:  # not on this platform: asyncio's own loop serves as well
-        return asyncio.run(main)
-    return uvloop.run(main)
-
-
-def serving_loop_name() -> str:
-    """The event loop run_serving_loop runs on here."""
-    return "uvloop" if importlib.util.find_spec("uvloop") is not None else "asyncio"
-
-
-GC_YOUNG_THRESHOLD = 10_000  # allocations between young collections (CPython's default: 700)
-
-
-def settle_gc() -> None:
-    """For a long-running process once started: what start-up loaded lives as long as the
-    process, so keep the collector off it, and let the young generation grow, so collections
-    stop pausing answers (bench/interchange_bench.py: QueryCredit p99 about halved)."""
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(GC_YOUNG_THRESHOLD, *gc.get_threshold()[1:])
-
-
 class NodeRuntime:
     """Everything a serving node holds; `start()` then `stop()`."""
 
     def __init__(self, home: NodeHome, clock: Clock = SYSTEM) -> None:
         self.home = home
         self.clock = clock  # every decision here that reads the time asks it
-        self.config: NodeConfig = home.load_config()
-        document = home.load_document()
-        self.policy = policy.policy_from_mapping(document, str(home.config_file))
+        self.parts = parts = AnsweringParts(home, clock)
+        self.config: NodeConfig = parts.config
+        document = parts.document
+        self.policy = parts.policy
         self.witness_config = WitnessConfig.from_document(document)
         self.audit_readers = audit_readers_from_document(document, str(home.config_file))
-        self.keys = NodeKeys.open(home, self.config)
-        self.legacy_codes = load_legacy_codes(home)  # answered despite a wrong check character
-        self.signer = self.keys.active_signer(clock.now())
-        self.log_signer = self.keys.log_signer()
+        self.keys = parts.keys
+        self.log_signer = parts.log_signer
         self.tls_key_pem = self.keys.tls_private_key_pem()
         self.tls_cert_pem = self.keys.tls_certificate_pem()
-        self.store = Store.open(home.db_url(self.config))
+        self.store = parts.store
         try:
             # The versions accepted before bound what the list files may hold (rollback).
             self.trust_files: TrustListFiles = load_home_trust(
@@ -229,15 +196,9 @@ class NodeRuntime:
                        commit_delay: float = 0.0) -> None:
         """Start the exchange log's sequencer (enough for asking peers). `commit_on_loop` and
         `commit_delay`: for a process whose event loop does nothing but answer
-        (node.answer_worker); see node.log.sequencer.Sequencer."""
+        (node.answer.worker); see node.log.sequencer.Sequencer."""
         loop = asyncio.get_running_loop()
         self._pending_checkpoint = asyncio.Event()
-
-        def sign_checkpoint(size: int, root: bytes) -> str:
-            return notes.sign_checkpoint(
-                notes.Checkpoint(self.log_signer.name, size, root), self.log_signer
-            )
-
         loop_thread = threading.get_ident()
 
         def on_checkpoint(size: int, note: str) -> None:
@@ -251,9 +212,8 @@ class NodeRuntime:
             else:
                 loop.call_soon_threadsafe(event.set)
 
-        self.sequencer = Sequencer(self.store.engine, sign_checkpoint,
-                                   on_checkpoint=on_checkpoint, commit_on_loop=commit_on_loop,
-                                   commit_delay=commit_delay, clock=self.clock)
+        self.sequencer = self.parts.sequencer(
+            on_checkpoint=on_checkpoint, commit_on_loop=commit_on_loop, commit_delay=commit_delay)
         await self.sequencer.start()
 
     @property
@@ -266,13 +226,7 @@ class NodeRuntime:
 
     def local_answerer(self, *, count: bool = True) -> LocalAnswerer:
         """Answering in this process, on the log `open_log` opened."""
-        interchange = Interchange(
-            node_id=self.node_id, policy=self.policy, results=StoreResultSource(),
-            signer=lambda: self.signer, sequencer=self.sequencer,
-            subject_key=self.keys.subject_hmac_key(), encode=encode_answer, clock=self.clock,
-            legacy_codes=self.legacy_codes,
-        )
-        return LocalAnswerer(interchange, self.sequencer, count=count)
+        return self.parts.local_answerer(self.sequencer, count=count)
 
     async def start(self, listen: str | None = None) -> None:
         """Open the log and serve: the node's main job."""

@@ -20,21 +20,21 @@ FLOORS: Mapping[str, int] = {
     # 1: the pure core
     "node.b64": 1, "node.clock": 1, "node.config": 1, "node.divisions": 1, "node.errors": 1,
     "node.identifiers": 1, "node.log.merkle": 1, "node.metrics": 1, "node.signing": 1,
-    "node.sealed_secret": 1,
+    "node.sealed_secret": 1, "node.process": 1,
     # 2: the model and signed notes
     "node.model": 2, "node.log.notes": 2, "node.privacy": 2,
-    # 3: store, wire, policy (generated code below the wire layer)
+    # 3: store, wire, policy (generated code below the wire layer), files of the home
     "node._pb": 3, "node.store": 3, "node.wire": 3, "node.policy": 3, "node.home": 3,
     "node.disclosure": 3, "node.tls": 3, "node.keys": 3, "node.gendata": 3,
+    "node.error_status": 3,
     "node.legacy_uscc": 3,  # reads its file: floors 1-2 do no I/O
     # 4: the log, trust, the answer path
-    "node.log.sequencer": 4, "node.log.witness": 4, "node.trust": 4, "node.trust_files": 4,
-    "node.log": 4, "node.log.logverify": 4, "node.answer": 4, "node.interchange": 4, "node.answering": 4,
-    # 5: services and the peer client
-    "node.services": 5, "node.peer_client": 5, "node.answer_worker": 5,
-    # 6: wiring, the server, the command line, demo tooling
-    "node.server": 6, "node.runtime": 6, "node.cli": 6, "node.demo": 6, "node.federation": 6,
-    "node": 6,
+    "node.log": 4, "node.trust": 4, "node.trust_files": 4, "node.answer": 4,
+    # 5: services, the peer client, the answer worker's two sides
+    "node.services": 5, "node.peer_client": 5, "node.answer.worker_client": 5,
+    # 6: wiring, the server, the command line, processes' mains, demo tooling
+    "node.server": 6, "node.runtime": 6, "node.cli": 6, "node.answer.worker": 6,
+    "node.demo": 6, "node.federation": 6, "node": 6,
 }
 GENERATED = "node._pb"
 WIRE = "node.wire"

@@ -16,9 +16,11 @@ from collections.abc import AsyncIterator
 import pytest
 import sqlalchemy as sa
 
-from node import answer_worker, model, wire
-from node.answer_worker import WorkerAnswerer, pack, unpack
-from node.answering import LocalAnswerer
+from node import model, wire
+from node.answer import worker_client as answer_worker
+from node.answer.framing import pack, unpack
+from node.answer.local import LocalAnswerer
+from node.answer.worker_client import WorkerAnswerer
 from node.errors import StoreUnavailable
 from node.federation import Federation, build
 from node.home import NodeHome

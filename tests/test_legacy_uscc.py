@@ -300,7 +300,7 @@ async def test_query_cli_asks_about_a_legacy_code_with_legacy(federation: Federa
     it says to add it); Huzhou, answering in its worker process, grants its listed code and
     refuses an unlisted one as INVALID_SUBJECT_ID."""
     runtime = NodeRuntime(NodeHome(federation.home(HUZHOU)))
-    assert runtime.answers_in_worker and runtime.legacy_codes == {LEGACY}
+    assert runtime.answers_in_worker and runtime.parts.legacy_codes == {LEGACY}
     await runtime.start()
     try:
         code, out = await _query(federation, LEGACY)

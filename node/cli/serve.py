@@ -18,15 +18,8 @@ from node.errors import InvalidInput
 from node.home import NodeHome
 from node.identifiers import is_uscc_shape, mask_resident_id
 from node.privacy import PrivacyConfig
-from node.runtime import (
-    REJECTED,
-    AskOutcome,
-    NodeRuntime,
-    example_zones_toml,
-    run_serving_loop,
-    serving_loop_name,
-    settle_gc,
-)
+from node.process import run_serving_loop, serving_loop_name, settle_gc
+from node.runtime import REJECTED, AskOutcome, NodeRuntime, example_zones_toml
 
 
 def register(main: click.Group) -> None:

@@ -1,6 +1,6 @@
 """The CreditInterchange servicer: wire message → domain call → wire message (DESIGN.md §6).
 
-Queries reach the answerer (`node.answering`) as the bytes received, because the request
+Queries reach the answerer (`node.answer.local`) as the bytes received, because the request
 digest bound into a signed result is the SHA-256 of exactly those bytes; responses come back
 serialized. A refused unary call ends with the refusal's status; a refused batch item is
 answered in its own `error`. Other errors are raised as domain errors and mapped by
@@ -22,7 +22,7 @@ from cryptography.hazmat.primitives import serialization
 from grpc_status import rpc_status
 
 from node import wire
-from node.answering import OVER_RATE, Answerer, Reply
+from node.answer.local import OVER_RATE, Answerer, Reply
 from node.errors import Unauthenticated
 
 SERVICE = "creditx.v1.CreditInterchange"

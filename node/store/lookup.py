@@ -37,7 +37,7 @@ Read = tuple[str, str, model.SubjectRef | None]  # (requester, request id, subje
 
 
 class StoreResultSource:
-    """Implements `node.interchange.ResultSource` over the store."""
+    """Implements `node.answer.exchange.ResultSource` over the store."""
 
     def __init__(self) -> None:
         # A result id names one content for good (node.store.results), so a converted result

@@ -14,7 +14,7 @@ import pytest
 import sqlalchemy as sa
 
 from node import model, policy, wire
-from node.answering import Answerer
+from node.answer.local import Answerer
 from node.identifiers import make_uscc
 from node.store import Store
 from node.store import log_tables as t

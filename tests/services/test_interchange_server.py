@@ -21,10 +21,10 @@ from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
 from node import model, policy, signing, wire
-from node.answering import Answerer, LocalAnswerer, Reply, encode_answer
+from node.answer.exchange import Interchange
+from node.answer.local import Answerer, LocalAnswerer, Reply, encode_answer
 from node.clock import ManualClock
 from node.identifiers import make_uscc
-from node.interchange import Interchange
 from node.log import merkle, notes
 from node.log.sequencer import Sequencer
 from node.server import GrpcServer

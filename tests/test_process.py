@@ -1,4 +1,4 @@
-"""node.runtime helpers that a serving process runs on."""
+"""node.process: how a serving process runs its event loop."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from node.runtime import run_serving_loop, serving_loop_name
+from node.process import run_serving_loop, serving_loop_name
 
 
 async def running_loop_module() -> str:

@@ -2,11 +2,11 @@
 
 The servicer hands the raw query bytes of one call (or one group of a batch stream) to an
 `Answerer` and sends back what it returns. `LocalAnswerer` answers in this process through
-`node.interchange`; `node.answer_worker` answers in a worker process with a LocalAnswerer of
+`node.answer.exchange`; `node.answer.worker` answers in a worker process with a LocalAnswerer of
 its own, so that the signing and logging of answers runs beside the gRPC server, not under the
 same interpreter lock.
 
-Queries travel as the bytes received (`node.interchange.Received`), because the request digest
+Queries travel as the bytes received (`node.answer.exchange.Received`), because the request digest
 bound into a signed result is the SHA-256 of exactly those bytes.
 """
 
@@ -17,11 +17,11 @@ from collections.abc import Sequence
 from collections.abc import Set as AbstractSet
 from typing import Protocol
 
+from node import error_status as status
 from node import metrics, wire
+from node.answer.exchange import Answer, Interchange, Received, Replay
 from node.errors import CreditNodeError, NotFound, RateLimited
-from node.interchange import Answer, Interchange, Received, Replay
 from node.log.sequencer import Receipt, Sequencer
-from node.services import status
 
 # The exchange decisions a reply can report (the `decision` label of metrics.EXCHANGES);
 # NOT_LOGGED: nothing was logged for it (a replay, or refused without a request id);

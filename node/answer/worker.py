@@ -1,0 +1,122 @@
+"""Answering in a worker process, beside the gRPC server (docs/adr/0005-answer-worker.md).
+
+`creditnode serve` terminates TLS and HTTP/2 and authenticates callers in its own process; a
+worker process (`python -m node.answer.worker`) decides, signs and logs the answers. The two
+share nothing but a socket pair and the database: the worker runs a sequencer of its own on
+the same exchange log (the per-batch lock of docs/adr/0002 keeps one linear history with the
+server's own appends, e.g. its ASKED entries). Both halves of the work then run at once,
+instead of taking turns under one interpreter lock.
+
+The frames are in `node.answer.framing`; the server's side is `node.answer.worker_client`.
+"""
+
+import argparse
+import asyncio
+import ctypes
+import logging
+import os
+import pathlib
+import signal
+import socket
+from collections.abc import Sequence
+
+from node.answer.framing import READY_ID, Outbox, frame, read_frame
+from node.answer.parts import AnsweringParts
+from node.home import NodeHome
+from node.process import settle_gc
+
+log = logging.getLogger(__name__)
+
+# Under load, a batch waits this long for company before it commits: fewer, larger commits
+# (the figures that chose 1 ms are in docs/adr/0005).
+COMMIT_DELAY_S = 0.001
+
+
+async def work(home: NodeHome, sock: socket.socket) -> None:
+    """Answer the server's requests until it closes the socket."""
+    parts = AnsweringParts(home)
+    # This loop only reads requests and writes replies: it may wait for each commit itself,
+    # and under load let a batch gather for COMMIT_DELAY_S first.
+    sequencer = parts.sequencer(commit_on_loop=True, commit_delay=COMMIT_DELAY_S)
+    await sequencer.start()
+    answerer = parts.local_answerer(sequencer, count=False)
+    settle_gc()
+    reader, writer = await asyncio.open_unix_connection(sock=sock)
+    writer.write(frame(READY_ID, [b"ready", str(sequencer.tree.size).encode()]))
+    running: set[asyncio.Task[None]] = set()
+    loop = asyncio.get_running_loop()
+    outbox = Outbox(writer, loop)
+
+    async def handle(message_id: int, fields: list[bytes]) -> None:
+        try:
+            single, caller, has_zones, zones = fields[:4]
+            replies = await answerer.answer(
+                caller.decode(), fields[4:], single=single == b"1",
+                zones=frozenset(zones.decode().split("\n")) - {""} if has_zones == b"1"
+                else None)
+        except Exception as exc:
+            log.exception("answering failed")
+            outbox.send(frame(message_id, [b"fault", type(exc).__name__.encode()]))
+            return
+        out = [b"ok", str(sequencer.tree.size).encode()]
+        for reply in replies:
+            out.append((b"1" if reply.refused else b"0") + reply.decision.encode())
+            out.append(reply.data)
+        outbox.send(frame(message_id, out))
+
+    try:
+        while True:
+            try:
+                message_id, fields = await read_frame(reader)
+            except asyncio.IncompleteReadError:
+                break  # the server closed: finish what is in hand, then leave
+            task = loop.create_task(handle(message_id, fields))
+            running.add(task)
+            task.add_done_callback(running.discard)
+        if running:
+            await asyncio.gather(*running, return_exceptions=True)
+    finally:
+        writer.close()
+        await sequencer.close()
+        parts.store.close()
+
+
+_PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+
+
+def die_with_parent(parent: int) -> None:
+    """Have the kernel SIGKILL this process when `parent` (the server) dies, and leave at once
+    if it is gone already. Where prctl is missing (not Linux), the worker still leaves when
+    its socket closes, after finishing the requests in hand."""
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (AttributeError, OSError):
+        log.warning("this system has no prctl: the worker outlives a killed server until "
+                    "its socket closes")
+    else:
+        if prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
+            log.warning("prctl(PR_SET_PDEATHSIG) failed: %s", os.strerror(ctypes.get_errno()))
+    if os.getppid() != parent:  # it died before the line above took effect
+        raise SystemExit("the server that started this worker is gone")
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m node.answer.worker")
+    parser.add_argument("--home", required=True, type=pathlib.Path)
+    parser.add_argument("--fd", required=True, type=int)
+    parser.add_argument("--parent", type=int, help="the server's process id: die with it")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s[worker] %(message)s")
+    if args.parent is not None:
+        die_with_parent(args.parent)
+    # Ctrl-C reaches the whole process group: the server stops first and closes the socket,
+    # which is this worker's signal to finish.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    sock = socket.socket(fileno=args.fd)
+    os.set_inheritable(args.fd, False)
+    asyncio.run(work(NodeHome(args.home), sock))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,5 +1,6 @@
 """The import layering of `node/` (DESIGN.md §2): `python -m tests.layering` lists import
-cycles and imports that go up a floor; it exits non-zero when there is any.
+cycles, imports that go up a floor, and tables imported past their owner; it exits non-zero
+when there is any.
 
 Each module's floor is below (FLOORS); a module not listed is reported, so that a new one is
 placed on purpose. Imports under `if TYPE_CHECKING:` count too: a type is a dependency.
@@ -26,18 +27,22 @@ FLOORS: Mapping[str, int] = {
     # 3: store, wire, policy (generated code below the wire layer), files of the home
     "node._pb": 3, "node.store": 3, "node.wire": 3, "node.policy": 3, "node.home": 3,
     "node.disclosure": 3, "node.tls": 3, "node.keys": 3, "node.gendata": 3,
-    "node.error_status": 3,
+    "node.error_status": 3, "node.serving_config": 3,
     "node.legacy_uscc": 3,  # reads its file: floors 1-2 do no I/O
     # 4: the log, trust, the answer path
     "node.log": 4, "node.trust": 4, "node.trust_files": 4, "node.answer": 4,
-    # 5: services, the peer client, the answer worker's two sides
+    # 5: services, the peer client, the answer worker's two sides, asking a peer, its log
     "node.services": 5, "node.peer_client": 5, "node.answer.worker_client": 5,
-    # 6: wiring, the server, the command line, processes' mains, demo tooling
-    "node.server": 6, "node.runtime": 6, "node.cli": 6, "node.answer.worker": 6,
-    "node.demo": 6, "node.federation": 6, "node": 6,
+    "node.asking": 5, "node.log_client": 5,
+    # 6: wiring, the server, the command line, processes' mains
+    "node.server": 6, "node.runtime": 6, "node.cli": 6, "node.answer.worker": 6, "node": 6,
 }
 GENERATED = "node._pb"
 WIRE = "node.wire"
+# A concept's storage has one owner: these modules alone import these tables.
+OWNERS: Mapping[str, frozenset[str]] = {
+    "node.store.log_tables": frozenset({"node.log.store", "node.store.migrations.env"}),
+}
 
 
 def module_name(path: pathlib.Path) -> str:
@@ -139,6 +144,9 @@ def violations(edges: Mapping[str, set[str]]) -> list[str]:
             if target.startswith(GENERATED) and module != WIRE:
                 problems.append(f"{module} imports generated code {target}: only {WIRE} may")
                 continue
+            if target in OWNERS and module not in OWNERS[target] and target != module:
+                owner = ", ".join(sorted(OWNERS[target]))
+                problems.append(f"{module} imports {target}, which only {owner} may")
             target_floor = floor_of(target)
             # A package's __init__ may name its own modules; anything else goes down or level.
             if (target_floor is not None and target_floor > floor

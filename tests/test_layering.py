@@ -17,3 +17,11 @@ def test_the_check_sees_a_cycle_and_an_upward_import() -> None:
     problems = layering.violations(edges)
     assert "node.model (floor 2) imports node.runtime (floor 6)" in problems
     assert "import cycle: node.model <-> node.runtime" in problems
+
+
+def test_the_log_tables_have_one_owner() -> None:
+    """issue 10 §3: the exchange log's tables were read and written from six places."""
+    edges = {"node.services.exchange_log": {"node.store.log_tables"}}
+    assert layering.violations(edges) == [
+        "node.services.exchange_log imports node.store.log_tables, which only "
+        "node.log.store, node.store.migrations.env may"]

@@ -29,11 +29,11 @@ from node import policy as policies
 from node.answer import decision
 from node.clock import SYSTEM, Clock
 from node.errors import CreditNodeError, InvalidInput, RateLimited
+from node.log import store as log_store
 from node.log.sequencer import Appended, LogWrite, Planned, Receipt, Sequencer
+from node.log.store import StoredAnswer
 
 log = logging.getLogger(__name__)
-StoredAnswer = tuple[int, bytes, bytes]  # (log index, stored wire answer, its log entry)
-Read = tuple[str, str, model.SubjectRef | None]  # (requester, request id, subject)
 ReadResult = tuple[StoredAnswer | None, model.CreditResult | None]
 
 
@@ -41,9 +41,9 @@ class ResultSource(Protocol):
     """Where current results come from (the store); called by the sequencer, inside the
     transaction that logs the answers."""
 
-    def read_many(self, conn: sa.Connection, reads: Sequence[Read]) -> list[ReadResult]:
-        """For each read: the stored answer to that request id, and the subject's current
-        result (None where there is none)."""
+    def read_many(self, conn: sa.Connection, subjects: Sequence[model.SubjectRef | None]
+                  ) -> list[model.CreditResult | None]:
+        """Each subject's current result (None where there is none)."""
         ...
 
 
@@ -234,7 +234,12 @@ class Interchange:
 
     def read(self, conn: sa.Connection, entries: Sequence[_Entry]) -> list[ReadResult]:
         """Stored answers and current results for a batch's entries, in its transaction."""
-        return self._results.read_many(conn, [entry.key for entry in entries])
+        stored = log_store.stored_answers(
+            conn, [(e.caller, e.received.request_id) for e in entries if e.received.request_id])
+        current = self._results.read_many(
+            conn, [e.received.query.subject if e.received.query else None for e in entries])
+        return [(stored.get((e.caller, e.received.request_id)) if e.received.request_id
+                 else None, result) for e, result in zip(entries, current, strict=True)]
 
     def build(self, entry: _Entry, read: ReadResult, index: int) -> Planned:
         """Decide, sign and record one entry for the log index the sequencer reserved. Logs
@@ -356,7 +361,7 @@ class _Built:
 class _Entry:
     """One query on its way to the log, as the sequencer hands it back to its planner."""
 
-    __slots__ = ("caller", "digest", "key", "over_rate", "position", "received", "subject",
+    __slots__ = ("caller", "digest", "over_rate", "position", "received", "subject",
                  "zones")
 
     def __init__(self, caller: str, received: Received, zones: AbstractSet[str] | None,
@@ -365,8 +370,6 @@ class _Entry:
         query = received.query
         self.caller = caller
         self.received = received
-        # What the log's transaction reads for it: (requester, request id, subject).
-        self.key: Read = (caller, received.request_id, query.subject if query else None)
         self.zones = zones  # the zones whose current trust list holds the caller
         self.position = position  # in the caller's group
         self.digest = hashlib.sha256(received.raw).digest()  # the request digest

@@ -12,13 +12,11 @@ import dataclasses
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-import sqlalchemy as sa
-
 from node import b64
 from node.errors import CreditNodeError, InvalidInput
 from node.log import merkle, notes
+from node.log.store import LogStore
 from node.store import Store
-from node.store import log_tables as t
 
 EXPORT_FORMAT = "creditx-exchange-log/v1"
 
@@ -116,74 +114,48 @@ def verify_log(
 # --- from a store, and the JSON export --------------------------------------------------------
 
 
-def _checkpoint_rows(conn: sa.Connection) -> list[tuple[int, str, bytes, list[str]]]:
-    """(size, log-signed note, stored root, cosignature lines) of every checkpoint."""
-    cosignatures: dict[int, list[str]] = {}
-    for cosig in conn.execute(
-        sa.select(t.log_cosignatures.c.size, t.log_cosignatures.c.line)
-        .order_by(t.log_cosignatures.c.size, t.log_cosignatures.c.witness)
-    ):
-        cosignatures.setdefault(cosig.size, []).append(cosig.line)
-    return [
-        (row.size, row.note, row.root, cosignatures.get(row.size, []))
-        for row in conn.execute(
-            sa.select(t.log_checkpoints.c.size, t.log_checkpoints.c.note,
-                      t.log_checkpoints.c.root).order_by(t.log_checkpoints.c.size))
-    ]
-
-
 def verify_store(
     store: Store, log_verifier: notes.NoteVerifier, witnesses: Iterable[notes.NoteVerifier] = ()
 ) -> Report:
     """Verify the log a node's database holds, including its stored leaf hashes and nodes."""
-    with store.connect() as conn:
-        rows = conn.execute(
-            sa.select(t.log_entries.c.idx, t.log_entries.c.data, t.log_entries.c.leaf_hash)
-            .order_by(t.log_entries.c.idx)
-        ).all()
-        nodes = [StoredNode(r.level, r.idx, r.hash) for r in conn.execute(sa.select(t.log_nodes))]
-        stored = _checkpoint_rows(conn)
-    for position, row in enumerate(rows):
-        if row.idx != position:
-            return Report(len(rows), 0, 0, f"entry {position} is missing (next is {row.idx})")
+    stored = LogStore(store).snapshot()
+    for position, (index, _, _) in enumerate(stored.entries):
+        if index != position:
+            return Report(len(stored.entries), 0, 0,
+                          f"entry {position} is missing (next is {index})")
+    lines_of: dict[int, list[str]] = {}
+    for size, _, line in stored.cosignatures:
+        lines_of.setdefault(size, []).append(line)
     checkpoints = []
-    for position, (size, note, root, lines) in enumerate(stored):
+    for position, (size, note, root) in enumerate(stored.checkpoints):
+        lines = lines_of.get(size, [])
         try:
             stated = notes.Checkpoint.parse_body(notes.split_note(note)[0])
             checkpoints.append(notes.add_signature_lines(note, lines) if lines else note)
         except CreditNodeError as exc:
-            return Report(len(rows), 0, 0, f"checkpoint {position}: {exc.message}")
+            return Report(len(stored.entries), 0, 0, f"checkpoint {position}: {exc.message}")
         if (stated.size, stated.root_hash) != (size, root):
-            return Report(len(rows), 0, 0, f"checkpoint {position} (size {size}): its stored "
-                          "size or root differs from its signed note")
-    return verify_log([r.data for r in rows], checkpoints, log_verifier,
-                      witnesses, leaf_hashes=[r.leaf_hash for r in rows], nodes=nodes)
+            return Report(len(stored.entries), 0, 0, f"checkpoint {position} (size {size}): "
+                          "its stored size or root differs from its signed note")
+    return verify_log([data for _, data, _ in stored.entries], checkpoints, log_verifier,
+                      witnesses, leaf_hashes=[leaf for _, _, leaf in stored.entries],
+                      nodes=[StoredNode(*node) for node in stored.nodes])
 
 
 def export_log(store: Store) -> dict[str, Any]:
     """The whole log as a JSON-ready document: entries (base64), tree nodes, checkpoints (the
     log-signed notes) and the cosignatures received for them."""
-    with store.connect() as conn:
-        entries = [
-            {"index": r.idx, "data": b64.encode(r.data), "leaf_hash": b64.encode(r.leaf_hash)}
-            for r in conn.execute(sa.select(t.log_entries).order_by(t.log_entries.c.idx))
-        ]
-        nodes = [
-            {"level": r.level, "index": r.idx, "hash": b64.encode(r.hash)}
-            for r in conn.execute(
-                sa.select(t.log_nodes).order_by(t.log_nodes.c.level, t.log_nodes.c.idx))
-        ]
-        checkpoints = [
-            {"size": r.size, "note": r.note}
-            for r in conn.execute(sa.select(t.log_checkpoints).order_by(t.log_checkpoints.c.size))
-        ]
-        cosignatures = [
-            {"size": r.size, "witness": r.witness, "line": r.line}
-            for r in conn.execute(sa.select(t.log_cosignatures).order_by(
-                t.log_cosignatures.c.size, t.log_cosignatures.c.witness))
-        ]
-    return {"format": EXPORT_FORMAT, "entries": entries, "nodes": nodes,
-            "checkpoints": checkpoints, "cosignatures": cosignatures}
+    stored = LogStore(store).snapshot()
+    return {
+        "format": EXPORT_FORMAT,
+        "entries": [{"index": i, "data": b64.encode(data), "leaf_hash": b64.encode(leaf)}
+                    for i, data, leaf in stored.entries],
+        "nodes": [{"level": level, "index": i, "hash": b64.encode(h)}
+                  for level, i, h in stored.nodes],
+        "checkpoints": [{"size": size, "note": note} for size, note, _ in stored.checkpoints],
+        "cosignatures": [{"size": size, "witness": witness, "line": line}
+                         for size, witness, line in stored.cosignatures],
+    }
 
 
 def verify_export(

@@ -475,3 +475,11 @@ def verify_cosignature(line: str, body: str, vkey: NoteVerifier | str) -> int:
     timestamp = verifier.verify(body, sig.signature)
     assert timestamp is not None
     return timestamp
+
+
+def checkpoint_size(note: str) -> int:
+    """The tree size a signed checkpoint note states; 0 for no checkpoint ("")."""
+    if not note:
+        return 0
+    text, _ = split_note(note)
+    return Checkpoint.parse_body(text).size

@@ -30,7 +30,6 @@ import asyncio
 import concurrent.futures
 import contextlib
 import dataclasses
-import datetime as dt
 import logging
 import threading
 from collections.abc import Callable, Sequence
@@ -41,18 +40,15 @@ import sqlalchemy as sa
 from node import metrics
 from node.clock import SYSTEM, Clock
 from node.errors import Conflict, NodeFault, StoreUnavailable
-from node.log import merkle
-from node.store import log_tables as t
+from node.log import merkle, notes
+from node.log import store as log_store
+from node.log.store import AnswerReplaced
 from node.store.engine import SQLITE_BEGIN, SQLITE_BEGIN_BY_CALLER
 
 log = logging.getLogger(__name__)
 
 FOLLOW_INTERVAL_S = 0.5  # how often to catch up with another process's appends, at most
 
-# The batch's statements go to the driver as plain SQL and tuples: SQLAlchemy's per-statement
-# and per-row work cost more than the database's own (bench/log_bench.py profile).
-_TAKE_LOCK = "UPDATE log_state SET epoch = epoch + 1 WHERE id = 1"
-_READ_STATE = "SELECT size, frontier FROM log_state WHERE id = 1"
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -136,10 +132,6 @@ class _Entries:
 
 
 _ENTRIES = _Entries()
-
-
-class _AnswerReplaced(Exception):
-    """The stored answer a write was to replace had been replaced already."""
 
 
 class _Group:
@@ -278,19 +270,16 @@ class Sequencer:
 
     def _refresh(self) -> None:
         before = self._tree.size
-        known = _checkpoint_size(self.latest_checkpoint)
+        known = notes.checkpoint_size(self.latest_checkpoint)
         with self._engine.connect() as conn:
             # The checkpoint first, then the leaves: the tree always covers the checkpoint.
-            row = conn.execute(
-                sa.select(t.log_checkpoints.c.size, t.log_checkpoints.c.note)
-                .order_by(t.log_checkpoints.c.size.desc()).limit(1)
-            ).first()
+            latest = log_store.latest_checkpoint(conn)
             self._catch_up(conn)
         metrics.LOG_ENTRIES.inc(self._tree.size - before)
-        if row is not None and row.size > known:
-            self.latest_checkpoint = row.note
+        if latest is not None and latest[0] > known:
+            self.latest_checkpoint = latest[1]
             if self._on_checkpoint is not None:
-                self._on_checkpoint(row.size, row.note)
+                self._on_checkpoint(*latest)
 
     @property
     def tree(self) -> merkle.InMemoryTree:
@@ -300,7 +289,7 @@ class Sequencer:
     def receipt_for(self, index: int) -> Receipt:
         """A receipt for an earlier entry against the latest checkpoint (for replays)."""
         with self._tree_lock:
-            size = _checkpoint_size(self.latest_checkpoint)
+            size = notes.checkpoint_size(self.latest_checkpoint)
             if not 0 <= index < size:
                 raise NodeFault(f"log index {index} is not under the latest checkpoint")
             return Receipt(
@@ -355,7 +344,7 @@ class Sequencer:
             assert self._loop is not None
             receipts = (self._commit(batch) if self._commit_on_loop else
                         await self._loop.run_in_executor(self._thread, self._commit, batch))
-        except (sa.exc.IntegrityError, dbapi.IntegrityError, _AnswerReplaced):
+        except (sa.exc.IntegrityError, dbapi.IntegrityError, AnswerReplaced):
             if len(batch) > 1:
                 # Two writes for one (requester, request id) met in one batch, e.g. from two
                 # processes: commit one by one so only the repeat fails.
@@ -384,18 +373,12 @@ class Sequencer:
     def _load(self) -> None:
         with self._engine.connect() as conn:
             self._catch_up(conn)
-            row = conn.execute(
-                sa.select(t.log_checkpoints.c.note).order_by(t.log_checkpoints.c.size.desc())
-            ).first()
-            self.latest_checkpoint = row.note if row else ""
+            latest = log_store.latest_checkpoint(conn)
+            self.latest_checkpoint = latest[1] if latest else ""
 
     def _catch_up(self, conn: sa.Connection) -> None:
         """Load leaves other processes (or earlier runs) committed beyond our tree."""
-        rows = conn.execute(
-            sa.select(t.log_entries.c.leaf_hash)
-            .where(t.log_entries.c.idx >= self._tree.size)
-            .order_by(t.log_entries.c.idx)
-        ).scalars()
+        rows = log_store.leaf_hashes_from(conn, self._tree.size)
         with self._tree_lock:
             if self._tree.size == 0:
                 self._tree = merkle.InMemoryTree.from_leaf_hashes(list(rows))
@@ -429,36 +412,16 @@ class Sequencer:
 
     def _write(self, conn: sa.Connection, batch: Sequence[_Pending]) -> list[Result]:
         with conn.begin():
-            # Take the log's write lock first (row lock on PostgreSQL, the database write lock
-            # on SQLite), so one process sequences at a time.
-            driver = conn.connection.driver_connection
-            assert driver is not None, "the connection is open"
-            cursor = driver.cursor()
-            if conn.dialect.name == "sqlite":
-                cursor.execute("BEGIN IMMEDIATE")  # see _connection; COMMIT is the driver's
-            cursor.execute(_TAKE_LOCK)
-            cursor.execute(_READ_STATE)
-            state_size, state_frontier = cursor.fetchone()
+            writer = log_store.BatchWriter(conn)
+            state_size, packed = writer.lock()  # one process sequences at a time
             if state_size != self._tree.size:
                 self._catch_up(conn)
             if state_size != self._tree.size:
                 raise NodeFault(f"log state says size {state_size}, entries give {self._tree.size}")
-            packed = bytes(state_frontier or b"")  # the initial row may hold an empty TEXT
             frontier = [packed[i : i + 32] for i in range(0, len(packed), 32)]
             compact = merkle.CompactRange.from_frontier(state_size, frontier)
-            now = self._clock.now()
-            # Bulk rows go to the driver as plain tuples: SQLAlchemy's per-row bind processing
-            # cost more than the database's own insert work (bench/log_bench.py profile).
-            to_db = t.log_entries.c.created_at.type.bind_processor(conn.dialect)
-            stamp = to_db(now) if to_db else now
-            mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
-            if mark == "?" and isinstance(stamp, dt.datetime):
-                stamp = stamp.isoformat(" ")  # what sqlite3's adapter would store, done once
-            entries: list[tuple[int, bytes, bytes, object]] = []
-            nodes: list[tuple[int, int, bytes]] = []
+            written = log_store.Batch()
             completed: list[merkle.CompletedNode] = []
-            answers: list[tuple[str, str, int, bytes]] = []
-            replaced: list[tuple[int, bytes, str, str, int]] = []
             leaves: list[bytes] = []
             # Per pending: its offset in the batch's entries (None: logged nothing), its
             # planned outcome, and the exception that turned its entry into a FAILED one.
@@ -484,54 +447,25 @@ class Sequencer:
                 placed.append(offset)
                 leaf = merkle.leaf_hash(write.entry)
                 leaves.append(leaf)
-                entries.append((index, write.entry, leaf, stamp))
+                written.entries.append((index, write.entry, leaf))
                 done = compact.append(leaf)
                 completed.extend(done)
-                nodes.extend((node.level, node.index, node.hash) for node in done[1:])
+                written.nodes.extend((node.level, node.index, node.hash) for node in done[1:])
                 if write.request_id:
                     if write.replaces is None:
-                        answers.append((write.requester, write.request_id, index, write.answer))
+                        written.answers.append(
+                            (write.requester, write.request_id, index, write.answer))
                     else:
-                        replaced.append((index, write.answer, write.requester, write.request_id,
-                                         write.replaces))
+                        written.replaced.append((index, write.answer, write.requester,
+                                                 write.request_id, write.replaces))
             if not leaves:  # every build had nothing to log: no new checkpoint either
+                writer.close()
                 return [Appended(outcome, None) for outcome in planned]
             size, root = compact.size, compact.root()
             note = self._sign_checkpoint(size, root)
-            cursor.executemany(
-                "INSERT INTO log_entries (idx, data, leaf_hash, created_at) "
-                f"VALUES ({mark}, {mark}, {mark}, {mark})",
-                entries,
-            )
-            if nodes:
-                cursor.executemany(
-                    f"INSERT INTO log_nodes (level, idx, hash) VALUES ({mark}, {mark}, {mark})",
-                    nodes,
-                )
-            if answers:
-                cursor.executemany(
-                    "INSERT INTO log_answers (requester, request_id, log_index, response) "
-                    f"VALUES ({mark}, {mark}, {mark}, {mark})",
-                    answers,
-                )
-            for row in replaced:
-                cursor.execute(
-                    f"UPDATE log_answers SET log_index = {mark}, response = {mark} "
-                    f"WHERE requester = {mark} AND request_id = {mark} AND log_index = {mark}",
-                    row,
-                )
-                if cursor.rowcount != 1:  # answered again meanwhile: like a repeated insert
-                    raise _AnswerReplaced(row[3])
-            cursor.execute(
-                f"UPDATE log_state SET size = {mark}, frontier = {mark} WHERE id = 1",
-                (size, b"".join(h for _, h in compact.frontier)),
-            )
-            cursor.execute(
-                "INSERT INTO log_checkpoints (size, root, note, created_at) "
-                f"VALUES ({mark}, {mark}, {mark}, {mark})",
-                (size, root, note, stamp),
-            )
-            cursor.close()
+            writer.write(written, self._clock.now(), size,
+                         b"".join(h for _, h in compact.frontier), root, note)
+            writer.close()
         # Committed: only now extend the tree that proofs are served from.
         with self._tree_lock:
             # The batch's nodes were hashed once, above; the served tree takes them as they are.
@@ -574,8 +508,3 @@ class Sequencer:
 
 
 _UNSETTLED = RuntimeError("unsettled")
-
-
-def _checkpoint_size(note: str) -> int:
-    """The tree size a checkpoint note states (its second line); 0 for no checkpoint."""
-    return int(note.split("\n", 2)[1]) if note else 0

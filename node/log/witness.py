@@ -12,33 +12,20 @@ import dataclasses
 import logging
 import re
 from collections.abc import Mapping, Sequence
-from typing import Any
 
 import grpc
-import sqlalchemy as sa
 
 from node import metrics, wire
 from node.clock import SYSTEM, Clock
 from node.errors import Conflict, CreditNodeError, InvalidInput, PermissionDenied
 from node.log import merkle, notes
+from node.log.store import Held, LogStore
 from node.store import Store
-from node.store import log_tables as t
 
 log = logging.getLogger(__name__)
 
 ADD_CHECKPOINT = "/creditx.v1.ExchangeLog/AddCheckpoint"
 _HOLDS_SIZE = re.compile(r"holds size (\d+)")
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class Held:
-    """The latest checkpoint a witness cosigned for one log: its size and root."""
-
-    size: int
-    root: bytes
-
-
-NOTHING_HELD = Held(0, merkle.EMPTY_ROOT)
 
 
 def origin_of(note: str) -> str:
@@ -81,23 +68,13 @@ class Witness:
         known_logs: Mapping[str, notes.NoteVerifier],
         clock: Clock = SYSTEM,
     ) -> None:
-        self._store = store
+        self._log = LogStore(store, clock)
         self._signer = witness_signer
         self._known_logs = dict(known_logs)
         self._clock = clock
 
     def held(self, origin: str) -> Held:
-        with self._store.connect() as conn:
-            return self._read_held(conn, origin)
-
-    @staticmethod
-    def _read_held(conn: sa.Connection, origin: str) -> Held:
-        row = conn.execute(
-            sa.select(t.witnessed_logs.c.size, t.witnessed_logs.c.root).where(
-                t.witnessed_logs.c.origin == origin
-            )
-        ).first()
-        return Held(row.size, row.root) if row else NOTHING_HELD
+        return self._log.witnessed(origin)
 
     def add_checkpoint(self, old_size: int, proof: Sequence[bytes], note: str) -> str:
         """Verify and cosign `note`; returns the cosignature line (ending in newline)."""
@@ -111,38 +88,14 @@ class Witness:
         # 2. The log's own key must have signed it (BadSignature / UntrustedKey otherwise).
         checkpoint = notes.open_checkpoint(note, log_key).checkpoint
         body = checkpoint.to_body()
-        # 3. Compare and swap: the checks and the write share one transaction.
-        with self._store.begin() as conn:
-            held = self._read_held(conn, origin)
+
+        def check(held: Held) -> None:
             check_growth(held, old_size, proof, checkpoint)
-            now = self._clock.now()
-            values = {"size": checkpoint.size, "root": checkpoint.root_hash,
-                      "checkpoint": note, "updated_at": now}
-            if held == NOTHING_HELD:
-                exists = conn.execute(
-                    sa.select(t.witnessed_logs.c.origin).where(t.witnessed_logs.c.origin == origin)
-                ).first()
-                if exists is None:
-                    conn.execute(sa.insert(t.witnessed_logs).values(origin=origin, **values))
-                    updated = 1
-                else:
-                    updated = self._swap(conn, origin, held, values)
-            else:
-                updated = self._swap(conn, origin, held, values)
-            if updated != 1:
-                raise Conflict(f"the witnessed size of {origin} changed meanwhile; ask again")
+
+        # 3. Compare and swap: the checks and the write share one transaction.
+        self._log.advance_witnessed(origin, check, checkpoint.size, checkpoint.root_hash, note)
         log.info("cosigned %s at size %d", origin, checkpoint.size)
         return notes.cosign_checkpoint(body, self._signer, int(self._clock.now().timestamp()))
-
-    @staticmethod
-    def _swap(conn: sa.Connection, origin: str, held: Held, values: dict[str, Any]) -> int:
-        result = conn.execute(
-            sa.update(t.witnessed_logs)
-            .where(t.witnessed_logs.c.origin == origin, t.witnessed_logs.c.size == held.size,
-                   t.witnessed_logs.c.root == held.root)
-            .values(**values)
-        )
-        return int(result.rowcount)
 
 
 # --- the logging side: send our checkpoints to the nodes that witness us ---------------------
@@ -157,28 +110,11 @@ class WitnessingStats:
 
 def confirmed_size(store: Store, witness_name: str) -> int:
     """The largest of our checkpoint sizes that `witness_name` has cosigned (0 if none)."""
-    with store.connect() as conn:
-        size = conn.execute(
-            sa.select(sa.func.max(t.log_cosignatures.c.size)).where(
-                t.log_cosignatures.c.witness == witness_name
-            )
-        ).scalar()
-    return int(size or 0)
+    return LogStore(store).confirmed_size(witness_name)
 
 
 def store_cosignature(store: Store, size: int, witness_name: str, line: str) -> None:
-    with store.begin() as conn:
-        conn.execute(
-            sa.delete(t.log_cosignatures).where(
-                t.log_cosignatures.c.size == size, t.log_cosignatures.c.witness == witness_name
-            )
-        )
-        conn.execute(
-            sa.insert(t.log_cosignatures).values(
-                size=size, witness=witness_name, line=line.removesuffix("\n"),
-                received_at=SYSTEM.now(),
-            )
-        )
+    LogStore(store).store_cosignature(size, witness_name, line)
 
 
 async def send_checkpoint(

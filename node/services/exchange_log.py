@@ -14,15 +14,14 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import grpc
-import sqlalchemy as sa
 
 from node import disclosure, wire
 from node.errors import InvalidInput, NotFound, PermissionDenied
 from node.log import notes
 from node.log.sequencer import Sequencer
+from node.log.store import LogStore
 from node.log.witness import Witness
 from node.store import Store
-from node.store import log_tables as t
 
 SERVICE = "creditx.v1.ExchangeLog"
 # A GetEntries stream ends after this many entries even before `end` (DESIGN.md §6); the
@@ -34,19 +33,13 @@ Authenticate = Callable[[Context], str]
 EntryScopeOf = Callable[[str], disclosure.EntryScope]  # a reader's node id -> what it may read
 
 
-def checkpoint_size(note: str) -> int:
-    """The tree size a signed checkpoint note states (its second line)."""
-    text, _ = notes.split_note(note)
-    return notes.Checkpoint.parse_body(text).size
-
-
 class ExchangeLogServicer:
     def __init__(
         self, store: Store, sequencer: Sequencer, authenticate: Authenticate, witness: Witness,
         entry_scope: EntryScopeOf,
     ) -> None:
         self._entry_scope = entry_scope
-        self._store = store
+        self._log = LogStore(store)
         self._sequencer = sequencer
         self._authenticate = authenticate
         self._witness = witness
@@ -56,21 +49,16 @@ class ExchangeLogServicer:
         when we know we are behind or are asked about a larger tree (its receipts may be
         newer than our last look)."""
         note = self._sequencer.latest_checkpoint
-        if not note or checkpoint_size(note) < wanted or self._sequencer.behind:
+        if not note or notes.checkpoint_size(note) < wanted or self._sequencer.behind:
             await self._sequencer.refresh()
             note = self._sequencer.latest_checkpoint
         if not note:
             raise NotFound("this node's exchange log has no checkpoint yet",
                            reason="NO_CHECKPOINT")
-        return note, checkpoint_size(note)
+        return note, notes.checkpoint_size(note)
 
     def _cosigned(self, note: str, size: int) -> str:
-        with self._store.connect() as conn:
-            lines = conn.execute(
-                sa.select(t.log_cosignatures.c.line)
-                .where(t.log_cosignatures.c.size == size)
-                .order_by(t.log_cosignatures.c.witness)
-            ).scalars().all()
+        lines = self._log.cosignature_lines(size)
         return notes.add_signature_lines(note, lines) if lines else note
 
     async def GetCheckpoint(self, request: Any, context: Context) -> wire.spb.Checkpoint:
@@ -137,13 +125,8 @@ class ExchangeLogServicer:
         self, start: int, end: int, scope: disclosure.EntryScope
     ) -> list[tuple[int, bytes]]:
         """Entries [start, end), each disclosed or withheld (empty data, index kept)."""
-        with self._store.connect() as conn:
-            rows = conn.execute(
-                sa.select(t.log_entries.c.idx, t.log_entries.c.data)
-                .where(t.log_entries.c.idx >= start, t.log_entries.c.idx < end)
-                .order_by(t.log_entries.c.idx)
-            ).all()
-        return [(row.idx, disclosure.disclose(scope, row.data)) for row in rows]
+        return [(index, disclosure.disclose(scope, data))
+                for index, data in self._log.entries(start, end)]
 
     async def AddCheckpoint(
         self, request: wire.spb.AddCheckpointRequest, context: Context

@@ -1,5 +1,5 @@
-"""Read paths the answering side needs: subjects' current results and stored answers, for a
-whole batch of requests at once, inside the exchange log's transaction."""
+"""The read path the answering side needs of the results: subjects' current results, for a
+whole batch of queries at once, inside the exchange log's transaction."""
 
 from __future__ import annotations
 
@@ -15,14 +15,6 @@ from node.store.results import RESULTS, result_from_row
 _IN_CHUNK = 500
 
 _ACTIVE = int(model.ResultStatus.ACTIVE)
-# A stored answer comes with its log entry: whether it may be replayed depends on what was
-# asked and decided then (DESIGN.md §6).
-_ANSWER_SQLITE = ("SELECT a.log_index, a.response, e.data FROM log_answers a "
-                  "JOIN log_entries e ON e.idx = a.log_index "
-                  "WHERE a.requester = ? AND a.request_id = ?")
-_ANSWERS_PG = ("SELECT a.request_id, a.log_index, a.response, e.data FROM log_answers a "
-               "JOIN log_entries e ON e.idx = a.log_index "
-               "WHERE a.requester = %s AND a.request_id = ANY(%s)")
 _CURRENT_SQLITE = ("SELECT result_id FROM credit_results "
                    f"WHERE subject_id = ? AND status = {_ACTIVE}")
 _CURRENT_PG = ("SELECT result_id FROM credit_results "
@@ -32,8 +24,6 @@ _BY_ID = sa.select(RESULTS).where(
     RESULTS.c.result_id.in_(sa.bindparam("result_ids", expanding=True)))
 _RESULT_CACHE_SIZE = 65536
 
-StoredAnswer = tuple[int, bytes, bytes]  # (log index, stored wire answer, its log entry)
-Read = tuple[str, str, model.SubjectRef | None]  # (requester, request id, subject)
 
 
 class StoreResultSource:
@@ -44,40 +34,22 @@ class StoreResultSource:
         # can be reused; whether it is still current is asked of the database every time.
         self._results: dict[str, model.CreditResult] = {}
 
-    def read_many(
-        self, conn: sa.Connection, reads: Sequence[Read]
-    ) -> list[tuple[StoredAnswer | None, model.CreditResult | None]]:
-        """For each (requester, request id, subject): the stored answer, else the subject's
-        current result, read on `conn` (the log's transaction)."""
-        answers: dict[tuple[str, str], StoredAnswer] = {}
+    def read_many(self, conn: sa.Connection, subjects: Sequence[model.SubjectRef | None]
+                  ) -> list[model.CreditResult | None]:
+        """Each subject's current result (None where it has none), read on `conn` (the log's
+        transaction)."""
         newest: dict[tuple[int, str], model.CreditResult] = {}
-        subject_ids = list({s.id for _, _, s in reads if s is not None})
+        subject_ids = list({s.id for s in subjects if s is not None})
         # Straight to the driver: SQLAlchemy's per-statement work cost more than these
-        # lookups, which each walk a primary key or an index (bench/interchange_bench.py).
+        # lookups, which each walk an index (docs/adr/0004).
         driver = conn.connection.driver_connection
         assert driver is not None, "the connection is open"
         cursor = driver.cursor()
         try:
-            if conn.dialect.name == "postgresql":  # one round trip per requester, one for all
-                by_requester: dict[str, list[str]] = {}
-                for requester, request_id, _ in reads:
-                    if request_id:
-                        by_requester.setdefault(requester, []).append(request_id)
-                for requester, request_ids in by_requester.items():
-                    cursor.execute(_ANSWERS_PG, (requester, request_ids))
-                    for request_id, log_index, response, entry in cursor.fetchall():
-                        answers[(requester, request_id)] = (int(log_index), bytes(response),
-                                                            bytes(entry))
+            if conn.dialect.name == "postgresql":  # one round trip for all
                 cursor.execute(_CURRENT_PG, (subject_ids,))
                 current = [row[0] for row in cursor.fetchall()]
             else:  # SQLite: point lookups in process cost microseconds
-                for requester, request_id, _ in reads:
-                    if request_id:
-                        cursor.execute(_ANSWER_SQLITE, (requester, request_id))
-                        row = cursor.fetchone()
-                        if row is not None:
-                            answers[(requester, request_id)] = (int(row[0]), bytes(row[1]),
-                                                                bytes(row[2]))
                 current = []
                 for subject_id in subject_ids:
                     cursor.execute(_CURRENT_SQLITE, (subject_id,))
@@ -100,8 +72,5 @@ class StoreResultSource:
                 best.evaluated_at, best.result_id
             ):
                 newest[key] = result
-        return [
-            (answers.get((requester, request_id)) if request_id else None,
-             newest.get((int(subject.id_type), subject.id)) if subject is not None else None)
-            for requester, request_id, subject in reads
-        ]
+        return [newest.get((int(subject.id_type), subject.id)) if subject is not None else None
+                for subject in subjects]

@@ -25,7 +25,7 @@ $(STAMP): $(RUNTIME_STAMP)
 	touch $(STAMP)
 
 demo: $(RUNTIME_STAMP)
-	$(PY) -m node.demo
+	$(PY) -m devtools.demo
 
 test: $(STAMP) faketime
 	$(PY) proto/generate.py --check
@@ -48,8 +48,8 @@ faketime:
 		|| { echo "make test needs faketime: install the Debian package 'faketime'"; exit 1; }
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check node adapters tests bench
-	$(VENV)/bin/mypy node adapters
+	$(VENV)/bin/ruff check node adapters devtools tests bench
+	$(VENV)/bin/mypy node adapters devtools
 
 proto: $(STAMP)
 	$(PY) proto/generate.py

@@ -50,10 +50,10 @@ from bench.interchange_bench import (
     enterprises,
     server_process,
 )
+from devtools.federation import Federation, build
 from node import error_status as status
 from node import policy, tls, wire
 from node.errors import RateLimited
-from node.federation import Federation, build
 from node.home import NodeHome
 from node.keys import NodeKeys
 from node.process import run_serving_loop, serving_loop_name

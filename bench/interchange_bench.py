@@ -25,8 +25,8 @@ from typing import Any
 import grpc
 import sqlalchemy as sa
 
+from devtools.federation import Federation, build
 from node import signing, tls, wire
-from node.federation import Federation, build
 from node.home import NodeHome
 from node.keys import NodeKeys
 from node.process import run_serving_loop, serving_loop_name

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pathlib
 
-from node.federation import run_cli
+from devtools.federation import run_cli
 
 
 def init_home(root: pathlib.Path, node_id: str, name: str) -> pathlib.Path:

@@ -16,13 +16,13 @@ from collections.abc import AsyncIterator
 import pytest
 import sqlalchemy as sa
 
+from devtools.federation import Federation, build
 from node import model, wire
 from node.answer import worker_client as answer_worker
 from node.answer.framing import pack, unpack
 from node.answer.local import LocalAnswerer
 from node.answer.worker_client import WorkerAnswerer
 from node.errors import StoreUnavailable
-from node.federation import Federation, build
 from node.home import NodeHome
 from node.log.logverify import verify_store
 from node.runtime import NodeRuntime

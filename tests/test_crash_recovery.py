@@ -26,9 +26,9 @@ import grpc
 import pytest
 import sqlalchemy as sa
 
+from devtools.federation import Federation, build, run_cli
 from node import model, wire
 from node.errors import PeerUnavailable
-from node.federation import Federation, build, run_cli
 from node.home import NodeHome
 from node.log import notes
 from node.peer_client import PeerClient, verify_receipt

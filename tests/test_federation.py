@@ -16,10 +16,10 @@ from collections.abc import AsyncIterator
 import grpc
 import pytest
 
+from devtools.federation import Federation, build, run_cli
 from node import model, signing, wire
 from node.cli.zone import _load_coordinator
 from node.errors import PeerUnavailable, RolledBackTrustList
-from node.federation import Federation, build, run_cli
 from node.home import NodeHome
 from node.log import notes
 from node.runtime import NodeRuntime

@@ -17,11 +17,11 @@ import pytest
 from click.testing import CliRunner, Result
 
 from adapters.registry import get_adapter
+from devtools.federation import Federation, build, run_cli
 from node import signing, wire
 from node.cli import main
 from node.clock import SYSTEM, china_date
 from node.errors import ConfigError, ImportRejected
-from node.federation import Federation, build, run_cli
 from node.home import NodeHome, dumps_toml
 from node.identifiers import make_uscc
 from node.legacy_uscc import (

@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from node.federation import Federation, build
+from devtools.federation import Federation, build
 from node.home import NodeHome
 from node.identifiers import mask_resident_id
 from node.runtime import NodeRuntime

@@ -20,10 +20,10 @@ import prometheus_client
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from devtools.federation import Federation, build, run_cli
 from node import model, signing, trust, wire
 from node.clock import ManualClock
 from node.errors import RolledBackTrustList
-from node.federation import Federation, build, run_cli
 from node.home import NodeHome
 from node.runtime import NodeRuntime
 from node.services import exchange_log as log_svc

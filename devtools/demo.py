@@ -2,7 +2,7 @@
 
 1. Five city nodes (Huzhou, Jiaxing, Hangzhou, Ningbo, Shanghai) are initialised under demo/,
    each generates and ingests its synthetic export; four zone coordinators sign trust lists
-   that every member pins and installs (node.federation).
+   that every member pins and installs (devtools.federation).
 2. Each node runs `creditnode serve` in its own process on a loopback port.
 3. A script of queries — granted, refused (not in zone, purpose not agreed, natural person not
    allowed) and not found — runs through `creditnode query`, and is printed as a table.
@@ -27,8 +27,8 @@ from collections.abc import Iterator
 import click
 import sqlalchemy as sa
 
+from devtools.federation import CITIES, Federation, build
 from node import model
-from node.federation import CITIES, Federation, build
 from node.home import NodeHome
 from node.store import Store
 from node.store.schema import CreditResultRow

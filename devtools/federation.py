@@ -17,7 +17,7 @@ from click.testing import CliRunner
 
 from node.cli import main as cli
 from node.home import NodeHome
-from node.runtime import example_zones_toml
+from node.serving_config import example_zones_toml
 
 # The first deployment's cities and who is in which zone (DESIGN.md §1), for the demo.
 CITIES: Mapping[str, str] = {

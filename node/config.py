@@ -1,8 +1,9 @@
 """A node's identity configuration: frozen dataclasses checked on construction (floor 1).
 
 `NodeConfig` is the `[node]` table of node.toml and `KeyPaths` its `[keys]` table; both convert
-from and to plain mappings. Files are read and written by `node.home`; other tables of node.toml
-(zones, policy, …) belong to the modules that own them and are left untouched here.
+from and to plain mappings. `WitnessConfig` is its `[witness]` table. Files are read and written
+by `node.home`; other tables of node.toml (zones, audit readers, …) belong to the modules that own
+them (node.serving_config gathers what a serving node reads) and are left untouched here.
 """
 
 from __future__ import annotations
@@ -145,6 +146,28 @@ class NodeConfig:
         if node["db_url"] is None:
             del node["db_url"]
         return {"node": node, "keys": self.keys.to_mapping()}
+
+
+@dataclasses.dataclass(frozen=True)
+class WitnessConfig:
+    """node.toml's `[witness]` table: `peers`, the nodes that witness our log, and
+    `[witness.logs]`, origin → verifier key of the logs we witness."""
+
+    peers: tuple[str, ...] = ()  # node ids that witness our log
+    logs: Mapping[str, str] = dataclasses.field(default_factory=dict)  # origin -> verifier key
+
+    @classmethod
+    def from_document(cls, doc: Mapping[str, Any]) -> WitnessConfig:
+        table = doc.get("witness", {})
+        if not isinstance(table, Mapping):
+            raise ConfigError("node.toml [witness] must be a table")
+        peers = table.get("peers", [])
+        logs = table.get("logs", {})
+        if not isinstance(peers, list) or not all(isinstance(p, str) for p in peers):
+            raise ConfigError("node.toml [witness] peers must be a list of node ids")
+        if not isinstance(logs, Mapping) or not all(isinstance(v, str) for v in logs.values()):
+            raise ConfigError("node.toml [witness.logs] maps a log origin to its verifier key")
+        return cls(tuple(peers), dict(logs))
 
 
 def _without_legacy_switch(node: Mapping[str, Any], source: str) -> Mapping[str, Any]:

@@ -19,8 +19,9 @@ from collections.abc import Callable
 from typing import Protocol
 
 import grpc
+from grpc_status import rpc_status
 
-from node import model, signing, tls, wire
+from node import error_status, model, signing, tls, wire
 from node.errors import BadAnswer, PeerUnavailable, UntrustedKey
 from node.log import merkle, notes
 
@@ -56,6 +57,13 @@ def verify_receipt(receipt: wire.pb.LogReceipt, log_verifier_key: str, peer: str
     merkle.verify_inclusion(receipt.log_index, checkpoint.size, receipt.leaf_hash,
                             list(receipt.inclusion_proof), checkpoint.root_hash)
     return checkpoint.size
+
+
+def refusal_reason(exc: grpc.aio.AioRpcError) -> str:
+    """The google.rpc.ErrorInfo reason a peer attached to its refusal, if any."""
+    found = rpc_status.from_call(exc)
+    info = error_status.error_info(found) if found is not None else None
+    return info.reason if info is not None else "UNKNOWN"
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -124,8 +132,10 @@ class PeerClient:
         key_for: KeyLookup,
         deadline: float = 10.0,
         attempts: int = 4,
+        node_infos: dict[str, wire.pb.NodeInfo] | None = None,
     ) -> None:
         self.local_node, self.peer = local_node, peer
+        self._node_infos = node_infos
         self._channel = grpc.aio.secure_channel(
             endpoint, tls.channel_credentials(key_pem, cert_pem, peer_cert_pem),
             options=[("grpc.max_receive_message_length", MAX_RESPONSE_BYTES)],
@@ -146,6 +156,12 @@ class PeerClient:
         return self._channel
 
     async def node_info(self) -> wire.pb.NodeInfo:
+        """The peer's NodeInfo (its log and witness keys). With `node_infos`, fetched once per
+        peer over the authenticated channel and kept there: nodes rotate only result-signing
+        keys, which come from the trust list, never from here."""
+        kept = self._node_infos.get(self.peer) if self._node_infos is not None else None
+        if kept is not None:
+            return kept
         info: wire.pb.NodeInfo = await self._channel.unary_unary(
             f"/{SERVICE}/GetNodeInfo",
             request_serializer=wire.serialize,
@@ -153,6 +169,8 @@ class PeerClient:
         )(wire.spb.GetNodeInfoRequest(), timeout=self._deadline)
         if info.node_id != self.peer:
             raise BadAnswer(f"the node at this endpoint says it is {info.node_id}, not {self.peer}")
+        if self._node_infos is not None:
+            self._node_infos[self.peer] = info
         return info
 
     async def close(self) -> None:

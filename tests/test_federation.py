@@ -122,7 +122,7 @@ async def test_witness_cosigns_checkpoints(
     fed, nodes = federation
     for i in range(3):
         await nodes[JIAXING].ask(HUZHOU, "hjjw", "xinyi-dai", company(fed, i))
-    await nodes[HUZHOU]._flush_witnessing()
+    await nodes[HUZHOU].witnessing.flush()
     with nodes[HUZHOU].store.connect() as conn:
         lines = conn.execute(t.log_cosignatures.select()).all()
     assert lines, "Jiaxing cosigned at least one of Huzhou's checkpoints"
@@ -134,7 +134,7 @@ async def test_witness_cosigns_checkpoints(
                 t.log_checkpoints.c.size == row.size)).one().note
             body, _ = notes.split_note(note)
             assert notes.verify_cosignature(row.line, body, witness_key) > 0
-    assert nodes[HUZHOU].witnessing.alarms == 0
+    assert nodes[HUZHOU].witnessing.stats.alarms == 0
 
 
 async def test_removed_member_and_refused_expired_list(
@@ -332,16 +332,16 @@ async def test_witnessing_survives_a_witness_that_is_down(federation: Running) -
     fed, nodes = federation
     await nodes[JIAXING].stop()  # Huzhou's witness goes away
     await nodes[HANGZHOU].ask(HUZHOU, "hz-metro", "xinyi-dai", company(fed))
-    await nodes[HUZHOU]._flush_witnessing()  # must not raise
-    assert nodes[HUZHOU].witnessing.unreachable >= 1
-    assert nodes[HUZHOU]._witness_task_alive()
+    await nodes[HUZHOU].witnessing.flush()  # must not raise
+    assert nodes[HUZHOU].witnessing.stats.unreachable >= 1
+    assert nodes[HUZHOU].witnessing.alive
     nodes[JIAXING] = NodeRuntime(NodeHome(fed.home(JIAXING)))
     await nodes[JIAXING].start()
-    before = nodes[HUZHOU].witnessing.cosigned
+    before = nodes[HUZHOU].witnessing.stats.cosigned
     await nodes[HANGZHOU].ask(HUZHOU, "hz-metro", "xinyi-dai", company(fed, 1))
     # The witnessing task (still alive) sends the next checkpoint, and it is cosigned.
     for _ in range(100):
-        if nodes[HUZHOU].witnessing.cosigned > before:
+        if nodes[HUZHOU].witnessing.stats.cosigned > before:
             break
         await asyncio.sleep(0.05)
-    assert nodes[HUZHOU].witnessing.cosigned == before + 1
+    assert nodes[HUZHOU].witnessing.stats.cosigned == before + 1

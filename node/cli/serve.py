@@ -13,13 +13,15 @@ import click
 import prometheus_client
 
 from node import model
+from node.asking import REJECTED, AskOutcome
 from node.cli.options import home_option
 from node.errors import InvalidInput
 from node.home import NodeHome
 from node.identifiers import is_uscc_shape, mask_resident_id
 from node.privacy import PrivacyConfig
 from node.process import run_serving_loop, serving_loop_name, settle_gc
-from node.runtime import REJECTED, AskOutcome, NodeRuntime, example_zones_toml
+from node.runtime import NodeRuntime
+from node.serving_config import example_zones_toml
 
 
 def register(main: click.Group) -> None:

@@ -1,7 +1,7 @@
 """The error tree, named by who is at fault (CONVENTIONS.md §3).
 
 Every error carries a `reason` (UPPER_SNAKE, sent as google.rpc.ErrorInfo.reason) and a message
-a person can act on. One place (`node.services.status`) maps these classes to gRPC status codes
+a person can act on. One place (`node.error_status`) maps these classes to gRPC status codes
 and HTTP statuses; nothing else decides a status code.
 """
 

@@ -24,8 +24,8 @@ FORMAT = "creditnode-sealed-secret"
 VERSION = 1
 KDF_SCRYPT = "scrypt"
 CIPHER_AES_256_GCM = "aes-256-gcm"
-# RFC 7914 §2 cost parameters: 32 MiB and about 0.15 s per derivation; a key is unsealed once
-# per process, so the cost falls on a guesser, not on serving.
+# RFC 7914 §2 cost parameters (N=2^15, r=8: 32 MiB per derivation; docs/adr/0006): a key is
+# unsealed once per process, so the cost falls on a guesser, not on serving.
 SCRYPT_N = 2**15
 SCRYPT_R = 8
 SCRYPT_P = 1

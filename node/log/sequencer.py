@@ -185,8 +185,7 @@ class Sequencer:
         self._on_checkpoint = on_checkpoint
         # Commit on the event loop itself, blocking it for the batch's transaction: for a
         # process whose loop has nothing else to do meanwhile (the answer worker), this saves
-        # the hand-over to a thread and back for every batch (about 25 µs of CPU a call in
-        # alternating runs of bench/interchange_bench.py).
+        # the hand-over to a thread and back for every batch (docs/adr/0005).
         self._commit_on_loop = commit_on_loop
         # Under load (the last batch had company), wait this long before taking a batch, so
         # that appends on their way join it: fewer, larger commits (PostgreSQL's commit_delay).

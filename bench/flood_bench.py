@@ -95,14 +95,20 @@ class AskerRun:
         return statistics.quantiles(self.latencies, n=100)[p - 1] * 1000.0
 
 
-async def run_asker(client: ClientTls, target: str, subjects: Sequence[str], phase: str,
-                    server_pids: Sequence[int]) -> AskerRun:
+async def run_asker(
+    client: ClientTls, target: str, subjects: Sequence[str], phase: str, server_pids: Sequence[int]
+) -> AskerRun:
     """B_CALLERS tasks, each calling QueryCredit every B_INTERVAL_S (never catching up on a
     late call, so B's offered load is the same in every phase), fresh request ids."""
     channels = _open_channels(client, target)
-    stubs = [ch.unary_unary(UNARY_METHOD, request_serializer=_passthrough,
-                            response_deserializer=wire.spb.QueryCreditResponse.FromString)
-             for ch in channels]
+    stubs = [
+        ch.unary_unary(
+            UNARY_METHOD,
+            request_serializer=_passthrough,
+            response_deserializer=wire.spb.QueryCreditResponse.FromString,
+        )
+        for ch in channels
+    ]
     latencies: list[float] = []
     failures: collections.Counter[str] = collections.Counter()
 
@@ -129,8 +135,12 @@ async def run_asker(client: ClientTls, target: str, subjects: Sequence[str], pha
 
     try:
         # One call first, so that every channel's TLS handshake is outside the measurement.
-        await asyncio.gather(*(stub(_query(f"b-{phase}-hello-{i}", subjects[i]), timeout=30)
-                               for i, stub in enumerate(stubs)))
+        await asyncio.gather(
+            *(
+                stub(_query(f"b-{phase}-hello-{i}", subjects[i]), timeout=30)
+                for i, stub in enumerate(stubs)
+            )
+        )
         cpu0, started = [_cpu_seconds(pid) for pid in server_pids], dt.datetime.now(dt.UTC)
         start = time.perf_counter()
         deadline = start + PHASE_S
@@ -149,10 +159,14 @@ async def run_asker(client: ClientTls, target: str, subjects: Sequence[str], pha
 
 def _flood_query(request_id: str, subject: str, n: int) -> bytes:
     purpose = UNAGREED_PURPOSE if n % INVALID_EVERY == 0 else PURPOSE
-    return wire.serialize(wire.pb.CreditQuery(
-        request_id=request_id, zone=ZONE, purpose=purpose,
-        subject=wire.pb.SubjectRef(id_type=wire.pb.USCC, id=subject),
-    ))
+    return wire.serialize(
+        wire.pb.CreditQuery(
+            request_id=request_id,
+            zone=ZONE,
+            purpose=purpose,
+            subject=wire.pb.SubjectRef(id_type=wire.pb.USCC, id=subject),
+        )
+    )
 
 
 async def flood(root: pathlib.Path, target: str, out: pathlib.Path, ready: pathlib.Path) -> None:
@@ -160,9 +174,14 @@ async def flood(root: pathlib.Path, target: str, out: pathlib.Path, ready: pathl
     fresh request ids; write calls and answers by status code to `out`."""
     fed = Federation(root, {})
     client, subjects = peer_tls(fed, FLOODER), enterprises(fed)
-    channels = [grpc.aio.secure_channel(
-        target, tls.channel_credentials(client.key_pem, client.cert_pem, client.server_cert_pem),
-        options=[("grpc.use_local_subchannel_pool", 1)]) for _ in range(A_CHANNELS)]
+    channels = [
+        grpc.aio.secure_channel(
+            target,
+            tls.channel_credentials(client.key_pem, client.cert_pem, client.server_cert_pem),
+            options=[("grpc.use_local_subchannel_pool", 1)],
+        )
+        for _ in range(A_CHANNELS)
+    ]
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
@@ -176,13 +195,16 @@ async def flood(root: pathlib.Path, target: str, out: pathlib.Path, ready: pathl
             ready.write_text("flooding")
 
     def request(kind: str, number: int, n: int) -> bytes:
-        return _flood_query(f"{tag}-{kind}{number}-{n}",
-                            subjects[(number * 7919 + n) % len(subjects)], n)
+        return _flood_query(
+            f"{tag}-{kind}{number}-{n}", subjects[(number * 7919 + n) % len(subjects)], n
+        )
 
     async def unary(number: int) -> None:
         stub = channels[number % A_CHANNELS].unary_unary(
-            UNARY_METHOD, request_serializer=_passthrough,
-            response_deserializer=wire.spb.QueryCreditResponse.FromString)
+            UNARY_METHOD,
+            request_serializer=_passthrough,
+            response_deserializer=wire.spb.QueryCreditResponse.FromString,
+        )
         n = 0
         while not stop.is_set():
             n += 1
@@ -195,8 +217,10 @@ async def flood(root: pathlib.Path, target: str, out: pathlib.Path, ready: pathl
 
     async def stream(number: int) -> None:
         method = channels[number % A_CHANNELS].stream_stream(
-            BATCH_METHOD, request_serializer=_passthrough,
-            response_deserializer=wire.spb.QueryCreditResponse.FromString)
+            BATCH_METHOD,
+            request_serializer=_passthrough,
+            response_deserializer=wire.spb.QueryCreditResponse.FromString,
+        )
 
         async def queries() -> AsyncIterator[bytes]:
             n = 0
@@ -206,8 +230,14 @@ async def flood(root: pathlib.Path, target: str, out: pathlib.Path, ready: pathl
 
         try:
             async for response in method(queries(), timeout=300):
-                answered("batch " + ("OK" if response.HasField("result") else
-                                     CODE_NAMES.get(response.error.code, "?")))
+                answered(
+                    "batch "
+                    + (
+                        "OK"
+                        if response.HasField("result")
+                        else CODE_NAMES.get(response.error.code, "?")
+                    )
+                )
         except grpc.aio.AioRpcError as exc:
             answers[f"batch stream ended {exc.code().name}"] += 1
 
@@ -219,8 +249,16 @@ async def flood(root: pathlib.Path, target: str, out: pathlib.Path, ready: pathl
     _, late = await asyncio.wait(tasks, timeout=STOP_GRACE_S)
     for task in late:
         task.cancel()
-    out.write_text(json.dumps({"seconds": seconds, "cpu_s": time.process_time() - cpu0,
-                               "answers": answers, "unfinished_tasks": len(late)}))
+    out.write_text(
+        json.dumps(
+            {
+                "seconds": seconds,
+                "cpu_s": time.process_time() - cpu0,
+                "answers": answers,
+                "unfinished_tasks": len(late),
+            }
+        )
+    )
     for ch in channels:
         await ch.close(grace=0)
 
@@ -238,8 +276,11 @@ class FloodRun:
         return sum(n for key, n in self.answers.items() if not key.startswith("batch stream"))
 
     def calls_of(self, kind: str) -> int:
-        return sum(n for key, n in self.answers.items()
-                   if key.startswith(kind + " ") and not key.startswith("batch stream"))
+        return sum(
+            n
+            for key, n in self.answers.items()
+            if key.startswith(kind + " ") and not key.startswith("batch stream")
+        )
 
 
 # --- the baseline: a bare server that refuses every call ------------------------------------------
@@ -251,8 +292,11 @@ async def serve_refuser(home: pathlib.Path, ready_file: pathlib.Path) -> None:
     every BatchQueryCredit item with a fixed response carrying it."""
     node_home = NodeHome(home)
     keys = NodeKeys.open(node_home)
-    credentials = tls.server_credentials(keys.tls_private_key_pem(), keys.tls_certificate_pem(),
-                                         load_home_trust(node_home).store.anchors_pem)
+    credentials = tls.server_credentials(
+        keys.tls_private_key_pem(),
+        keys.tls_certificate_pem(),
+        load_home_trust(node_home).store.anchors_pem,
+    )
     refusal = status.to_rpc_status(RateLimited("over its rate"))
     grpc_status = rpc_status.to_status(refusal)
     refused_item = wire.serialize(wire.spb.QueryCreditResponse(error=refusal))
@@ -261,19 +305,32 @@ async def serve_refuser(home: pathlib.Path, ready_file: pathlib.Path) -> None:
         await context.abort_with_status(grpc_status)
         raise AssertionError("abort_with_status returns only by raising")
 
-    async def batch_query_credit(requests: AsyncIterator[bytes],
-                                 context: Any) -> AsyncIterator[bytes]:
+    async def batch_query_credit(
+        requests: AsyncIterator[bytes], context: Any
+    ) -> AsyncIterator[bytes]:
         async for _ in requests:
             yield refused_item
 
     server = grpc.aio.server()
-    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE, {
-        "QueryCredit": grpc.unary_unary_rpc_method_handler(
-            query_credit, request_deserializer=_passthrough, response_serializer=_passthrough),
-        "BatchQueryCredit": grpc.stream_stream_rpc_method_handler(
-            batch_query_credit, request_deserializer=_passthrough,
-            response_serializer=_passthrough),
-    }),))
+    server.add_generic_rpc_handlers(
+        (
+            grpc.method_handlers_generic_handler(
+                SERVICE,
+                {
+                    "QueryCredit": grpc.unary_unary_rpc_method_handler(
+                        query_credit,
+                        request_deserializer=_passthrough,
+                        response_serializer=_passthrough,
+                    ),
+                    "BatchQueryCredit": grpc.stream_stream_rpc_method_handler(
+                        batch_query_credit,
+                        request_deserializer=_passthrough,
+                        response_serializer=_passthrough,
+                    ),
+                },
+            ),
+        )
+    )
     port = server.add_secure_port("127.0.0.1:0", credentials)
     await server.start()
     stop = asyncio.Event()
@@ -291,8 +348,12 @@ async def serve_refuser(home: pathlib.Path, ready_file: pathlib.Path) -> None:
 def setup_federation(root: pathlib.Path) -> Federation:
     """Huzhou with two peers in zone hjjw. A keeps the zone's rate (the example policy's); B's
     is lifted in Huzhou's configuration so that B measures latency, never its own limit."""
-    fed = build(root, {HUZHOU: "湖州", FLOODER: "嘉兴", ASKER: "温州"},
-                {ZONE: (HUZHOU, FLOODER, ASKER)}, subjects=SUBJECTS)
+    fed = build(
+        root,
+        {HUZHOU: "湖州", FLOODER: "嘉兴", ASKER: "温州"},
+        {ZONE: (HUZHOU, FLOODER, ASKER)},
+        subjects=SUBJECTS,
+    )
     with NodeHome(fed.home(HUZHOU)).config_file.open("a", encoding="utf-8") as f:
         f.write(f'\n[zones.{ZONE}.caller_rates]\n"{ASKER}" = 1000000000\n')
     return fed
@@ -301,8 +362,9 @@ def setup_federation(root: pathlib.Path) -> Federation:
 def peer_tls(fed: Federation, peer: str) -> ClientTls:
     asker = NodeKeys.open(NodeHome(fed.home(peer)))
     server = NodeKeys.open(NodeHome(fed.home(HUZHOU)))
-    return ClientTls(asker.tls_private_key_pem(), asker.tls_certificate_pem(),
-                     server.tls_certificate_pem())
+    return ClientTls(
+        asker.tls_private_key_pem(), asker.tls_certificate_pem(), server.tls_certificate_pem()
+    )
 
 
 def node_policy(fed: Federation) -> policy.Policy:
@@ -314,24 +376,33 @@ def node_policy(fed: Federation) -> policy.Policy:
 # --- the flood phases -----------------------------------------------------------------------------
 
 
-async def asker_under_flood(fed: Federation, root: pathlib.Path, node: tuple[str, int],
-                            flooded: tuple[str, int], phase: str) -> tuple[AskerRun, FloodRun]:
+async def asker_under_flood(
+    fed: Federation, root: pathlib.Path, node: tuple[str, int], flooded: tuple[str, int], phase: str
+) -> tuple[AskerRun, FloodRun]:
     """B's run against the node while A floods `flooded` (the node, or the refuser)."""
     out = root / f"flood-{phase}.json"
     ready = root / f"flood-{phase}.ready"
     started = dt.datetime.now(dt.UTC)
-    with server_process(["-m", "bench.flood_bench", "flood", str(fed.root), flooded[0],
-                         str(out)],
-                        ready, root / f"flood-{phase}.log"):
+    with server_process(
+        ["-m", "bench.flood_bench", "flood", str(fed.root), flooded[0], str(out)],
+        ready,
+        root / f"flood-{phase}.log",
+    ):
         await asyncio.sleep(SETTLE_S)
-        asker = await run_asker(peer_tls(fed, ASKER), node[0], enterprises(fed), phase,
-                                list(dict.fromkeys((node[1], flooded[1]))))  # node first
+        asker = await run_asker(
+            peer_tls(fed, ASKER),
+            node[0],
+            enterprises(fed),
+            phase,
+            list(dict.fromkeys((node[1], flooded[1]))),
+        )  # node first
     ended = dt.datetime.now(dt.UTC)
     if not out.exists():
         raise SystemExit(f"the flooder wrote no results; see {root / f'flood-{phase}.log'}")
     result = json.loads(out.read_text())
-    return asker, FloodRun(result["seconds"], result["cpu_s"],
-                           collections.Counter(result["answers"]), started, ended)
+    return asker, FloodRun(
+        result["seconds"], result["cpu_s"], collections.Counter(result["answers"]), started, ended
+    )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -343,8 +414,9 @@ class FloodLog:
     summarised_calls: int  # calls the summary entries say were refused and not logged
 
 
-def read_flood_log(fed: Federation, measured: AskerRun, flood_run: FloodRun,
-                   summary_by: dt.datetime) -> FloodLog:
+def read_flood_log(
+    fed: Federation, measured: AskerRun, flood_run: FloodRun, summary_by: dt.datetime
+) -> FloodLog:
     home = NodeHome(fed.home(HUZHOU))
     in_measured, summarised = 0, 0
     in_flood: collections.Counter[str] = collections.Counter()
@@ -368,9 +440,14 @@ def read_flood_log(fed: Federation, measured: AskerRun, flood_run: FloodRun,
 # --- the report -----------------------------------------------------------------------------------
 
 
-def report(alone: AskerRun, flooded: tuple[AskerRun, FloodRun],
-           baseline: tuple[AskerRun, FloodRun], flood_log: FloodLog, rules: policy.Policy,
-           load: tuple[float, float]) -> str:
+def report(
+    alone: AskerRun,
+    flooded: tuple[AskerRun, FloodRun],
+    baseline: tuple[AskerRun, FloodRun],
+    flood_log: FloodLog,
+    rules: policy.Policy,
+    load: tuple[float, float],
+) -> str:
     (b_flood, a_node), (b_base, a_base) = flooded, baseline
     rate = rules.rate_for(FLOODER, ZONE)
     window = rules.refusal_window_s
@@ -392,35 +469,65 @@ def report(alone: AskerRun, flooded: tuple[AskerRun, FloodRun],
         return ", ".join(f"{k} {v:,}" for k, v in sorted(flood_run.answers.items()))
 
     rows = [
-        ("B calls answered (failed)", f"{len(alone.latencies):,} ({failures(alone)})",
-         f"{len(b_flood.latencies):,} ({failures(b_flood)})",
-         f"{len(b_base.latencies):,} ({failures(b_base)})"),
-        ("B p50 ms", f"{alone.percentile_ms(50):.1f}", f"{b_flood.percentile_ms(50):.1f}",
-         f"{b_base.percentile_ms(50):.1f}"),
-        ("B p99 ms", f"{alone.percentile_ms(99):.1f}", f"{b_flood.percentile_ms(99):.1f}",
-         f"{b_base.percentile_ms(99):.1f}"),
-        ("B p50 / B p50 alone", "1.00",
-         f"{ratio:.2f} (<= {TARGET_P50_RATIO:g}: "
-         f"{'met' if ratio <= TARGET_P50_RATIO else 'MISSED'})", f"{base_ratio:.2f}"),
-        ("A calls/s (unary + batch items)", "",
-         f"{a_node.calls / a_node.seconds:,.0f} ({per_s(a_node, 'unary')} + "
-         f"{per_s(a_node, 'batch')})",
-         f"{a_base.calls / a_base.seconds:,.0f} ({per_s(a_base, 'unary')} + "
-         f"{per_s(a_base, 'batch')})"),
-        ("node CPU per s (while B measured)", f"{alone.server_cpu_s[0] / alone.seconds:.2f}",
-         f"{b_flood.server_cpu_s[0] / b_flood.seconds:.2f}",
-         f"{b_base.server_cpu_s[0] / b_base.seconds:.2f}"),
+        (
+            "B calls answered (failed)",
+            f"{len(alone.latencies):,} ({failures(alone)})",
+            f"{len(b_flood.latencies):,} ({failures(b_flood)})",
+            f"{len(b_base.latencies):,} ({failures(b_base)})",
+        ),
+        (
+            "B p50 ms",
+            f"{alone.percentile_ms(50):.1f}",
+            f"{b_flood.percentile_ms(50):.1f}",
+            f"{b_base.percentile_ms(50):.1f}",
+        ),
+        (
+            "B p99 ms",
+            f"{alone.percentile_ms(99):.1f}",
+            f"{b_flood.percentile_ms(99):.1f}",
+            f"{b_base.percentile_ms(99):.1f}",
+        ),
+        (
+            "B p50 / B p50 alone",
+            "1.00",
+            f"{ratio:.2f} (<= {TARGET_P50_RATIO:g}: "
+            f"{'met' if ratio <= TARGET_P50_RATIO else 'MISSED'})",
+            f"{base_ratio:.2f}",
+        ),
+        (
+            "A calls/s (unary + batch items)",
+            "",
+            f"{a_node.calls / a_node.seconds:,.0f} ({per_s(a_node, 'unary')} + "
+            f"{per_s(a_node, 'batch')})",
+            f"{a_base.calls / a_base.seconds:,.0f} ({per_s(a_base, 'unary')} + "
+            f"{per_s(a_base, 'batch')})",
+        ),
+        (
+            "node CPU per s (while B measured)",
+            f"{alone.server_cpu_s[0] / alone.seconds:.2f}",
+            f"{b_flood.server_cpu_s[0] / b_flood.seconds:.2f}",
+            f"{b_base.server_cpu_s[0] / b_base.seconds:.2f}",
+        ),
         ("refuser CPU per s", "", "", f"{b_base.server_cpu_s[-1] / b_base.seconds:.2f}"),
-        ("flooder CPU per s", "", f"{a_node.cpu_s / a_node.seconds:.2f}",
-         f"{a_base.cpu_s / a_base.seconds:.2f}"),
-        ("A log entries/s (B measuring)", "",
-         f"{flood_log.in_measured / b_flood.seconds:.1f} (bound {bound_per_s:.1f})", ""),
+        (
+            "flooder CPU per s",
+            "",
+            f"{a_node.cpu_s / a_node.seconds:.2f}",
+            f"{a_base.cpu_s / a_base.seconds:.2f}",
+        ),
+        (
+            "A log entries/s (B measuring)",
+            "",
+            f"{flood_log.in_measured / b_flood.seconds:.1f} (bound {bound_per_s:.1f})",
+            "",
+        ),
     ]
     head = ("measure", "B alone", "B, A floods the node", "B, A floods a bare refuser")
     widths = [max(len(r[i]) for r in (head, *rows)) for i in range(len(head))]
     logged = ", ".join(f"{k} {v:,}" for k, v in sorted(flood_log.in_flood.items()))
-    refused_over_rate = sum(n for k, n in a_node.answers.items()
-                            if k.endswith("RESOURCE_EXHAUSTED"))
+    refused_over_rate = sum(
+        n for k, n in a_node.answers.items() if k.endswith("RESOURCE_EXHAUSTED")
+    )
     first_refusals = flood_log.in_flood["RATE_LIMITED"]
     unaccounted = refused_over_rate - first_refusals - flood_log.summarised_calls
     lines = [
@@ -458,13 +565,18 @@ async def _bench(fed: Federation, root: pathlib.Path) -> str:
     rules = node_policy(fed)
     subjects = enterprises(fed)
     load_before = os.getloadavg()[0]
-    with server_process(["-m", "node.cli", "serve", "--home", str(fed.home(HUZHOU))],
-                        root / "node.ready", root / "node.log") as node:
+    with server_process(
+        ["-m", "node.cli", "serve", "--home", str(fed.home(HUZHOU))],
+        root / "node.ready",
+        root / "node.log",
+    ) as node:
         alone = await run_asker(peer_tls(fed, ASKER), node[0], subjects, "alone", [node[1]])
         flooded = await asker_under_flood(fed, root, node, node, "node")
-        with server_process(["-m", "bench.flood_bench", "serve-refuser",
-                             str(fed.home(HUZHOU))],
-                            root / "refuser.ready", root / "refuser.log") as refuser:
+        with server_process(
+            ["-m", "bench.flood_bench", "serve-refuser", str(fed.home(HUZHOU))],
+            root / "refuser.ready",
+            root / "refuser.log",
+        ) as refuser:
             baseline = await asker_under_flood(fed, root, node, refuser, "refuser")
         # The window open when A stopped is summarised when it ends: wait for that entry.
         summary_by = flooded[1].ended + dt.timedelta(seconds=rules.refusal_window_s + 1.0)
@@ -490,7 +602,8 @@ if __name__ == "__main__":
     elif sys.argv[1:2] == ["flood"]:
         # python -m bench.flood_bench flood FEDERATION TARGET OUT --ready-file FILE
         _, _, fed_root, target, out, _, ready = sys.argv
-        run_serving_loop(flood(pathlib.Path(fed_root), target, pathlib.Path(out),
-                               pathlib.Path(ready)))
+        run_serving_loop(
+            flood(pathlib.Path(fed_root), target, pathlib.Path(out), pathlib.Path(ready))
+        )
     else:
         main()

@@ -98,18 +98,25 @@ def _passthrough(data: bytes) -> bytes:
 
 
 def _query(request_id: str, subject: str) -> bytes:
-    return wire.serialize(wire.pb.CreditQuery(
-        request_id=request_id, zone=ZONE, purpose=PURPOSE,
-        subject=wire.pb.SubjectRef(id_type=wire.pb.USCC, id=subject),
-    ))
+    return wire.serialize(
+        wire.pb.CreditQuery(
+            request_id=request_id,
+            zone=ZONE,
+            purpose=PURPOSE,
+            subject=wire.pb.SubjectRef(id_type=wire.pb.USCC, id=subject),
+        )
+    )
 
 
 def _open_channels(client: ClientTls, target: str) -> list[grpc.aio.Channel]:
     credentials = tls.channel_credentials(client.key_pem, client.cert_pem, client.server_cert_pem)
     # A local subchannel pool per channel: each is its own TLS connection, not one shared one.
-    return [grpc.aio.secure_channel(target, credentials,
-                                    options=[("grpc.use_local_subchannel_pool", 1)])
-            for _ in range(CHANNELS)]
+    return [
+        grpc.aio.secure_channel(
+            target, credentials, options=[("grpc.use_local_subchannel_pool", 1)]
+        )
+        for _ in range(CHANNELS)
+    ]
 
 
 def _stat(pid: int) -> list[str]:
@@ -133,8 +140,9 @@ def _cpu_seconds(pid: int) -> float:
     return total
 
 
-async def _measured(pid: int, work: Callable[[], Awaitable[Any]]) -> tuple[Any, float, float,
-                                                                          float]:
+async def _measured(
+    pid: int, work: Callable[[], Awaitable[Any]]
+) -> tuple[Any, float, float, float]:
     """(work's value, wall seconds, server CPU seconds, client CPU seconds)."""
     server0, client0, start = _cpu_seconds(pid), time.process_time(), time.perf_counter()
     value = await work()
@@ -142,12 +150,22 @@ async def _measured(pid: int, work: Callable[[], Awaitable[Any]]) -> tuple[Any, 
     return value, seconds, _cpu_seconds(pid) - server0, time.process_time() - client0
 
 
-async def run_unary(channels: Sequence[grpc.aio.Channel], subjects: Sequence[str], phase: str,
-                    seconds: float, pid: int) -> UnaryRun:
+async def run_unary(
+    channels: Sequence[grpc.aio.Channel],
+    subjects: Sequence[str],
+    phase: str,
+    seconds: float,
+    pid: int,
+) -> UnaryRun:
     """CALLERS tasks, each calling QueryCredit back to back with fresh request ids."""
-    stubs = [ch.unary_unary(UNARY_METHOD, request_serializer=_passthrough,
-                            response_deserializer=wire.spb.QueryCreditResponse.FromString)
-             for ch in channels]
+    stubs = [
+        ch.unary_unary(
+            UNARY_METHOD,
+            request_serializer=_passthrough,
+            response_deserializer=wire.spb.QueryCreditResponse.FromString,
+        )
+        for ch in channels
+    ]
     latencies: list[float] = []
     errors = 0
 
@@ -176,17 +194,25 @@ async def run_unary(channels: Sequence[grpc.aio.Channel], subjects: Sequence[str
     return UnaryRun(len(latencies), errors, wall, latencies, server_cpu, client_cpu)
 
 
-async def run_batch(channels: Sequence[grpc.aio.Channel], subjects: Sequence[str], phase: str,
-                    pid: int) -> BatchRun:
+async def run_batch(
+    channels: Sequence[grpc.aio.Channel], subjects: Sequence[str], phase: str, pid: int
+) -> BatchRun:
     """STREAMS concurrent BatchQueryCredit streams of STREAM_QUERIES queries each."""
-    requests = [[_query(f"{phase}-{s}-{n}", subjects[(s * 7919 + n) % len(subjects)])
-                 for n in range(STREAM_QUERIES)] for s in range(STREAMS)]
+    requests = [
+        [
+            _query(f"{phase}-{s}-{n}", subjects[(s * 7919 + n) % len(subjects)])
+            for n in range(STREAM_QUERIES)
+        ]
+        for s in range(STREAMS)
+    ]
     counts = {"results": 0, "errors": 0}
 
     async def stream(number: int) -> None:
         method = channels[number % len(channels)].stream_stream(
-            BATCH_METHOD, request_serializer=_passthrough,
-            response_deserializer=wire.spb.QueryCreditResponse.FromString)
+            BATCH_METHOD,
+            request_serializer=_passthrough,
+            response_deserializer=wire.spb.QueryCreditResponse.FromString,
+        )
 
         async def queries() -> AsyncIterator[bytes]:
             for request in requests[number]:
@@ -204,13 +230,15 @@ async def run_batch(channels: Sequence[grpc.aio.Channel], subjects: Sequence[str
     return BatchRun(counts["results"], errors, wall, server_cpu, client_cpu)
 
 
-async def run_all(client: ClientTls, target: str, subjects: Sequence[str], pid: int,
-                  name: str) -> tuple[UnaryRun, BatchRun, bytes]:
+async def run_all(
+    client: ClientTls, target: str, subjects: Sequence[str], pid: int, name: str
+) -> tuple[UnaryRun, BatchRun, bytes]:
     """Warm up, then unary and batch load; also returns one warm-up response as received."""
     channels = _open_channels(client, target)
     try:
         sample = await channels[0].unary_unary(UNARY_METHOD, request_serializer=_passthrough)(
-            _query(f"{name}-sample", subjects[0]), timeout=30)
+            _query(f"{name}-sample", subjects[0]), timeout=30
+        )
         await run_unary(channels, subjects, f"{name}-warm", WARMUP_S, pid)
         unary = await run_unary(channels, subjects, f"{name}-unary", UNARY_S, pid)
         batch = await run_batch(channels, subjects, f"{name}-batch", pid)
@@ -223,32 +251,49 @@ async def run_all(client: ClientTls, target: str, subjects: Sequence[str], pid: 
 # --- the baseline server: same TLS, fixed bytes ---------------------------------------------------
 
 
-async def serve_baseline(home: pathlib.Path, response_file: pathlib.Path,
-                         ready_file: pathlib.Path) -> None:
+async def serve_baseline(
+    home: pathlib.Path, response_file: pathlib.Path, ready_file: pathlib.Path
+) -> None:
     """A bare grpc.aio server with the node's TLS key, certificate and client-certificate anchors,
     answering every QueryCredit, and every BatchQueryCredit item, with the same fixed bytes."""
     node_home = NodeHome(home)
     keys = NodeKeys.open(node_home)
-    credentials = tls.server_credentials(keys.tls_private_key_pem(), keys.tls_certificate_pem(),
-                                         load_home_trust(node_home).store.anchors_pem)
+    credentials = tls.server_credentials(
+        keys.tls_private_key_pem(),
+        keys.tls_certificate_pem(),
+        load_home_trust(node_home).store.anchors_pem,
+    )
     response = response_file.read_bytes()  # serialized once
 
     async def query_credit(request: bytes, context: Any) -> bytes:
         return response
 
-    async def batch_query_credit(requests: AsyncIterator[bytes],
-                                 context: Any) -> AsyncIterator[bytes]:
+    async def batch_query_credit(
+        requests: AsyncIterator[bytes], context: Any
+    ) -> AsyncIterator[bytes]:
         async for _ in requests:
             yield response
 
     server = grpc.aio.server()
-    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE, {
-        "QueryCredit": grpc.unary_unary_rpc_method_handler(
-            query_credit, request_deserializer=_passthrough, response_serializer=_passthrough),
-        "BatchQueryCredit": grpc.stream_stream_rpc_method_handler(
-            batch_query_credit, request_deserializer=_passthrough,
-            response_serializer=_passthrough),
-    }),))
+    server.add_generic_rpc_handlers(
+        (
+            grpc.method_handlers_generic_handler(
+                SERVICE,
+                {
+                    "QueryCredit": grpc.unary_unary_rpc_method_handler(
+                        query_credit,
+                        request_deserializer=_passthrough,
+                        response_serializer=_passthrough,
+                    ),
+                    "BatchQueryCredit": grpc.stream_stream_rpc_method_handler(
+                        batch_query_credit,
+                        request_deserializer=_passthrough,
+                        response_serializer=_passthrough,
+                    ),
+                },
+            ),
+        )
+    )
     port = server.add_secure_port("127.0.0.1:0", credentials)
     await server.start()
     stop = asyncio.Event()
@@ -264,12 +309,17 @@ async def serve_baseline(home: pathlib.Path, response_file: pathlib.Path,
 
 
 @contextlib.contextmanager
-def server_process(args: Sequence[str], ready: pathlib.Path,
-                   log: pathlib.Path) -> Iterator[tuple[str, int]]:
+def server_process(
+    args: Sequence[str], ready: pathlib.Path, log: pathlib.Path
+) -> Iterator[tuple[str, int]]:
     """Start a server process, wait for its ready file; yield (target, pid); stop it after."""
     with log.open("wb") as out:
-        proc = subprocess.Popen([sys.executable, *args, "--ready-file", str(ready)],
-                                cwd=REPO, stdout=out, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(
+            [sys.executable, *args, "--ready-file", str(ready)],
+            cwd=REPO,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
         try:
             deadline = time.monotonic() + START_TIMEOUT_S
             while not (ready.exists() and ready.read_text()):
@@ -289,8 +339,9 @@ def server_process(args: Sequence[str], ready: pathlib.Path,
 
 def setup_federation(root: pathlib.Path) -> Federation:
     """Huzhou and Jiaxing in zone hjjw, set up through the creditnode CLI like the demo."""
-    fed = build(root, {HUZHOU: "湖州", JIAXING: "嘉兴"}, {ZONE: (HUZHOU, JIAXING)},
-                subjects=SUBJECTS)
+    fed = build(
+        root, {HUZHOU: "湖州", JIAXING: "嘉兴"}, {ZONE: (HUZHOU, JIAXING)}, subjects=SUBJECTS
+    )
     # The per-caller rate limit (600/min in the example policy) would cap the load, not measure
     # the node: lift it for the asking peer in Huzhou's configuration.
     with NodeHome(fed.home(HUZHOU)).config_file.open("a", encoding="utf-8") as f:
@@ -306,16 +357,20 @@ def enterprises(fed: Federation) -> list[str]:
 def client_tls(fed: Federation) -> ClientTls:
     asker = NodeKeys.open(NodeHome(fed.home(JIAXING)))
     server = NodeKeys.open(NodeHome(fed.home(HUZHOU)))
-    return ClientTls(asker.tls_private_key_pem(), asker.tls_certificate_pem(),
-                     server.tls_certificate_pem())
+    return ClientTls(
+        asker.tls_private_key_pem(), asker.tls_certificate_pem(), server.tls_certificate_pem()
+    )
 
 
 def check_sample(fed: Federation, sample: bytes) -> None:
     """The node's answer is a real one: signed by Huzhou's key, bound to the asker, with receipt."""
     response = wire.parse_response(sample)
     keys = NodeKeys.open(NodeHome(fed.home(HUZHOU))).verification_keys()
-    verified = signing.verify_envelope(wire.envelope_from_pb(response.result),
-                                       payload_type=signing.PAYLOAD_CREDIT_RESULT, keys=keys)
+    verified = signing.verify_envelope(
+        wire.envelope_from_pb(response.result),
+        payload_type=signing.PAYLOAD_CREDIT_RESULT,
+        keys=keys,
+    )
     result = wire.result_from_bytes(verified.payload)
     if (result.audience_node, result.zone) != (JIAXING, ZONE) or not response.receipt.checkpoint:
         raise SystemExit("the node's sample answer is not bound to the asker or has no receipt")
@@ -330,31 +385,74 @@ def logged_entries(fed: Federation) -> int:
 # --- the report -----------------------------------------------------------------------------------
 
 
-def report(node: tuple[UnaryRun, BatchRun], base: tuple[UnaryRun, BatchRun], logged: int,
-           sample_bytes: int, load: tuple[float, float], loop_name: str) -> str:
+def report(
+    node: tuple[UnaryRun, BatchRun],
+    base: tuple[UnaryRun, BatchRun],
+    logged: int,
+    sample_bytes: int,
+    load: tuple[float, float],
+    loop_name: str,
+) -> str:
     (nu, nb), (bu, bb) = node, base
     ratio = nu.qps / bu.qps
     rows = [
-        ("QueryCredit calls/s", f"{nu.qps:,.0f}", f"{bu.qps:,.0f}", f"{ratio:.2f}",
-         f">= {TARGET_RATIO} ratio: {'met' if ratio >= TARGET_RATIO else 'MISSED'}"),
-        ("QueryCredit p50 ms", f"{nu.percentile_ms(50):.1f}", f"{bu.percentile_ms(50):.1f}",
-         f"{nu.percentile_ms(50) / bu.percentile_ms(50):.1f}x", ""),
-        ("QueryCredit p99 ms", f"{nu.percentile_ms(99):.1f}", f"{bu.percentile_ms(99):.1f}",
-         f"{nu.percentile_ms(99) / bu.percentile_ms(99):.1f}x", ""),
-        ("QueryCredit calls (errors)", f"{nu.calls:,} ({nu.errors})",
-         f"{bu.calls:,} ({bu.errors})", "", ""),
-        ("  server / client CPU per s", f"{nu.server_cpu_s / nu.seconds:.2f} / "
-         f"{nu.client_cpu_s / nu.seconds:.2f}", f"{bu.server_cpu_s / bu.seconds:.2f} / "
-         f"{bu.client_cpu_s / bu.seconds:.2f}", "", ""),
-        ("BatchQueryCredit results/s", f"{nb.per_s:,.0f}", f"{bb.per_s:,.0f}",
-         f"{nb.per_s / bb.per_s:.2f}",
-         f">= {TARGET_BATCH_PER_S:,.0f}/s: "
-         f"{'met' if nb.per_s >= TARGET_BATCH_PER_S else 'MISSED'}"),
-        ("BatchQueryCredit results (errors)", f"{nb.results:,} ({nb.errors})",
-         f"{bb.results:,} ({bb.errors})", "", ""),
-        ("  server / client CPU per s", f"{nb.server_cpu_s / nb.seconds:.2f} / "
-         f"{nb.client_cpu_s / nb.seconds:.2f}", f"{bb.server_cpu_s / bb.seconds:.2f} / "
-         f"{bb.client_cpu_s / bb.seconds:.2f}", "", ""),
+        (
+            "QueryCredit calls/s",
+            f"{nu.qps:,.0f}",
+            f"{bu.qps:,.0f}",
+            f"{ratio:.2f}",
+            f">= {TARGET_RATIO} ratio: {'met' if ratio >= TARGET_RATIO else 'MISSED'}",
+        ),
+        (
+            "QueryCredit p50 ms",
+            f"{nu.percentile_ms(50):.1f}",
+            f"{bu.percentile_ms(50):.1f}",
+            f"{nu.percentile_ms(50) / bu.percentile_ms(50):.1f}x",
+            "",
+        ),
+        (
+            "QueryCredit p99 ms",
+            f"{nu.percentile_ms(99):.1f}",
+            f"{bu.percentile_ms(99):.1f}",
+            f"{nu.percentile_ms(99) / bu.percentile_ms(99):.1f}x",
+            "",
+        ),
+        (
+            "QueryCredit calls (errors)",
+            f"{nu.calls:,} ({nu.errors})",
+            f"{bu.calls:,} ({bu.errors})",
+            "",
+            "",
+        ),
+        (
+            "  server / client CPU per s",
+            f"{nu.server_cpu_s / nu.seconds:.2f} / {nu.client_cpu_s / nu.seconds:.2f}",
+            f"{bu.server_cpu_s / bu.seconds:.2f} / {bu.client_cpu_s / bu.seconds:.2f}",
+            "",
+            "",
+        ),
+        (
+            "BatchQueryCredit results/s",
+            f"{nb.per_s:,.0f}",
+            f"{bb.per_s:,.0f}",
+            f"{nb.per_s / bb.per_s:.2f}",
+            f">= {TARGET_BATCH_PER_S:,.0f}/s: "
+            f"{'met' if nb.per_s >= TARGET_BATCH_PER_S else 'MISSED'}",
+        ),
+        (
+            "BatchQueryCredit results (errors)",
+            f"{nb.results:,} ({nb.errors})",
+            f"{bb.results:,} ({bb.errors})",
+            "",
+            "",
+        ),
+        (
+            "  server / client CPU per s",
+            f"{nb.server_cpu_s / nb.seconds:.2f} / {nb.client_cpu_s / nb.seconds:.2f}",
+            f"{bb.server_cpu_s / bb.seconds:.2f} / {bb.client_cpu_s / bb.seconds:.2f}",
+            "",
+            "",
+        ),
     ]
     head = ("measure", "node", "baseline", "node/base", "target")
     widths = [max(len(r[i]) for r in (head, *rows)) for i in range(len(head))]
@@ -384,18 +482,35 @@ def report(node: tuple[UnaryRun, BatchRun], base: tuple[UnaryRun, BatchRun], log
 async def _bench(fed: Federation, root: pathlib.Path) -> str:
     client, subjects = client_tls(fed), enterprises(fed)
     load_before = os.getloadavg()[0]
-    with server_process(["-m", "node.cli", "serve", "--home", str(fed.home(HUZHOU))],
-                        root / "node.ready", root / "node.log") as (target, pid):
+    with server_process(
+        ["-m", "node.cli", "serve", "--home", str(fed.home(HUZHOU))],
+        root / "node.ready",
+        root / "node.log",
+    ) as (target, pid):
         node_unary, node_batch, sample = await run_all(client, target, subjects, pid, "node")
     check_sample(fed, sample)
     response_file = root / "response.bin"
     response_file.write_bytes(sample)
-    with server_process(["-m", "bench.interchange_bench", "serve-baseline",
-                         str(fed.home(HUZHOU)), str(response_file)],
-                        root / "baseline.ready", root / "baseline.log") as (target, pid):
+    with server_process(
+        [
+            "-m",
+            "bench.interchange_bench",
+            "serve-baseline",
+            str(fed.home(HUZHOU)),
+            str(response_file),
+        ],
+        root / "baseline.ready",
+        root / "baseline.log",
+    ) as (target, pid):
         base_unary, base_batch, _ = await run_all(client, target, subjects, pid, "base")
-    return report((node_unary, node_batch), (base_unary, base_batch), logged_entries(fed),
-                  len(sample), (load_before, os.getloadavg()[0]), serving_loop_name())
+    return report(
+        (node_unary, node_batch),
+        (base_unary, base_batch),
+        logged_entries(fed),
+        len(sample),
+        (load_before, os.getloadavg()[0]),
+        serving_loop_name(),
+    )
 
 
 def main() -> None:
@@ -412,7 +527,8 @@ if __name__ == "__main__":
         # python -m bench.interchange_bench serve-baseline HOME RESPONSE --ready-file FILE
         _, _, home, response, _, ready = sys.argv
         # The same event loop as `creditnode serve`'s: the ratio measures our work, not the loop.
-        run_serving_loop(serve_baseline(pathlib.Path(home), pathlib.Path(response),
-                                        pathlib.Path(ready)))
+        run_serving_loop(
+            serve_baseline(pathlib.Path(home), pathlib.Path(response), pathlib.Path(ready))
+        )
     else:
         main()

@@ -35,23 +35,31 @@ from node.store.schema import CreditResultRow
 
 DEMO = pathlib.Path("demo")
 HUZHOU, JIAXING, HANGZHOU, NINGBO, SHANGHAI = (
-    "cn-330500", "cn-330400", "cn-330100", "cn-330200", "cn-310000")
+    "cn-330500",
+    "cn-330400",
+    "cn-330100",
+    "cn-330200",
+    "cn-310000",
+)
 CREDITNODE = [sys.executable, "-m", "node.cli"]
 
 
 def summarise(fed: Federation, node_id: str) -> None:
     with Store.open(NodeHome(fed.home(node_id)).db_url()) as store, store.connect() as conn:
         rows = conn.execute(
-            sa.select(CreditResultRow.level, CreditResultRow.subject_type, CreditResultRow.flags)
-            .where(CreditResultRow.status == int(model.ResultStatus.ACTIVE))
+            sa.select(
+                CreditResultRow.level, CreditResultRow.subject_type, CreditResultRow.flags
+            ).where(CreditResultRow.status == int(model.ResultStatus.ACTIVE))
         ).all()
     levels = collections.Counter(model.CreditLevel(r.level).name for r in rows)
     types = collections.Counter(model.SubjectType(r.subject_type).name for r in rows)
     flags = collections.Counter(f for r in rows for f in json.loads(r.flags))
-    click.echo(f"{node_id} {CITIES[node_id]}: {len(rows)} credit results ingested "
-               f"(levels {', '.join(f'{k} {v}' for k, v in sorted(levels.items()))}; "
-               f"{types['NATURAL_PERSON']} natural persons; "
-               f"flags {', '.join(f'{k} {v}' for k, v in flags.most_common())})")
+    click.echo(
+        f"{node_id} {CITIES[node_id]}: {len(rows)} credit results ingested "
+        f"(levels {', '.join(f'{k} {v}' for k, v in sorted(levels.items()))}; "
+        f"{types['NATURAL_PERSON']} natural persons; "
+        f"flags {', '.join(f'{k} {v}' for k, v in flags.most_common())})"
+    )
 
 
 @contextlib.contextmanager
@@ -64,9 +72,16 @@ def serving(fed: Federation) -> Iterator[None]:
             ready = fed.root / f"{node_id}.ready"
             logs[node_id] = (fed.root / f"{node_id}.serve.log").open("wb")
             procs[node_id] = subprocess.Popen(
-                [*CREDITNODE, "serve", "--home", str(fed.home(node_id)),
-                 "--ready-file", str(ready)],
-                stdout=logs[node_id], stderr=subprocess.STDOUT,
+                [
+                    *CREDITNODE,
+                    "serve",
+                    "--home",
+                    str(fed.home(node_id)),
+                    "--ready-file",
+                    str(ready),
+                ],
+                stdout=logs[node_id],
+                stderr=subprocess.STDOUT,
             )
         deadline = time.monotonic() + 60
         for node_id, proc in procs.items():
@@ -115,10 +130,24 @@ def script(fed: Federation) -> list[tuple[str, str, str, str, str, bool, str]]:
     ]
 
 
-def ask(fed: Federation, asker: str, peer: str, zone: str, purpose: str, subject: str,
-        resident: bool) -> dict[str, object]:
-    args = [*CREDITNODE, "query", "--home", str(fed.home(asker)), "--peer", peer, "--zone",
-            zone, "--purpose", purpose, "--subject", subject, "--json"]
+def ask(
+    fed: Federation, asker: str, peer: str, zone: str, purpose: str, subject: str, resident: bool
+) -> dict[str, object]:
+    args = [
+        *CREDITNODE,
+        "query",
+        "--home",
+        str(fed.home(asker)),
+        "--peer",
+        peer,
+        "--zone",
+        zone,
+        "--purpose",
+        purpose,
+        "--subject",
+        subject,
+        "--json",
+    ]
     if resident:
         args.append("--resident-id")
     done = subprocess.run(args, capture_output=True, timeout=60, check=False)
@@ -160,24 +189,43 @@ def main() -> None:
         summarise(fed, node_id)
     click.echo("\nStarting the nodes (creditnode serve, mutual TLS on loopback):")
     with serving(fed):
-        click.echo("\nQueries (creditnode query: signed answer and log receipt verified by the "
-                   "asker, ASKED/ANSWERED entries on both sides):\n")
-        header = f"{'asker':<10} {'peer':<10} {'zone':<9} {'purpose':<15} {'subject':<20} " \
-                 f"{'outcome':<10} details"
+        click.echo(
+            "\nQueries (creditnode query: signed answer and log receipt verified by the "
+            "asker, ASKED/ANSWERED entries on both sides):\n"
+        )
+        header = (
+            f"{'asker':<10} {'peer':<10} {'zone':<9} {'purpose':<15} {'subject':<20} "
+            f"{'outcome':<10} details"
+        )
         click.echo(header)
         click.echo("-" * len(header))
         for asker, peer, zone, purpose, subject, resident, _expect in script(fed):
             outcome = ask(fed, asker, peer, zone, purpose, subject, resident)
             details = describe(outcome)
-            click.echo(f"{asker:<10} {peer:<10} {zone:<9} {purpose:<15} "
-                       f"{masked(subject, resident):<20} {outcome['decision']!s:<10} {details}")
+            click.echo(
+                f"{asker:<10} {peer:<10} {zone:<9} {purpose:<15} "
+                f"{masked(subject, resident):<20} {outcome['decision']!s:<10} {details}"
+            )
         time.sleep(0.5)  # let Huzhou send its last checkpoint to its witness
-    click.echo("\nVerifying Huzhou's exchange log offline, with Jiaxing's cosignatures "
-               "(creditnode log verify):")
+    click.echo(
+        "\nVerifying Huzhou's exchange log offline, with Jiaxing's cosignatures "
+        "(creditnode log verify):"
+    )
     witness = json.loads((fed.root / f"{JIAXING}.identity.json").read_text())
-    done = subprocess.run([*CREDITNODE, "log", "verify", "--home", str(fed.home(HUZHOU)),
-                           "--witness-key", witness["witness_verifier_key"]],
-                          capture_output=True, text=True, check=False)
+    done = subprocess.run(
+        [
+            *CREDITNODE,
+            "log",
+            "verify",
+            "--home",
+            str(fed.home(HUZHOU)),
+            "--witness-key",
+            witness["witness_verifier_key"],
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     click.echo("  " + (done.stdout or done.stderr).strip())
     click.echo("\nAll node processes stopped. Homes, logs and trust lists are under demo/.")
     if done.returncode != 0:

@@ -21,7 +21,10 @@ from node.serving_config import example_zones_toml
 
 # The first deployment's cities and who is in which zone (DESIGN.md §1), for the demo.
 CITIES: Mapping[str, str] = {
-    "cn-330500": "湖州", "cn-330400": "嘉兴", "cn-330100": "杭州", "cn-330200": "宁波",
+    "cn-330500": "湖州",
+    "cn-330400": "嘉兴",
+    "cn-330100": "杭州",
+    "cn-330200": "宁波",
     "cn-310000": "上海",
 }
 ZONES: Mapping[str, Sequence[str]] = {
@@ -94,22 +97,41 @@ def build(
             if peers:
                 f.write(f"\n[witness]\npeers = {list(peers)!r}\n".replace("'", '"'))
         export = root / f"{node_id}-export.csv"
-        run_cli("gen-data", "--city", node_id, "--subjects", subjects, "--seed", seed,
-                "--out", export)
+        run_cli(
+            "gen-data", "--city", node_id, "--subjects", subjects, "--seed", seed, "--out", export
+        )
         run_cli("ingest", "--format", "huzhou-csv", export, "--home", home)
         (root / f"{node_id}.identity.json").write_text(
-            run_cli("identity", "export", "--home", home), encoding="utf-8")
+            run_cli("identity", "export", "--home", home), encoding="utf-8"
+        )
     coord = fed.coordinator_dir()
     for zone, members in zones.items():
         run_cli("zone", "init", "--zone", zone, "--dir", coord)
         for node_id in members:
-            run_cli("zone", "add-member", "--zone", zone, "--identity",
-                    root / f"{node_id}.identity.json", "--endpoint", fed.endpoint(node_id),
-                    "--dir", coord)
+            run_cli(
+                "zone",
+                "add-member",
+                "--zone",
+                zone,
+                "--identity",
+                root / f"{node_id}.identity.json",
+                "--endpoint",
+                fed.endpoint(node_id),
+                "--dir",
+                coord,
+            )
         signed = fed.sign_zone(zone)
         for node_id in members:
-            run_cli("zone", "pin", "--zone", zone, "--coordinator-key",
-                    coord / f"{zone}.coordinator.pub.pem", "--home", fed.home(node_id))
+            run_cli(
+                "zone",
+                "pin",
+                "--zone",
+                zone,
+                "--coordinator-key",
+                coord / f"{zone}.coordinator.pub.pem",
+                "--home",
+                fed.home(node_id),
+            )
         fed.install(zone, signed, members)
     _add_witness_logs(fed, witnesses or {})
     return fed

@@ -60,7 +60,11 @@ class Asker:
     clock: Clock
 
     async def ask(
-        self, peer: str, zone: str, purpose: str, subject: model.SubjectRef,
+        self,
+        peer: str,
+        zone: str,
+        purpose: str,
+        subject: model.SubjectRef,
         request_id: str | None = None,
     ) -> AskOutcome:
         """Ask a peer, verify its answer and receipt, and record an ASKED entry in our log.
@@ -68,8 +72,9 @@ class Asker:
         The ASKED entry is durable before this returns, whatever the outcome; the peer's whole
         response (signed result and receipt) is kept beside it.
         """
-        query = model.CreditQuery(request_id or f"{self.local_node}-{uuid.uuid4().hex}",
-                                  subject, zone, purpose)
+        query = model.CreditQuery(
+            request_id or f"{self.local_node}-{uuid.uuid4().hex}", subject, zone, purpose
+        )
         sent = wire.serialize(wire.query_to_pb(query))
         client = self.connect(peer, zone)
         answer: VerifiedAnswer | None = None
@@ -92,18 +97,26 @@ class Asker:
             await client.close()
         subject_logged = pseudonymise(subject, self.subject_key())
         record = model.ExchangeRecord(
-            time=self.clock.now(), direction=model.Direction.ASKED,
-            requester_node=self.local_node, responder_node=peer, zone=zone, purpose=purpose,
-            subject=subject_logged, request_id=query.request_id,
-            request_digest=hashlib.sha256(sent).digest(), decision=decision, reason=reason,
+            time=self.clock.now(),
+            direction=model.Direction.ASKED,
+            requester_node=self.local_node,
+            responder_node=peer,
+            zone=zone,
+            purpose=purpose,
+            subject=subject_logged,
+            request_id=query.request_id,
+            request_digest=hashlib.sha256(sent).digest(),
+            decision=decision,
+            reason=reason,
             result_id=answer.result.result_id if answer else "",
             result_digest=hashlib.sha256(answer.envelope.payload).digest() if answer else b"",
         )
         entry = wire.record_bytes(record)
         kept = wire.serialize(response) if response is not None else b""
         receipt = await self.sequencer.append(
-            lambda index: LogWrite(entry, requester=self.local_node,
-                                   request_id=query.request_id, answer=kept),
+            lambda index: LogWrite(
+                entry, requester=self.local_node, request_id=query.request_id, answer=kept
+            ),
             lambda index, exc: entry,
         )
         metrics.EXCHANGES.labels("ASKED", decision.name).inc()

@@ -13,9 +13,7 @@ def encode(data: bytes) -> str:
     return base64.b64encode(data).decode("ascii")
 
 
-def decode(
-    value: object, what: str, error: type[CreditNodeError] = InvalidInput
-) -> bytes:
+def decode(value: object, what: str, error: type[CreditNodeError] = InvalidInput) -> bytes:
     """Decode strict base64 or raise `error` naming `what`."""
     if not isinstance(value, str):
         raise error(f"{what} must be a base64 string")

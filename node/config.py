@@ -182,8 +182,11 @@ def _without_legacy_switch(node: Mapping[str, Any], source: str) -> Mapping[str,
             "wrong check character, typos too. List the known legacy register codes, one per "
             "line, in legacy-uscc.txt in the node home, and remove the key"
         )
-    log.warning("%s: [node] legacy_uscc_allowed = false is no longer read; remove it "
-                "(legacy register codes are listed in legacy-uscc.txt)", source)
+    log.warning(
+        "%s: [node] legacy_uscc_allowed = false is no longer read; remove it "
+        "(legacy register codes are listed in legacy-uscc.txt)",
+        source,
+    )
     return {key: value for key, value in node.items() if key != "legacy_uscc_allowed"}
 
 

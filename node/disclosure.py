@@ -69,8 +69,9 @@ def audit_readers_from_document(
         raise ConfigError(f"{source}: [audit] must be a table")
     readers = table.get("readers", {})
     if not isinstance(readers, Mapping):
-        raise ConfigError(f'{source}: [audit] readers maps a node id to zones, e.g. '
-                          f'{{ "cn-310000" = ["*"] }}')
+        raise ConfigError(
+            f'{source}: [audit] readers maps a node id to zones, e.g. {{ "cn-310000" = ["*"] }}'
+        )
     scopes: dict[str, EntryScope] = {}
     for node_id, zones in readers.items():
         where = f"{source}: [audit] readers.{node_id}"

@@ -45,9 +45,14 @@ def classify(exc: BaseException) -> tuple[grpc.StatusCode, int, str, str]:
                     # Our own fault: its text names our files and hosts, which stay here.
                     incident = uuid.uuid4().hex[:12]
                     log.error("%s (incident %s): %s", exc.reason, incident, exc.message)
-                    return code, http, exc.reason, (
-                        f"this node cannot answer right now ({exc.reason}); retry later, or "
-                        f"give its operator incident {incident}"
+                    return (
+                        code,
+                        http,
+                        exc.reason,
+                        (
+                            f"this node cannot answer right now ({exc.reason}); retry later, or "
+                            f"give its operator incident {incident}"
+                        ),
                     )
                 return code, http, exc.reason, exc.message
     incident = uuid.uuid4().hex[:12]

@@ -88,7 +88,12 @@ _EXPIRED_SPREAD_DAYS = 180
 
 
 def generate_results(
-    city: str, subjects: int, seed: int, as_of: dt.date, *, expired_share: float = 0.0,
+    city: str,
+    subjects: int,
+    seed: int,
+    as_of: dt.date,
+    *,
+    expired_share: float = 0.0,
 ) -> list[CreditResult]:
     """`subjects` results issued by node `city` (e.g. cn-330500), one per distinct subject,
     valid on `as_of` (a date in China) but for about `expired_share` of them, which expired
@@ -103,7 +108,12 @@ def generate_results(
 
 
 def generate_export(
-    city: str, subjects: int, seed: int, as_of: dt.date, fmt: str = "huzhou-csv", *,
+    city: str,
+    subjects: int,
+    seed: int,
+    as_of: dt.date,
+    fmt: str = "huzhou-csv",
+    *,
     expired_share: float = 0.0,
 ) -> bytes:
     """A platform export file in format `fmt` (an adapter name) that imports as

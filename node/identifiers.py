@@ -104,7 +104,9 @@ def validate_resident_id(raw: str) -> str:
         raise InvalidIdentifier(f"resident id must have 18 characters, got {len(code)}")
     if not code[:17].isdigit() or not code[:17].isascii():
         bad = next(i for i, c in enumerate(code[:17], start=1) if not ("0" <= c <= "9"))
-        raise InvalidIdentifier(f"resident id character {bad} must be a digit, got {code[bad-1]!r}")
+        raise InvalidIdentifier(
+            f"resident id character {bad} must be a digit, got {code[bad - 1]!r}"
+        )
     if not (code[17].isdigit() or code[17] == "X"):
         raise InvalidIdentifier(
             f"resident id check character must be a digit or X, got {code[17]!r}"
@@ -135,7 +137,10 @@ def mask_resident_id(code: str) -> str:
 
 
 def normalise_subject_id(
-    id_type: str, raw: str, *, legacy_codes: AbstractSet[str] = frozenset(),
+    id_type: str,
+    raw: str,
+    *,
+    legacy_codes: AbstractSet[str] = frozenset(),
     admitted: bool = False,
 ) -> str:
     """Validate an identifier of the named SubjectIdType ("USCC" or "RESIDENT_ID");

@@ -612,8 +612,7 @@ class NodeKeys:
             return sealed_secret.unseal(data, self._passphrase, HMAC_KEY_PURPOSE)
         except sealed_secret.WrongPassphrase:
             raise KeyMaterialError(
-                f"cannot decrypt {path}: {PASSPHRASE_ENV} is not the passphrase it was written "
-                "with"
+                f"cannot decrypt {path}: {PASSPHRASE_ENV} is not the passphrase it was written with"
             ) from None
         except KeyMaterialError as exc:
             raise KeyMaterialError(f"{path}: {exc.message}") from None
@@ -676,10 +675,12 @@ def _spki(key: ec.EllipticCurvePrivateKey) -> bytes:
 
 # The PEM label of an encrypted PKCS#8 key (RFC 7468 §11), built from its parts so that this
 # source file never carries a line that looks like the start of a private key block.
-_PEM_ENCRYPTED_PKCS8 = b"".join((
-    b"-----BEGIN ",
-    b"ENCRYPTED PRIVATE KEY-----",
-))
+_PEM_ENCRYPTED_PKCS8 = b"".join(
+    (
+        b"-----BEGIN ",
+        b"ENCRYPTED PRIVATE KEY-----",
+    )
+)
 
 
 def _write_private(path: pathlib.Path, data: bytes) -> None:

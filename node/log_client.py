@@ -38,8 +38,9 @@ async def log_key_of(client: PeerClient, pinned_logs: Mapping[str, str]) -> tupl
     return (await client.node_info()).log_verifier_key, False
 
 
-async def fetch_peer_log(client: PeerClient, pinned_logs: Mapping[str, str],
-                         local_node: str) -> PeerLog:
+async def fetch_peer_log(
+    client: PeerClient, pinned_logs: Mapping[str, str], local_node: str
+) -> PeerLog:
     """Fetch the peer's latest checkpoint and every entry under it, paging on where the
     peer ends a GetEntries stream early (DESIGN.md §6). We (`local_node`) must be one of its
     auditors with access to every entry (docs/adr/0007): entries it withholds from us (those of
@@ -50,13 +51,15 @@ async def fetch_peer_log(client: PeerClient, pinned_logs: Mapping[str, str],
         vkey, pinned = await log_key_of(client, pinned_logs)
         channel = client.channel
         checkpoint = await channel.unary_unary(
-            f"/{log_svc.SERVICE}/GetCheckpoint", request_serializer=wire.serialize,
+            f"/{log_svc.SERVICE}/GetCheckpoint",
+            request_serializer=wire.serialize,
             response_deserializer=wire.spb.Checkpoint.FromString,
         )(wire.spb.GetCheckpointRequest(), timeout=30)
         body, _ = notes.split_note(checkpoint.note)
         size = notes.Checkpoint.parse_body(body).size
         get_entries = channel.unary_stream(
-            f"/{log_svc.SERVICE}/GetEntries", request_serializer=wire.serialize,
+            f"/{log_svc.SERVICE}/GetEntries",
+            request_serializer=wire.serialize,
             response_deserializer=wire.spb.LogEntry.FromString,
         )
         entries: list[bytes] = []
@@ -66,8 +69,7 @@ async def fetch_peer_log(client: PeerClient, pinned_logs: Mapping[str, str],
                 wire.spb.GetEntriesRequest(start=len(entries), end=size), timeout=60
             ):
                 if entry.index != len(entries):
-                    raise BadAnswer(f"{peer} sent entry {entry.index}, expected "
-                                    f"{len(entries)}")
+                    raise BadAnswer(f"{peer} sent entry {entry.index}, expected {len(entries)}")
                 entries.append(entry.data)
             if len(entries) == before:
                 raise BadAnswer(f"{peer} sent no entries from {before} on")

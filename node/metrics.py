@@ -9,12 +9,14 @@ from __future__ import annotations
 from prometheus_client import Counter, Gauge, Histogram
 
 EXCHANGES = Counter(
-    "creditnode_exchanges_total", "Exchanges logged, by direction and decision",
+    "creditnode_exchanges_total",
+    "Exchanges logged, by direction and decision",
     ["direction", "decision"],
 )
 LOG_ENTRIES = Counter("creditnode_log_entries_total", "Entries committed to the exchange log")
 LOG_BATCH_SIZE = Histogram(
-    "creditnode_log_batch_entries", "Entries per group commit of the exchange log",
+    "creditnode_log_batch_entries",
+    "Entries per group commit of the exchange log",
     buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512),
 )
 WITNESS_COSIGNED = Counter(
@@ -26,7 +28,8 @@ WITNESS_ALARMS = Counter(
     ["witness"],
 )
 WITNESS_UNREACHABLE = Counter(
-    "creditnode_witness_unreachable_total", "Checkpoints a witness could not be reached for",
+    "creditnode_witness_unreachable_total",
+    "Checkpoints a witness could not be reached for",
     ["witness"],
 )
 TRUST_LIST_IN_FORCE = Gauge(

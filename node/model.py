@@ -112,8 +112,13 @@ class SubjectRef:
         object.__setattr__(self, "id_type", id_type)
         if id_type is SubjectIdType.RESIDENT_ID and _HMAC_SUBJECT_RE.match(self.id):
             return
-        object.__setattr__(self, "id", identifiers.normalise_subject_id(
-            id_type.name, self.id, legacy_codes=legacy_codes, admitted=admitted))
+        object.__setattr__(
+            self,
+            "id",
+            identifiers.normalise_subject_id(
+                id_type.name, self.id, legacy_codes=legacy_codes, admitted=admitted
+            ),
+        )
 
     @classmethod
     def trusted(cls, id_type: SubjectIdType, id: str) -> SubjectRef:
@@ -259,10 +264,21 @@ def _defaults() -> dict[str, object]:
 
 _DEFAULTS = _defaults()
 
-_BINDABLE = frozenset({
-    "issued_at", "audience_node", "zone", "purpose", "request_id", "request_digest",
-    "log_index", "native_score", "native_level", "flags", "indicators",
-})
+_BINDABLE = frozenset(
+    {
+        "issued_at",
+        "audience_node",
+        "zone",
+        "purpose",
+        "request_id",
+        "request_digest",
+        "log_index",
+        "native_score",
+        "native_level",
+        "flags",
+        "indicators",
+    }
+)
 
 
 _FIELD_NAMES = tuple(f.name for f in dataclasses.fields(CreditResult))
@@ -388,17 +404,21 @@ class CreditQuery:
         if not SLUG_RE.match(self.zone):
             raise InvalidInput(
                 f"zone must be a lower-case slug of at most 64 characters like 'hjjw' "
-                f"({_what_is_wrong(self.zone, 64)})")
+                f"({_what_is_wrong(self.zone, 64)})"
+            )
         if not SLUG_RE.match(self.purpose):
             raise InvalidInput(
                 f"purpose must be a lower-case slug of at most 64 characters like 'xinyi-dai' "
-                f"({_what_is_wrong(self.purpose, 64)})")
+                f"({_what_is_wrong(self.purpose, 64)})"
+            )
 
 
 def bad_request_id(request_id: str) -> str:
     """Why a request id is refused, without echoing it."""
-    return ("request_id must be 1-128 characters of letters, digits and . _ : - "
-            f"({_what_is_wrong(request_id, 128)})")
+    return (
+        "request_id must be 1-128 characters of letters, digits and . _ : - "
+        f"({_what_is_wrong(request_id, 128)})"
+    )
 
 
 def _what_is_wrong(value: str, limit: int) -> str:

@@ -33,6 +33,7 @@ SERVICE = "creditx.v1.CreditInterchange"
 # default limit of 4 MiB would make such a log unreadable.
 MAX_RESPONSE_BYTES = 64 * 1024 * 1024
 
+
 class PeerKey(Protocol):
     """A peer's signing key from a trust list (node.trust.PublicKeyInfo fits)."""
 
@@ -54,8 +55,13 @@ def verify_receipt(receipt: wire.pb.LogReceipt, log_verifier_key: str, peer: str
     checkpoint = notes.open_checkpoint(receipt.checkpoint, verifier).checkpoint
     if checkpoint.origin != notes.log_origin(peer):
         raise BadAnswer(f"receipt checkpoint is of log {checkpoint.origin}, not {peer}'s")
-    merkle.verify_inclusion(receipt.log_index, checkpoint.size, receipt.leaf_hash,
-                            list(receipt.inclusion_proof), checkpoint.root_hash)
+    merkle.verify_inclusion(
+        receipt.log_index,
+        checkpoint.size,
+        receipt.leaf_hash,
+        list(receipt.inclusion_proof),
+        checkpoint.root_hash,
+    )
     return checkpoint.size
 
 
@@ -96,7 +102,8 @@ def verify_answer(
         with contextlib.suppress(UntrustedKey):
             known[sig.keyid] = key_for(peer, sig.keyid)
     verified = signing.verify_envelope(
-        envelope, payload_type=signing.PAYLOAD_CREDIT_RESULT,
+        envelope,
+        payload_type=signing.PAYLOAD_CREDIT_RESULT,
         keys={keyid: key.verification_key for keyid, key in known.items()},
     )
     result = wire.result_from_bytes(verified.payload)
@@ -137,7 +144,8 @@ class PeerClient:
         self.local_node, self.peer = local_node, peer
         self._node_infos = node_infos
         self._channel = grpc.aio.secure_channel(
-            endpoint, tls.channel_credentials(key_pem, cert_pem, peer_cert_pem),
+            endpoint,
+            tls.channel_credentials(key_pem, cert_pem, peer_cert_pem),
             options=[("grpc.max_receive_message_length", MAX_RESPONSE_BYTES)],
         )
         self._key_for = key_for
@@ -181,8 +189,12 @@ class PeerClient:
         response = await self._call_with_retries(sent)
         self.last_response = response
         return verify_answer(
-            response, peer=self.peer, local_node=self.local_node, sent=sent,
-            request_id=query.request_id, key_for=self._key_for,
+            response,
+            peer=self.peer,
+            local_node=self.local_node,
+            sent=sent,
+            request_id=query.request_id,
+            key_for=self._key_for,
         )
 
     async def _call_with_retries(self, sent: bytes) -> wire.spb.QueryCreditResponse:
@@ -198,8 +210,7 @@ class PeerClient:
                 if exc.code() != grpc.StatusCode.UNAVAILABLE or attempt == self._attempts:
                     if exc.code() == grpc.StatusCode.UNAVAILABLE:
                         raise PeerUnavailable(
-                            f"{self.peer} is unavailable after {attempt} attempts: "
-                            f"{exc.details()}"
+                            f"{self.peer} is unavailable after {attempt} attempts: {exc.details()}"
                         ) from None
                     raise
                 await asyncio.sleep(delay * (0.5 + random.random()))

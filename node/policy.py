@@ -153,9 +153,7 @@ def redactions(result: model.CreditResult, rule: PurposeRule) -> dict[str, objec
     if "indicators" not in rule.fields:
         changes["indicators"] = {}
     elif "*" not in rule.indicators:
-        changes["indicators"] = {
-            k: v for k, v in result.indicators.items() if k in rule.indicators
-        }
+        changes["indicators"] = {k: v for k, v in result.indicators.items() if k in rule.indicators}
     return changes
 
 
@@ -217,8 +215,11 @@ class RateRefusals:
     def due(self, now: float) -> list[tuple[str, RefusalWindow]]:
         """Windows that have ended, removed; those with calls counted beyond the first."""
         ended, self._ended = self._ended, []
-        ended += [(c, self._open.pop(c)) for c, w in list(self._open.items())
-                  if now - w.opened >= self.window_s]
+        ended += [
+            (c, self._open.pop(c))
+            for c, w in list(self._open.items())
+            if now - w.opened >= self.window_s
+        ]
         return [(c, w) for c, w in ended if w.refused > 1]
 
     def pending(self) -> bool:

@@ -63,12 +63,14 @@ class NodeRuntime:
         try:
             # The versions accepted before bound what the list files may hold (rollback).
             self.trust_files: TrustListFiles = load_home_trust(
-                home, clock.now(), self.store.trust_floors)
+                home, clock.now(), self.store.trust_floors
+            )
         except BaseException:
             self.store.close()
             raise
-        self.witnessing = Witnessing(self.witness_config.peers, self.store,
-                                     lambda peer: self.peer_client(peer, ""))
+        self.witnessing = Witnessing(
+            self.witness_config.peers, self.store, lambda peer: self.peer_client(peer, "")
+        )
         self._tasks: list[asyncio.Task[Any]] = []
         self.server: GrpcServer | None = None
         self.answerer: Answerer | None = None
@@ -112,7 +114,8 @@ class NodeRuntime:
             if len(self._zones_cache) > 1024:
                 self._zones_cache.clear()
             zones = frozenset(
-                z for z in self.trust.zones_in_force(now) if self.trust.member(z, node_id))
+                z for z in self.trust.zones_in_force(now) if self.trust.member(z, node_id)
+            )
             self._zones_cache[key] = zones
         return zones
 
@@ -127,7 +130,8 @@ class NodeRuntime:
             return EntryScope()
         witnesses_us = node_id in self.witness_config.peers
         shared = frozenset(
-            z for z in in_force
+            z
+            for z in in_force
             if self.trust.member(z, self.node_id)
             and (member := self.trust.member(z, node_id)) is not None
             and (witnesses_us or {"witness", "auditor"} & set(member.roles))
@@ -140,15 +144,25 @@ class NodeRuntime:
         zones = sorted(set(self.policy.zones_of(self.node_id)) & set(in_force))
         purposes = sorted({p for z in zones for p in self.policy.zones[z].purposes})
         return wire.pb.NodeInfo(
-            node_id=self.node_id, name=self.config.name,
-            division_code=self.config.division_code, zones=zones,
+            node_id=self.node_id,
+            name=self.config.name,
+            division_code=self.config.division_code,
+            zones=zones,
             signing_keys=[
-                wire.public_key_to_pb(wire.PublicKeyFields(
-                    keyid=k.keyid, algorithm=k.algorithm, spki_der=k.spki_der,
-                    not_before=k.not_before, not_after=None, status=k.status))
+                wire.public_key_to_pb(
+                    wire.PublicKeyFields(
+                        keyid=k.keyid,
+                        algorithm=k.algorithm,
+                        spki_der=k.spki_der,
+                        not_before=k.not_before,
+                        not_after=None,
+                        status=k.status,
+                    )
+                )
                 for k in identity.signing_keys
             ],
-            purposes=purposes, log_origin=identity.log_origin,
+            purposes=purposes,
+            log_origin=identity.log_origin,
             log_verifier_key=identity.log_verifier_key,
             witness_verifier_key=identity.witness_verifier_key,
             software_version=SOFTWARE_VERSION,
@@ -156,17 +170,23 @@ class NodeRuntime:
 
     # --- lifecycle -------------------------------------------------------------------------
 
-    async def open_log(self, *, commit_on_loop: bool = False,
-                       commit_delay: float = 0.0) -> None:
+    async def open_log(self, *, commit_on_loop: bool = False, commit_delay: float = 0.0) -> None:
         """Start the exchange log's sequencer (enough for asking peers). `commit_on_loop` and
         `commit_delay`: for a process whose event loop does nothing but answer
         (node.answer.worker); see node.log.sequencer.Sequencer."""
         on_checkpoint = self.witnessing.listener()
         self.sequencer = self.parts.sequencer(
-            on_checkpoint=on_checkpoint, commit_on_loop=commit_on_loop, commit_delay=commit_delay)
+            on_checkpoint=on_checkpoint, commit_on_loop=commit_on_loop, commit_delay=commit_delay
+        )
         self.witnessing.follow(self.sequencer)
-        self.asker = Asker(self.node_id, self.peer_client, self.witness_config.logs,
-                           self.sequencer, self.keys.subject_hmac_key, self.clock)
+        self.asker = Asker(
+            self.node_id,
+            self.peer_client,
+            self.witness_config.logs,
+            self.sequencer,
+            self.keys.subject_hmac_key,
+            self.clock,
+        )
         await self.sequencer.start()
 
     @property
@@ -175,7 +195,8 @@ class NodeRuntime:
         process can open the same database (not an in-memory SQLite one)."""
         url = self.store.engine.url
         return self.config.answer_worker and (
-            url.get_backend_name() != "sqlite" or is_file_sqlite(url))
+            url.get_backend_name() != "sqlite" or is_file_sqlite(url)
+        )
 
     def local_answerer(self, *, count: bool = True) -> LocalAnswerer:
         """Answering in this process, on the log `open_log` opened."""
@@ -191,17 +212,26 @@ class NodeRuntime:
         else:
             self.answerer = self.local_answerer()
         authenticate = svc.caller_from_certificate(self.caller_of)
-        known_logs = {origin: notes.NoteVerifier.from_text(vkey)
-                      for origin, vkey in self.witness_config.logs.items()}
+        known_logs = {
+            origin: notes.NoteVerifier.from_text(vkey)
+            for origin, vkey in self.witness_config.logs.items()
+        }
         witness = Witness(self.store, self.keys.witness_signer(), known_logs, self.clock)
         services = {
-            svc.SERVICE: svc.methods(svc.InterchangeServicer(
-                self.answerer, authenticate, self.node_info, self.trusted_zones)),
-            log_svc.SERVICE: log_svc.methods(log_svc.ExchangeLogServicer(
-                self.store, self.sequencer, authenticate, witness, self.entry_scope)),
+            svc.SERVICE: svc.methods(
+                svc.InterchangeServicer(
+                    self.answerer, authenticate, self.node_info, self.trusted_zones
+                )
+            ),
+            log_svc.SERVICE: log_svc.methods(
+                log_svc.ExchangeLogServicer(
+                    self.store, self.sequencer, authenticate, witness, self.entry_scope
+                )
+            ),
         }
-        credentials = tls.server_credentials(self.tls_key_pem, self.tls_cert_pem,
-                                             self.trust.anchors_pem)
+        credentials = tls.server_credentials(
+            self.tls_key_pem, self.tls_cert_pem, self.trust.anchors_pem
+        )
         self.server = GrpcServer(services, credentials, listen or self.config.listen)
         await self.server.start()
         await self.report_trust()
@@ -264,20 +294,28 @@ class NodeRuntime:
         peer decides whether we may ask under `zone`; its keys are taken from `zone`'s list
         when we hold it)."""
         member = self.trust.member(zone, peer) or next(
-            (m for z in self.trust.zones() if (m := self.trust.member(z, peer))), None)
+            (m for z in self.trust.zones() if (m := self.trust.member(z, peer))), None
+        )
         if member is None:
             raise ConfigError(f"{peer} is on no trust list held here; cannot reach it")
         key_zone = zone if self.trust.member(zone, peer) else None
         return PeerClient(
-            local_node=self.node_id, peer=peer, endpoint=member.endpoint,
-            key_pem=self.tls_key_pem, cert_pem=self.tls_cert_pem,
+            local_node=self.node_id,
+            peer=peer,
+            endpoint=member.endpoint,
+            key_pem=self.tls_key_pem,
+            cert_pem=self.tls_cert_pem,
             peer_cert_pem=member.tls_cert_pem,
             key_for=lambda node, keyid: self.trust.peer_key(node, keyid, zone=key_zone),
             node_infos=self._peer_info,
         )
 
     async def ask(
-        self, peer: str, zone: str, purpose: str, subject: model.SubjectRef,
+        self,
+        peer: str,
+        zone: str,
+        purpose: str,
+        subject: model.SubjectRef,
         request_id: str | None = None,
     ) -> AskOutcome:
         """Ask a peer, verify its answer and receipt, and record an ASKED entry in our log

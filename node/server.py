@@ -36,13 +36,16 @@ class GrpcServer:
         """`services`: each service's full name and its methods' handlers."""
         # Health and reflection speak only of the services actually served.
         self.service_names = tuple(services)
-        self._server = grpc.aio.server(options=[
-            ("grpc.max_receive_message_length", max_request_bytes),
-        ])
+        self._server = grpc.aio.server(
+            options=[
+                ("grpc.max_receive_message_length", max_request_bytes),
+            ]
+        )
         for name, methods in services.items():
             # Registered methods are found by name; our errors are mapped inside each one.
             self._server.add_registered_method_handlers(
-                name, {method: map_errors(handler) for method, handler in methods.items()})
+                name, {method: map_errors(handler) for method, handler in methods.items()}
+            )
         self._health = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self._health, self._server)
         listed = [
@@ -70,8 +73,11 @@ class GrpcServer:
 
     async def set_serving(self, service: str, serving: bool) -> None:
         """Report one served service as SERVING or NOT_SERVING in gRPC health."""
-        status = health_pb2.HealthCheckResponse.SERVING if serving else (
-            health_pb2.HealthCheckResponse.NOT_SERVING)
+        status = (
+            health_pb2.HealthCheckResponse.SERVING
+            if serving
+            else (health_pb2.HealthCheckResponse.NOT_SERVING)
+        )
         await self._health.set(service, status)
 
     async def stop(self, grace: float = 2.0) -> None:

@@ -50,9 +50,7 @@ def server_credentials(
         current["anchors"] = anchors
         return config()
 
-    return grpc.dynamic_ssl_server_credentials(
-        config(), fetch, require_client_authentication=True
-    )
+    return grpc.dynamic_ssl_server_credentials(config(), fetch, require_client_authentication=True)
 
 
 def channel_credentials(

@@ -82,7 +82,8 @@ def pin_coordinator_key(home: NodeHome, zone: str, key: signing.VerificationKey)
     if not isinstance(trust_table, dict):
         raise ConfigError(f"{home.config_file}: trust must be a table of zones, [trust.<zone>]")
     trust_table[zone] = {
-        "coordinator_keyid": key.keyid, "coordinator_spki": b64.encode(key.spki_der)
+        "coordinator_keyid": key.keyid,
+        "coordinator_spki": b64.encode(key.spki_der),
     }
     tmp = home.config_file.with_name(f".{home.config_file.name}.tmp")
     tmp.write_text("# creditnode node configuration (DESIGN.md §2)\n" + dumps_toml(doc))
@@ -246,10 +247,14 @@ def load_home_trust(
     `floors` (the node store's `trust_floors`) gives the versions accepted before: a list file
     below them is refused, as it would be at run time, and each list accepted is recorded.
     """
-    recorded = {} if floors is None else {
-        zone: VersionFloor(version, digest)
-        for zone, (version, digest) in floors.recorded().items()
-    }
+    recorded = (
+        {}
+        if floors is None
+        else {
+            zone: VersionFloor(version, digest)
+            for zone, (version, digest) in floors.recorded().items()
+        }
+    )
     store = TrustStore(coordinator_keys_for_home(home), recorded)
     files = TrustListFiles(home, store, floors, recorded)
     files.refresh(now)

@@ -80,8 +80,9 @@ def subject_from_pb(
         raise InvalidInput(
             f"subject id_type must be USCC (1) or RESIDENT_ID (2), got {msg.id_type}"
         )
-    return model.SubjectRef(model.SubjectIdType(msg.id_type), msg.id,
-                            legacy_codes=legacy_codes, admitted=admitted)
+    return model.SubjectRef(
+        model.SubjectIdType(msg.id_type), msg.id, legacy_codes=legacy_codes, admitted=admitted
+    )
 
 
 def query_to_pb(query: model.CreditQuery) -> pb.CreditQuery:
@@ -173,8 +174,15 @@ def result_from_pb(msg: pb.CreditResult) -> model.CreditResult:
 
 
 def bound_result_bytes(
-    base: pb.CreditResult, *, issued_at: dt.datetime, audience_node: str, zone: str,
-    purpose: str, request_id: str, request_digest: bytes, log_index: int,
+    base: pb.CreditResult,
+    *,
+    issued_at: dt.datetime,
+    audience_node: str,
+    zone: str,
+    purpose: str,
+    request_id: str,
+    request_digest: bytes,
+    log_index: int,
 ) -> bytes:
     """A stored result's wire form (already redacted for the purpose) bound to one request:
     the answer path's fast equivalent of result_bytes(result.bound(...)), which a test pins."""
@@ -205,11 +213,19 @@ def result_from_bytes(data: bytes) -> model.CreditResult:
 
 def record_to_pb(record: model.ExchangeRecord) -> pb.ExchangeRecord:
     return _record_pb(
-        time=record.time, direction=record.direction, requester_node=record.requester_node,
-        responder_node=record.responder_node, zone=record.zone, purpose=record.purpose,
-        subject=record.subject, request_id=record.request_id,
-        request_digest=record.request_digest, decision=record.decision, reason=record.reason,
-        result_id=record.result_id, result_digest=record.result_digest,
+        time=record.time,
+        direction=record.direction,
+        requester_node=record.requester_node,
+        responder_node=record.responder_node,
+        zone=record.zone,
+        purpose=record.purpose,
+        subject=record.subject,
+        request_id=record.request_id,
+        request_digest=record.request_digest,
+        decision=record.decision,
+        reason=record.reason,
+        result_id=record.result_id,
+        result_digest=record.result_digest,
     )
 
 
@@ -218,34 +234,73 @@ def record_bytes(record: model.ExchangeRecord) -> bytes:
 
 
 def exchange_record_bytes(
-    *, time: dt.datetime, direction: model.Direction, requester_node: str,
-    responder_node: str, zone: str, purpose: str, subject: model.SubjectRef | None,
-    request_id: str, request_digest: bytes, decision: model.Decision, reason: str = "",
-    result_id: str = "", result_digest: bytes = b"",
+    *,
+    time: dt.datetime,
+    direction: model.Direction,
+    requester_node: str,
+    responder_node: str,
+    zone: str,
+    purpose: str,
+    subject: model.SubjectRef | None,
+    request_id: str,
+    request_digest: bytes,
+    decision: model.Decision,
+    reason: str = "",
+    result_id: str = "",
+    result_digest: bytes = b"",
 ) -> bytes:
     """record_bytes(ExchangeRecord(...)) for the answer path, without building the domain
     record: its invariants (a pseudonymous subject, 32-byte digests, a GRANTED record's
     result digest) hold by construction there. A test pins the two to the same bytes."""
-    return serialize(_record_pb(
-        time=time, direction=direction, requester_node=requester_node,
-        responder_node=responder_node, zone=zone, purpose=purpose, subject=subject,
-        request_id=request_id, request_digest=request_digest, decision=decision,
-        reason=reason, result_id=result_id, result_digest=result_digest,
-    ))
+    return serialize(
+        _record_pb(
+            time=time,
+            direction=direction,
+            requester_node=requester_node,
+            responder_node=responder_node,
+            zone=zone,
+            purpose=purpose,
+            subject=subject,
+            request_id=request_id,
+            request_digest=request_digest,
+            decision=decision,
+            reason=reason,
+            result_id=result_id,
+            result_digest=result_digest,
+        )
+    )
 
 
 def _record_pb(
-    *, time: dt.datetime, direction: model.Direction, requester_node: str,
-    responder_node: str, zone: str, purpose: str, subject: model.SubjectRef | None,
-    request_id: str, request_digest: bytes, decision: model.Decision, reason: str,
-    result_id: str, result_digest: bytes,
+    *,
+    time: dt.datetime,
+    direction: model.Direction,
+    requester_node: str,
+    responder_node: str,
+    zone: str,
+    purpose: str,
+    subject: model.SubjectRef | None,
+    request_id: str,
+    request_digest: bytes,
+    decision: model.Decision,
+    reason: str,
+    result_id: str,
+    result_digest: bytes,
 ) -> pb.ExchangeRecord:
     return pb.ExchangeRecord(
-        time=timestamp(time), direction=_enum(direction), requester_node=requester_node,
-        responder_node=responder_node, zone=zone, purpose=purpose,
+        time=timestamp(time),
+        direction=_enum(direction),
+        requester_node=requester_node,
+        responder_node=responder_node,
+        zone=zone,
+        purpose=purpose,
         subject=subject_to_pb(subject) if subject is not None else None,
-        request_id=request_id, request_digest=request_digest, decision=_enum(decision),
-        reason=reason, result_id=result_id, result_digest=result_digest,
+        request_id=request_id,
+        request_digest=request_digest,
+        decision=_enum(decision),
+        reason=reason,
+        result_id=result_id,
+        result_digest=result_digest,
     )
 
 
@@ -269,8 +324,9 @@ def record_from_bytes(data: bytes) -> model.ExchangeRecord:
             zone=msg.zone,
             purpose=msg.purpose,
             # A legacy register code in an entry was admitted by the node that logged it.
-            subject=(subject_from_pb(msg.subject, admitted=True) if msg.HasField("subject")
-                     else None),
+            subject=(
+                subject_from_pb(msg.subject, admitted=True) if msg.HasField("subject") else None
+            ),
             request_id=msg.request_id,
             request_digest=msg.request_digest,
             decision=model.Decision(msg.decision),
@@ -407,7 +463,9 @@ def receipt_to_pb(
     log_index: int, leaf_hash: bytes, checkpoint: str, proof: Sequence[bytes]
 ) -> pb.LogReceipt:
     return pb.LogReceipt(
-        log_index=log_index, leaf_hash=leaf_hash, checkpoint=checkpoint,
+        log_index=log_index,
+        leaf_hash=leaf_hash,
+        checkpoint=checkpoint,
         inclusion_proof=list(proof),
     )
 

@@ -57,8 +57,11 @@ class Refuse:
 
     @property
     def decision(self) -> model.Decision:
-        return (model.Decision.NOT_FOUND if isinstance(self.refusal, NotFound)
-                else model.Decision.REFUSED)
+        return (
+            model.Decision.NOT_FOUND
+            if isinstance(self.refusal, NotFound)
+            else model.Decision.REFUSED
+        )
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -105,9 +108,14 @@ def decide(
         # 1. A request id names one query (DESIGN.md §6): another one under it is refused,
         #    logged, and the stored answer stays.
         if query is None or (earlier.zone, earlier.purpose, earlier.subject) != (
-                query.zone, query.purpose, asked.logged_subject):
-            return Refuse(asked.refusal or InvalidInput(
-                REQUEST_ID_REUSED, reason="REQUEST_ID_REUSED"), store=False)
+            query.zone,
+            query.purpose,
+            asked.logged_subject,
+        ):
+            return Refuse(
+                asked.refusal or InvalidInput(REQUEST_ID_REUSED, reason="REQUEST_ID_REUSED"),
+                store=False,
+            )
     fresh = decide_afresh(policy, node_id, caller, zones, asked, current, now)
     if stored is None:
         if isinstance(fresh, Refuse) and not asked.request_id:
@@ -159,10 +167,14 @@ def gives_the_same(earlier: model.ExchangeRecord, fresh: Grant | Refuse) -> bool
     """Whether the stored answer is what a fresh decision gives: the same result, or a
     refusal for the same reason."""
     if isinstance(fresh, Grant):
-        return (earlier.decision is model.Decision.GRANTED
-                and earlier.result_id == fresh.result.result_id)
-    return (earlier.decision is fresh.decision
-            and earlier.reason.partition(":")[0] == fresh.refusal.reason)
+        return (
+            earlier.decision is model.Decision.GRANTED
+            and earlier.result_id == fresh.result.result_id
+        )
+    return (
+        earlier.decision is fresh.decision
+        and earlier.reason.partition(":")[0] == fresh.refusal.reason
+    )
 
 
 def shown(subject: model.SubjectRef) -> str:

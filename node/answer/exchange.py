@@ -41,8 +41,9 @@ class ResultSource(Protocol):
     """Where current results come from (the store); called by the sequencer, inside the
     transaction that logs the answers."""
 
-    def read_many(self, conn: sa.Connection, subjects: Sequence[model.SubjectRef | None]
-                  ) -> list[model.CreditResult | None]:
+    def read_many(
+        self, conn: sa.Connection, subjects: Sequence[model.SubjectRef | None]
+    ) -> list[model.CreditResult | None]:
         """Each subject's current result (None where there is none)."""
         ...
 
@@ -109,7 +110,11 @@ class Interchange:
         self._redacted_cache: dict[tuple[str, int], tuple[policies.PurposeRule, Any]] = {}
 
     async def answer(
-        self, caller: str, received: Received, *, zones: AbstractSet[str] | None = None,
+        self,
+        caller: str,
+        received: Received,
+        *,
+        zones: AbstractSet[str] | None = None,
     ) -> Answer | Replay:
         """Answer one query, or return the stored wire answer of a repeated request id; a
         call with the request id of one being answered right now waits for that one.
@@ -139,7 +144,10 @@ class Interchange:
             del self._in_flight[key]
 
     async def answer_many(
-        self, caller: str, received: Sequence[Received], *,
+        self,
+        caller: str,
+        received: Sequence[Received],
+        *,
         zones: AbstractSet[str] | None = None,
     ) -> list[Answer | Replay | BaseException]:
         """Answer a group of one caller's queries (a batch stream, or one query): one log
@@ -164,11 +172,11 @@ class Interchange:
                     continue
             over_rate = self._charge(caller, item)
             if over_rate is not None and not self._rate_refusals.refuse(
-                    caller, self._clock.monotonic(), self._clock.now()):
+                caller, self._clock.monotonic(), self._clock.now()
+            ):
                 outcomes[position] = over_rate  # counted in the window's summary entry
                 continue
-            entries.append(_Entry(caller, item, zones, position, self._subject_key,
-                                  over_rate))
+            entries.append(_Entry(caller, item, zones, position, self._subject_key, over_rate))
         self._schedule_refusal_summaries()
         logged = await self._sequencer.append_many(self, entries)
         for entry, appended in zip(entries, logged, strict=True):
@@ -182,8 +190,7 @@ class Interchange:
         rate; the refusal when it is over."""
         zone = item.query.zone if item.query is not None else None
         try:
-            self._limiter.take(caller, self.policy.rate_for(caller, zone),
-                               self._clock.monotonic())
+            self._limiter.take(caller, self.policy.rate_for(caller, zone), self._clock.monotonic())
         except RateLimited as exc:
             return exc
         return None
@@ -208,13 +215,22 @@ class Interchange:
         for caller, window in self._rate_refusals.due(self._clock.monotonic()):
             counted = window.refused - 1
             record = wire.exchange_record_bytes(
-                time=now, direction=model.Direction.ANSWERED, requester_node=caller,
-                responder_node=self.node_id, zone="", purpose="", subject=None,
-                request_id="", request_digest=b"", decision=model.Decision.REFUSED,
-                reason=(f"RATE_LIMITED: {counted} more calls from {caller} over its rate "
-                        f"refused in the {self._rate_refusals.window_s:g} s from "
-                        f"{window.opened_at.isoformat(timespec='seconds')}, not logged one "
-                        "by one"),
+                time=now,
+                direction=model.Direction.ANSWERED,
+                requester_node=caller,
+                responder_node=self.node_id,
+                zone="",
+                purpose="",
+                subject=None,
+                request_id="",
+                request_digest=b"",
+                decision=model.Decision.REFUSED,
+                reason=(
+                    f"RATE_LIMITED: {counted} more calls from {caller} over its rate "
+                    f"refused in the {self._rate_refusals.window_s:g} s from "
+                    f"{window.opened_at.isoformat(timespec='seconds')}, not logged one "
+                    "by one"
+                ),
             )
 
             def build(index: int, entry: bytes = record) -> LogWrite:
@@ -226,8 +242,7 @@ class Interchange:
             try:
                 await self._sequencer.append(build, failed)
             except Exception:  # the count is lost, the refusals were answered: say so
-                log.exception("could not log the summary of %d refusals of %s", counted,
-                              caller)
+                log.exception("could not log the summary of %d refusals of %s", counted, caller)
         self._schedule_refusal_summaries()
 
     # --- the sequencer's planner: each batch's reads, then each entry's build ---------------
@@ -235,11 +250,18 @@ class Interchange:
     def read(self, conn: sa.Connection, entries: Sequence[_Entry]) -> list[ReadResult]:
         """Stored answers and current results for a batch's entries, in its transaction."""
         stored = log_store.stored_answers(
-            conn, [(e.caller, e.received.request_id) for e in entries if e.received.request_id])
+            conn, [(e.caller, e.received.request_id) for e in entries if e.received.request_id]
+        )
         current = self._results.read_many(
-            conn, [e.received.query.subject if e.received.query else None for e in entries])
-        return [(stored.get((e.caller, e.received.request_id)) if e.received.request_id
-                 else None, result) for e, result in zip(entries, current, strict=True)]
+            conn, [e.received.query.subject if e.received.query else None for e in entries]
+        )
+        return [
+            (
+                stored.get((e.caller, e.received.request_id)) if e.received.request_id else None,
+                result,
+            )
+            for e, result in zip(entries, current, strict=True)
+        ]
 
     def build(self, entry: _Entry, read: ReadResult, index: int) -> Planned:
         """Decide, sign and record one entry for the log index the sequencer reserved. Logs
@@ -256,47 +278,75 @@ class Interchange:
         envelope = None
         if isinstance(decided, decision.Refuse):
             refusal: CreditNodeError | None = decided.refusal
-            record = self._record(entry, now, decided.decision,
-                                  f"{decided.refusal.reason}: {decided.refusal.message}")
+            record = self._record(
+                entry, now, decided.decision, f"{decided.refusal.reason}: {decided.refusal.message}"
+            )
         else:
             query, result, rule = received.query, decided.result, decided.rule
             assert query is not None
             refusal = None
             payload = wire.bound_result_bytes(
-                self._redacted(result, rule), issued_at=now, audience_node=caller,
-                zone=query.zone, purpose=query.purpose, request_id=received.request_id,
-                request_digest=entry.digest, log_index=index,
+                self._redacted(result, rule),
+                issued_at=now,
+                audience_node=caller,
+                zone=query.zone,
+                purpose=query.purpose,
+                request_id=received.request_id,
+                request_digest=entry.digest,
+                log_index=index,
             )
             envelope = signing.sign_envelope(
-                signing.PAYLOAD_CREDIT_RESULT, payload, [self._signer()])
-            record = self._record(entry, now, model.Decision.GRANTED, "", result.result_id,
-                                  hashlib.sha256(payload).digest())
+                signing.PAYLOAD_CREDIT_RESULT, payload, [self._signer()]
+            )
+            record = self._record(
+                entry,
+                now,
+                model.Decision.GRANTED,
+                "",
+                result.result_id,
+                hashlib.sha256(payload).digest(),
+            )
         encoded = self._encode(Answer(received.request_id, envelope, None, refusal))
         built = _Built(envelope, refusal, encoded)
         if isinstance(decided, decision.Refuse) and not decided.store:
             return Planned(LogWrite(record), built)
-        return Planned(LogWrite(record, requester=caller, request_id=received.request_id,
-                                answer=encoded, replaces=decided.replaces), built)
+        return Planned(
+            LogWrite(
+                record,
+                requester=caller,
+                request_id=received.request_id,
+                answer=encoded,
+                replaces=decided.replaces,
+            ),
+            built,
+        )
 
     def failed(self, entry: _Entry, index: int, error: BaseException) -> bytes:
         """The FAILED entry for one whose build raised."""
-        return self._record(entry, self._clock.now(), model.Decision.FAILED,
-                            f"FAILED: {type(error).__name__}")
+        return self._record(
+            entry, self._clock.now(), model.Decision.FAILED, f"FAILED: {type(error).__name__}"
+        )
 
-    def _decide(self, entry: _Entry, stored: StoredAnswer | None,
-                current: model.CreditResult | None) -> decision.Decision:
+    def _decide(
+        self, entry: _Entry, stored: StoredAnswer | None, current: model.CreditResult | None
+    ) -> decision.Decision:
         """What this query gets, on what the log's transaction read. Over the caller's rate
         (charged before): refused, logged, never stored for a replay."""
         if entry.over_rate is not None:
             return decision.Refuse(entry.over_rate, store=False)
         received = entry.received
         return decision.decide(
-            self.policy, self.node_id, entry.caller, entry.zones,
-            decision.Asked(received.request_id, received.query, received.refusal,
-                           entry.subject),
-            None if stored is None else decision.Stored(
-                stored[0], wire.record_from_bytes(stored[2])),
-            current, self._clock.now())
+            self.policy,
+            self.node_id,
+            entry.caller,
+            entry.zones,
+            decision.Asked(received.request_id, received.query, received.refusal, entry.subject),
+            None
+            if stored is None
+            else decision.Stored(stored[0], wire.record_from_bytes(stored[2])),
+            current,
+            self._clock.now(),
+        )
 
     def _redacted(self, result: model.CreditResult, rule: policies.PurposeRule) -> Any:
         """The result's wire form as this purpose may see it, cached per (result, rule): a
@@ -310,16 +360,31 @@ class Interchange:
             self._redacted_cache[key] = base
         return base[1]
 
-    def _record(self, entry: _Entry, now: dt.datetime, decision: model.Decision,
-                reason: str = "", result_id: str = "", result_digest: bytes = b"") -> bytes:
+    def _record(
+        self,
+        entry: _Entry,
+        now: dt.datetime,
+        decision: model.Decision,
+        reason: str = "",
+        result_id: str = "",
+        result_digest: bytes = b"",
+    ) -> bytes:
         """The serialized ExchangeRecord of an answer (DESIGN.md §7: the log entry)."""
         query = entry.received.query
         return wire.exchange_record_bytes(
-            time=now, direction=model.Direction.ANSWERED, requester_node=entry.caller,
-            responder_node=self.node_id, zone=query.zone if query else "",
-            purpose=query.purpose if query else "", subject=entry.subject,
-            request_id=entry.received.request_id, request_digest=entry.digest,
-            decision=decision, reason=reason, result_id=result_id, result_digest=result_digest,
+            time=now,
+            direction=model.Direction.ANSWERED,
+            requester_node=entry.caller,
+            responder_node=self.node_id,
+            zone=query.zone if query else "",
+            purpose=query.purpose if query else "",
+            subject=entry.subject,
+            request_id=entry.received.request_id,
+            request_digest=entry.digest,
+            decision=decision,
+            reason=reason,
+            result_id=result_id,
+            result_digest=result_digest,
         )
 
 
@@ -361,12 +426,17 @@ class _Built:
 class _Entry:
     """One query on its way to the log, as the sequencer hands it back to its planner."""
 
-    __slots__ = ("caller", "digest", "over_rate", "position", "received", "subject",
-                 "zones")
+    __slots__ = ("caller", "digest", "over_rate", "position", "received", "subject", "zones")
 
-    def __init__(self, caller: str, received: Received, zones: AbstractSet[str] | None,
-                 position: int, subject_key: bytes,
-                 over_rate: RateLimited | None = None) -> None:
+    def __init__(
+        self,
+        caller: str,
+        received: Received,
+        zones: AbstractSet[str] | None,
+        position: int,
+        subject_key: bytes,
+        over_rate: RateLimited | None = None,
+    ) -> None:
         query = received.query
         self.caller = caller
         self.received = received
@@ -385,8 +455,13 @@ def _settled(entry: _Entry, appended: Appended | BaseException) -> Answer | Repl
     if isinstance(outcome, _Built):
         if appended.receipt is None:
             return RuntimeError("an answer built but not logged")
-        return Answer(entry.received.request_id, outcome.envelope, appended.receipt,
-                      outcome.refusal, outcome.encoded)
+        return Answer(
+            entry.received.request_id,
+            outcome.envelope,
+            appended.receipt,
+            outcome.refusal,
+            outcome.encoded,
+        )
     if isinstance(outcome, Replay | CreditNodeError):
         return outcome  # nothing logged: a replay, or refused without a request id
     return RuntimeError("no answer built")

@@ -41,7 +41,11 @@ class Reply:
 
 class Answerer(Protocol):
     async def answer(
-        self, caller: str, queries: Sequence[bytes], *, single: bool,
+        self,
+        caller: str,
+        queries: Sequence[bytes],
+        *,
+        single: bool,
         zones: AbstractSet[str] | None = None,
     ) -> list[Reply]:
         """One reply per query, in order. `single`: one unary call (a repeated request id
@@ -68,16 +72,26 @@ def receipt_field(receipt: Receipt) -> bytes:
     """A QueryCreditResponse holding only `receipt`, serialized. Appended to a serialized
     response it sets that field: the protobuf encoding of two messages concatenated is the
     two merged, so a stored answer is sent as stored, without parsing it again."""
-    return wire.serialize(wire.spb.QueryCreditResponse(receipt=wire.receipt_to_pb(
-        receipt.log_index, receipt.leaf_hash, receipt.checkpoint, receipt.inclusion_proof)))
+    return wire.serialize(
+        wire.spb.QueryCreditResponse(
+            receipt=wire.receipt_to_pb(
+                receipt.log_index, receipt.leaf_hash, receipt.checkpoint, receipt.inclusion_proof
+            )
+        )
+    )
 
 
 def decision_of(outcome: Answer | Replay | BaseException) -> str:
     if isinstance(outcome, Answer):
         if outcome.receipt is None:
             return NOT_LOGGED
-        return ("GRANTED" if outcome.error is None else
-                "NOT_FOUND" if isinstance(outcome.error, NotFound) else "REFUSED")
+        return (
+            "GRANTED"
+            if outcome.error is None
+            else "NOT_FOUND"
+            if isinstance(outcome.error, NotFound)
+            else "REFUSED"
+        )
     if isinstance(outcome, RateLimited):
         return OVER_RATE  # counted in its window's summary entry
     if isinstance(outcome, Replay | CreditNodeError):
@@ -89,14 +103,19 @@ class LocalAnswerer:
     """Answers in this process. `count`: add each logged outcome to metrics.EXCHANGES (off in
     a worker process, whose parent counts the decisions its replies report)."""
 
-    def __init__(self, interchange: Interchange, sequencer: Sequencer, *,
-                 count: bool = True) -> None:
+    def __init__(
+        self, interchange: Interchange, sequencer: Sequencer, *, count: bool = True
+    ) -> None:
         self._interchange = interchange
         self._sequencer = sequencer
         self._count = count
 
     async def answer(
-        self, caller: str, queries: Sequence[bytes], *, single: bool,
+        self,
+        caller: str,
+        queries: Sequence[bytes],
+        *,
+        single: bool,
         zones: AbstractSet[str] | None = None,
     ) -> list[Reply]:
         legacy_codes = self._interchange.legacy_codes
@@ -109,8 +128,10 @@ class LocalAnswerer:
                 outcomes = [exc]
         else:
             outcomes = await self._interchange.answer_many(caller, received, zones=zones)
-        replies = [self._reply(item.request_id, outcome)
-                   for item, outcome in zip(received, outcomes, strict=True)]
+        replies = [
+            self._reply(item.request_id, outcome)
+            for item, outcome in zip(received, outcomes, strict=True)
+        ]
         if self._count:
             count_decisions(replies)
         return replies
@@ -119,28 +140,35 @@ class LocalAnswerer:
         """The wire response for one outcome. Whatever was logged — a grant or a refusal —
         carries its receipt; an outcome refused before logging (no request id) has none."""
         decision = decision_of(outcome)
-        if (isinstance(outcome, Answer) and outcome.error is None and outcome.encoded
-                and outcome.receipt is not None):
+        if (
+            isinstance(outcome, Answer)
+            and outcome.error is None
+            and outcome.encoded
+            and outcome.receipt is not None
+        ):
             # A grant, the common case: the stored bytes and the receipt's field, unparsed
             # (fields 1, 2 then 3: the canonical order).
             return Reply(outcome.encoded + receipt_field(outcome.receipt), False, decision)
         if isinstance(outcome, Replay):
             response = wire.parse_response(outcome.response)
-            response.receipt.CopyFrom(_receipt_pb(
-                self._sequencer.receipt_for(outcome.log_index)))
+            response.receipt.CopyFrom(_receipt_pb(self._sequencer.receipt_for(outcome.log_index)))
         elif isinstance(outcome, Answer):
-            response = (wire.parse_response(outcome.encoded) if outcome.encoded
-                        else answer_message(outcome))
+            response = (
+                wire.parse_response(outcome.encoded) if outcome.encoded else answer_message(outcome)
+            )
             if outcome.receipt is not None:
                 response.receipt.CopyFrom(_receipt_pb(outcome.receipt))
         else:  # refused before anything could be logged, or the log failed
             response = wire.spb.QueryCreditResponse(
-                request_id=request_id, error=status.to_rpc_status(outcome))
+                request_id=request_id, error=status.to_rpc_status(outcome)
+            )
         return Reply(wire.serialize(response), response.HasField("error"), decision)
 
 
-_ANSWERED = {decision: metrics.EXCHANGES.labels("ANSWERED", decision)
-             for decision in ("GRANTED", "REFUSED", "NOT_FOUND", "FAILED")}
+_ANSWERED = {
+    decision: metrics.EXCHANGES.labels("ANSWERED", decision)
+    for decision in ("GRANTED", "REFUSED", "NOT_FOUND", "FAILED")
+}
 
 
 def count_decisions(replies: Sequence[Reply]) -> None:
@@ -151,5 +179,6 @@ def count_decisions(replies: Sequence[Reply]) -> None:
 
 
 def _receipt_pb(receipt: Receipt) -> wire.pb.LogReceipt:
-    return wire.receipt_to_pb(receipt.log_index, receipt.leaf_hash, receipt.checkpoint,
-                              receipt.inclusion_proof)
+    return wire.receipt_to_pb(
+        receipt.log_index, receipt.leaf_hash, receipt.checkpoint, receipt.inclusion_proof
+    )

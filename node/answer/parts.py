@@ -39,21 +39,37 @@ class AnsweringParts:
 
     def sign_checkpoint(self, size: int, root: bytes) -> str:
         return notes.sign_checkpoint(
-            notes.Checkpoint(self.log_signer.name, size, root), self.log_signer)
+            notes.Checkpoint(self.log_signer.name, size, root), self.log_signer
+        )
 
-    def sequencer(self, *, on_checkpoint: Callable[[int, str], None] | None = None,
-                  commit_on_loop: bool = False, commit_delay: float = 0.0) -> Sequencer:
+    def sequencer(
+        self,
+        *,
+        on_checkpoint: Callable[[int, str], None] | None = None,
+        commit_on_loop: bool = False,
+        commit_delay: float = 0.0,
+    ) -> Sequencer:
         """The exchange log's sequencer on this node's store (not started)."""
-        return Sequencer(self.store.engine, self.sign_checkpoint, on_checkpoint=on_checkpoint,
-                         commit_on_loop=commit_on_loop, commit_delay=commit_delay,
-                         clock=self.clock)
+        return Sequencer(
+            self.store.engine,
+            self.sign_checkpoint,
+            on_checkpoint=on_checkpoint,
+            commit_on_loop=commit_on_loop,
+            commit_delay=commit_delay,
+            clock=self.clock,
+        )
 
     def local_answerer(self, sequencer: Sequencer, *, count: bool = True) -> LocalAnswerer:
         """Answering in this process, on `sequencer`'s log."""
         interchange = Interchange(
-            node_id=self.node_id, policy=self.policy, results=StoreResultSource(),
-            signer=lambda: self.signer, sequencer=sequencer,
-            subject_key=self.keys.subject_hmac_key(), encode=encode_answer, clock=self.clock,
+            node_id=self.node_id,
+            policy=self.policy,
+            results=StoreResultSource(),
+            signer=lambda: self.signer,
+            sequencer=sequencer,
+            subject_key=self.keys.subject_hmac_key(),
+            encode=encode_answer,
+            clock=self.clock,
             legacy_codes=self.legacy_codes,
         )
         return LocalAnswerer(interchange, sequencer, count=count)

@@ -51,9 +51,11 @@ async def work(home: NodeHome, sock: socket.socket) -> None:
         try:
             single, caller, has_zones, zones = fields[:4]
             replies = await answerer.answer(
-                caller.decode(), fields[4:], single=single == b"1",
-                zones=frozenset(zones.decode().split("\n")) - {""} if has_zones == b"1"
-                else None)
+                caller.decode(),
+                fields[4:],
+                single=single == b"1",
+                zones=frozenset(zones.decode().split("\n")) - {""} if has_zones == b"1" else None,
+            )
         except Exception as exc:
             log.exception("answering failed")
             outbox.send(frame(message_id, [b"fault", type(exc).__name__.encode()]))
@@ -91,8 +93,9 @@ def die_with_parent(parent: int) -> None:
     try:
         prctl = ctypes.CDLL(None, use_errno=True).prctl
     except (AttributeError, OSError):
-        log.warning("this system has no prctl: the worker outlives a killed server until "
-                    "its socket closes")
+        log.warning(
+            "this system has no prctl: the worker outlives a killed server until its socket closes"
+        )
     else:
         if prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
             log.warning("prctl(PR_SET_PDEATHSIG) failed: %s", os.strerror(ctypes.get_errno()))
@@ -106,8 +109,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--fd", required=True, type=int)
     parser.add_argument("--parent", type=int, help="the server's process id: die with it")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s[worker] %(message)s")
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s[worker] %(message)s"
+    )
     if args.parent is not None:
         die_with_parent(args.parent)
     # Ctrl-C reaches the whole process group: the server stops first and closes the socket,

@@ -61,7 +61,11 @@ class WorkerAnswerer:
                 await self._spawn()
 
     async def answer(
-        self, caller: str, queries: Sequence[bytes], *, single: bool,
+        self,
+        caller: str,
+        queries: Sequence[bytes],
+        *,
+        single: bool,
         zones: AbstractSet[str] | None = None,
     ) -> list[Reply]:
         if self._outbox is None:
@@ -73,11 +77,18 @@ class WorkerAnswerer:
         message_id = self._next_id
         future: asyncio.Future[list[bytes]] = self._loop.create_future()
         self._pending[message_id] = future
-        outbox.send(frame(message_id, [
-            b"1" if single else b"0", caller.encode(),
-            b"0" if zones is None else b"1", "\n".join(sorted(zones or ())).encode(),
-            *queries,
-        ]))
+        outbox.send(
+            frame(
+                message_id,
+                [
+                    b"1" if single else b"0",
+                    caller.encode(),
+                    b"0" if zones is None else b"1",
+                    "\n".join(sorted(zones or ())).encode(),
+                    *queries,
+                ],
+            )
+        )
         try:
             fields = await future
         finally:
@@ -85,8 +96,10 @@ class WorkerAnswerer:
         if fields[0] != b"ok":
             raise NodeFault(f"the answering worker failed: {fields[1].decode(errors='replace')}")
         self._on_log_size(int(fields[1]))
-        replies = [Reply(data, meta[:1] == b"1", meta[1:].decode())
-                   for meta, data in zip(fields[2::2], fields[3::2], strict=True)]
+        replies = [
+            Reply(data, meta[:1] == b"1", meta[1:].decode())
+            for meta, data in zip(fields[2::2], fields[3::2], strict=True)
+        ]
         if len(replies) != len(queries):
             raise NodeFault("the answering worker's reply does not match the request")
         count_decisions(replies)
@@ -126,8 +139,17 @@ class WorkerAnswerer:
             # Started from the serving loop's thread: the worker's parent-death signal fires
             # when the thread that started it ends, and this one lasts as long as the server.
             self._process = subprocess.Popen(
-                [sys.executable, "-m", "node.answer.worker", "--home", str(self._home.path),
-                 "--fd", str(theirs.fileno()), "--parent", str(os.getpid())],
+                [
+                    sys.executable,
+                    "-m",
+                    "node.answer.worker",
+                    "--home",
+                    str(self._home.path),
+                    "--fd",
+                    str(theirs.fileno()),
+                    "--parent",
+                    str(os.getpid()),
+                ],
                 pass_fds=(theirs.fileno(),),
             )
         finally:
@@ -140,16 +162,20 @@ class WorkerAnswerer:
             code = self._process.poll()
             raise NodeFault(
                 "the answering worker did not start"
-                + (f" (it exited with status {code}; its errors are in this log)"
-                   if code is not None else "")
+                + (
+                    f" (it exited with status {code}; its errors are in this log)"
+                    if code is not None
+                    else ""
+                )
             ) from exc
         if message_id != READY_ID or fields[:1] != [b"ready"]:
             writer.close()
             raise NodeFault("the answering worker sent no ready frame")
         self._on_log_size(int(fields[1]))
         self._outbox = Outbox(writer, self._loop)
-        self._reader_task = asyncio.create_task(self._read(reader, self._outbox),
-                                                name="worker-read")
+        self._reader_task = asyncio.create_task(
+            self._read(reader, self._outbox), name="worker-read"
+        )
         log.info("answering worker %d started", self._process.pid)
 
     async def _read(self, reader: asyncio.StreamReader, outbox: Outbox) -> None:
@@ -161,8 +187,9 @@ class WorkerAnswerer:
                     future.set_result(fields)
         except (asyncio.IncompleteReadError, ConnectionError, ValueError) as exc:
             if not self._closed:
-                log.error("the answering worker stopped (%s); %d calls fail", exc,
-                          len(self._pending))
+                log.error(
+                    "the answering worker stopped (%s); %d calls fail", exc, len(self._pending)
+                )
         finally:
             if self._outbox is outbox:
                 self._outbox = None
@@ -173,5 +200,3 @@ class WorkerAnswerer:
                     future.set_exception(stopped)
             if self._process is not None and self._process.poll() is None and not self._closed:
                 self._process.kill()  # it broke the protocol: make room for a new one
-
-

@@ -66,8 +66,9 @@ def ingest(fmt: str, file: pathlib.Path, home: pathlib.Path) -> None:
     data = file.read_bytes()
     adapter = get_adapter(fmt)
     try:
-        results = _parse_with_progress(adapter, data, file.name, config, subject_key,
-                                       load_legacy_codes(node_home))
+        results = _parse_with_progress(
+            adapter, data, file.name, config, subject_key, load_legacy_codes(node_home)
+        )
         if sys.stderr.isatty():  # the import is one transaction: no bar, but say what waits
             click.echo(f"importing {len(results):,} results in one transaction...", err=True)
         summary = _import(node_home.db_url(config), results, file, data, fmt)
@@ -113,8 +114,13 @@ def ingest(fmt: str, file: pathlib.Path, home: pathlib.Path) -> None:
     help="Share of results that expired before --as-of.",
 )
 def gen_data(
-    city: str, subjects: int, out: pathlib.Path, seed: int, fmt: str,
-    as_of: dt.datetime | None, expired_share: float,
+    city: str,
+    subjects: int,
+    out: pathlib.Path,
+    seed: int,
+    fmt: str,
+    as_of: dt.datetime | None,
+    expired_share: float,
 ) -> None:
     """Write a realistic synthetic platform export (valid USCCs and resident ids of the
     city's divisions, a plausible level mix, flags, green indicators). Same seed and
@@ -122,8 +128,10 @@ def gen_data(
     day = as_of.date() if as_of is not None else china_date(SYSTEM.now())
     data = generate_export(city, subjects, seed, day, fmt, expired_share=expired_share)
     out.write_bytes(data)
-    click.echo(f"wrote {subjects} subjects of {city} to {out} ({fmt}, {len(data):,} bytes, "
-               f"current on {day.isoformat()})")
+    click.echo(
+        f"wrote {subjects} subjects of {city} to {out} ({fmt}, {len(data):,} bytes, "
+        f"current on {day.isoformat()})"
+    )
 
 
 def _import(
@@ -155,7 +163,11 @@ def _error_class(exc: Exception) -> str:
 
 
 def _parse_with_progress(
-    adapter: ImportAdapter, data: bytes, label: str, config: NodeConfig, subject_key: bytes,
+    adapter: ImportAdapter,
+    data: bytes,
+    label: str,
+    config: NodeConfig,
+    subject_key: bytes,
     legacy_codes: frozenset[str],
 ) -> list[CreditResult]:
     """Parse, with a progress bar on a terminal (none when output is piped or captured)."""

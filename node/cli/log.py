@@ -35,8 +35,13 @@ def log_group() -> None:
 
 @log_group.command("export")
 @home_option
-@click.option("--out", "out", required=True,
-              type=click.Path(dir_okay=False, path_type=pathlib.Path), help="JSON file to write.")
+@click.option(
+    "--out",
+    "out",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=pathlib.Path),
+    help="JSON file to write.",
+)
 def export_command(home: pathlib.Path, out: pathlib.Path) -> None:
     """Write the whole log (entries, tree nodes, checkpoints, cosignatures) as JSON, in a
     file only its owner can read (mode 0600)."""
@@ -46,26 +51,54 @@ def export_command(home: pathlib.Path, out: pathlib.Path) -> None:
         _write_private(out, json.dumps(doc, indent=1, ensure_ascii=False) + "\n")
     except OSError as exc:
         raise click.ClickException(f"cannot write {out}: {exc.strerror}") from None
-    click.echo(f"exported {len(doc['entries'])} entries and {len(doc['checkpoints'])} "
-               f"checkpoints to {out}")
+    click.echo(
+        f"exported {len(doc['entries'])} entries and {len(doc['checkpoints'])} checkpoints to {out}"
+    )
 
 
 @log_group.command("verify")
-@click.option("--home", type=click.Path(file_okay=False, path_type=pathlib.Path), default=None,
-              help="Verify the database of this node home.")
-@click.option("--file", "file", type=click.Path(dir_okay=False, exists=True,
-                                                path_type=pathlib.Path),
-              default=None, help="Verify a file written by `creditnode log export`.")
-@click.option("--peer", default=None, metavar="NODE",
-              help="Fetch and verify a peer's log over mutual TLS (needs --home for our keys "
-              "and trust lists; we must be its witness or auditor).")
-@click.option("--log-key", "log_key", default=None, metavar="VKEY",
-              help="The log's verifier key text (NodeInfo.log_verifier_key); with --home it "
-              "defaults to the home's own log key.")
-@click.option("--witness-key", "witness_keys", multiple=True, metavar="VKEY",
-              help="A witness's verifier key; its cosignatures are checked. Repeatable.")
-def verify_command(home: pathlib.Path | None, file: pathlib.Path | None, peer: str | None,
-                   log_key: str | None, witness_keys: tuple[str, ...]) -> None:
+@click.option(
+    "--home",
+    type=click.Path(file_okay=False, path_type=pathlib.Path),
+    default=None,
+    help="Verify the database of this node home.",
+)
+@click.option(
+    "--file",
+    "file",
+    type=click.Path(dir_okay=False, exists=True, path_type=pathlib.Path),
+    default=None,
+    help="Verify a file written by `creditnode log export`.",
+)
+@click.option(
+    "--peer",
+    default=None,
+    metavar="NODE",
+    help="Fetch and verify a peer's log over mutual TLS (needs --home for our keys "
+    "and trust lists; we must be its witness or auditor).",
+)
+@click.option(
+    "--log-key",
+    "log_key",
+    default=None,
+    metavar="VKEY",
+    help="The log's verifier key text (NodeInfo.log_verifier_key); with --home it "
+    "defaults to the home's own log key.",
+)
+@click.option(
+    "--witness-key",
+    "witness_keys",
+    multiple=True,
+    metavar="VKEY",
+    help="A witness's verifier key; its cosignatures are checked. Repeatable.",
+)
+def verify_command(
+    home: pathlib.Path | None,
+    file: pathlib.Path | None,
+    peer: str | None,
+    log_key: str | None,
+    witness_keys: tuple[str, ...],
+) -> None:
     """Recompute the tree and check every checkpoint, cosignature and stored hash.
 
     --home checks this node's own log; --file an export; --peer a peer's log as it serves it
@@ -98,12 +131,15 @@ def verify_command(home: pathlib.Path | None, file: pathlib.Path | None, peer: s
     if not report.ok:
         click.echo(f"FAILED: {report.problem}", err=True)
         raise SystemExit(1)
-    click.echo(f"OK: {report.size} entries, {report.checkpoints} checkpoints, "
-               f"{report.cosignatures} cosignatures verified")
+    click.echo(
+        f"OK: {report.size} entries, {report.checkpoints} checkpoints, "
+        f"{report.cosignatures} cosignatures verified"
+    )
 
 
-def _verify_peer(home: pathlib.Path, peer: str, log_key: str | None,
-                 witnesses: list[notes.NoteVerifier]) -> None:
+def _verify_peer(
+    home: pathlib.Path, peer: str, log_key: str | None, witnesses: list[notes.NoteVerifier]
+) -> None:
     from node.runtime import NodeRuntime  # the runtime is a floor above the log tools
 
     async def fetch() -> tuple[logverify.Report, str]:
@@ -113,17 +149,25 @@ def _verify_peer(home: pathlib.Path, peer: str, log_key: str | None,
         finally:
             await runtime.stop()
         verifier = notes.NoteVerifier.from_text(log_key or fetched.log_verifier_key)
-        source = ("the key given" if log_key else
-                  "our pinned key" if fetched.key_pinned else f"{peer}'s NodeInfo")
-        return logverify.verify_log(fetched.entries, [fetched.checkpoint], verifier,
-                                    witnesses), source
+        source = (
+            "the key given"
+            if log_key
+            else "our pinned key"
+            if fetched.key_pinned
+            else f"{peer}'s NodeInfo"
+        )
+        return logverify.verify_log(
+            fetched.entries, [fetched.checkpoint], verifier, witnesses
+        ), source
 
     report, source = asyncio.run(fetch())
     if not report.ok:
         click.echo(f"FAILED: {peer}: {report.problem}", err=True)
         raise SystemExit(1)
-    click.echo(f"OK: {peer}: {report.size} entries match its checkpoint signed by the log key "
-               f"from {source}; {report.cosignatures} cosignatures verified")
+    click.echo(
+        f"OK: {peer}: {report.size} entries match its checkpoint signed by the log key "
+        f"from {source}; {report.cosignatures} cosignatures verified"
+    )
 
 
 def _write_private(path: pathlib.Path, text: str) -> None:

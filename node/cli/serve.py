@@ -32,13 +32,25 @@ def register(main: click.Group) -> None:
 
 @click.command()
 @click.option("--listen", default=None, help="host:port to listen on (default: node.toml).")
-@click.option("--metrics-listen", default=None, metavar="HOST:PORT",
-              help="Expose Prometheus metrics over HTTP at this address.")
-@click.option("--ready-file", type=click.Path(path_type=pathlib.Path), default=None,
-              help="Write the bound address here once serving (for scripts and tests).")
+@click.option(
+    "--metrics-listen",
+    default=None,
+    metavar="HOST:PORT",
+    help="Expose Prometheus metrics over HTTP at this address.",
+)
+@click.option(
+    "--ready-file",
+    type=click.Path(path_type=pathlib.Path),
+    default=None,
+    help="Write the bound address here once serving (for scripts and tests).",
+)
 @home_option
-def serve(listen: str | None, metrics_listen: str | None, ready_file: pathlib.Path | None,
-          home: pathlib.Path) -> None:
+def serve(
+    listen: str | None,
+    metrics_listen: str | None,
+    ready_file: pathlib.Path | None,
+    home: pathlib.Path,
+) -> None:
     """Serve peers over gRPC with mutual TLS until SIGINT or SIGTERM."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     if metrics_listen is not None:
@@ -59,8 +71,10 @@ async def _serve(home: NodeHome, listen: str | None, ready_file: pathlib.Path | 
     expired = runtime.trust.expired_zones(now)
     if expired:  # held, but granting nothing until the coordinator signs a newer list
         zones += f"; expired lists (not granting): {', '.join(expired)}"
-    click.echo(f"{runtime.node_id} serving on {runtime.server.target}; zones: {zones}; "
-               f"event loop: {serving_loop_name()}")
+    click.echo(
+        f"{runtime.node_id} serving on {runtime.server.target}; zones: {zones}; "
+        f"event loop: {serving_loop_name()}"
+    )
     if ready_file is not None:
         ready_file.write_text(runtime.server.target)
     stop = asyncio.Event()
@@ -80,17 +94,33 @@ async def _serve(home: NodeHome, listen: str | None, ready_file: pathlib.Path | 
 @click.option("--purpose", required=True, help="The declared purpose, e.g. xinyi-dai.")
 @click.option("--subject", required=True, help="USCC (or resident id with --resident-id).")
 @click.option("--resident-id", is_flag=True, help="The subject is a natural person.")
-@click.option("--legacy", is_flag=True,
-              help="The USCC is a legacy register code whose check character is wrong; the "
-              "peer answers only if its legacy-uscc.txt lists it.")
+@click.option(
+    "--legacy",
+    is_flag=True,
+    help="The USCC is a legacy register code whose check character is wrong; the "
+    "peer answers only if its legacy-uscc.txt lists it.",
+)
 @click.option("--request-id", default=None, help="Reuse a request id (idempotent).")
 @click.option("--json", "as_json", is_flag=True, help="Print the outcome as JSON.")
-@click.option("--show-personal", is_flag=True,
-              help="Print a resident id in clear (and a person's signed envelope); only where "
-              "node.toml's [privacy] operator_may_show_personal is true.")
+@click.option(
+    "--show-personal",
+    is_flag=True,
+    help="Print a resident id in clear (and a person's signed envelope); only where "
+    "node.toml's [privacy] operator_may_show_personal is true.",
+)
 @home_option
-def query(peer: str, zone: str, purpose: str, subject: str, resident_id: bool, legacy: bool,
-          request_id: str | None, as_json: bool, show_personal: bool, home: pathlib.Path) -> None:
+def query(
+    peer: str,
+    zone: str,
+    purpose: str,
+    subject: str,
+    resident_id: bool,
+    legacy: bool,
+    request_id: str | None,
+    as_json: bool,
+    show_personal: bool,
+    home: pathlib.Path,
+) -> None:
     """Ask a peer for a subject's credit result; verify and record the answer.
 
     A resident id is shown masked (330500********0387) unless --show-personal is given and
@@ -98,20 +128,23 @@ def query(peer: str, zone: str, purpose: str, subject: str, resident_id: bool, l
     (a legacy register code); the peer answers it only if its own legacy-uscc.txt lists it.
     """
     node_home = NodeHome(home)
-    privacy = PrivacyConfig.from_document(node_home.load_document(),
-                                          source=str(node_home.config_file))
+    privacy = PrivacyConfig.from_document(
+        node_home.load_document(), source=str(node_home.config_file)
+    )
     if show_personal and not privacy.operator_may_show_personal:
         raise click.ClickException(
             "--show-personal is not allowed on this node: set operator_may_show_personal = true "
-            f"in the [privacy] table of {node_home.config_file} to allow it")
+            f"in the [privacy] table of {node_home.config_file} to allow it"
+        )
     if legacy and resident_id:
         raise click.BadParameter("a resident id has no legacy form", param_hint="--legacy")
     id_type = model.SubjectIdType.RESIDENT_ID if resident_id else model.SubjectIdType.USCC
     try:
         ref = model.SubjectRef(id_type, subject, admitted=legacy)
     except InvalidInput as exc:
-        raise click.BadParameter(_legacy_hint(exc.message, subject, resident_id),
-                                 param_hint="--subject") from None
+        raise click.BadParameter(
+            _legacy_hint(exc.message, subject, resident_id), param_hint="--subject"
+        ) from None
     outcome = asyncio.run(_ask(node_home, peer, zone, purpose, ref, request_id))
     if as_json:
         doc = outcome_json(outcome, show_personal=show_personal)
@@ -130,8 +163,14 @@ def _legacy_hint(message: str, subject: str, resident_id: bool) -> str:
     return f"{message}; if it is a legacy register code, ask with --legacy"
 
 
-async def _ask(home: NodeHome, peer: str, zone: str, purpose: str, subject: model.SubjectRef,
-               request_id: str | None) -> AskOutcome:
+async def _ask(
+    home: NodeHome,
+    peer: str,
+    zone: str,
+    purpose: str,
+    subject: model.SubjectRef,
+    request_id: str | None,
+) -> AskOutcome:
     runtime = NodeRuntime(home)
     await runtime.open_log()
     try:
@@ -159,26 +198,38 @@ def outcome_json(outcome: AskOutcome, *, show_personal: bool = False) -> dict[st
     envelope is left out: its payload holds the id in clear."""
     masked = _masks(outcome.query.subject, show_personal)
     doc: dict[str, object] = {
-        "request_id": outcome.query.request_id, "zone": outcome.query.zone,
+        "request_id": outcome.query.request_id,
+        "zone": outcome.query.zone,
         "purpose": outcome.query.purpose,
         "subject": _shown(outcome.query.subject, show_personal),
-        "decision": outcome.decision.name, "reason": _reason_shown(outcome, show_personal),
+        "decision": outcome.decision.name,
+        "reason": _reason_shown(outcome, show_personal),
         "asked_log_index": outcome.log_index,
     }
     if outcome.answer is not None:
         r = outcome.answer.result
         doc["result"] = {
-            "result_id": r.result_id, "subject_name": r.subject_name,
-            "subject_type": r.subject_type.name, "issuer_node": r.issuer_node,
-            "scheme": r.scheme, "native_level": r.native_level, "native_score": r.native_score,
-            "level": r.level.name, "flags": list(r.flags), "indicators": dict(r.indicators),
-            "evaluated_at": r.evaluated_at.isoformat(), "valid_until": r.valid_until.isoformat(),
+            "result_id": r.result_id,
+            "subject_name": r.subject_name,
+            "subject_type": r.subject_type.name,
+            "issuer_node": r.issuer_node,
+            "scheme": r.scheme,
+            "native_level": r.native_level,
+            "native_score": r.native_score,
+            "level": r.level.name,
+            "flags": list(r.flags),
+            "indicators": dict(r.indicators),
+            "evaluated_at": r.evaluated_at.isoformat(),
+            "valid_until": r.valid_until.isoformat(),
             "issued_at": r.issued_at.isoformat() if r.issued_at else None,
-            "log_index": r.log_index, "signed_by": outcome.answer.signed_by,
+            "log_index": r.log_index,
+            "signed_by": outcome.answer.signed_by,
         }
         doc["envelope"] = None if masked else json.loads(outcome.answer.envelope.to_json())
-        doc["receipt"] = {"log_index": outcome.answer.receipt.log_index,
-                          "checkpoint": outcome.answer.receipt.checkpoint}
+        doc["receipt"] = {
+            "log_index": outcome.answer.receipt.log_index,
+            "checkpoint": outcome.answer.receipt.checkpoint,
+        }
     return doc
 
 
@@ -193,11 +244,13 @@ def outcome_text(outcome: AskOutcome, *, show_personal: bool = False) -> str:
     r = outcome.answer.result
     score = f", score {r.native_score:g}" if r.native_score is not None else ""
     flags = f", flags {' '.join(r.flags)}" if r.flags else ""
-    return (f"GRANTED (signature, binding and log receipt verified): {head}\n"
-            f"  {r.subject_name} [{r.subject_type.name}] level {r.level.name} "
-            f"({r.scheme} {r.native_level}{score}{flags}), valid until {r.valid_until.date()}\n"
-            f"  issued by {r.issuer_node} at log index {r.log_index}; "
-            f"recorded here at {outcome.log_index}")
+    return (
+        f"GRANTED (signature, binding and log receipt verified): {head}\n"
+        f"  {r.subject_name} [{r.subject_type.name}] level {r.level.name} "
+        f"({r.scheme} {r.native_level}{score}{flags}), valid until {r.valid_until.date()}\n"
+        f"  issued by {r.issuer_node} at log index {r.log_index}; "
+        f"recorded here at {outcome.log_index}"
+    )
 
 
 @click.group()
@@ -209,6 +262,3 @@ def policy() -> None:
 def policy_example() -> None:
     """Print the zones and purposes of the first deployment, to add to node.toml."""
     click.echo(example_zones_toml(), nl=False)
-
-
-

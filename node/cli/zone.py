@@ -124,8 +124,7 @@ def _load_coordinator(directory: pathlib.Path, zone: str) -> signing.Ed25519Sign
     except (ValueError, TypeError) as exc:
         if encrypted:
             raise KeyMaterialError(
-                f"cannot decrypt {path}: {PASSPHRASE_ENV} is not the passphrase it was written "
-                "with"
+                f"cannot decrypt {path}: {PASSPHRASE_ENV} is not the passphrase it was written with"
             ) from None
         raise KeyMaterialError(f"{path} is not a PEM private key ({exc})") from None
     if not isinstance(key, ed25519.Ed25519PrivateKey):

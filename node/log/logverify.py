@@ -69,8 +69,10 @@ def verify_log(
             return fail(f"{len(leaf_hashes)} leaf hashes recorded for {len(leaves)} entries")
         for index, (recorded, computed) in enumerate(zip(leaf_hashes, leaves, strict=True)):
             if recorded != computed:
-                return fail(f"entry {index}: its data does not hash to its recorded leaf hash "
-                            "(the entry or its leaf hash was altered)")
+                return fail(
+                    f"entry {index}: its data does not hash to its recorded leaf hash "
+                    "(the entry or its leaf hash was altered)"
+                )
     # 2. Stored tree nodes, lowest first.
     for node in sorted(nodes, key=lambda n: (n.level, n.index)):
         where = f"tree node (level {node.level}, index {node.index})"
@@ -92,19 +94,30 @@ def verify_log(
         checkpoint = opened[position].checkpoint
         where = f"checkpoint {position} (size {checkpoint.size})"
         if checkpoint.size > tree.size:
-            return fail(f"{where} claims more entries than the {tree.size} present",
-                        verified, cosigned)
+            return fail(
+                f"{where} claims more entries than the {tree.size} present", verified, cosigned
+            )
         if tree.root(checkpoint.size) != checkpoint.root_hash:
-            return fail(f"{where}: its root is not the root of entries 0..{checkpoint.size - 1}",
-                        verified, cosigned)
+            return fail(
+                f"{where}: its root is not the root of entries 0..{checkpoint.size - 1}",
+                verified,
+                cosigned,
+            )
         if previous is not None and previous.size > 0:
             try:
                 merkle.verify_consistency(
-                    previous.size, checkpoint.size, previous.root_hash, checkpoint.root_hash,
-                    tree.consistency_proof(previous.size, checkpoint.size))
+                    previous.size,
+                    checkpoint.size,
+                    previous.root_hash,
+                    checkpoint.root_hash,
+                    tree.consistency_proof(previous.size, checkpoint.size),
+                )
             except CreditNodeError as exc:
-                return fail(f"{where} is not consistent with size {previous.size}: "
-                            f"{exc.message}", verified, cosigned)
+                return fail(
+                    f"{where} is not consistent with size {previous.size}: {exc.message}",
+                    verified,
+                    cosigned,
+                )
         previous = checkpoint
         verified += 1
         cosigned += sum(1 for v in opened[position].note.verified if v.timestamp is not None)
@@ -121,8 +134,9 @@ def verify_store(
     stored = LogStore(store).snapshot()
     for position, (index, _, _) in enumerate(stored.entries):
         if index != position:
-            return Report(len(stored.entries), 0, 0,
-                          f"entry {position} is missing (next is {index})")
+            return Report(
+                len(stored.entries), 0, 0, f"entry {position} is missing (next is {index})"
+            )
     lines_of: dict[int, list[str]] = {}
     for size, _, line in stored.cosignatures:
         lines_of.setdefault(size, []).append(line)
@@ -135,11 +149,21 @@ def verify_store(
         except CreditNodeError as exc:
             return Report(len(stored.entries), 0, 0, f"checkpoint {position}: {exc.message}")
         if (stated.size, stated.root_hash) != (size, root):
-            return Report(len(stored.entries), 0, 0, f"checkpoint {position} (size {size}): "
-                          "its stored size or root differs from its signed note")
-    return verify_log([data for _, data, _ in stored.entries], checkpoints, log_verifier,
-                      witnesses, leaf_hashes=[leaf for _, _, leaf in stored.entries],
-                      nodes=[StoredNode(*node) for node in stored.nodes])
+            return Report(
+                len(stored.entries),
+                0,
+                0,
+                f"checkpoint {position} (size {size}): "
+                "its stored size or root differs from its signed note",
+            )
+    return verify_log(
+        [data for _, data, _ in stored.entries],
+        checkpoints,
+        log_verifier,
+        witnesses,
+        leaf_hashes=[leaf for _, _, leaf in stored.entries],
+        nodes=[StoredNode(*node) for node in stored.nodes],
+    )
 
 
 def export_log(store: Store) -> dict[str, Any]:
@@ -148,13 +172,18 @@ def export_log(store: Store) -> dict[str, Any]:
     stored = LogStore(store).snapshot()
     return {
         "format": EXPORT_FORMAT,
-        "entries": [{"index": i, "data": b64.encode(data), "leaf_hash": b64.encode(leaf)}
-                    for i, data, leaf in stored.entries],
-        "nodes": [{"level": level, "index": i, "hash": b64.encode(h)}
-                  for level, i, h in stored.nodes],
+        "entries": [
+            {"index": i, "data": b64.encode(data), "leaf_hash": b64.encode(leaf)}
+            for i, data, leaf in stored.entries
+        ],
+        "nodes": [
+            {"level": level, "index": i, "hash": b64.encode(h)} for level, i, h in stored.nodes
+        ],
         "checkpoints": [{"size": size, "note": note} for size, note, _ in stored.checkpoints],
-        "cosignatures": [{"size": size, "witness": witness, "line": line}
-                         for size, witness, line in stored.cosignatures],
+        "cosignatures": [
+            {"size": size, "witness": witness, "line": line}
+            for size, witness, line in stored.cosignatures
+        ],
     }
 
 
@@ -170,14 +199,19 @@ def verify_export(
         entries = doc["entries"]
         for position, item in enumerate(entries):
             if item["index"] != position:
-                return Report(len(entries), 0, 0,
-                              f"entry {position} is missing (next is {item['index']})")
+                return Report(
+                    len(entries), 0, 0, f"entry {position} is missing (next is {item['index']})"
+                )
         data = [b64.decode(e["data"], f"entry {i} data") for i, e in enumerate(entries)]
-        leaf_hashes = [b64.decode(e["leaf_hash"], f"entry {i} leaf hash")
-                       for i, e in enumerate(entries)]
-        nodes = [StoredNode(int(n["level"]), int(n["index"]),
-                            b64.decode(n["hash"], f"tree node {i} hash"))
-                 for i, n in enumerate(doc.get("nodes", []))]
+        leaf_hashes = [
+            b64.decode(e["leaf_hash"], f"entry {i} leaf hash") for i, e in enumerate(entries)
+        ]
+        nodes = [
+            StoredNode(
+                int(n["level"]), int(n["index"]), b64.decode(n["hash"], f"tree node {i} hash")
+            )
+            for i, n in enumerate(doc.get("nodes", []))
+        ]
         by_size: dict[int, list[str]] = {}
         for c in doc.get("cosignatures", []):
             by_size.setdefault(int(c["size"]), []).append(str(c["line"]))
@@ -189,8 +223,13 @@ def verify_export(
             except CreditNodeError as exc:
                 return Report(len(data), 0, 0, f"checkpoint {position}: {exc.message}")
             if stated != int(c["size"]):
-                return Report(len(data), 0, 0, f"checkpoint {position}: listed as size "
-                              f"{c['size']} but its note says size {stated}")
+                return Report(
+                    len(data),
+                    0,
+                    0,
+                    f"checkpoint {position}: listed as size "
+                    f"{c['size']} but its note says size {stated}",
+                )
             lines = by_size.get(int(c["size"]))
             if lines:
                 try:
@@ -200,5 +239,6 @@ def verify_export(
             checkpoints.append(note)
     except (KeyError, TypeError, ValueError) as exc:
         raise InvalidInput(f"malformed exchange log export: {exc!r}") from None
-    return verify_log(data, checkpoints, log_verifier, witnesses,
-                      leaf_hashes=leaf_hashes, nodes=nodes)
+    return verify_log(
+        data, checkpoints, log_verifier, witnesses, leaf_hashes=leaf_hashes, nodes=nodes
+    )

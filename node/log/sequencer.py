@@ -50,7 +50,6 @@ log = logging.getLogger(__name__)
 FOLLOW_INTERVAL_S = 0.5  # how often to catch up with another process's appends, at most
 
 
-
 @dataclasses.dataclass(frozen=True, slots=True)
 class LogWrite:
     """What one caller writes: the entry bytes and, for an answer, its idempotency row."""
@@ -120,14 +119,20 @@ class _Entries:
     def read(self, conn: sa.Connection, items: Sequence[Any]) -> Sequence[Any]:
         return [None] * len(items)
 
-    def build(self, item: tuple[Callable[[int], LogWrite | None],
-                                Callable[[int, BaseException], bytes]],
-              read: Any, index: int) -> Planned:
+    def build(
+        self,
+        item: tuple[Callable[[int], LogWrite | None], Callable[[int, BaseException], bytes]],
+        read: Any,
+        index: int,
+    ) -> Planned:
         return Planned(item[0](index))
 
-    def failed(self, item: tuple[Callable[[int], LogWrite | None],
-                                 Callable[[int, BaseException], bytes]],
-               index: int, error: BaseException) -> bytes:
+    def failed(
+        self,
+        item: tuple[Callable[[int], LogWrite | None], Callable[[int, BaseException], bytes]],
+        index: int,
+        error: BaseException,
+    ) -> bytes:
         return item[1](index, error)
 
 
@@ -314,8 +319,9 @@ class Sequencer:
             self._queue.put_nowait(_Pending(planner, item, group, slot))
         return await group.future
 
-    async def append(self, build: Callable[[int], LogWrite | None],
-                     failed: Callable[[int, BaseException], bytes]) -> Receipt:
+    async def append(
+        self, build: Callable[[int], LogWrite | None], failed: Callable[[int, BaseException], bytes]
+    ) -> Receipt:
         """Reserve an index, build the entry for it, and return once it is durable."""
         [outcome] = await self.append_many(_ENTRIES, [(build, failed)])
         if isinstance(outcome, BaseException):
@@ -341,8 +347,11 @@ class Sequencer:
         dbapi = self._engine.dialect.loaded_dbapi  # the batch's statements go to the driver
         try:
             assert self._loop is not None
-            receipts = (self._commit(batch) if self._commit_on_loop else
-                        await self._loop.run_in_executor(self._thread, self._commit, batch))
+            receipts = (
+                self._commit(batch)
+                if self._commit_on_loop
+                else await self._loop.run_in_executor(self._thread, self._commit, batch)
+            )
         except (sa.exc.IntegrityError, dbapi.IntegrityError, AnswerReplaced):
             if len(batch) > 1:
                 # Two writes for one (requester, request id) met in one batch, e.g. from two
@@ -352,8 +361,12 @@ class Sequencer:
                 return
             self._fail(batch, Conflict("this request id was answered already; ask again"))
             return
-        except (sa.exc.OperationalError, sa.exc.InterfaceError, dbapi.OperationalError,
-                dbapi.InterfaceError) as exc:
+        except (
+            sa.exc.OperationalError,
+            sa.exc.InterfaceError,
+            dbapi.OperationalError,
+            dbapi.InterfaceError,
+        ) as exc:
             log.error("log batch of %d failed: %s", len(batch), exc)
             self._fail(batch, StoreUnavailable("the exchange log store is unavailable"))
             return
@@ -453,17 +466,25 @@ class Sequencer:
                 if write.request_id:
                     if write.replaces is None:
                         written.answers.append(
-                            (write.requester, write.request_id, index, write.answer))
+                            (write.requester, write.request_id, index, write.answer)
+                        )
                     else:
-                        written.replaced.append((index, write.answer, write.requester,
-                                                 write.request_id, write.replaces))
+                        written.replaced.append(
+                            (index, write.answer, write.requester, write.request_id, write.replaces)
+                        )
             if not leaves:  # every build had nothing to log: no new checkpoint either
                 writer.close()
                 return [Appended(outcome, None) for outcome in planned]
             size, root = compact.size, compact.root()
             note = self._sign_checkpoint(size, root)
-            writer.write(written, self._clock.now(), size,
-                         b"".join(h for _, h in compact.frontier), root, note)
+            writer.write(
+                written,
+                self._clock.now(),
+                size,
+                b"".join(h for _, h in compact.frontier),
+                root,
+                note,
+            )
             writer.close()
         # Committed: only now extend the tree that proofs are served from.
         with self._tree_lock:
@@ -471,13 +492,19 @@ class Sequencer:
             self._tree.adopt(completed, compact)
             proofs = self._tree.inclusion_proofs(range(state_size, size), size)
             receipts: list[Result] = [
-                Appended(outcome, None) if i is None else failures[i] if i in failures
-                else Appended(outcome, Receipt(
-                    log_index=state_size + i,
-                    leaf_hash=leaves[i],
-                    checkpoint=note,
-                    inclusion_proof=tuple(proofs[i]),
-                ))
+                Appended(outcome, None)
+                if i is None
+                else failures[i]
+                if i in failures
+                else Appended(
+                    outcome,
+                    Receipt(
+                        log_index=state_size + i,
+                        leaf_hash=leaves[i],
+                        checkpoint=note,
+                        inclusion_proof=tuple(proofs[i]),
+                    ),
+                )
                 for i, outcome in zip(placed, planned, strict=True)
             ]
         self.latest_checkpoint = note
@@ -486,7 +513,6 @@ class Sequencer:
         if self._on_checkpoint is not None:
             self._on_checkpoint(size, note)
         return receipts
-
 
     @staticmethod
     def _read(conn: sa.Connection, batch: Sequence[_Pending]) -> list[Any]:
@@ -500,8 +526,7 @@ class Sequencer:
         reads: list[Any] = [None] * len(batch)
         for at in positions.values():
             planner = batch[at[0]].planner
-            for i, value in zip(at, planner.read(conn, [batch[i].item for i in at]),
-                                strict=True):
+            for i, value in zip(at, planner.read(conn, [batch[i].item for i in at]), strict=True):
                 reads[i] = value
         return reads
 

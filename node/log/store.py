@@ -30,12 +30,16 @@ _TAKE_LOCK = "UPDATE log_state SET epoch = epoch + 1 WHERE id = 1"
 _READ_STATE = "SELECT size, frontier FROM log_state WHERE id = 1"
 # A stored answer comes with its log entry: whether it may be replayed depends on what was
 # asked and decided then (DESIGN.md §6).
-_ANSWER_SQLITE = ("SELECT a.log_index, a.response, e.data FROM log_answers a "
-                  "JOIN log_entries e ON e.idx = a.log_index "
-                  "WHERE a.requester = ? AND a.request_id = ?")
-_ANSWERS_PG = ("SELECT a.request_id, a.log_index, a.response, e.data FROM log_answers a "
-               "JOIN log_entries e ON e.idx = a.log_index "
-               "WHERE a.requester = %s AND a.request_id = ANY(%s)")
+_ANSWER_SQLITE = (
+    "SELECT a.log_index, a.response, e.data FROM log_answers a "
+    "JOIN log_entries e ON e.idx = a.log_index "
+    "WHERE a.requester = ? AND a.request_id = ?"
+)
+_ANSWERS_PG = (
+    "SELECT a.request_id, a.log_index, a.response, e.data FROM log_answers a "
+    "JOIN log_entries e ON e.idx = a.log_index "
+    "WHERE a.requester = %s AND a.request_id = ANY(%s)"
+)
 
 
 class AnswerReplaced(Exception):
@@ -79,8 +83,9 @@ class BatchWriter:
         size, frontier = self._cursor.fetchone()
         return int(size), bytes(frontier or b"")  # the initial row may hold an empty TEXT
 
-    def write(self, batch: Batch, now: dt.datetime, size: int, frontier: bytes, root: bytes,
-              note: str) -> None:
+    def write(
+        self, batch: Batch, now: dt.datetime, size: int, frontier: bytes, root: bytes, note: str
+    ) -> None:
         """The batch's entries, nodes and answers, the new tree state and its checkpoint."""
         mark, cursor = self._mark, self._cursor
         to_db = t.log_entries.c.created_at.type.bind_processor(self._conn.dialect)
@@ -127,24 +132,26 @@ class BatchWriter:
 
 def leaf_hashes_from(conn: sa.Connection, start: int) -> Iterator[bytes]:
     """The leaf hashes of the entries from index `start` on, in order."""
-    return iter(conn.execute(
-        sa.select(t.log_entries.c.leaf_hash)
-        .where(t.log_entries.c.idx >= start)
-        .order_by(t.log_entries.c.idx)
-    ).scalars())
+    return iter(
+        conn.execute(
+            sa.select(t.log_entries.c.leaf_hash)
+            .where(t.log_entries.c.idx >= start)
+            .order_by(t.log_entries.c.idx)
+        ).scalars()
+    )
 
 
 def latest_checkpoint(conn: sa.Connection) -> tuple[int, str] | None:
     """(size, note) of the latest checkpoint this log signed."""
     row = conn.execute(
         sa.select(t.log_checkpoints.c.size, t.log_checkpoints.c.note)
-        .order_by(t.log_checkpoints.c.size.desc()).limit(1)
+        .order_by(t.log_checkpoints.c.size.desc())
+        .limit(1)
     ).first()
     return None if row is None else (int(row.size), str(row.note))
 
 
-def stored_answers(conn: sa.Connection, keys: Sequence[AnswerKey]) -> dict[AnswerKey,
-                                                                             StoredAnswer]:
+def stored_answers(conn: sa.Connection, keys: Sequence[AnswerKey]) -> dict[AnswerKey, StoredAnswer]:
     """The stored answer (with its entry) of each (requester, request id) that has one."""
     answers: dict[AnswerKey, StoredAnswer] = {}
     driver = conn.connection.driver_connection
@@ -158,15 +165,17 @@ def stored_answers(conn: sa.Connection, keys: Sequence[AnswerKey]) -> dict[Answe
             for requester, request_ids in by_requester.items():
                 cursor.execute(_ANSWERS_PG, (requester, request_ids))
                 for request_id, log_index, response, entry in cursor.fetchall():
-                    answers[(requester, request_id)] = (int(log_index), bytes(response),
-                                                        bytes(entry))
+                    answers[(requester, request_id)] = (
+                        int(log_index),
+                        bytes(response),
+                        bytes(entry),
+                    )
         else:  # SQLite: point lookups in process cost microseconds
             for requester, request_id in keys:
                 cursor.execute(_ANSWER_SQLITE, (requester, request_id))
                 row = cursor.fetchone()
                 if row is not None:
-                    answers[(requester, request_id)] = (int(row[0]), bytes(row[1]),
-                                                        bytes(row[2]))
+                    answers[(requester, request_id)] = (int(row[0]), bytes(row[1]), bytes(row[2]))
     finally:
         cursor.close()
     return answers
@@ -224,26 +233,49 @@ class LogStore:
     def cosignature_lines(self, size: int) -> list[str]:
         """The witnesses' cosignature lines on our checkpoint of `size`, by witness name."""
         with self._db.connect() as conn:
-            return [str(line) for line in conn.execute(
-                sa.select(t.log_cosignatures.c.line)
-                .where(t.log_cosignatures.c.size == size)
-                .order_by(t.log_cosignatures.c.witness)
-            ).scalars()]
+            return [
+                str(line)
+                for line in conn.execute(
+                    sa.select(t.log_cosignatures.c.line)
+                    .where(t.log_cosignatures.c.size == size)
+                    .order_by(t.log_cosignatures.c.witness)
+                ).scalars()
+            ]
 
     def snapshot(self) -> Snapshot:
         with self._db.connect() as conn:
-            entries = [(int(r.idx), bytes(r.data), bytes(r.leaf_hash)) for r in conn.execute(
-                sa.select(t.log_entries.c.idx, t.log_entries.c.data, t.log_entries.c.leaf_hash)
-                .order_by(t.log_entries.c.idx))]
-            nodes = [(int(r.level), int(r.idx), bytes(r.hash)) for r in conn.execute(
-                sa.select(t.log_nodes).order_by(t.log_nodes.c.level, t.log_nodes.c.idx))]
-            checkpoints = [(int(r.size), str(r.note), bytes(r.root)) for r in conn.execute(
-                sa.select(t.log_checkpoints.c.size, t.log_checkpoints.c.note,
-                          t.log_checkpoints.c.root).order_by(t.log_checkpoints.c.size))]
-            cosignatures = [(int(r.size), str(r.witness), str(r.line)) for r in conn.execute(
-                sa.select(t.log_cosignatures.c.size, t.log_cosignatures.c.witness,
-                          t.log_cosignatures.c.line)
-                .order_by(t.log_cosignatures.c.size, t.log_cosignatures.c.witness))]
+            entries = [
+                (int(r.idx), bytes(r.data), bytes(r.leaf_hash))
+                for r in conn.execute(
+                    sa.select(
+                        t.log_entries.c.idx, t.log_entries.c.data, t.log_entries.c.leaf_hash
+                    ).order_by(t.log_entries.c.idx)
+                )
+            ]
+            nodes = [
+                (int(r.level), int(r.idx), bytes(r.hash))
+                for r in conn.execute(
+                    sa.select(t.log_nodes).order_by(t.log_nodes.c.level, t.log_nodes.c.idx)
+                )
+            ]
+            checkpoints = [
+                (int(r.size), str(r.note), bytes(r.root))
+                for r in conn.execute(
+                    sa.select(
+                        t.log_checkpoints.c.size, t.log_checkpoints.c.note, t.log_checkpoints.c.root
+                    ).order_by(t.log_checkpoints.c.size)
+                )
+            ]
+            cosignatures = [
+                (int(r.size), str(r.witness), str(r.line))
+                for r in conn.execute(
+                    sa.select(
+                        t.log_cosignatures.c.size,
+                        t.log_cosignatures.c.witness,
+                        t.log_cosignatures.c.line,
+                    ).order_by(t.log_cosignatures.c.size, t.log_cosignatures.c.witness)
+                )
+            ]
         return Snapshot(entries, nodes, checkpoints, cosignatures)
 
     # --- cosignatures our witnesses sent
@@ -252,18 +284,27 @@ class LogStore:
         """The largest of our checkpoint sizes that `witness` has cosigned (0 if none)."""
         with self._db.connect() as conn:
             size = conn.execute(
-                sa.select(sa.func.max(t.log_cosignatures.c.size))
-                .where(t.log_cosignatures.c.witness == witness)
+                sa.select(sa.func.max(t.log_cosignatures.c.size)).where(
+                    t.log_cosignatures.c.witness == witness
+                )
             ).scalar()
         return int(size or 0)
 
     def store_cosignature(self, size: int, witness: str, line: str) -> None:
         with self._db.begin() as conn:
-            conn.execute(sa.delete(t.log_cosignatures).where(
-                t.log_cosignatures.c.size == size, t.log_cosignatures.c.witness == witness))
-            conn.execute(sa.insert(t.log_cosignatures).values(
-                size=size, witness=witness, line=line.removesuffix("\n"),
-                received_at=self._clock.now()))
+            conn.execute(
+                sa.delete(t.log_cosignatures).where(
+                    t.log_cosignatures.c.size == size, t.log_cosignatures.c.witness == witness
+                )
+            )
+            conn.execute(
+                sa.insert(t.log_cosignatures).values(
+                    size=size,
+                    witness=witness,
+                    line=line.removesuffix("\n"),
+                    received_at=self._clock.now(),
+                )
+            )
 
     # --- the logs we witness
 
@@ -271,26 +312,38 @@ class LogStore:
         with self._db.connect() as conn:
             return _witnessed(conn, origin)
 
-    def advance_witnessed(self, origin: str, check: Callable[[Held], None], size: int,
-                          root: bytes, note: str) -> None:
+    def advance_witnessed(
+        self, origin: str, check: Callable[[Held], None], size: int, root: bytes, note: str
+    ) -> None:
         """Compare and swap what we hold for `origin`: `check` (raising if the new
         checkpoint does not follow from what is held) and the write share one transaction;
         Conflict if another writer moved it meanwhile."""
         with self._db.begin() as conn:
             held = _witnessed(conn, origin)
             check(held)
-            values: dict[str, Any] = {"size": size, "root": root, "checkpoint": note,
-                                      "updated_at": self._clock.now()}
-            exists = held != NOTHING_HELD or conn.execute(
-                sa.select(t.witnessed_logs.c.origin).where(t.witnessed_logs.c.origin == origin)
-            ).first() is not None
+            values: dict[str, Any] = {
+                "size": size,
+                "root": root,
+                "checkpoint": note,
+                "updated_at": self._clock.now(),
+            }
+            exists = (
+                held != NOTHING_HELD
+                or conn.execute(
+                    sa.select(t.witnessed_logs.c.origin).where(t.witnessed_logs.c.origin == origin)
+                ).first()
+                is not None
+            )
             if not exists:
                 conn.execute(sa.insert(t.witnessed_logs).values(origin=origin, **values))
                 return
             updated = conn.execute(
                 sa.update(t.witnessed_logs)
-                .where(t.witnessed_logs.c.origin == origin, t.witnessed_logs.c.size == held.size,
-                       t.witnessed_logs.c.root == held.root)
+                .where(
+                    t.witnessed_logs.c.origin == origin,
+                    t.witnessed_logs.c.size == held.size,
+                    t.witnessed_logs.c.root == held.root,
+                )
                 .values(**values)
             ).rowcount
             if updated != 1:
@@ -299,7 +352,8 @@ class LogStore:
 
 def _witnessed(conn: sa.Connection, origin: str) -> Held:
     row = conn.execute(
-        sa.select(t.witnessed_logs.c.size, t.witnessed_logs.c.root)
-        .where(t.witnessed_logs.c.origin == origin)
+        sa.select(t.witnessed_logs.c.size, t.witnessed_logs.c.root).where(
+            t.witnessed_logs.c.origin == origin
+        )
     ).first()
     return Held(int(row.size), bytes(row.root)) if row else NOTHING_HELD

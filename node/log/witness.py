@@ -136,7 +136,8 @@ async def send_checkpoint(
     body, _ = notes.split_note(note)
     size = notes.Checkpoint.parse_body(body).size
     add = channel.unary_unary(
-        ADD_CHECKPOINT, request_serializer=wire.serialize,
+        ADD_CHECKPOINT,
+        request_serializer=wire.serialize,
         response_deserializer=wire.spb.AddCheckpointResponse.FromString,
     )
     old_size = confirmed_size(store, witness_key.name)
@@ -145,32 +146,48 @@ async def send_checkpoint(
             proof = tree.consistency_proof(old_size, size) if 0 < old_size <= size else []
             response = await add(
                 wire.spb.AddCheckpointRequest(
-                    old_size=old_size, consistency_proof=proof, checkpoint=note),
+                    old_size=old_size, consistency_proof=proof, checkpoint=note
+                ),
                 timeout=timeout,
             )
             notes.verify_cosignature(response.cosignature, body, witness_key)
         except grpc.aio.AioRpcError as exc:
             held = _HOLDS_SIZE.search(exc.details() or "")
-            if (exc.code() == grpc.StatusCode.FAILED_PRECONDITION and attempt == 0
-                    and held is not None and int(held.group(1)) <= size):
+            if (
+                exc.code() == grpc.StatusCode.FAILED_PRECONDITION
+                and attempt == 0
+                and held is not None
+                and int(held.group(1)) <= size
+            ):
                 old_size = int(held.group(1))
                 continue
             if exc.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
                 stats.unreachable += 1
                 metrics.WITNESS_UNREACHABLE.labels(witness_key.name).inc()
-                log.warning("witness %s unreachable for size %d: %s", witness_key.name, size,
-                            exc.details())
+                log.warning(
+                    "witness %s unreachable for size %d: %s", witness_key.name, size, exc.details()
+                )
                 return None
             stats.alarms += 1
             metrics.WITNESS_ALARMS.labels(witness_key.name).inc()
-            log.error("ALARM: witness %s refused our checkpoint of size %d from size %d: %s %s",
-                      witness_key.name, size, old_size, exc.code().name, exc.details())
+            log.error(
+                "ALARM: witness %s refused our checkpoint of size %d from size %d: %s %s",
+                witness_key.name,
+                size,
+                old_size,
+                exc.code().name,
+                exc.details(),
+            )
             return None
         except CreditNodeError as exc:
             stats.alarms += 1
             metrics.WITNESS_ALARMS.labels(witness_key.name).inc()
-            log.error("ALARM: witness %s returned a bad cosignature for size %d: %s",
-                      witness_key.name, size, exc.message)
+            log.error(
+                "ALARM: witness %s returned a bad cosignature for size %d: %s",
+                witness_key.name,
+                size,
+                exc.message,
+            )
             return None
         store_cosignature(store, size, witness_key.name, response.cosignature)
         stats.cosigned += 1

@@ -55,8 +55,9 @@ class Witnessing:
     then `start`; `stop` sends what is still pending before it ends the loop.
     """
 
-    def __init__(self, peers: Sequence[str], store: Store,
-                 connect: Callable[[str], WitnessClient]) -> None:
+    def __init__(
+        self, peers: Sequence[str], store: Store, connect: Callable[[str], WitnessClient]
+    ) -> None:
         self.peers = tuple(peers)
         self.stats = WitnessingStats()
         self._store = store
@@ -135,8 +136,9 @@ class Witnessing:
         try:
             info = await client.node_info()
             key = notes.NoteVerifier.from_text(info.witness_verifier_key)
-            await send_checkpoint(client.channel, self._store, self._log.tree, note, key,
-                                  self.stats)
+            await send_checkpoint(
+                client.channel, self._store, self._log.tree, note, key, self.stats
+            )
         except (grpc.aio.AioRpcError, CreditNodeError) as exc:
             self.stats.unreachable += 1
             metrics.WITNESS_UNREACHABLE.labels(peer).inc()

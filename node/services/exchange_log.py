@@ -35,7 +35,11 @@ EntryScopeOf = Callable[[str], disclosure.EntryScope]  # a reader's node id -> w
 
 class ExchangeLogServicer:
     def __init__(
-        self, store: Store, sequencer: Sequencer, authenticate: Authenticate, witness: Witness,
+        self,
+        store: Store,
+        sequencer: Sequencer,
+        authenticate: Authenticate,
+        witness: Witness,
         entry_scope: EntryScopeOf,
     ) -> None:
         self._entry_scope = entry_scope
@@ -53,8 +57,7 @@ class ExchangeLogServicer:
             await self._sequencer.refresh()
             note = self._sequencer.latest_checkpoint
         if not note:
-            raise NotFound("this node's exchange log has no checkpoint yet",
-                           reason="NO_CHECKPOINT")
+            raise NotFound("this node's exchange log has no checkpoint yet", reason="NO_CHECKPOINT")
         return note, notes.checkpoint_size(note)
 
     def _cosigned(self, note: str, size: int) -> str:
@@ -74,12 +77,15 @@ class ExchangeLogServicer:
         index, size = request.index, request.tree_size
         if not 0 < size <= latest:
             raise InvalidInput(
-                f"tree_size {size} must be between 1 and the latest checkpoint's size {latest}")
+                f"tree_size {size} must be between 1 and the latest checkpoint's size {latest}"
+            )
         if index >= size:
             raise InvalidInput(f"index {index} is not in a tree of size {size}")
         tree = self._sequencer.tree
         return wire.spb.InclusionProof(
-            index=index, tree_size=size, leaf_hash=tree.leaf(index),
+            index=index,
+            tree_size=size,
+            leaf_hash=tree.leaf(index),
             hashes=tree.inclusion_proof(index, size),
         )
 
@@ -93,10 +99,8 @@ class ExchangeLogServicer:
         if not 0 < old <= new:
             raise InvalidInput(f"from_size {old} must be at least 1 and at most to_size {new}")
         if new > latest:
-            raise InvalidInput(
-                f"to_size {new} is beyond the latest checkpoint's size {latest}")
-        return wire.spb.ConsistencyProof(
-            hashes=self._sequencer.tree.consistency_proof(old, new))
+            raise InvalidInput(f"to_size {new} is beyond the latest checkpoint's size {latest}")
+        return wire.spb.ConsistencyProof(hashes=self._sequencer.tree.consistency_proof(old, new))
 
     async def GetEntries(
         self, request: wire.spb.GetEntriesRequest, context: Context
@@ -125,8 +129,10 @@ class ExchangeLogServicer:
         self, start: int, end: int, scope: disclosure.EntryScope
     ) -> list[tuple[int, bytes]]:
         """Entries [start, end), each disclosed or withheld (empty data, index kept)."""
-        return [(index, disclosure.disclose(scope, data))
-                for index, data in self._log.entries(start, end)]
+        return [
+            (index, disclosure.disclose(scope, data))
+            for index, data in self._log.entries(start, end)
+        ]
 
     async def AddCheckpoint(
         self, request: wire.spb.AddCheckpointRequest, context: Context
@@ -134,7 +140,10 @@ class ExchangeLogServicer:
         self._authenticate(context)
         line = await asyncio.to_thread(
             self._witness.add_checkpoint,
-            request.old_size, list(request.consistency_proof), request.checkpoint)
+            request.old_size,
+            list(request.consistency_proof),
+            request.checkpoint,
+        )
         return wire.spb.AddCheckpointResponse(cosignature=line)
 
 
@@ -145,19 +154,28 @@ def methods(servicer: ExchangeLogServicer) -> dict[str, grpc.RpcMethodHandler]:
     spb = wire.spb
     return {
         "GetCheckpoint": grpc.unary_unary_rpc_method_handler(
-            servicer.GetCheckpoint, request_deserializer=spb.GetCheckpointRequest.FromString,
-            response_serializer=ser),
+            servicer.GetCheckpoint,
+            request_deserializer=spb.GetCheckpointRequest.FromString,
+            response_serializer=ser,
+        ),
         "GetInclusionProof": grpc.unary_unary_rpc_method_handler(
             servicer.GetInclusionProof,
-            request_deserializer=spb.InclusionProofRequest.FromString, response_serializer=ser),
+            request_deserializer=spb.InclusionProofRequest.FromString,
+            response_serializer=ser,
+        ),
         "GetConsistencyProof": grpc.unary_unary_rpc_method_handler(
             servicer.GetConsistencyProof,
             request_deserializer=spb.ConsistencyProofRequest.FromString,
-            response_serializer=ser),
+            response_serializer=ser,
+        ),
         "GetEntries": grpc.unary_stream_rpc_method_handler(
-            servicer.GetEntries, request_deserializer=spb.GetEntriesRequest.FromString,
-            response_serializer=ser),
+            servicer.GetEntries,
+            request_deserializer=spb.GetEntriesRequest.FromString,
+            response_serializer=ser,
+        ),
         "AddCheckpoint": grpc.unary_unary_rpc_method_handler(
-            servicer.AddCheckpoint, request_deserializer=spb.AddCheckpointRequest.FromString,
-            response_serializer=ser),
+            servicer.AddCheckpoint,
+            request_deserializer=spb.AddCheckpointRequest.FromString,
+            response_serializer=ser,
+        ),
     }

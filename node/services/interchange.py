@@ -71,8 +71,9 @@ class InterchangeServicer:
 
     async def QueryCredit(self, request: bytes, context: Context) -> bytes:
         caller = self._authenticate(context)
-        [reply] = await self._answerer.answer(caller, [request], single=True,
-                                              zones=self._zones(caller))
+        [reply] = await self._answerer.answer(
+            caller, [request], single=True, zones=self._zones(caller)
+        )
         if reply.decision == OVER_RATE:
             await asyncio.sleep(self._over_rate_delay_s)
         if reply.refused:
@@ -126,8 +127,13 @@ class InterchangeServicer:
                         item = incoming.get_nowait()
                     finished = item is None
                     if items:
-                        answering.put_nowait(asyncio.ensure_future(self._answerer.answer(
-                            caller, items, single=False, zones=self._zones(caller))))
+                        answering.put_nowait(
+                            asyncio.ensure_future(
+                                self._answerer.answer(
+                                    caller, items, single=False, zones=self._zones(caller)
+                                )
+                            )
+                        )
             finally:
                 answering.put_nowait(None)
 
@@ -164,31 +170,37 @@ class InterchangeServicer:
         self, request: Any, context: Context
     ) -> AsyncIterator[wire.pb.Envelope]:
         self._authenticate(context)
-        await context.abort(grpc.StatusCode.UNIMPLEMENTED,
-                            "revocation notices are not served by this node yet")
+        await context.abort(
+            grpc.StatusCode.UNIMPLEMENTED, "revocation notices are not served by this node yet"
+        )
         yield wire.pb.Envelope()  # pragma: no cover - abort raises
 
 
 def methods(servicer: InterchangeServicer) -> dict[str, grpc.RpcMethodHandler]:
     """Method handlers; the two query methods take their requests as the bytes received (no
     deserializer)."""
+
     def ser(message: Any) -> bytes:
         # A handler may return a response it already holds serialized.
         return message if isinstance(message, bytes) else bytes(message.SerializeToString())
 
     return {
         "QueryCredit": grpc.unary_unary_rpc_method_handler(
-            servicer.QueryCredit, response_serializer=ser),
+            servicer.QueryCredit, response_serializer=ser
+        ),
         "BatchQueryCredit": grpc.stream_stream_rpc_method_handler(
-            servicer.BatchQueryCredit, response_serializer=ser),
+            servicer.BatchQueryCredit, response_serializer=ser
+        ),
         "GetNodeInfo": grpc.unary_unary_rpc_method_handler(
             servicer.GetNodeInfo,
             request_deserializer=wire.spb.GetNodeInfoRequest.FromString,
-            response_serializer=ser),
+            response_serializer=ser,
+        ),
         "SubscribeRevocations": grpc.unary_stream_rpc_method_handler(
             servicer.SubscribeRevocations,
             request_deserializer=wire.spb.SubscribeRevocationsRequest.FromString,
-            response_serializer=ser),
+            response_serializer=ser,
+        ),
     }
 
 

@@ -49,8 +49,10 @@ def _decoder(deserializer: Callable[[bytes], Any] | None) -> Callable[[bytes], A
 Decode: TypeAlias = "Callable[[bytes], Any] | None"
 
 
-async def _decoded(requests: AsyncIterator[bytes], decode: Callable[[bytes], Any],
-                   ) -> AsyncIterator[Any]:
+async def _decoded(
+    requests: AsyncIterator[bytes],
+    decode: Callable[[bytes], Any],
+) -> AsyncIterator[Any]:
     async for data in requests:
         yield decode(data)
 

@@ -15,15 +15,17 @@ from node.store.results import RESULTS, result_from_row
 _IN_CHUNK = 500
 
 _ACTIVE = int(model.ResultStatus.ACTIVE)
-_CURRENT_SQLITE = ("SELECT result_id FROM credit_results "
-                   f"WHERE subject_id = ? AND status = {_ACTIVE}")
-_CURRENT_PG = ("SELECT result_id FROM credit_results "
-               f"WHERE subject_id = ANY(%s) AND status = {_ACTIVE}")
+_CURRENT_SQLITE = (
+    f"SELECT result_id FROM credit_results WHERE subject_id = ? AND status = {_ACTIVE}"
+)
+_CURRENT_PG = (
+    f"SELECT result_id FROM credit_results WHERE subject_id = ANY(%s) AND status = {_ACTIVE}"
+)
 # Rows are converted only for result ids not cached yet.
 _BY_ID = sa.select(RESULTS).where(
-    RESULTS.c.result_id.in_(sa.bindparam("result_ids", expanding=True)))
+    RESULTS.c.result_id.in_(sa.bindparam("result_ids", expanding=True))
+)
 _RESULT_CACHE_SIZE = 65536
-
 
 
 class StoreResultSource:
@@ -34,8 +36,9 @@ class StoreResultSource:
         # can be reused; whether it is still current is asked of the database every time.
         self._results: dict[str, model.CreditResult] = {}
 
-    def read_many(self, conn: sa.Connection, subjects: Sequence[model.SubjectRef | None]
-                  ) -> list[model.CreditResult | None]:
+    def read_many(
+        self, conn: sa.Connection, subjects: Sequence[model.SubjectRef | None]
+    ) -> list[model.CreditResult | None]:
         """Each subject's current result (None where it has none), read on `conn` (the log's
         transaction)."""
         newest: dict[tuple[int, str], model.CreditResult] = {}
@@ -62,15 +65,19 @@ class StoreResultSource:
         for start in range(0, len(missing), _IN_CHUNK):
             for row in conn.execute(_BY_ID, {"result_ids": missing[start : start + _IN_CHUNK]}):
                 self._results[row.result_id] = result_from_row(
-                    cast("Mapping[str, Any]", row._mapping))
+                    cast("Mapping[str, Any]", row._mapping)
+                )
         for result_id in current:
             result = self._results[result_id]
             key = (int(result.subject.id_type), result.subject.id)
             best = newest.get(key)
             # Several schemes may hold a result for one subject: the newest answers.
             if best is None or (result.evaluated_at, result.result_id) > (
-                best.evaluated_at, best.result_id
+                best.evaluated_at,
+                best.result_id,
             ):
                 newest[key] = result
-        return [newest.get((int(subject.id_type), subject.id)) if subject is not None else None
-                for subject in subjects]
+        return [
+            newest.get((int(subject.id_type), subject.id)) if subject is not None else None
+            for subject in subjects
+        ]

@@ -80,6 +80,13 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    for table in ("witnessed_logs", "log_cosignatures", "log_answers", "log_checkpoints",
-                  "log_state", "log_nodes", "log_entries"):
+    for table in (
+        "witnessed_logs",
+        "log_cosignatures",
+        "log_answers",
+        "log_checkpoints",
+        "log_state",
+        "log_nodes",
+        "log_entries",
+    ):
         op.drop_table(table)

@@ -49,6 +49,7 @@ faketime:
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check node adapters devtools tests bench
+	$(VENV)/bin/ruff format --check node adapters devtools bench
 	$(VENV)/bin/mypy node adapters devtools
 
 proto: $(STAMP)

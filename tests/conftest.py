@@ -2,7 +2,8 @@
 
 `db_url` runs a test once on a real SQLite file and once on a fresh PostgreSQL database;
 `store` is a migrated `node.store.Store` on that URL. PostgreSQL never skips: when it cannot
-start, every test that needs it fails with the reason.
+start, every test that needs it fails with the reason. `tls`: each city's TLS key and
+certificate, for tests that run nodes over real mutual TLS.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import pytest
 
 from node.store import Store
 from tests.pg import PostgresServer, PostgresUnavailable
+from tests.pki import NodeTls, make_node_tls
 
 BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
 
@@ -61,3 +63,9 @@ def store(db_url: str) -> Iterator[Store]:
     opened = Store.open(db_url)
     yield opened
     opened.close()
+
+
+@pytest.fixture
+def tls() -> dict[str, NodeTls]:
+    """TLS identities of Huzhou, Jiaxing and Shanghai, and of cn-999999, whom no node trusts."""
+    return {n: make_node_tls(n) for n in ("cn-330500", "cn-330400", "cn-310000", "cn-999999")}

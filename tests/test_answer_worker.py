@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator
 import pytest
 import sqlalchemy as sa
 
-from devtools.federation import Federation, build
+from devtools.federation import build
 from node import model, wire
 from node.answer import worker_client as answer_worker
 from node.answer.framing import pack, unpack
@@ -27,9 +27,7 @@ from node.home import NodeHome
 from node.log.logverify import verify_store
 from node.runtime import NodeRuntime
 from node.store import log_tables as t
-from tests.test_federation import HUZHOU, JIAXING, company
-
-Running = tuple[Federation, dict[str, NodeRuntime]]
+from tests.federation_helpers import HUZHOU, JIAXING, Running, company
 
 
 def test_frames_round_trip_and_truncation_is_refused() -> None:

@@ -5,7 +5,6 @@ witnessing, a removed member, a refused expired list and a rotated key."""
 from __future__ import annotations
 
 import asyncio
-import csv
 import dataclasses
 import datetime as dt
 import json
@@ -16,7 +15,7 @@ from collections.abc import AsyncIterator
 import grpc
 import pytest
 
-from devtools.federation import Federation, build, run_cli
+from devtools.federation import build, run_cli
 from node import model, signing, wire
 from node.cli.zone import _load_coordinator
 from node.errors import PeerUnavailable, RolledBackTrustList
@@ -25,21 +24,16 @@ from node.log import notes
 from node.runtime import NodeRuntime
 from node.store import log_tables as t
 from node.trust import sign_trust_list
-
-HUZHOU, JIAXING, HANGZHOU, NINGBO, SHANGHAI = (
-    "cn-330500", "cn-330400", "cn-330100", "cn-330200", "cn-310000")
-
-
-Running = tuple[Federation, dict[str, NodeRuntime]]
-
-
-def subjects_of(fed: Federation, node_id: str) -> dict[str, list[str]]:
-    """Subject ids of a node's generated export, by ZTLX (subject type)."""
-    by_type: dict[str, list[str]] = {}
-    with (fed.root / f"{node_id}-export.csv").open(encoding="utf-8") as f:
-        for row in csv.DictReader(f):
-            by_type.setdefault(row["ZTLX"], []).append(row["TYSHXYDM"])
-    return by_type
+from tests.federation_helpers import (
+    HANGZHOU,
+    HUZHOU,
+    JIAXING,
+    NINGBO,
+    SHANGHAI,
+    Running,
+    company,
+    person,
+)
 
 
 @pytest.fixture
@@ -53,14 +47,6 @@ async def federation(tmp_path: pathlib.Path) -> AsyncIterator[Running]:
     finally:
         for runtime in nodes.values():
             await runtime.stop()
-
-
-def person(fed: Federation) -> model.SubjectRef:
-    return model.SubjectRef(model.SubjectIdType.RESIDENT_ID, subjects_of(fed, HUZHOU)["自然人"][0])
-
-
-def company(fed: Federation, index: int = 0) -> model.SubjectRef:
-    return model.SubjectRef(model.SubjectIdType.USCC, subjects_of(fed, HUZHOU)["企业"][index])
 
 
 async def test_authorisation_matrix_across_real_nodes(

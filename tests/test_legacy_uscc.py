@@ -34,8 +34,9 @@ from node.legacy_uscc import (
 from node.model import SubjectIdType
 from node.runtime import NodeRuntime
 from node.store import Store
+from tests.adapters.huzhou_export import huzhou_csv
 from tests.pki import NodeTls
-from tests.services.test_interchange_server import (
+from tests.services.interchange_node import (
     HUZHOU,
     JIAXING,
     SHANGHAI,
@@ -46,7 +47,6 @@ from tests.services.test_interchange_server import (
     channel,
     query,
     reason_of,
-    tls,  # noqa: F401  (a fixture)
 )
 
 
@@ -58,7 +58,6 @@ def _wrong_check(first17: str) -> str:
 LEGACY = _wrong_check("91330502MA2B3C4D1")  # in the register with this check character
 LEGACY_TOO = _wrong_check("91330502MA2B3C4D3")
 TYPO = _wrong_check("91330502MA2B3C4D2")  # listed nowhere: a typo
-HEADER = "TYSHXYDM,QYMC,ZTLX,PJTX,PJDJ,PJFS,PJRQ,YXQZ,SXBZ"
 EVALUATED = T0.date()  # current on the test node's clock
 
 
@@ -67,7 +66,7 @@ def _export(*codes: str, evaluated: dt.date = EVALUATED) -> bytes:
     until = evaluated + dt.timedelta(days=300)
     rows = [f"{code},湖州旧码企业{n},企业,zj-public-credit@2023,A,,{evaluated},{until},"
             for n, code in enumerate(codes, start=1)]
-    return "\r\n".join((HEADER, *rows)).encode("utf-8")
+    return huzhou_csv(*rows)
 
 
 # --- the list file --------------------------------------------------------------------------
@@ -213,7 +212,7 @@ def test_ingest_refuses_a_malformed_list_naming_the_line(
 
 
 @pytest.fixture
-async def legacy_node(db_url: str, tls: dict[str, NodeTls]) -> AsyncIterator[Node]:  # noqa: F811
+async def legacy_node(db_url: str, tls: dict[str, NodeTls]) -> AsyncIterator[Node]:
     """Huzhou holding a result for LEGACY (ingested under its list), answering Jiaxing."""
     store = Store.open(db_url)
     results = get_adapter("huzhou-csv").parse(_export(LEGACY), issuer_node=HUZHOU,
@@ -229,7 +228,7 @@ async def legacy_node(db_url: str, tls: dict[str, NodeTls]) -> AsyncIterator[Nod
 
 
 async def test_a_listed_legacy_code_is_granted_over_grpc(
-    legacy_node: Node, tls: dict[str, NodeTls]  # noqa: F811
+    legacy_node: Node, tls: dict[str, NodeTls]
 ) -> None:
     """issue 9 §6: QueryCredit for a listed legacy code is GRANTED with the stored record (it
     was refused as INVALID_SUBJECT_ID, so a record ingested under the flag never flowed); the
@@ -248,7 +247,7 @@ async def test_a_listed_legacy_code_is_granted_over_grpc(
 
 
 async def test_an_unlisted_wrong_check_character_is_still_invalid(
-    legacy_node: Node, tls: dict[str, NodeTls]  # noqa: F811
+    legacy_node: Node, tls: dict[str, NodeTls]
 ) -> None:
     """issue 9 §6: only listed codes pass; any other wrong check character is
     INVALID_SUBJECT_ID, on QueryCredit and within a BatchQueryCredit stream."""

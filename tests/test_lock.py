@@ -41,5 +41,5 @@ def test_every_runtime_dependency_is_pinned_within_its_floor_with_hashes() -> No
         assert requirement.specifier.contains(version, prereleases=True), (
             f"{name}=={version} in the lock is outside pyproject's {requirement.specifier}")
         assert hashes and all(re.fullmatch(r"[0-9a-f]{64}", h) for h in hashes), name
-    for name, (_, hashes) in pins.items():
-        assert hashes, f"{name} is pinned without a hash"
+    for pinned, (_, hashes) in pins.items():
+        assert hashes, f"{pinned} is pinned without a hash"

@@ -7,7 +7,7 @@ import asyncio
 import base64
 import copy
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -60,7 +60,7 @@ class Log:
 
 
 @pytest.fixture
-async def log(sqlite_url: str) -> Iterator[Log]:
+async def log(sqlite_url: str) -> AsyncIterator[Log]:
     store = Store.open(sqlite_url)
     log = Log(store)
     await log.fill()

@@ -9,7 +9,7 @@ import pytest
 
 from node import model
 from node.errors import InvalidInput
-from tests.test_wire import T0, make_result
+from tests.results import T0, make_result
 
 
 @pytest.mark.parametrize(

@@ -10,7 +10,7 @@ import pytest
 
 from node import model, policy
 from node.errors import InvalidInput, PermissionDenied, RateLimited
-from tests.test_wire import make_result
+from tests.results import make_result
 
 USCC = model.SubjectRef(model.SubjectIdType.USCC, "91350100M000100Y43")
 PERSON = model.SubjectRef(model.SubjectIdType.RESIDENT_ID, "11010519491231002X")

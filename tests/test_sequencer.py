@@ -34,6 +34,11 @@ def entry(i: int) -> bytes:
     return f"entry-{i}".encode()
 
 
+def write(i: int) -> Callable[[int], LogWrite]:
+    """The build of `entry(i)`, whatever index the sequencer gives it."""
+    return lambda _index: LogWrite(entry(i))
+
+
 def root_of(note: str) -> bytes:
     return base64.b64decode(note.splitlines()[2])
 
@@ -42,7 +47,7 @@ async def test_concurrent_appends_commit_in_groups_and_verify(
     sequencer: Sequencer, store: Store
 ) -> None:
     receipts = await asyncio.gather(
-        *(sequencer.append(lambda idx, i=i: LogWrite(entry(i)), lambda idx, e: b"failed")
+        *(sequencer.append(write(i), lambda idx, e: b"failed")
           for i in range(200))
     )
     assert sorted(r.log_index for r in receipts) == list(range(200))
@@ -102,7 +107,7 @@ async def test_restart_resumes_the_same_tree(store: Store) -> None:
     first = Sequencer(store.engine, fake_checkpoint)
     await first.start()
     receipts: list[Receipt] = [
-        await first.append(lambda idx, i=i: LogWrite(entry(i)), lambda i, e: b"") for i in range(5)
+        await first.append(write(i), lambda i, e: b"") for i in range(5)
     ]
     await first.close()
     second = Sequencer(store.engine, fake_checkpoint)
@@ -123,7 +128,7 @@ async def test_two_sequencers_on_one_postgres_never_share_an_index(postgres_url:
         await s.start()
     try:
         receipts = await asyncio.gather(
-            *(seqs[i % 2].append(lambda idx, i=i: LogWrite(entry(i)), lambda i, e: b"")
+            *(seqs[i % 2].append(write(i), lambda i, e: b"")
               for i in range(300))
         )
     finally:
@@ -139,8 +144,8 @@ async def test_two_sequencers_on_one_postgres_never_share_an_index(postgres_url:
     tree = merkle.InMemoryTree.from_leaf_hashes([r.leaf_hash for r in rows])
     for size, root in sizes:  # every checkpoint either process signed is of the one history
         assert tree.root(size) == root
-    for s in stores:
-        s.close()
+    for opened in stores:
+        opened.close()
 
 
 class KeyPlanner:

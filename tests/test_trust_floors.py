@@ -16,7 +16,7 @@ from node import signing, trust, trust_files
 from node.errors import RolledBackTrustList
 from node.home import NodeHome
 from node.store import Base, Store
-from tests.test_trust import DAY, T0, make_list, make_member
+from tests.trust_lists import DAY, T0, make_list, make_member
 
 
 @pytest.fixture(scope="module")

@@ -5,30 +5,11 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
+from google.protobuf import timestamp_pb2
 
 from node import model, wire
 from node.errors import InvalidInput
-
-T0 = dt.datetime(2026, 3, 1, 8, 30, tzinfo=dt.UTC)
-
-
-def make_result(**changes: object) -> model.CreditResult:
-    base = model.CreditResult(
-        result_id="cn-330500:r1",
-        subject=model.SubjectRef(model.SubjectIdType.USCC, "91350100M000100Y43"),
-        subject_name="湖州绿源新材料有限公司",
-        subject_type=model.SubjectType.ENTERPRISE,
-        issuer_node="cn-330500",
-        scheme="zj-public-credit@2023",
-        native_level="A",
-        native_score=91.5,
-        level=model.CreditLevel.A,
-        flags=("RED_LIST",),
-        indicators={"green_rating": "G2", "carbon_intensity": "low"},
-        evaluated_at=T0,
-        valid_until=T0 + dt.timedelta(days=365),
-    )
-    return base.bound(**changes) if changes else base
+from tests.results import T0, make_result
 
 
 def test_result_round_trips_through_bytes() -> None:
@@ -68,15 +49,20 @@ def test_record_round_trips() -> None:
     [
         (wire.pb.CreditQuery(request_id="q", zone="hjjw", purpose="xinyi-dai"), "no subject"),
         (wire.pb.CreditQuery(request_id="q", zone="hjjw", purpose="xinyi-dai",
-                             subject=wire.pb.SubjectRef(id_type=0, id="x")), "id_type must be"),
+                             subject=wire.pb.SubjectRef(
+                                 id_type=wire.pb.SUBJECT_ID_TYPE_UNSPECIFIED, id="x")),
+         "id_type must be"),
         (wire.pb.CreditQuery(request_id="q", zone="hjjw", purpose="xinyi-dai",
-                             subject=wire.pb.SubjectRef(id_type=1, id="91350100M000100Y44")),
+                             subject=wire.pb.SubjectRef(id_type=wire.pb.USCC,
+                                                        id="91350100M000100Y44")),
          "check character should be 3"),
         (wire.pb.CreditQuery(request_id="", zone="hjjw", purpose="xinyi-dai",
-                             subject=wire.pb.SubjectRef(id_type=1, id="91350100M000100Y43")),
+                             subject=wire.pb.SubjectRef(id_type=wire.pb.USCC,
+                                                        id="91350100M000100Y43")),
          "request_id must be"),
         (wire.pb.CreditQuery(request_id="q", zone="HJJW!", purpose="xinyi-dai",
-                             subject=wire.pb.SubjectRef(id_type=1, id="91350100M000100Y43")),
+                             subject=wire.pb.SubjectRef(id_type=wire.pb.USCC,
+                                                        id="91350100M000100Y43")),
          "zone must be"),
     ],
 )
@@ -92,7 +78,7 @@ def test_garbage_bytes_are_refused() -> None:
 
 def test_out_of_contract_enum_is_refused() -> None:
     msg = wire.result_to_pb(make_result())
-    msg.level = 9
+    msg.level = 9  # type: ignore[assignment]  # a level no CreditLevel names, on purpose
     with pytest.raises(InvalidInput, match="outside the contract"):
         wire.result_from_bytes(wire.serialize(msg))
 
@@ -108,7 +94,7 @@ def test_out_of_contract_enum_is_refused() -> None:
     ],
 )
 def test_fast_timestamp_matches_protobuf(value: dt.datetime) -> None:
-    expected = wire.timestamp_pb2.Timestamp()
+    expected = timestamp_pb2.Timestamp()
     expected.FromDatetime(value.astimezone(dt.UTC))
     assert wire.timestamp(value) == expected
     assert wire.from_timestamp(wire.timestamp(value)) == value

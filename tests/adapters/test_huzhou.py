@@ -13,16 +13,10 @@ from adapters.registry import ADAPTERS, get_adapter
 from node import identifiers
 from node.errors import ImportRejected, InvalidInput
 from node.model import CreditLevel, SubjectIdType, SubjectType
+from tests.adapters.huzhou_export import CITY, HEADER, USCC, huzhou_csv
 
 VECTORS = pathlib.Path(__file__).parent.parent / "vectors" / "imports" / "huzhou-csv"
-CITY = "cn-330500"
-USCC = identifiers.make_uscc("91330502MA2B3C4D1")
 OTHER_USCC = identifiers.make_uscc("91330502MA2B3C4D2")
-HEADER = "TYSHXYDM,QYMC,ZTLX,PJTX,PJDJ,PJFS,PJRQ,YXQZ,SXBZ"
-
-
-def _csv(*rows: str, header: str = HEADER) -> bytes:
-    return "\r\n".join((header, *rows)).encode("utf-8")
 
 
 def _problems(data: bytes, adapter: object = HUZHOU_CSV) -> list[tuple[int, str]]:
@@ -45,7 +39,7 @@ def test_encodings_read_the_same(vector: str) -> None:
 
 def test_fields_become_the_canonical_result() -> None:
     [result] = HUZHOU_CSV.parse(
-        _csv(
+        huzhou_csv(
             f"{USCC},湖州华达有限公司,企业,zj-public-credit@2023,优秀,912.5,20240301,"
             "2025-02-28,红名单|esg_leader"
         ),
@@ -72,7 +66,7 @@ def test_missing_level_comes_from_the_score_band(
     score: str, native: str, level: CreditLevel
 ) -> None:
     [result] = HUZHOU_CSV.parse(
-        _csv(f"{USCC},某公司,企业,hz-enterprise-credit@2021,,{score},2024-03-01,,"),
+        huzhou_csv(f"{USCC},某公司,企业,hz-enterprise-credit@2021,,{score},2024-03-01,,"),
         issuer_node=CITY,
     )
     assert (result.native_level, result.level) == (native, level)
@@ -83,7 +77,8 @@ def test_missing_level_comes_from_the_score_band(
 def test_english_subject_type_names_and_slash_dates() -> None:
     pid = identifiers.make_resident_id("33050219800101123")
     [person] = HUZHOU_CSV.parse(
-        _csv(f"{pid},张三,natural_person,zj-public-credit@2023,c,,2024/3/1,,"), issuer_node=CITY
+        huzhou_csv(f"{pid},张三,natural_person,zj-public-credit@2023,c,,2024/3/1,,"),
+        issuer_node=CITY,
     )
     assert person.subject.id_type is SubjectIdType.RESIDENT_ID
     assert person.level is CreditLevel.C
@@ -104,9 +99,11 @@ def test_result_id_follows_content(before: str, after: str) -> None:
     signed copies under the old one)."""
     row = f"{USCC},某公司,企业,zj-public-credit@2023,B,,2024-03-01,,,"
     header = HEADER + ",ZB_ESG_SCORE"
-    [first] = HUZHOU_CSV.parse(_csv(row, header=header), issuer_node=CITY)
-    [again] = HUZHOU_CSV.parse(_csv(row, header=header), issuer_node=CITY)
-    [changed] = HUZHOU_CSV.parse(_csv(row.replace(before, after), header=header), issuer_node=CITY)
+    [first] = HUZHOU_CSV.parse(huzhou_csv(row, header=header), issuer_node=CITY)
+    [again] = HUZHOU_CSV.parse(huzhou_csv(row, header=header), issuer_node=CITY)
+    [changed] = HUZHOU_CSV.parse(
+        huzhou_csv(row.replace(before, after), header=header), issuer_node=CITY
+    )
     assert first.result_id == again.result_id
     assert changed.result_id != first.result_id
 
@@ -114,14 +111,14 @@ def test_result_id_follows_content(before: str, after: str) -> None:
 def test_result_id_ignores_flag_order() -> None:
     rows = [f"{USCC},某公司,企业,zj-public-credit@2023,C,,2024-03-01,,{flags}"
             for flags in ("RED_LIST;UNDER_REPAIR", "UNDER_REPAIR|RED_LIST")]  # fmt: skip
-    ids = {HUZHOU_CSV.parse(_csv(row), issuer_node=CITY)[0].result_id for row in rows}
+    ids = {HUZHOU_CSV.parse(huzhou_csv(row), issuer_node=CITY)[0].result_id for row in rows}
     assert len(ids) == 1
 
 
 def test_header_names_are_case_insensitive_and_other_columns_ignored() -> None:
     header = "tyshxydm,qymc,ztlx,pjtx,pjdj,CF_XZJDSWH,zb_green_rating,pjrq"
     [result] = HUZHOU_CSV.parse(
-        _csv(
+        huzhou_csv(
             f"{USCC},某公司,企业,zj-public-credit@2023,A,湖市监罚〔2024〕1号,深绿,2024-03-01",
             header=header,
         ),
@@ -133,22 +130,25 @@ def test_header_names_are_case_insensitive_and_other_columns_ignored() -> None:
 def test_blank_lines_are_skipped_but_counted() -> None:
     good = f"{USCC},某公司,企业,zj-public-credit@2023,A,,2024-03-01,,"
     bad = good.replace(USCC, OTHER_USCC).replace(",A,", ",Z,")
-    assert _problems(_csv("", good, ",,,,,,,,", bad)) == [(4, "PJDJ")]
+    assert _problems(huzhou_csv("", good, ",,,,,,,,", bad)) == [(4, "PJDJ")]
 
 
 @pytest.mark.parametrize(
     ("data", "expected"),
     [
         (b"", [(0, "file")]),
-        (_csv("91,x", header="TYSHXYDM,QYMC,ZTLX,PJTX,PJDJ,PJRQ,PJDJ"), [(0, "PJDJ")]),
-        (_csv(header="TYSHXYDM,QYMC,ZTLX,PJTX,PJRQ"), [(0, "PJDJ")]),
-        (_csv(header=HEADER + ",ZB_绿色"), [(0, "ZB_绿色")]),
-        (_csv(f"{USCC},某公司,企业,zj-public-credit@2023,A,,2024-03-01,,,extra"), [(1, "row")]),
-        (_csv(f"{USCC},某公司,企业,zj-public-credit@2023,A,abc,2024-03-01,,"), [(1, "PJFS")]),
-        (_csv(f"{USCC},某公司,企业,zj-public-credit@2023,A,nan,2024-03-01,,"), [(1, "PJFS")]),
-        (_csv(f"{USCC},某公司,企业,zj-public-credit@2023,,,2024-03-01,,"), [(1, "PJDJ")]),
-        (_csv(f"{USCC},,企业,,A,,,,"), [(1, "QYMC"), (1, "PJTX"), (1, "PJRQ")]),
-        (_csv(f"{USCC[:17]},某公司,企业,zj-public-credit@2023,A,,2024-03-01,,"),
+        (huzhou_csv("91,x", header="TYSHXYDM,QYMC,ZTLX,PJTX,PJDJ,PJRQ,PJDJ"), [(0, "PJDJ")]),
+        (huzhou_csv(header="TYSHXYDM,QYMC,ZTLX,PJTX,PJRQ"), [(0, "PJDJ")]),
+        (huzhou_csv(header=HEADER + ",ZB_绿色"), [(0, "ZB_绿色")]),
+        (
+            huzhou_csv(f"{USCC},某公司,企业,zj-public-credit@2023,A,,2024-03-01,,,extra"),
+            [(1, "row")],
+        ),
+        (huzhou_csv(f"{USCC},某公司,企业,zj-public-credit@2023,A,abc,2024-03-01,,"), [(1, "PJFS")]),
+        (huzhou_csv(f"{USCC},某公司,企业,zj-public-credit@2023,A,nan,2024-03-01,,"), [(1, "PJFS")]),
+        (huzhou_csv(f"{USCC},某公司,企业,zj-public-credit@2023,,,2024-03-01,,"), [(1, "PJDJ")]),
+        (huzhou_csv(f"{USCC},,企业,,A,,,,"), [(1, "QYMC"), (1, "PJTX"), (1, "PJRQ")]),
+        (huzhou_csv(f"{USCC[:17]},某公司,企业,zj-public-credit@2023,A,,2024-03-01,,"),
          [(1, "TYSHXYDM")]),
     ],
     ids=["empty", "duplicate-column", "no-level-or-score", "bad-indicator-column", "extra-cell",
@@ -197,7 +197,7 @@ def test_json_problems(document: object, expected: list[tuple[int, str]]) -> Non
 
 
 def test_header_only_file_imports_nothing() -> None:
-    assert HUZHOU_CSV.parse(_csv(), issuer_node=CITY) == []
+    assert HUZHOU_CSV.parse(huzhou_csv(), issuer_node=CITY) == []
 
 
 def test_unknown_format_names_the_known_ones() -> None:
@@ -216,7 +216,7 @@ def test_render_refuses_an_indicator_it_cannot_name() -> None:
 def test_legacy_uscc_is_accepted_only_when_listed() -> None:
     """issue 9 §6: a wrong check character is a row problem unless legacy_codes lists it."""
     legacy = USCC[:17] + ("0" if USCC[17] != "0" else "1")
-    data = _csv(f"{legacy},某公司,企业,zj-public-credit@2023,A,,2024-03-01,,")
+    data = huzhou_csv(f"{legacy},某公司,企业,zj-public-credit@2023,A,,2024-03-01,,")
     assert _problems(data) == [(1, "TYSHXYDM")]
     with pytest.raises(ImportRejected):
         HUZHOU_CSV.parse(data, issuer_node=CITY, legacy_codes={OTHER_USCC[:17] + legacy[17]})

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from adapters.registry import get_adapter
 from node import identifiers
-from tests.adapters.test_huzhou import CITY, USCC, _csv
+from tests.adapters.huzhou_export import CITY, USCC, huzhou_csv
 
 PERSON = identifiers.make_resident_id("33050219900307123")
 ROWS = (f"{PERSON},张三,自然人,zj-public-credit@2023,A,,2026-03-01,,",
@@ -12,7 +12,7 @@ ROWS = (f"{PERSON},张三,自然人,zj-public-credit@2023,A,,2026-03-01,,",
 
 
 def ids(key: bytes | None) -> list[str]:
-    results = get_adapter("huzhou-csv").parse(_csv(*ROWS), issuer_node=CITY, subject_key=key)
+    results = get_adapter("huzhou-csv").parse(huzhou_csv(*ROWS), issuer_node=CITY, subject_key=key)
     return [r.result_id for r in results]
 
 

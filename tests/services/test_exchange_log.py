@@ -14,6 +14,7 @@ import prometheus_client
 import pytest
 import sqlalchemy as sa
 from cryptography.hazmat.primitives.asymmetric import ed25519
+from google.protobuf import message as pb_message
 
 from node import model, wire
 from node.clock import ManualClock
@@ -30,7 +31,7 @@ from node.tls import channel_credentials, server_credentials
 from tests.conftest import BACKENDS
 from tests.pg import PostgresServer
 from tests.pki import NodeTls, make_node_tls
-from tests.services.test_interchange_server import reason_of
+from tests.services.interchange_node import reason_of
 
 HUZHOU, JIAXING, SHANGHAI = "cn-330500", "cn-330400", "cn-310000"
 STUB = "/creditx.v1.ExchangeLog"
@@ -145,7 +146,8 @@ async def node(stores: dict[str, Store], tls: dict[str, NodeTls],
     await node.stop()
 
 
-def unary(ch: grpc.aio.Channel, method: str, response: type) -> grpc.aio.UnaryUnaryMultiCallable:
+def unary(ch: grpc.aio.Channel, method: str,
+          response: type[pb_message.Message]) -> grpc.aio.UnaryUnaryMultiCallable:
     return ch.unary_unary(f"{STUB}/{method}", request_serializer=wire.serialize,
                           response_deserializer=response.FromString)
 
@@ -279,7 +281,7 @@ async def test_a_witness_gets_only_its_zones_entries_with_every_index_kept(
     ],
 )
 async def test_bad_proof_requests_are_invalid_argument(
-    node: LogNode, tls: dict[str, NodeTls], method: str, response: type,
+    node: LogNode, tls: dict[str, NodeTls], method: str, response: type[pb_message.Message],
     request_: object, needle: str,
 ) -> None:
     await node.append(4)

@@ -19,7 +19,7 @@ from node.identifiers import make_uscc
 from node.store import Store
 from node.store import log_tables as t
 from tests.pki import NodeTls
-from tests.services.test_interchange_server import (
+from tests.services.interchange_node import (
     COMPANY,
     HUZHOU,
     JIAXING,
@@ -78,7 +78,7 @@ LONG = "9" * 10_000
         ("zone", query("lz-1", zone="z" * 65), "zone", True),
         ("purpose", query("lp-1", purpose="p" * 65), "purpose", True),
         ("subject", query("ls-1", subject=LONG), "USCC", True),
-        ("subject", query("lr-1", subject=LONG, id_type=2), "resident id", True),
+        ("subject", query("lr-1", subject=LONG, id_type=wire.pb.RESIDENT_ID), "resident id", True),
     ],
 )
 async def test_a_field_over_its_limit_is_refused_unechoed_and_unstored(

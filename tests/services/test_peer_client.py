@@ -4,17 +4,17 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import functools
 import socket
-from typing import Any
 
 import grpc
 import pytest
 
 from node import model, signing, wire
 from node.errors import BadAnswer, BadSignature, PeerUnavailable, UntrustedKey
-from node.peer_client import PeerClient, verify_answer
+from node.peer_client import KeyLookup, PeerClient, verify_answer
 from tests.pki import NodeTls
-from tests.services.test_interchange_server import (
+from tests.services.interchange_node import (
     COMPANY,
     HUZHOU,
     JIAXING,
@@ -38,7 +38,8 @@ class Key:
         return self.not_before <= at < self.not_after
 
 
-def keys_of(node: Node, not_after: dt.datetime = dt.datetime(2100, 1, 1, tzinfo=dt.UTC)) -> Any:
+def keys_of(node: Node,
+            not_after: dt.datetime = dt.datetime(2100, 1, 1, tzinfo=dt.UTC)) -> KeyLookup:
     def key_for(peer: str, keyid: str) -> Key:
         if peer == HUZHOU and keyid == node.signer.keyid:
             return Key(node.signer.verification_key(),
@@ -113,28 +114,27 @@ async def test_tampered_or_misbound_answers_are_rejected_with_why(
     sent = wire.serialize(wire.query_to_pb(q("pc-4")))
     response = wire.spb.QueryCreditResponse(result=wire.envelope_to_pb(good.envelope))
 
-    kwargs = dict(peer=HUZHOU, sent=sent, request_id="pc-4", key_for=keys_of(node))
-    verify_answer(response, local_node=JIAXING, **kwargs)  # type: ignore[arg-type]
+    verify = functools.partial(verify_answer, peer=HUZHOU, sent=sent, request_id="pc-4",
+                               key_for=keys_of(node))
+    verify(response, local_node=JIAXING)
     with pytest.raises(BadAnswer, match="addressed to cn-330400, not to us"):
-        verify_answer(response, local_node="cn-330100", **kwargs)  # type: ignore[arg-type]
+        verify(response, local_node="cn-330100")
     with pytest.raises(BadAnswer, match="answers request 'pc-4', we sent 'other'"):
-        verify_answer(response, local_node=JIAXING,
-                      **{**kwargs, "request_id": "other"})  # type: ignore[arg-type]
+        verify(response, local_node=JIAXING, request_id="other")
     with pytest.raises(BadAnswer, match="digest"):
-        verify_answer(response, local_node=JIAXING,
-                      **{**kwargs, "sent": sent + b"x"})  # type: ignore[arg-type]
+        verify(response, local_node=JIAXING, sent=sent + b"x")
     tampered = wire.spb.QueryCreditResponse()
     tampered.CopyFrom(response)
     flipped = bytearray(tampered.result.payload)
     flipped[len(flipped) // 2] ^= 0x01
     tampered.result.payload = bytes(flipped)
     with pytest.raises(BadSignature):
-        verify_answer(tampered, local_node=JIAXING, **kwargs)  # type: ignore[arg-type]
+        verify(tampered, local_node=JIAXING)
     # A key that had expired before the result was issued does not count.
     with pytest.raises(UntrustedKey, match="was not valid when the result was issued"):
-        verify_answer(response, local_node=JIAXING, **{**kwargs, "key_for": keys_of(
-            node, not_after=dt.datetime(2001, 1, 1, tzinfo=dt.UTC))})  # type: ignore[arg-type]
+        verify(response, local_node=JIAXING,
+               key_for=keys_of(node, not_after=dt.datetime(2001, 1, 1, tzinfo=dt.UTC)))
     # A key the trust list does not hold for that peer.
     with pytest.raises(UntrustedKey):
-        verify_answer(response, local_node=JIAXING, **{
-            **kwargs, "key_for": lambda p, k: (_ for _ in ()).throw(UntrustedKey(k))})  # type: ignore[arg-type]
+        verify(response, local_node=JIAXING,
+               key_for=lambda p, k: (_ for _ in ()).throw(UntrustedKey(k)))

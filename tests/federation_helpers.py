@@ -11,7 +11,12 @@ from node import model
 from node.runtime import NodeRuntime
 
 HUZHOU, JIAXING, HANGZHOU, NINGBO, SHANGHAI = (
-    "cn-330500", "cn-330400", "cn-330100", "cn-330200", "cn-310000")
+    "cn-330500",
+    "cn-330400",
+    "cn-330100",
+    "cn-330200",
+    "cn-310000",
+)
 
 
 Running = tuple[Federation, dict[str, NodeRuntime]]

@@ -19,23 +19,51 @@ ROOT = pathlib.Path(__file__).resolve().parents[1] / "node"
 # covers its modules unless a module has its own.
 FLOORS: Mapping[str, int] = {
     # 1: the pure core
-    "node.b64": 1, "node.clock": 1, "node.config": 1, "node.divisions": 1, "node.errors": 1,
-    "node.identifiers": 1, "node.log.merkle": 1, "node.metrics": 1, "node.signing": 1,
-    "node.sealed_secret": 1, "node.process": 1,
+    "node.b64": 1,
+    "node.clock": 1,
+    "node.config": 1,
+    "node.divisions": 1,
+    "node.errors": 1,
+    "node.identifiers": 1,
+    "node.log.merkle": 1,
+    "node.metrics": 1,
+    "node.signing": 1,
+    "node.sealed_secret": 1,
+    "node.process": 1,
     # 2: the model and signed notes
-    "node.model": 2, "node.log.notes": 2, "node.privacy": 2,
+    "node.model": 2,
+    "node.log.notes": 2,
+    "node.privacy": 2,
     # 3: store, wire, policy (generated code below the wire layer), files of the home
-    "node._pb": 3, "node.store": 3, "node.wire": 3, "node.policy": 3, "node.home": 3,
-    "node.disclosure": 3, "node.tls": 3, "node.keys": 3, "node.gendata": 3,
-    "node.error_status": 3, "node.serving_config": 3,
+    "node._pb": 3,
+    "node.store": 3,
+    "node.wire": 3,
+    "node.policy": 3,
+    "node.home": 3,
+    "node.disclosure": 3,
+    "node.tls": 3,
+    "node.keys": 3,
+    "node.gendata": 3,
+    "node.error_status": 3,
+    "node.serving_config": 3,
     "node.legacy_uscc": 3,  # reads its file: floors 1-2 do no I/O
     # 4: the log, trust, the answer path
-    "node.log": 4, "node.trust": 4, "node.trust_files": 4, "node.answer": 4,
+    "node.log": 4,
+    "node.trust": 4,
+    "node.trust_files": 4,
+    "node.answer": 4,
     # 5: services, the peer client, the answer worker's two sides, asking a peer, its log
-    "node.services": 5, "node.peer_client": 5, "node.answer.worker_client": 5,
-    "node.asking": 5, "node.log_client": 5,
+    "node.services": 5,
+    "node.peer_client": 5,
+    "node.answer.worker_client": 5,
+    "node.asking": 5,
+    "node.log_client": 5,
     # 6: wiring, the server, the command line, processes' mains
-    "node.server": 6, "node.runtime": 6, "node.cli": 6, "node.answer.worker": 6, "node": 6,
+    "node.server": 6,
+    "node.runtime": 6,
+    "node.cli": 6,
+    "node.answer.worker": 6,
+    "node": 6,
 }
 GENERATED = "node._pb"
 WIRE = "node.wire"
@@ -73,8 +101,10 @@ def imports(path: pathlib.Path, module: str) -> Iterator[str]:
                 anchor = package.split(".")[: len(package.split(".")) - node.level + 1]
                 base = ".".join([*anchor, base] if base else anchor)
             # `from node import model`: the submodule, where there is one.
-            names = [f"{base}.{alias.name}" if _is_module(f"{base}.{alias.name}") else base
-                     for alias in node.names]
+            names = [
+                f"{base}.{alias.name}" if _is_module(f"{base}.{alias.name}") else base
+                for alias in node.names
+            ]
         else:
             continue
         yield from (n for n in names if n == "node" or n.startswith("node."))
@@ -149,10 +179,12 @@ def violations(edges: Mapping[str, set[str]]) -> list[str]:
                 problems.append(f"{module} imports {target}, which only {owner} may")
             target_floor = floor_of(target)
             # A package's __init__ may name its own modules; anything else goes down or level.
-            if (target_floor is not None and target_floor > floor
-                    and not target.startswith(module + ".")):
-                problems.append(
-                    f"{module} (floor {floor}) imports {target} (floor {target_floor})")
+            if (
+                target_floor is not None
+                and target_floor > floor
+                and not target.startswith(module + ".")
+            ):
+                problems.append(f"{module} (floor {floor}) imports {target} (floor {target_floor})")
     for component in cycles(edges):
         problems.append("import cycle: " + " <-> ".join(component))
     return problems
@@ -162,8 +194,11 @@ def main() -> int:
     problems = violations(graph())
     for problem in problems:
         print(problem)
-    print(f"{len(problems)} layering problem(s) in node/" if problems
-          else "node/: no import cycle, every import goes down or level")
+    print(
+        f"{len(problems)} layering problem(s) in node/"
+        if problems
+        else "node/: no import cycle, every import goes down or level"
+    )
     return 1 if problems else 0
 
 

@@ -29,7 +29,10 @@ def make_node_tls(node_id: str) -> NodeTls:
     cert = self_signed_tls_certificate(node_id, key, dt.datetime.now(dt.UTC))
     return NodeTls(
         node_id,
-        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                          serialization.NoEncryption()),
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        ),
         cert.public_bytes(serialization.Encoding.PEM),
     )

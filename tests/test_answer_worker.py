@@ -41,8 +41,9 @@ def test_frames_round_trip_and_truncation_is_refused() -> None:
 
 @pytest.fixture
 async def pair(tmp_path: pathlib.Path) -> AsyncIterator[Running]:
-    fed = build(tmp_path, {HUZHOU: "湖州", JIAXING: "嘉兴"}, {"hjjw": (HUZHOU, JIAXING)},
-                subjects=20)
+    fed = build(
+        tmp_path, {HUZHOU: "湖州", JIAXING: "嘉兴"}, {"hjjw": (HUZHOU, JIAXING)}, subjects=20
+    )
     nodes = {node_id: NodeRuntime(NodeHome(fed.home(node_id))) for node_id in fed.ports}
     for runtime in nodes.values():
         await runtime.start()
@@ -68,8 +69,10 @@ async def test_a_killed_worker_is_replaced_on_the_same_log(
     os.kill(old_pid, signal.SIGKILL)
     # A call that meets the dead worker fails as UNAVAILABLE (the asking side retries those,
     # or logs a FAILED ask); the next one starts a new worker on the same log.
-    outcomes = [(await jiaxing.ask(HUZHOU, "hjjw", "xinyi-dai", company(fed, i))).decision
-                for i in range(1, 4)]
+    outcomes = [
+        (await jiaxing.ask(HUZHOU, "hjjw", "xinyi-dai", company(fed, i))).decision
+        for i in range(1, 4)
+    ]
     assert set(outcomes) <= {model.Decision.GRANTED, model.Decision.FAILED}
     assert outcomes[-1] is model.Decision.GRANTED
     assert worker.pid is not None and worker.pid != old_pid
@@ -97,13 +100,15 @@ async def test_the_servers_log_view_follows_the_worker(pair: Running) -> None:
 
 
 async def test_answering_in_process_when_configured(tmp_path: pathlib.Path) -> None:
-    fed = build(tmp_path, {HUZHOU: "湖州", JIAXING: "嘉兴"}, {"hjjw": (HUZHOU, JIAXING)},
-                subjects=10)
+    fed = build(
+        tmp_path, {HUZHOU: "湖州", JIAXING: "嘉兴"}, {"hjjw": (HUZHOU, JIAXING)}, subjects=10
+    )
     config = NodeHome(fed.home(HUZHOU)).config_file
     text = config.read_text(encoding="utf-8")
     assert "answer_worker = true" in text  # written by `creditnode init`, so operators see it
-    config.write_text(text.replace("answer_worker = true", "answer_worker = false"),
-                      encoding="utf-8")
+    config.write_text(
+        text.replace("answer_worker = true", "answer_worker = false"), encoding="utf-8"
+    )
     nodes = {node_id: NodeRuntime(NodeHome(fed.home(node_id))) for node_id in fed.ports}
     for runtime in nodes.values():
         await runtime.start()
@@ -124,8 +129,9 @@ async def test_a_call_in_flight_when_the_worker_dies_fails_as_unavailable(
     worker = nodes[HUZHOU].answerer
     assert isinstance(worker, WorkerAnswerer) and worker.pid is not None
     monkeypatch.setattr(answer_worker, "RESTART_INTERVAL_S", 0.0)
-    query = wire.serialize(wire.query_to_pb(model.CreditQuery(
-        "in-flight", company(fed, 0), "hjjw", "xinyi-dai")))
+    query = wire.serialize(
+        wire.query_to_pb(model.CreditQuery("in-flight", company(fed, 0), "hjjw", "xinyi-dai"))
+    )
     old_pid = worker.pid
     os.kill(old_pid, signal.SIGSTOP)  # the request waits in the socket, unanswered
     call = asyncio.ensure_future(worker.answer(JIAXING, [query], single=True))

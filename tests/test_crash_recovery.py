@@ -79,9 +79,19 @@ class ServeProcess:
         self.ready.unlink(missing_ok=True)
         with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "node.cli", "serve", "--home", str(self.home),
-                 "--ready-file", str(self.ready)],
-                stdout=log, stderr=subprocess.STDOUT, cwd=REPO,
+                [
+                    sys.executable,
+                    "-m",
+                    "node.cli",
+                    "serve",
+                    "--home",
+                    str(self.home),
+                    "--ready-file",
+                    str(self.ready),
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=REPO,
             )
         deadline = time.monotonic() + START_TIMEOUT_S
         while not self.ready.exists() or not self.ready.read_text():
@@ -160,8 +170,9 @@ def enterprises(fed: Federation, node_id: str) -> list[str]:
 
 
 def query(request_id: str, uscc: str) -> model.CreditQuery:
-    return model.CreditQuery(request_id, model.SubjectRef(model.SubjectIdType.USCC, uscc),
-                             ZONE, PURPOSE)
+    return model.CreditQuery(
+        request_id, model.SubjectRef(model.SubjectIdType.USCC, uscc), ZONE, PURPOSE
+    )
 
 
 async def ask(client: PeerClient, request: model.CreditQuery, log_key: str) -> Received:
@@ -169,12 +180,17 @@ async def ask(client: PeerClient, request: model.CreditQuery, log_key: str) -> R
     answer = await client.query(request)
     verify_receipt(answer.receipt, log_key, HUZHOU)
     assert answer.result.log_index == answer.receipt.log_index
-    return Received(request.request_id, answer.receipt.log_index, answer.receipt.leaf_hash,
-                    answer.receipt.checkpoint)
+    return Received(
+        request.request_id,
+        answer.receipt.log_index,
+        answer.receipt.leaf_hash,
+        answer.receipt.checkpoint,
+    )
 
 
-async def worker(client: PeerClient, load: Load, name: str, offset: int, subjects: list[str],
-                 log_key: str) -> None:
+async def worker(
+    client: PeerClient, load: Load, name: str, offset: int, subjects: list[str], log_key: str
+) -> None:
     for n in range(100_000):  # bounded; the kill ends it long before
         request = query(f"{name}-{n}", subjects[(offset + n) % len(subjects)])
         load.in_flight += 1
@@ -191,13 +207,21 @@ async def worker(client: PeerClient, load: Load, name: str, offset: int, subject
         load.first_answer.set()
 
 
-async def load_then_kill(runtime: NodeRuntime, node: ServeProcess, round_no: int,
-                         subjects: list[str], log_key: str, rng: random.Random) -> Load:
+async def load_then_kill(
+    runtime: NodeRuntime,
+    node: ServeProcess,
+    round_no: int,
+    subjects: list[str],
+    log_key: str,
+    rng: random.Random,
+) -> Load:
     """WORKERS concurrent query loops; SIGKILL a random moment after the first answer."""
     load = Load()
     client = runtime.peer_client(HUZHOU, ZONE)
-    tasks = [asyncio.create_task(worker(client, load, f"crash-r{round_no}-w{w}", w, subjects,
-                                        log_key)) for w in range(WORKERS)]
+    tasks = [
+        asyncio.create_task(worker(client, load, f"crash-r{round_no}-w{w}", w, subjects, log_key))
+        for w in range(WORKERS)
+    ]
     try:
         await asyncio.wait_for(load.first_answer.wait(), timeout=START_TIMEOUT_S)
         await asyncio.sleep(rng.uniform(*KILL_DELAY_S))
@@ -218,11 +242,15 @@ def check_log(fed: Federation, received: list[Received]) -> int:
     # `creditnode log verify`: tree recomputed, every checkpoint signature and consistency.
     verified = run_cli("log", "verify", "--home", fed.home(HUZHOU))
     assert verified.startswith("OK: "), verified
-    with Store.open(NodeHome(fed.home(HUZHOU)).db_url(), migrate=False) as store, \
-            store.connect() as conn:
+    with (
+        Store.open(NodeHome(fed.home(HUZHOU)).db_url(), migrate=False) as store,
+        store.connect() as conn,
+    ):
         entries = {row.idx: row for row in conn.execute(sa.select(t.log_entries))}
-        checkpoints = {row.size: row.note for row in conn.execute(
-            sa.select(t.log_checkpoints.c.size, t.log_checkpoints.c.note))}
+        checkpoints = {
+            row.size: row.note
+            for row in conn.execute(sa.select(t.log_checkpoints.c.size, t.log_checkpoints.c.note))
+        }
         state_size = conn.execute(sa.select(t.log_state.c.size)).scalar_one()
     size = len(entries)
     assert verified.startswith(f"OK: {size} entries"), verified
@@ -235,7 +263,10 @@ def check_log(fed: Federation, received: list[Received]) -> int:
         assert entry.leaf_hash == got.leaf_hash, f"{got.request_id}: another leaf at its index"
         record = wire.record_from_bytes(entry.data)
         assert (record.request_id, record.requester_node, record.decision) == (
-            got.request_id, JIAXING, model.Decision.GRANTED)
+            got.request_id,
+            JIAXING,
+            model.Decision.GRANTED,
+        )
         # The checkpoint the client holds is the one the log kept: no fork after the crash.
         stated = notes.Checkpoint.parse_body(notes.split_note(got.checkpoint)[0]).size
         assert checkpoints.get(stated) == got.checkpoint
@@ -246,8 +277,7 @@ async def test_sigkill_mid_load_loses_no_answer_and_leaves_no_hole(
     tmp_path: pathlib.Path,
 ) -> None:
     started = time.monotonic()
-    fed = build(tmp_path, {HUZHOU: "湖州", JIAXING: "嘉兴"}, {ZONE: (HUZHOU, JIAXING)},
-                subjects=40)
+    fed = build(tmp_path, {HUZHOU: "湖州", JIAXING: "嘉兴"}, {ZONE: (HUZHOU, JIAXING)}, subjects=40)
     # The load is far above the zone's example rate; the rate limit is not under test here.
     with NodeHome(fed.home(HUZHOU)).config_file.open("a", encoding="utf-8") as f:
         f.write(f'\n[zones.{ZONE}.caller_rates]\n"{JIAXING}" = 1000000\n')
@@ -270,25 +300,40 @@ async def test_sigkill_mid_load_loses_no_answer_and_leaves_no_hole(
                 assert load.received, f"round {round_no}: no answer before the kill"
                 all_received += load.received
                 size = check_log(fed, all_received)
-                measured.append(f"round {round_no}: {len(load.received)} answers received, "
-                                f"{load.in_flight_at_kill} in flight at the kill, log size {size}")
+                measured.append(
+                    f"round {round_no}: {len(load.received)} answers received, "
+                    f"{load.in_flight_at_kill} in flight at the kill, log size {size}"
+                )
                 # Restarted, it answers again, at the indices right after the old ones.
                 huzhou.start()
                 client = jiaxing.peer_client(HUZHOU, ZONE)
                 try:
-                    after = await asyncio.wait_for(asyncio.gather(*(
-                        ask(client, query(f"after-r{round_no}-{n}", subjects[n % len(subjects)]),
-                            log_key) for n in range(AFTER_RESTART))), timeout=START_TIMEOUT_S)
+                    after = await asyncio.wait_for(
+                        asyncio.gather(
+                            *(
+                                ask(
+                                    client,
+                                    query(f"after-r{round_no}-{n}", subjects[n % len(subjects)]),
+                                    log_key,
+                                )
+                                for n in range(AFTER_RESTART)
+                            )
+                        ),
+                        timeout=START_TIMEOUT_S,
+                    )
                 finally:
                     await client.close()
                 assert sorted(a.log_index for a in after) == list(
-                    range(size, size + AFTER_RESTART)), measured
+                    range(size, size + AFTER_RESTART)
+                ), measured
                 all_received += after
         size = check_log(fed, all_received)  # stopped with SIGTERM after the last round
     finally:
         await jiaxing.stop()
     # Each answer has its own entry; the log may hold more (committed, reply lost in the kill).
     assert len({r.log_index for r in all_received}) == len(all_received) <= size
-    measured.append(f"final log size {size}, {len(all_received)} answers received in all, "
-                    f"{time.monotonic() - started:.1f} s")
+    measured.append(
+        f"final log size {size}, {len(all_received)} answers received in all, "
+        f"{time.monotonic() - started:.1f} s"
+    )
     print("\n".join(measured))

@@ -60,10 +60,22 @@ async def test_authorisation_matrix_across_real_nodes(
         (NINGBO, "hyzt", "xinyi-dai", company(fed), model.Decision.GRANTED, ""),
         (HANGZHOU, "hz-metro", "xinyi-xing", person(fed), model.Decision.GRANTED, ""),
         # Shanghai is not in hjjw: it has no trust list for it, so it cannot even dial.
-        (NINGBO, "hyzt", "joint-sanction", company(fed), model.Decision.REFUSED,
-         "PURPOSE_NOT_AGREED"),
-        (JIAXING, "hjjw", "xinyi-dai", person(fed), model.Decision.REFUSED,
-         "SUBJECT_TYPE_NOT_ALLOWED"),
+        (
+            NINGBO,
+            "hyzt",
+            "joint-sanction",
+            company(fed),
+            model.Decision.REFUSED,
+            "PURPOSE_NOT_AGREED",
+        ),
+        (
+            JIAXING,
+            "hjjw",
+            "xinyi-dai",
+            person(fed),
+            model.Decision.REFUSED,
+            "SUBJECT_TYPE_NOT_ALLOWED",
+        ),
         (JIAXING, "hjjw", "xinyi-dai", unknown, model.Decision.NOT_FOUND, "NOT_FOUND"),
     ]
     for asker, zone, purpose, subject, decision, reason in cases:
@@ -79,7 +91,10 @@ async def test_authorisation_matrix_across_real_nodes(
     assert len([r for r in huzhou_records if r.direction is model.Direction.ANSWERED]) == len(cases)
     asked = _records(nodes[JIAXING])
     assert {r.decision for r in asked if r.direction is model.Direction.ASKED} == {
-        model.Decision.GRANTED, model.Decision.REFUSED, model.Decision.NOT_FOUND}
+        model.Decision.GRANTED,
+        model.Decision.REFUSED,
+        model.Decision.NOT_FOUND,
+    }
     # Resident ids appear only pseudonymised, on both sides.
     for record in huzhou_records + _records(nodes[HANGZHOU]):
         if record.subject and record.subject.id_type is model.SubjectIdType.RESIDENT_ID:
@@ -113,11 +128,15 @@ async def test_witness_cosigns_checkpoints(
         lines = conn.execute(t.log_cosignatures.select()).all()
     assert lines, "Jiaxing cosigned at least one of Huzhou's checkpoints"
     witness_key = json.loads((fed.root / f"{JIAXING}.identity.json").read_text())[
-        "witness_verifier_key"]
+        "witness_verifier_key"
+    ]
     with nodes[HUZHOU].store.connect() as conn:
         for row in lines:
-            note = conn.execute(t.log_checkpoints.select().where(
-                t.log_checkpoints.c.size == row.size)).one().note
+            note = (
+                conn.execute(t.log_checkpoints.select().where(t.log_checkpoints.c.size == row.size))
+                .one()
+                .note
+            )
             body, _ = notes.split_note(note)
             assert notes.verify_cosignature(row.line, body, witness_key) > 0
     assert nodes[HUZHOU].witnessing.stats.alarms == 0
@@ -129,8 +148,16 @@ async def test_removed_member_and_refused_expired_list(
     fed, nodes = federation
     huzhou = nodes[HUZHOU]
     # The coordinator removes Jiaxing from hjjw; Huzhou installs v2 and picks it up live.
-    run_cli("zone", "remove-member", "--zone", "hjjw", "--node-id", JIAXING,
-            "--dir", fed.coordinator_dir())
+    run_cli(
+        "zone",
+        "remove-member",
+        "--zone",
+        "hjjw",
+        "--node-id",
+        JIAXING,
+        "--dir",
+        fed.coordinator_dir(),
+    )
     v2 = fed.sign_zone("hjjw", "v2")
     fed.install("hjjw", v2, [HUZHOU])
     assert "hjjw" in huzhou.trust_files.refresh()
@@ -144,9 +171,12 @@ async def test_removed_member_and_refused_expired_list(
     held = huzhou.trust.trust_list("hjjw")
     assert held is not None
     now = dt.datetime.now(dt.UTC)
-    stale = dataclasses.replace(held, version=held.version + 1,
-                                issued_at=now - dt.timedelta(days=2),
-                                expires_at=now - dt.timedelta(days=1))
+    stale = dataclasses.replace(
+        held,
+        version=held.version + 1,
+        issued_at=now - dt.timedelta(days=2),
+        expires_at=now - dt.timedelta(days=1),
+    )
     coordinator = _load_coordinator(fed.coordinator_dir(), "hjjw")
     path = fed.home(HUZHOU) / "zones" / "hjjw.trustlist.json"
     path.write_text(sign_trust_list(stale, coordinator).to_json())
@@ -172,8 +202,18 @@ async def test_rotated_key_old_results_still_verify(
     run_cli("keys", "rotate", "--home", fed.home(HUZHOU))
     identity = fed.root / "huzhou-rotated.json"
     identity.write_text(run_cli("identity", "export", "--home", fed.home(HUZHOU)))
-    run_cli("zone", "add-member", "--zone", "hjjw", "--identity", identity, "--endpoint",
-            fed.endpoint(HUZHOU), "--dir", fed.coordinator_dir())
+    run_cli(
+        "zone",
+        "add-member",
+        "--zone",
+        "hjjw",
+        "--identity",
+        identity,
+        "--endpoint",
+        fed.endpoint(HUZHOU),
+        "--dir",
+        fed.coordinator_dir(),
+    )
     fed.install("hjjw", fed.sign_zone("hjjw", "rotated"), [HUZHOU, JIAXING])
     nodes[HUZHOU] = NodeRuntime(NodeHome(fed.home(HUZHOU)))
     await nodes[HUZHOU].start()
@@ -184,10 +224,12 @@ async def test_rotated_key_old_results_still_verify(
     info = nodes[JIAXING].trust.peer_key(HUZHOU, old_keyid, zone="hjjw")
     assert info.status == "verify-only"
     assert before.answer.result.issued_at is not None
-    key = nodes[JIAXING].trust.signing_key(HUZHOU, old_keyid, before.answer.result.issued_at,
-                                           zone="hjjw")
-    signing.verify_envelope(before.answer.envelope, payload_type=signing.PAYLOAD_CREDIT_RESULT,
-                            keys={old_keyid: key})
+    key = nodes[JIAXING].trust.signing_key(
+        HUZHOU, old_keyid, before.answer.result.issued_at, zone="hjjw"
+    )
+    signing.verify_envelope(
+        before.answer.envelope, payload_type=signing.PAYLOAD_CREDIT_RESULT, keys={old_keyid: key}
+    )
 
 
 def _records(runtime: NodeRuntime) -> list[model.ExchangeRecord]:
@@ -196,13 +238,16 @@ def _records(runtime: NodeRuntime) -> list[model.ExchangeRecord]:
     return [wire.record_from_bytes(row.data) for row in rows]
 
 
-
-
 async def _creditnode(*args: object) -> tuple[int, str]:
     """Run the real CLI in a child process while this event loop keeps serving the nodes."""
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "node.cli", *map(str, args),
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+        sys.executable,
+        "-m",
+        "node.cli",
+        *map(str, args),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
     out, _ = await asyncio.wait_for(proc.communicate(), timeout=60)
     return proc.returncode or 0, out.decode()
 
@@ -216,8 +261,7 @@ async def test_witness_verifies_peer_log_and_others_get_no_entries(federation: R
     assert "OK: cn-330500: 3 entries match its checkpoint" in out
     assert "our pinned key" in out  # Jiaxing witnesses Huzhou and pinned its log key
     # Shanghai is neither witness nor auditor of Huzhou's log: no entries for it.
-    code, out = await _creditnode("log", "verify", "--home", fed.home(SHANGHAI), "--peer",
-                                  HUZHOU)
+    code, out = await _creditnode("log", "verify", "--home", fed.home(SHANGHAI), "--peer", HUZHOU)
     assert code == 1
     assert "error: cn-330500 refused: PERMISSION_DENIED NOT_AUDITOR_OR_WITNESS" in out
     assert "Traceback" not in out
@@ -242,14 +286,35 @@ async def test_answer_signed_by_a_key_not_on_our_list_is_rejected_and_logged(
 async def test_query_command_prints_verified_answer(federation: Running) -> None:
     fed, _ = federation
     subject = company(fed)
-    code, out = await _creditnode("query", "--home", fed.home(JIAXING), "--peer", HUZHOU,
-                                  "--zone", "hjjw", "--purpose", "xinyi-dai",
-                                  "--subject", subject.id)
+    code, out = await _creditnode(
+        "query",
+        "--home",
+        fed.home(JIAXING),
+        "--peer",
+        HUZHOU,
+        "--zone",
+        "hjjw",
+        "--purpose",
+        "xinyi-dai",
+        "--subject",
+        subject.id,
+    )
     assert code == 0, out
     assert out.startswith("GRANTED (signature, binding and log receipt verified)")
-    code, out = await _creditnode("query", "--home", fed.home(JIAXING), "--peer", HUZHOU,
-                                  "--zone", "hjjw", "--purpose", "joint-sanction",
-                                  "--subject", subject.id, "--json")
+    code, out = await _creditnode(
+        "query",
+        "--home",
+        fed.home(JIAXING),
+        "--peer",
+        HUZHOU,
+        "--zone",
+        "hjjw",
+        "--purpose",
+        "joint-sanction",
+        "--subject",
+        subject.id,
+        "--json",
+    )
     assert code == 1
     doc = json.loads(out)
     assert doc["decision"] == "REFUSED" and "PURPOSE_NOT_AGREED" in doc["reason"]
@@ -267,8 +332,16 @@ async def test_member_removed_from_every_list_is_unauthenticated_on_an_open_conn
         query = model.CreditQuery("open-1", company(fed), "hjjw", "xinyi-dai")
         assert (await client.query(query)).result.audience_node == JIAXING
         for zone in ("hjjw", "hz-metro"):
-            run_cli("zone", "remove-member", "--zone", zone, "--node-id", JIAXING,
-                    "--dir", fed.coordinator_dir())
+            run_cli(
+                "zone",
+                "remove-member",
+                "--zone",
+                zone,
+                "--node-id",
+                JIAXING,
+                "--dir",
+                fed.coordinator_dir(),
+            )
             members = [n for n in (HUZHOU, HANGZHOU) if zone == "hz-metro" or n == HUZHOU]
             fed.install(zone, fed.sign_zone(zone, "no-jiaxing"), members)
         assert set(nodes[HUZHOU].trust_files.refresh()) == {"hjjw", "hz-metro"}
@@ -299,8 +372,9 @@ async def test_health_and_reflection_speak_of_the_served_services(federation: Ru
             reply = await health.Check(health_pb2.HealthCheckRequest(service=service), timeout=5)
             assert reply.status == health_pb2.HealthCheckResponse.SERVING, service
         with pytest.raises(grpc.aio.AioRpcError) as info:
-            await health.Check(health_pb2.HealthCheckRequest(service="creditx.v1.GreenLoanSync"),
-                               timeout=5)
+            await health.Check(
+                health_pb2.HealthCheckRequest(service="creditx.v1.GreenLoanSync"), timeout=5
+            )
         assert info.value.code() == grpc.StatusCode.NOT_FOUND  # not served yet
         reflect = reflection_pb2_grpc.ServerReflectionStub(client.channel)
         listed = set()
@@ -308,8 +382,11 @@ async def test_health_and_reflection_speak_of_the_served_services(federation: Ru
             iter([reflection_pb2.ServerReflectionRequest(list_services="")]), timeout=5
         ):
             listed |= {s.name for s in reply.list_services_response.service}
-        assert {"creditx.v1.CreditInterchange", "creditx.v1.ExchangeLog",
-                "grpc.health.v1.Health"} <= listed
+        assert {
+            "creditx.v1.CreditInterchange",
+            "creditx.v1.ExchangeLog",
+            "grpc.health.v1.Health",
+        } <= listed
     finally:
         await client.close()
 

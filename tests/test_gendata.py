@@ -150,8 +150,17 @@ def test_city_must_be_a_known_node(city: str, error: type[Exception]) -> None:
 
 def test_cli_writes_the_same_file(tmp_path: pathlib.Path) -> None:
     out = tmp_path / "export.json"
-    args = ["gen-data", "--city", CITY, "--subjects", "50", "--seed", "9", "--as-of",
-            AS_OF.isoformat()]
+    args = [
+        "gen-data",
+        "--city",
+        CITY,
+        "--subjects",
+        "50",
+        "--seed",
+        "9",
+        "--as-of",
+        AS_OF.isoformat(),
+    ]
     result = CliRunner().invoke(main, [*args, "--format", "huzhou-json", "--out", str(out)])
     assert result.exit_code == 0, result.output
     assert out.read_bytes() == generate_export(CITY, 50, 9, AS_OF, "huzhou-json")
@@ -191,11 +200,13 @@ def test_expired_results_only_when_asked() -> None:
 def test_cli_default_as_of_is_today_in_china(tmp_path: pathlib.Path) -> None:
     """issue 9 §1: without --as-of the export is current today (China time), every time."""
     out = tmp_path / "export.csv"
-    result = CliRunner().invoke(main, ["gen-data", "--city", CITY, "--subjects", "20",
-                                       "--out", str(out)])
+    result = CliRunner().invoke(
+        main, ["gen-data", "--city", CITY, "--subjects", "20", "--out", str(out)]
+    )
     assert result.exit_code == 0, result.output
     today = china_date(SYSTEM.now())
     assert f"current on {today.isoformat()}" in result.output or (
-        f"current on {(today + dt.timedelta(days=1)).isoformat()}" in result.output)
+        f"current on {(today + dt.timedelta(days=1)).isoformat()}" in result.output
+    )
     parsed = get_adapter("huzhou-csv").parse(out.read_bytes(), issuer_node=CITY)
     assert all(r.valid_until > SYSTEM.now() for r in parsed)

@@ -107,8 +107,23 @@ def test_an_overlong_uscc_is_not_echoed() -> None:
 
 @pytest.mark.parametrize(
     "code",
-    ["310000", "320100", "320500", "330100", "330500", "340100", "330400", "330600", "330800",
-     "341000", "330700", "330300", "330200", "330900", "331000"],
+    [
+        "310000",
+        "320100",
+        "320500",
+        "330100",
+        "330500",
+        "340100",
+        "330400",
+        "330600",
+        "330800",
+        "341000",
+        "330700",
+        "330300",
+        "330200",
+        "330900",
+        "331000",
+    ],
 )
 def test_every_city_of_the_first_deployment_is_in_the_division_table(code: str) -> None:
     assert divisions.name_of(code)

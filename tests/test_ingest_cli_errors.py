@@ -110,8 +110,9 @@ def test_a_repeated_person_is_shown_masked(db_home: pathlib.Path, tmp_path: path
 
 def test_store_duplicate_check_masks_a_person() -> None:
     """issue 9 §6: the store's own one-result-per-subject check names a person masked too."""
-    good = HUZHOU_CSV.parse((VECTORS / "huzhou-csv" / "good.csv").read_bytes(),
-                            issuer_node="cn-330500")
+    good = HUZHOU_CSV.parse(
+        (VECTORS / "huzhou-csv" / "good.csv").read_bytes(), issuer_node="cn-330500"
+    )
     person = next(r for r in good if r.subject.id == PERSON)
     again = dataclasses.replace(person, result_id=person.result_id[:-1] + "0")
     [problem] = check_batch([person, again])

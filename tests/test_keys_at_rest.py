@@ -150,11 +150,17 @@ def test_every_key_writer_writes_encrypted_0600_files_in_an_encrypted_home(
     steps: list[tuple[str, tuple[str | pathlib.Path, ...], object]] = [
         ("init", ("init", "--node-id", "cn-330500", "--name", "湖州", "--home", home), None),
         ("keys rotate", ("keys", "rotate", "--home", home), None),
-        ("keys rotate", ("keys", "rotate", "--algorithm", "ecdsa-p256-sha256", "--home", home),
-         None),
+        (
+            "keys rotate",
+            ("keys", "rotate", "--algorithm", "ecdsa-p256-sha256", "--home", home),
+            None,
+        ),
         ("keys protect", ("keys", "protect", "--home", home), legacy_hmac_key),
-        ("init", ("init", "--node-id", "cn-330500", "--name", "湖州", "--home", home, "--force"),
-         None),
+        (
+            "init",
+            ("init", "--node-id", "cn-330500", "--name", "湖州", "--home", home, "--force"),
+            None,
+        ),
         ("zone init", ("zone", "init", "--zone", "hjjw", "--dir", coordinator), None),
         ("zone init", ("zone", "init", "--zone", "hjjw", "--dir", coordinator, "--force"), None),
     ]

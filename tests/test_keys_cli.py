@@ -146,10 +146,12 @@ def encrypted_home(tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch) -> p
 
 
 # RFC 7468 §11 label, split so no tracked line looks like the start of a private key block.
-_PEM_ENCRYPTED_PKCS8 = b"".join((
-    b"-----BEGIN ",
-    b"ENCRYPTED PRIVATE KEY-----",
-))
+_PEM_ENCRYPTED_PKCS8 = b"".join(
+    (
+        b"-----BEGIN ",
+        b"ENCRYPTED PRIVATE KEY-----",
+    )
+)
 
 
 def test_private_keys_are_encrypted_pkcs8(encrypted_home: pathlib.Path) -> None:

@@ -24,4 +24,5 @@ def test_the_log_tables_have_one_owner() -> None:
     edges = {"node.services.exchange_log": {"node.store.log_tables"}}
     assert layering.violations(edges) == [
         "node.services.exchange_log imports node.store.log_tables, which only "
-        "node.log.store, node.store.migrations.env may"]
+        "node.log.store, node.store.migrations.env may"
+    ]

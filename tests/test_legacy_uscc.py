@@ -64,8 +64,10 @@ EVALUATED = T0.date()  # current on the test node's clock
 def _export(*codes: str, evaluated: dt.date = EVALUATED) -> bytes:
     """A huzhou-csv export with one enterprise per code, valid for most of a year."""
     until = evaluated + dt.timedelta(days=300)
-    rows = [f"{code},湖州旧码企业{n},企业,zj-public-credit@2023,A,,{evaluated},{until},"
-            for n, code in enumerate(codes, start=1)]
+    rows = [
+        f"{code},湖州旧码企业{n},企业,zj-public-credit@2023,A,,{evaluated},{until},"
+        for n, code in enumerate(codes, start=1)
+    ]
     return huzhou_csv(*rows)
 
 
@@ -75,8 +77,10 @@ def _export(*codes: str, evaluated: dt.date = EVALUATED) -> bytes:
 def test_list_reads_one_code_a_line_with_comments() -> None:
     """issue 9 §6: codes one a line, `#` comments, blank lines, a BOM, CRLF, lower case and
     spaces as in any USCC; a code listed twice is one code."""
-    text = (f"\ufeff# 湖州 legacy register codes\r\n{LEGACY}\r\n\r\n"
-            f"  {LEGACY_TOO.lower()[:9]} {LEGACY_TOO.lower()[9:]}  # 某公司\n{LEGACY}\n")
+    text = (
+        f"\ufeff# 湖州 legacy register codes\r\n{LEGACY}\r\n\r\n"
+        f"  {LEGACY_TOO.lower()[:9]} {LEGACY_TOO.lower()[9:]}  # 某公司\n{LEGACY}\n"
+    )
     assert parse_legacy_codes(text.encode("utf-8")) == {LEGACY, LEGACY_TOO}
     assert parse_legacy_codes(b"# none yet\n") == frozenset()
 
@@ -85,13 +89,20 @@ def test_list_reads_one_code_a_line_with_comments() -> None:
     ("line", "message"),
     [
         (b"9133050", "line 2: not a legacy register code: USCC must have 18 characters, got 7"),
-        (LEGACY[:8].encode() + b"I" + LEGACY[9:].encode(), "line 2: not a legacy register code: "
-         "USCC character 9 is 'I'"),
-        (b"91ABCDEF" + LEGACY[8:].encode(), "line 2: not a legacy register code: USCC positions "
-         "3-8 must be a six-digit division code, got 'ABCDEF'"),
+        (
+            LEGACY[:8].encode() + b"I" + LEGACY[9:].encode(),
+            "line 2: not a legacy register code: USCC character 9 is 'I'",
+        ),
+        (
+            b"91ABCDEF" + LEGACY[8:].encode(),
+            "line 2: not a legacy register code: USCC positions "
+            "3-8 must be a six-digit division code, got 'ABCDEF'",
+        ),
         (b"\xff" + LEGACY.encode(), "line 2: not UTF-8 text"),
-        (b"9" * 100_000 + b"SECRET", "line 2: not a legacy register code: USCC must have 18 "
-         "characters, got 100,006"),
+        (
+            b"9" * 100_000 + b"SECRET",
+            "line 2: not a legacy register code: USCC must have 18 characters, got 100,006",
+        ),
     ],
 )
 def test_a_malformed_line_is_named_by_its_number(line: bytes, message: str) -> None:
@@ -205,7 +216,8 @@ def test_ingest_refuses_a_malformed_list_naming_the_line(
         _run("ingest", "--format", "huzhou-csv", str(export), "--home", str(db_home))
     assert caught.value.message == (
         f"{db_home / LEGACY_USCC_FILE} line 2: not a legacy register code: USCC must have 18 "
-        "characters, got 17")
+        "characters, got 17"
+    )
 
 
 # --- answering over gRPC with mutual TLS ----------------------------------------------------
@@ -215,10 +227,12 @@ def test_ingest_refuses_a_malformed_list_naming_the_line(
 async def legacy_node(db_url: str, tls: dict[str, NodeTls]) -> AsyncIterator[Node]:
     """Huzhou holding a result for LEGACY (ingested under its list), answering Jiaxing."""
     store = Store.open(db_url)
-    results = get_adapter("huzhou-csv").parse(_export(LEGACY), issuer_node=HUZHOU,
-                                              legacy_codes={LEGACY})
-    store.results.import_results(results, source="legacy.csv", file_sha256="0" * 64,
-                                 fmt="huzhou-csv")
+    results = get_adapter("huzhou-csv").parse(
+        _export(LEGACY), issuer_node=HUZHOU, legacy_codes={LEGACY}
+    )
+    store.results.import_results(
+        results, source="legacy.csv", file_sha256="0" * 64, fmt="huzhou-csv"
+    )
     node = Node(store, tls[HUZHOU], {tls[n].fingerprint: n for n in (JIAXING, SHANGHAI)})
     node.legacy_codes = frozenset({LEGACY})
     await node.start([tls[JIAXING], tls[SHANGHAI]])
@@ -237,11 +251,16 @@ async def test_a_listed_legacy_code_is_granted_over_grpc(
         response = await call(ch, query("legacy-1", subject=LEGACY))
         again = await call(ch, query("legacy-1", subject=LEGACY))
     verified = signing.verify_envelope(
-        wire.envelope_from_pb(response.result), payload_type=signing.PAYLOAD_CREDIT_RESULT,
-        keys={legacy_node.signer.keyid: legacy_node.signer.verification_key()})
+        wire.envelope_from_pb(response.result),
+        payload_type=signing.PAYLOAD_CREDIT_RESULT,
+        keys={legacy_node.signer.keyid: legacy_node.signer.verification_key()},
+    )
     result = wire.result_from_bytes(verified.payload)
     assert (result.subject.id, result.subject_name, result.audience_node) == (
-        LEGACY, "湖州旧码企业1", JIAXING)
+        LEGACY,
+        "湖州旧码企业1",
+        JIAXING,
+    )
     assert again.result == response.result
     assert again.receipt.log_index == response.receipt.log_index
 
@@ -256,13 +275,18 @@ async def test_an_unlisted_wrong_check_character_is_still_invalid(
             await call(ch, query("typo-1", subject=TYPO))
         assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
         assert reason_of(caught.value) == "INVALID_SUBJECT_ID"
-        stream = ch.stream_stream(f"/{STUB}/BatchQueryCredit", request_serializer=wire.serialize,
-                                  response_deserializer=wire.spb.QueryCreditResponse.FromString)
-        items = [query("b1", subject=LEGACY), query("b2", subject=TYPO),
-                 query("b3", subject=LEGACY.lower())]
+        stream = ch.stream_stream(
+            f"/{STUB}/BatchQueryCredit",
+            request_serializer=wire.serialize,
+            response_deserializer=wire.spb.QueryCreditResponse.FromString,
+        )
+        items = [
+            query("b1", subject=LEGACY),
+            query("b2", subject=TYPO),
+            query("b3", subject=LEGACY.lower()),
+        ]
         responses = [r async for r in stream(iter(items), timeout=10)]
-    assert [r.error.code for r in responses] == [
-        0, grpc.StatusCode.INVALID_ARGUMENT.value[0], 0]
+    assert [r.error.code for r in responses] == [0, grpc.StatusCode.INVALID_ARGUMENT.value[0], 0]
     assert responses[0].HasField("result") and responses[2].HasField("result")
 
 
@@ -274,8 +298,9 @@ HANGZHOU, ZONE = "cn-330100", "hz-metro"
 @pytest.fixture
 def federation(tmp_path: pathlib.Path) -> Iterator[Federation]:
     """Huzhou and Hangzhou in hz-metro; Huzhou lists LEGACY and has ingested a result for it."""
-    fed = build(tmp_path, {HUZHOU: "湖州", HANGZHOU: "杭州"}, {ZONE: (HANGZHOU, HUZHOU)},
-                subjects=10)
+    fed = build(
+        tmp_path, {HUZHOU: "湖州", HANGZHOU: "杭州"}, {ZONE: (HANGZHOU, HUZHOU)}, subjects=10
+    )
     home = fed.home(HUZHOU)
     (home / LEGACY_USCC_FILE).write_text(f"{LEGACY}  # 湖州旧码企业1\n", encoding="utf-8")
     export = tmp_path / "legacy.csv"
@@ -287,9 +312,24 @@ def federation(tmp_path: pathlib.Path) -> Iterator[Federation]:
 async def _query(fed: Federation, subject: str, *extra: str) -> tuple[int, str]:
     """Hangzhou's `creditnode query` in a child process (this loop keeps Huzhou serving)."""
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "node.cli", "query", "--home", str(fed.home(HANGZHOU)),
-        "--peer", HUZHOU, "--zone", ZONE, "--purpose", "xinyi-dai", "--subject", subject,
-        *extra, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+        sys.executable,
+        "-m",
+        "node.cli",
+        "query",
+        "--home",
+        str(fed.home(HANGZHOU)),
+        "--peer",
+        HUZHOU,
+        "--zone",
+        ZONE,
+        "--purpose",
+        "xinyi-dai",
+        "--subject",
+        subject,
+        *extra,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
     out, _ = await asyncio.wait_for(proc.communicate(), timeout=60)
     return proc.returncode or 0, out.decode()
 

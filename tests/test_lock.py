@@ -39,7 +39,8 @@ def test_every_runtime_dependency_is_pinned_within_its_floor_with_hashes() -> No
         assert name in pins, f"{requirement.name} is not in requirements.lock: run make lock"
         version, hashes = pins[name]
         assert requirement.specifier.contains(version, prereleases=True), (
-            f"{name}=={version} in the lock is outside pyproject's {requirement.specifier}")
+            f"{name}=={version} in the lock is outside pyproject's {requirement.specifier}"
+        )
         assert hashes and all(re.fullmatch(r"[0-9a-f]{64}", h) for h in hashes), name
     for pinned, (_, hashes) in pins.items():
         assert hashes, f"{pinned} is pinned without a hash"

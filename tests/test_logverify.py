@@ -31,8 +31,9 @@ class Log:
     def __init__(self, store: Store) -> None:
         self.store = store
         self.signer = notes.NoteSigner(ORIGIN, ed25519.Ed25519PrivateKey.generate())
-        self.witness = notes.WitnessSigner(notes.witness_key_name("cn-330400"),
-                                           ed25519.Ed25519PrivateKey.generate())
+        self.witness = notes.WitnessSigner(
+            notes.witness_key_name("cn-330400"), ed25519.Ed25519PrivateKey.generate()
+        )
 
     async def fill(self) -> None:
         def sign(size: int, root: bytes) -> str:
@@ -43,15 +44,24 @@ class Log:
         try:
             for count in BATCHES:
                 # Appended together, they commit as one batch under one checkpoint.
-                await asyncio.gather(*(
-                    sequencer.append(lambda i: LogWrite(entry=f"record {i}".encode()),
-                                     lambda i, exc: b"failed")
-                    for _ in range(count)))
+                await asyncio.gather(
+                    *(
+                        sequencer.append(
+                            lambda i: LogWrite(entry=f"record {i}".encode()),
+                            lambda i, exc: b"failed",
+                        )
+                        for _ in range(count)
+                    )
+                )
                 note = sequencer.latest_checkpoint
                 body = notes.split_note(note)[0]
                 size = notes.Checkpoint.parse_body(body).size
-                store_cosignature(self.store, size, self.witness.name,
-                                  notes.cosign_checkpoint(body, self.witness, 1_772_000_000 + size))
+                store_cosignature(
+                    self.store,
+                    size,
+                    self.witness.name,
+                    notes.cosign_checkpoint(body, self.witness, 1_772_000_000 + size),
+                )
         finally:
             await sequencer.close()
 
@@ -69,12 +79,12 @@ async def log(sqlite_url: str) -> AsyncIterator[Log]:
 
 
 def flip_byte(data: bytes, position: int) -> bytes:
-    return data[:position] + bytes([data[position] ^ 0x01]) + data[position + 1:]
+    return data[:position] + bytes([data[position] ^ 0x01]) + data[position + 1 :]
 
 
 def flip_char(text: str, position: int) -> str:
     """Change one character to another printable ASCII one (a byte flip that stays text)."""
-    return text[:position] + ("B" if text[position] != "B" else "C") + text[position + 1:]
+    return text[:position] + ("B" if text[position] != "B" else "C") + text[position + 1 :]
 
 
 def test_intact_log_verifies(log: Log) -> None:
@@ -99,10 +109,15 @@ Tamper = Callable[[sa.Connection], None]
 
 def _update_entry(column: str, index: int, position: int) -> Tamper:
     def tamper(conn: sa.Connection) -> None:
-        value = conn.execute(sa.select(t.log_entries.c[column])
-                             .where(t.log_entries.c.idx == index)).scalar_one()
-        conn.execute(sa.update(t.log_entries).where(t.log_entries.c.idx == index)
-                     .values({column: flip_byte(value, position)}))
+        value = conn.execute(
+            sa.select(t.log_entries.c[column]).where(t.log_entries.c.idx == index)
+        ).scalar_one()
+        conn.execute(
+            sa.update(t.log_entries)
+            .where(t.log_entries.c.idx == index)
+            .values({column: flip_byte(value, position)})
+        )
+
     return tamper
 
 
@@ -111,6 +126,7 @@ def _update_node(level: int, index: int) -> Tamper:
         where = (t.log_nodes.c.level == level) & (t.log_nodes.c.idx == index)
         value = conn.execute(sa.select(t.log_nodes.c.hash).where(where)).scalar_one()
         conn.execute(sa.update(t.log_nodes).where(where).values(hash=flip_byte(value, 31)))
+
     return tamper
 
 
@@ -118,10 +134,15 @@ def _update_checkpoint(size: int, part: str) -> Tamper:
     def tamper(conn: sa.Connection) -> None:
         where = t.log_checkpoints.c.size == size
         note = conn.execute(sa.select(t.log_checkpoints.c.note).where(where)).scalar_one()
-        position = {"origin": 2, "root": len(ORIGIN) + len(str(size)) + 5,
-                    "signature": len(note) - 10}[part]
-        conn.execute(sa.update(t.log_checkpoints).where(where)
-                     .values(note=flip_char(note, position)))
+        position = {
+            "origin": 2,
+            "root": len(ORIGIN) + len(str(size)) + 5,
+            "signature": len(note) - 10,
+        }[part]
+        conn.execute(
+            sa.update(t.log_checkpoints).where(where).values(note=flip_char(note, position))
+        )
+
     return tamper
 
 
@@ -129,8 +150,10 @@ def _update_cosignature(size: int) -> Tamper:
     def tamper(conn: sa.Connection) -> None:
         where = t.log_cosignatures.c.size == size
         line = conn.execute(sa.select(t.log_cosignatures.c.line).where(where)).scalar_one()
-        conn.execute(sa.update(t.log_cosignatures).where(where)
-                     .values(line=flip_char(line, len(line) - 8)))
+        conn.execute(
+            sa.update(t.log_cosignatures).where(where).values(line=flip_char(line, len(line) - 8))
+        )
+
     return tamper
 
 
@@ -162,8 +185,11 @@ def test_data_and_leaf_hash_rewritten_together_is_caught_by_the_checkpoint(log: 
     """A careful forger recomputes the leaf hash too: the signed root still catches it."""
     with log.store.begin() as conn:
         forged = b"record 6, rewritten"
-        conn.execute(sa.update(t.log_entries).where(t.log_entries.c.idx == 6)
-                     .values(data=forged, leaf_hash=merkle.leaf_hash(forged)))
+        conn.execute(
+            sa.update(t.log_entries)
+            .where(t.log_entries.c.idx == 6)
+            .values(data=forged, leaf_hash=merkle.leaf_hash(forged))
+        )
         conn.execute(sa.delete(t.log_nodes))  # and drops the stored nodes
     report = log.verify()
     assert not report.ok
@@ -187,17 +213,22 @@ def _flip_b64(value: str) -> str:
 EDITS: list[tuple[Callable[[dict[str, Any]], None], str]] = [
     (lambda d: d["entries"][8].update(data=_flip_b64(d["entries"][8]["data"])), "entry 8"),
     (lambda d: d["nodes"][2].update(hash=_flip_b64(d["nodes"][2]["hash"])), "tree node"),
-    (lambda d: d["checkpoints"][1].update(note=flip_char(d["checkpoints"][1]["note"], 3)),
-     "checkpoint 1"),
-    (lambda d: d["cosignatures"][3].update(line=flip_char(d["cosignatures"][3]["line"], 40)),
-     "checkpoint 3"),
+    (
+        lambda d: d["checkpoints"][1].update(note=flip_char(d["checkpoints"][1]["note"], 3)),
+        "checkpoint 1",
+    ),
+    (
+        lambda d: d["cosignatures"][3].update(line=flip_char(d["cosignatures"][3]["line"], 40)),
+        "checkpoint 3",
+    ),
     (lambda d: d["checkpoints"][0].update(size=99), "checkpoint 0"),
 ]
 
 
 @pytest.mark.parametrize(("edit", "named"), EDITS)
-def test_tampered_export_is_named(log: Log, edit: Callable[[dict[str, Any]], None],
-                                  named: str) -> None:
+def test_tampered_export_is_named(
+    log: Log, edit: Callable[[dict[str, Any]], None], named: str
+) -> None:
     doc = json.loads(json.dumps(logverify.export_log(log.store)))
     keys = (log.signer.verifier(), [log.witness.verifier()])
     assert logverify.verify_export(doc, *keys).ok
@@ -227,8 +258,9 @@ def test_cli_export_and_verify(log: Log, tmp_path: Path, monkeypatch: pytest.Mon
     assert result.exit_code == 0, result.output
     key = log.signer.verifier_key_text()
     wkey = log.witness.verifier_key_text()
-    ok = runner.invoke(main, ["log", "verify", "--file", str(out), "--log-key", key,
-                              "--witness-key", wkey])
+    ok = runner.invoke(
+        main, ["log", "verify", "--file", str(out), "--log-key", key, "--witness-key", wkey]
+    )
     assert ok.exit_code == 0, ok.output
     assert "OK: 13 entries, 4 checkpoints, 4 cosignatures" in ok.output
     home_ok = runner.invoke(main, ["log", "verify", "--home", str(tmp_path), "--log-key", key])

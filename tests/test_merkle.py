@@ -266,7 +266,8 @@ def test_every_inclusion_proof_matches_rfc_and_verifies(leaves: list[bytes]) -> 
             assert root_from_inclusion_proof(index, size, leaves[index], proof) == root
         # Proofs of several leaves at once share their right-edge hashes, and are the same.
         assert tree.inclusion_proofs(range(size), size) == [
-            naive_path(index, leaves[:size]) for index in range(size)]
+            naive_path(index, leaves[:size]) for index in range(size)
+        ]
 
 
 @settings(max_examples=30)

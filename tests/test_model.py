@@ -42,18 +42,32 @@ def test_record_never_holds_resident_id_in_clear() -> None:
     clear = model.SubjectRef(model.SubjectIdType.RESIDENT_ID, "11010519491231002X")
     with pytest.raises(InvalidInput, match="never holds a resident id in clear"):
         model.ExchangeRecord(
-            time=T0, direction=model.Direction.ANSWERED, requester_node="cn-330400",
-            responder_node="cn-330500", zone="hjjw", purpose="xinyi-dai", subject=clear,
-            request_id="q", request_digest=bytes(32), decision=model.Decision.REFUSED,
+            time=T0,
+            direction=model.Direction.ANSWERED,
+            requester_node="cn-330400",
+            responder_node="cn-330500",
+            zone="hjjw",
+            purpose="xinyi-dai",
+            subject=clear,
+            request_id="q",
+            request_digest=bytes(32),
+            decision=model.Decision.REFUSED,
         )
 
 
 def test_granted_record_needs_result_digest() -> None:
     with pytest.raises(InvalidInput, match="GRANTED record must carry the result digest"):
         model.ExchangeRecord(
-            time=T0, direction=model.Direction.ANSWERED, requester_node="cn-330400",
-            responder_node="cn-330500", zone="hjjw", purpose="xinyi-dai", subject=None,
-            request_id="q", request_digest=bytes(32), decision=model.Decision.GRANTED,
+            time=T0,
+            direction=model.Direction.ANSWERED,
+            requester_node="cn-330400",
+            responder_node="cn-330500",
+            zone="hjjw",
+            purpose="xinyi-dai",
+            subject=None,
+            request_id="q",
+            request_digest=bytes(32),
+            decision=model.Decision.GRANTED,
         )
 
 
@@ -82,10 +96,18 @@ def test_binding_checks_what_it_changes(changes: dict[str, object], message: str
 
 def test_bound_copy_equals_a_fully_validated_copy() -> None:
     result = make_result()
-    binding = dict(audience_node="cn-330400", zone="hjjw", purpose="xinyi-dai",
-                   request_id="q", request_digest=bytes(32), log_index=3,
-                   issued_at=dt.datetime(2026, 3, 2, tzinfo=dt.UTC), flags=["RED_LIST"],
-                   indicators={"green_rating": "G1"}, native_score=None)
+    binding = dict(
+        audience_node="cn-330400",
+        zone="hjjw",
+        purpose="xinyi-dai",
+        request_id="q",
+        request_digest=bytes(32),
+        log_index=3,
+        issued_at=dt.datetime(2026, 3, 2, tzinfo=dt.UTC),
+        flags=["RED_LIST"],
+        indicators={"green_rating": "G1"},
+        native_score=None,
+    )
     assert result.bound(**binding) == dataclasses.replace(result, **binding)  # type: ignore[arg-type]
     assert result.bound(**binding).flags == ("RED_LIST",)
     assert result.level == model.CreditLevel.A  # the original is untouched

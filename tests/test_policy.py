@@ -131,11 +131,16 @@ def test_a_window_ended_before_its_summary_was_taken_keeps_its_count() -> None:
     ("toml", "message"),
     [
         ('[zones.a]\nmembers = "cn-330500"', r"\[zones.a\]: members must be a list"),
-        ('[zones.a]\nmembers = []\n[zones.a.purposes.p]\nsubject_types = ["ROBOT"]',
-         "unknown subject type 'ROBOT'"),
-        ('[zones.a]\nmembers = []\n[zones.a.purposes.p]\nsubject_types = ["ENTERPRISE"]\n'
-         'fields = ["password"]', "unknown result fields"),
-        ('[zones.a]\nmembers = []\nrate_per_minute = -1', "rate_per_minute must be"),
+        (
+            '[zones.a]\nmembers = []\n[zones.a.purposes.p]\nsubject_types = ["ROBOT"]',
+            "unknown subject type 'ROBOT'",
+        ),
+        (
+            '[zones.a]\nmembers = []\n[zones.a.purposes.p]\nsubject_types = ["ENTERPRISE"]\n'
+            'fields = ["password"]',
+            "unknown result fields",
+        ),
+        ("[zones.a]\nmembers = []\nrate_per_minute = -1", "rate_per_minute must be"),
     ],
 )
 def test_bad_policy_file_names_the_place(toml: str, message: str) -> None:

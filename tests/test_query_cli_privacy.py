@@ -25,8 +25,9 @@ ZONE = "hz-metro"
 @pytest.fixture
 async def huzhou_serving(tmp_path: pathlib.Path) -> AsyncIterator[tuple[Federation, str]]:
     """Huzhou serving hz-metro, Hangzhou able to ask it, and one of Huzhou's residents."""
-    fed = build(tmp_path, {HUZHOU: "湖州", HANGZHOU: "杭州"}, {ZONE: (HANGZHOU, HUZHOU)},
-                subjects=60)
+    fed = build(
+        tmp_path, {HUZHOU: "湖州", HANGZHOU: "杭州"}, {ZONE: (HANGZHOU, HUZHOU)}, subjects=60
+    )
     with (fed.root / f"{HUZHOU}-export.csv").open(encoding="utf-8") as f:
         person = next(row["TYSHXYDM"] for row in csv.DictReader(f) if row["ZTLX"] == "自然人")
     runtime = NodeRuntime(NodeHome(fed.home(HUZHOU)))

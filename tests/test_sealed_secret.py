@@ -67,7 +67,15 @@ def _edit(path: str, value: object) -> Any:
         (_edit("cipher.nonce", "AAAA"), KeyMaterialError, "12 bytes"),
     ],
     ids=[
-        "ciphertext", "salt", "cost", "purpose", "version", "kdf", "cipher", "huge-n", "bad-n",
+        "ciphertext",
+        "salt",
+        "cost",
+        "purpose",
+        "version",
+        "kdf",
+        "cipher",
+        "huge-n",
+        "bad-n",
         "nonce",
     ],
 )

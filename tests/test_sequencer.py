@@ -47,8 +47,7 @@ async def test_concurrent_appends_commit_in_groups_and_verify(
     sequencer: Sequencer, store: Store
 ) -> None:
     receipts = await asyncio.gather(
-        *(sequencer.append(write(i), lambda idx, e: b"failed")
-          for i in range(200))
+        *(sequencer.append(write(i), lambda idx, e: b"failed") for i in range(200))
     )
     assert sorted(r.log_index for r in receipts) == list(range(200))
     with store.connect() as conn:
@@ -58,7 +57,10 @@ async def test_concurrent_appends_commit_in_groups_and_verify(
     for receipt in receipts:
         size = int(receipt.checkpoint.splitlines()[1])
         merkle.verify_inclusion(
-            receipt.log_index, size, receipt.leaf_hash, list(receipt.inclusion_proof),
+            receipt.log_index,
+            size,
+            receipt.leaf_hash,
+            list(receipt.inclusion_proof),
             root_of(receipt.checkpoint),
         )
         assert receipt.leaf_hash == merkle.leaf_hash(stored[receipt.log_index])
@@ -68,8 +70,9 @@ async def test_concurrent_appends_commit_in_groups_and_verify(
 
 
 async def test_entry_names_its_own_index(sequencer: Sequencer) -> None:
-    receipt = await sequencer.append(lambda idx: LogWrite(f"I am {idx}".encode()),
-                                     lambda idx, e: b"")
+    receipt = await sequencer.append(
+        lambda idx: LogWrite(f"I am {idx}".encode()), lambda idx, e: b""
+    )
     assert receipt.leaf_hash == merkle.leaf_hash(f"I am {receipt.log_index}".encode())
 
 
@@ -106,9 +109,7 @@ async def test_repeated_request_id_is_written_once(sequencer: Sequencer, store: 
 async def test_restart_resumes_the_same_tree(store: Store) -> None:
     first = Sequencer(store.engine, fake_checkpoint)
     await first.start()
-    receipts: list[Receipt] = [
-        await first.append(write(i), lambda i, e: b"") for i in range(5)
-    ]
+    receipts: list[Receipt] = [await first.append(write(i), lambda i, e: b"") for i in range(5)]
     await first.close()
     second = Sequencer(store.engine, fake_checkpoint)
     await second.start()
@@ -116,8 +117,13 @@ async def test_restart_resumes_the_same_tree(store: Store) -> None:
     later = await second.append(lambda idx: LogWrite(entry(5)), lambda i, e: b"")
     await second.close()
     assert later.log_index == 5
-    merkle.verify_consistency(5, 6, root_of(receipts[-1].checkpoint), root_of(later.checkpoint),
-                              second.tree.consistency_proof(5, 6))
+    merkle.verify_consistency(
+        5,
+        6,
+        root_of(receipts[-1].checkpoint),
+        root_of(later.checkpoint),
+        second.tree.consistency_proof(5, 6),
+    )
 
 
 @pytest.mark.postgres
@@ -128,8 +134,7 @@ async def test_two_sequencers_on_one_postgres_never_share_an_index(postgres_url:
         await s.start()
     try:
         receipts = await asyncio.gather(
-            *(seqs[i % 2].append(write(i), lambda i, e: b"")
-              for i in range(300))
+            *(seqs[i % 2].append(write(i), lambda i, e: b"") for i in range(300))
         )
     finally:
         for s in seqs:
@@ -137,10 +142,14 @@ async def test_two_sequencers_on_one_postgres_never_share_an_index(postgres_url:
     indices = [r.log_index for r in receipts]
     assert sorted(indices) == list(range(300)), "every index assigned exactly once"
     with stores[0].connect() as conn:
-        rows = conn.execute(sa.select(t.log_entries.c.idx, t.log_entries.c.leaf_hash)
-                            .order_by(t.log_entries.c.idx)).all()
-        sizes = conn.execute(sa.select(t.log_checkpoints.c.size, t.log_checkpoints.c.root)
-                             .order_by(t.log_checkpoints.c.size)).all()
+        rows = conn.execute(
+            sa.select(t.log_entries.c.idx, t.log_entries.c.leaf_hash).order_by(t.log_entries.c.idx)
+        ).all()
+        sizes = conn.execute(
+            sa.select(t.log_checkpoints.c.size, t.log_checkpoints.c.root).order_by(
+                t.log_checkpoints.c.size
+            )
+        ).all()
     tree = merkle.InMemoryTree.from_leaf_hashes([r.leaf_hash for r in rows])
     for size, root in sizes:  # every checkpoint either process signed is of the one history
         assert tree.root(size) == root
@@ -187,8 +196,10 @@ async def test_reads_are_filled_in_the_batch_and_a_build_may_log_nothing(
     assert (first.receipt.log_index, third.receipt.log_index) == (before, before + 1)
     assert third.receipt.leaf_hash == merkle.leaf_hash(f"b@{before + 1}".encode())
     with store.connect() as conn:
-        assert conn.execute(sa.select(sa.func.count()).select_from(t.log_entries)).scalar_one() \
+        assert (
+            conn.execute(sa.select(sa.func.count()).select_from(t.log_entries)).scalar_one()
             == before + 2
+        )
 
 
 async def test_a_batch_that_logs_nothing_signs_no_checkpoint(
@@ -198,11 +209,14 @@ async def test_a_batch_that_logs_nothing_signs_no_checkpoint(
     checkpoint = sequencer.latest_checkpoint
     planner = KeyPlanner()
     assert await sequencer.append_many(planner, ["skip"]) == [
-        Appended("skip: read at size 1", None)]
+        Appended("skip: read at size 1", None)
+    ]
     assert sequencer.latest_checkpoint == checkpoint
     with store.connect() as conn:
-        assert conn.execute(sa.select(sa.func.count()).select_from(t.log_checkpoints)) \
-            .scalar_one() == 1
+        assert (
+            conn.execute(sa.select(sa.func.count()).select_from(t.log_checkpoints)).scalar_one()
+            == 1
+        )
     with pytest.raises(NodeFault, match="logged nothing"):
         await sequencer.append(lambda idx: None, lambda idx, exc: b"")
 
@@ -213,14 +227,24 @@ async def test_under_load_a_batch_waits_for_company(store: Store) -> None:
     seq = Sequencer(store.engine, fake_checkpoint, commit_on_loop=True, commit_delay=0.3)
     await seq.start()
     try:
-        def write(name: str) -> tuple[Callable[[int], LogWrite], Callable[[int, BaseException],
-                                                                            bytes]]:
+
+        def write(
+            name: str,
+        ) -> tuple[Callable[[int], LogWrite], Callable[[int, BaseException], bytes]]:
             return (lambda idx: LogWrite(name.encode())), (lambda idx, exc: b"failed")
 
         # Queued together: one batch of two, so the sequencer counts as loaded.
         pair = await seq.append_many(KeyPlanner(), ["x", "y"])
-        assert len({r.receipt.checkpoint for r in pair
-                    if isinstance(r, Appended) and r.receipt is not None}) == 1
+        assert (
+            len(
+                {
+                    r.receipt.checkpoint
+                    for r in pair
+                    if isinstance(r, Appended) and r.receipt is not None
+                }
+            )
+            == 1
+        )
         first = asyncio.ensure_future(seq.append(*write("a")))
         await asyncio.sleep(0.05)  # the sequencer is waiting for company now
         second = asyncio.ensure_future(seq.append(*write("b")))

@@ -48,8 +48,9 @@ async def nodes() -> AsyncIterator[dict[str, NodeRuntime]]:
         await runtime.stop()
 
 
-async def start(nodes: dict[str, NodeRuntime], fed: Federation, node_id: str,
-                clock: ManualClock | None = None) -> NodeRuntime:
+async def start(
+    nodes: dict[str, NodeRuntime], fed: Federation, node_id: str, clock: ManualClock | None = None
+) -> NodeRuntime:
     home = NodeHome(fed.home(node_id))
     runtime = NodeRuntime(home) if clock is None else NodeRuntime(home, clock=clock)
     await runtime.start()
@@ -70,8 +71,13 @@ def list_in(path: pathlib.Path) -> trust.TrustList:
 async def creditnode(*args: object) -> tuple[int, str]:
     """The real CLI in a child process, while this event loop keeps serving the nodes."""
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "node.cli", *map(str, args),
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+        sys.executable,
+        "-m",
+        "node.cli",
+        *map(str, args),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
     out, _ = await asyncio.wait_for(proc.communicate(), timeout=60)
     return proc.returncode or 0, out.decode()
 
@@ -86,8 +92,16 @@ async def test_a_restart_does_not_take_back_a_list_that_a_newer_version_replaced
     file dropped into zones/ is refused while Huzhou runs, and still refused after a restart
     (before: loaded, granting Jiaxing hjjw again), and by `zone install` too."""
     v1 = fed.coordinator_dir() / "hjjw.current.trustlist.json"
-    run_cli("zone", "remove-member", "--zone", "hjjw", "--node-id", JIAXING,
-            "--dir", fed.coordinator_dir())
+    run_cli(
+        "zone",
+        "remove-member",
+        "--zone",
+        "hjjw",
+        "--node-id",
+        JIAXING,
+        "--dir",
+        fed.coordinator_dir(),
+    )
     fed.install("hjjw", fed.sign_zone("hjjw", "v2"), [HUZHOU])
     huzhou = await start(nodes, fed, HUZHOU)
     jiaxing = await start(nodes, fed, JIAXING)
@@ -125,8 +139,18 @@ async def test_a_list_that_expires_while_in_force_stops_granting_at_its_expiry(
     still authenticates: Jiaxing keeps reading checkpoints."""
     # yrd is re-signed for longer, so hjjw expires first.
     yrd = fed.coordinator_dir() / "yrd.v2.trustlist.json"
-    run_cli("zone", "sign", "--zone", "yrd", "--valid-days", "60", "--out", yrd,
-            "--dir", fed.coordinator_dir())
+    run_cli(
+        "zone",
+        "sign",
+        "--zone",
+        "yrd",
+        "--valid-days",
+        "60",
+        "--out",
+        yrd,
+        "--dir",
+        fed.coordinator_dir(),
+    )
     fed.install("yrd", yrd, [HUZHOU, SHANGHAI])
     hjjw_expiry = list_in(trust_list_path(fed.home(HUZHOU), "hjjw")).expires_at
     yrd_expiry = list_in(yrd).expires_at
@@ -149,7 +173,8 @@ async def test_a_list_that_expires_while_in_force_stops_granting_at_its_expiry(
     assert _gauge("creditnode_trust_list_in_force", "hjjw") == 0
     assert _gauge("creditnode_trust_list_in_force", "yrd") == 1
     assert _gauge("creditnode_trust_list_expires_timestamp_seconds", "yrd") == (
-        yrd_expiry.timestamp())
+        yrd_expiry.timestamp()
+    )
     client = jiaxing.peer_client(HUZHOU, "hjjw")
     try:
         health = health_pb2_grpc.HealthStub(client.channel)
@@ -158,8 +183,10 @@ async def test_a_list_that_expires_while_in_force_stops_granting_at_its_expiry(
             reply = await health.Check(health_pb2.HealthCheckRequest(service=service), timeout=5)
             return int(reply.status)
 
-        serving, not_serving = (health_pb2.HealthCheckResponse.SERVING,
-                                health_pb2.HealthCheckResponse.NOT_SERVING)
+        serving, not_serving = (
+            health_pb2.HealthCheckResponse.SERVING,
+            health_pb2.HealthCheckResponse.NOT_SERVING,
+        )
         assert await status("creditx.v1.CreditInterchange") == serving  # yrd still grants
         clock.set(yrd_expiry)
         await huzhou.refresh_trust()
@@ -169,7 +196,8 @@ async def test_a_list_that_expires_while_in_force_stops_granting_at_its_expiry(
         assert await status("") == serving
         # Authenticated by the expired list: checkpoints are still served to Jiaxing.
         checkpoint = await client.channel.unary_unary(
-            f"/{log_svc.SERVICE}/GetCheckpoint", request_serializer=wire.serialize,
+            f"/{log_svc.SERVICE}/GetCheckpoint",
+            request_serializer=wire.serialize,
             response_deserializer=wire.spb.Checkpoint.FromString,
         )(wire.spb.GetCheckpointRequest(), timeout=10)
         assert checkpoint.note.startswith(f"creditx/{HUZHOU}/exchange-log\n")
@@ -201,10 +229,11 @@ async def test_a_witness_reads_only_the_entries_of_zones_it_shares_and_an_audito
     client = nodes[JIAXING].peer_client(HUZHOU, "hjjw")
     try:
         stream = client.channel.unary_stream(
-            f"/{log_svc.SERVICE}/GetEntries", request_serializer=wire.serialize,
-            response_deserializer=wire.spb.LogEntry.FromString)
-        entries = [e async for e in stream(wire.spb.GetEntriesRequest(start=0, end=3),
-                                           timeout=10)]
+            f"/{log_svc.SERVICE}/GetEntries",
+            request_serializer=wire.serialize,
+            response_deserializer=wire.spb.LogEntry.FromString,
+        )
+        entries = [e async for e in stream(wire.spb.GetEntriesRequest(start=0, end=3), timeout=10)]
     finally:
         await client.close()
     assert [e.index for e in entries] == [0, 1, 2]

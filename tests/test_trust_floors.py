@@ -59,7 +59,9 @@ def test_a_floor_only_rises(store: Store) -> None:
 
 
 def test_a_restart_refuses_a_list_older_than_one_accepted_before(
-    db_url: str, home: NodeHome, coordinator: signing.Ed25519Signer,
+    db_url: str,
+    home: NodeHome,
+    coordinator: signing.Ed25519Signer,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     """issue 9 §5: rollback protection survives restarts. v4 removed Jiaxing; v3 dropped
@@ -72,7 +74,8 @@ def test_a_restart_refuses_a_list_older_than_one_accepted_before(
         files = trust_files.load_home_trust(home, T0, store.trust_floors)
         assert files.store.trust_list("hjjw").version == 4  # type: ignore[union-attr]
         assert store.trust_floors.recorded() == {
-            "hjjw": (4, hashlib.sha256(v4.payload).hexdigest())}
+            "hjjw": (4, hashlib.sha256(v4.payload).hexdigest())
+        }
 
     _install(home, v3)
     with Store.open(db_url) as store, caplog.at_level(logging.ERROR, logger="node.trust_files"):
@@ -88,7 +91,9 @@ def test_a_restart_refuses_a_list_older_than_one_accepted_before(
 
 
 def test_an_expired_list_in_force_before_a_restart_is_held_and_reported(
-    db_url: str, home: NodeHome, coordinator: signing.Ed25519Signer,
+    db_url: str,
+    home: NodeHome,
+    coordinator: signing.Ed25519Signer,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     """issue 9 §5: at start-up an expired list is reported, not silently dropped: the list

@@ -14,8 +14,13 @@ from tests.results import T0, make_result
 
 def test_result_round_trips_through_bytes() -> None:
     result = make_result(
-        audience_node="cn-330400", zone="hjjw", purpose="xinyi-dai", request_id="q-1",
-        request_digest=bytes(32), log_index=7, issued_at=T0,
+        audience_node="cn-330400",
+        zone="hjjw",
+        purpose="xinyi-dai",
+        request_id="q-1",
+        request_digest=bytes(32),
+        log_index=7,
+        issued_at=T0,
     )
     assert wire.result_from_bytes(wire.result_bytes(result)) == result
 
@@ -35,11 +40,18 @@ def test_serialization_is_deterministic_for_maps() -> None:
 
 def test_record_round_trips() -> None:
     record = model.ExchangeRecord(
-        time=T0, direction=model.Direction.ANSWERED, requester_node="cn-330400",
-        responder_node="cn-330500", zone="hjjw", purpose="xinyi-dai",
+        time=T0,
+        direction=model.Direction.ANSWERED,
+        requester_node="cn-330400",
+        responder_node="cn-330500",
+        zone="hjjw",
+        purpose="xinyi-dai",
         subject=model.SubjectRef(model.SubjectIdType.RESIDENT_ID, "hmac-sha256:" + "ab" * 32),
-        request_id="q-1", request_digest=bytes(range(32)), decision=model.Decision.GRANTED,
-        result_id="r", result_digest=bytes(32),
+        request_id="q-1",
+        request_digest=bytes(range(32)),
+        decision=model.Decision.GRANTED,
+        result_id="r",
+        result_digest=bytes(32),
     )
     assert wire.record_from_bytes(wire.record_bytes(record)) == record
 
@@ -48,22 +60,42 @@ def test_record_round_trips() -> None:
     ("query", "message"),
     [
         (wire.pb.CreditQuery(request_id="q", zone="hjjw", purpose="xinyi-dai"), "no subject"),
-        (wire.pb.CreditQuery(request_id="q", zone="hjjw", purpose="xinyi-dai",
-                             subject=wire.pb.SubjectRef(
-                                 id_type=wire.pb.SUBJECT_ID_TYPE_UNSPECIFIED, id="x")),
-         "id_type must be"),
-        (wire.pb.CreditQuery(request_id="q", zone="hjjw", purpose="xinyi-dai",
-                             subject=wire.pb.SubjectRef(id_type=wire.pb.USCC,
-                                                        id="91350100M000100Y44")),
-         "check character should be 3"),
-        (wire.pb.CreditQuery(request_id="", zone="hjjw", purpose="xinyi-dai",
-                             subject=wire.pb.SubjectRef(id_type=wire.pb.USCC,
-                                                        id="91350100M000100Y43")),
-         "request_id must be"),
-        (wire.pb.CreditQuery(request_id="q", zone="HJJW!", purpose="xinyi-dai",
-                             subject=wire.pb.SubjectRef(id_type=wire.pb.USCC,
-                                                        id="91350100M000100Y43")),
-         "zone must be"),
+        (
+            wire.pb.CreditQuery(
+                request_id="q",
+                zone="hjjw",
+                purpose="xinyi-dai",
+                subject=wire.pb.SubjectRef(id_type=wire.pb.SUBJECT_ID_TYPE_UNSPECIFIED, id="x"),
+            ),
+            "id_type must be",
+        ),
+        (
+            wire.pb.CreditQuery(
+                request_id="q",
+                zone="hjjw",
+                purpose="xinyi-dai",
+                subject=wire.pb.SubjectRef(id_type=wire.pb.USCC, id="91350100M000100Y44"),
+            ),
+            "check character should be 3",
+        ),
+        (
+            wire.pb.CreditQuery(
+                request_id="",
+                zone="hjjw",
+                purpose="xinyi-dai",
+                subject=wire.pb.SubjectRef(id_type=wire.pb.USCC, id="91350100M000100Y43"),
+            ),
+            "request_id must be",
+        ),
+        (
+            wire.pb.CreditQuery(
+                request_id="q",
+                zone="HJJW!",
+                purpose="xinyi-dai",
+                subject=wire.pb.SubjectRef(id_type=wire.pb.USCC, id="91350100M000100Y43"),
+            ),
+            "zone must be",
+        ),
     ],
 )
 def test_bad_query_is_refused_with_reason(query: wire.pb.CreditQuery, message: str) -> None:
@@ -105,26 +137,56 @@ def test_naive_timestamp_is_refused() -> None:
         wire.timestamp(dt.datetime(2026, 1, 1))
 
 
-@pytest.mark.parametrize("fields", [
-    pytest.param(dict(decision=model.Decision.GRANTED, result_id="cn-330500:x",
-                      result_digest=bytes(range(1, 33))), id="granted"),
-    pytest.param(dict(decision=model.Decision.REFUSED,
-                      reason="PURPOSE_NOT_AGREED: not agreed"), id="refused"),
-    pytest.param(dict(decision=model.Decision.FAILED, reason="FAILED: KeyError",
-                      subject=None, zone="", purpose=""), id="failed-malformed"),
-    pytest.param(dict(decision=model.Decision.NOT_FOUND, reason="NOT_FOUND: none",
-                      subject=model.SubjectRef(model.SubjectIdType.RESIDENT_ID,
-                                               model.HMAC_SUBJECT_PREFIX + "ab" * 32)),
-                 id="not-found-pseudonymous"),
-])
+@pytest.mark.parametrize(
+    "fields",
+    [
+        pytest.param(
+            dict(
+                decision=model.Decision.GRANTED,
+                result_id="cn-330500:x",
+                result_digest=bytes(range(1, 33)),
+            ),
+            id="granted",
+        ),
+        pytest.param(
+            dict(decision=model.Decision.REFUSED, reason="PURPOSE_NOT_AGREED: not agreed"),
+            id="refused",
+        ),
+        pytest.param(
+            dict(
+                decision=model.Decision.FAILED,
+                reason="FAILED: KeyError",
+                subject=None,
+                zone="",
+                purpose="",
+            ),
+            id="failed-malformed",
+        ),
+        pytest.param(
+            dict(
+                decision=model.Decision.NOT_FOUND,
+                reason="NOT_FOUND: none",
+                subject=model.SubjectRef(
+                    model.SubjectIdType.RESIDENT_ID, model.HMAC_SUBJECT_PREFIX + "ab" * 32
+                ),
+            ),
+            id="not-found-pseudonymous",
+        ),
+    ],
+)
 def test_exchange_record_bytes_equals_the_model_path(fields: dict[str, object]) -> None:
     """The answer path's record bytes are the very bytes of the domain record's."""
     record: dict[str, object] = dict(
-        time=T0 + dt.timedelta(days=400, microseconds=999_999), direction=model.Direction.ANSWERED,
-        requester_node="cn-330400", responder_node="cn-330500", zone="hjjw",
-        purpose="xinyi-dai", subject=model.SubjectRef(model.SubjectIdType.USCC,
-                                                      "91330500MA2B3C4D5B"),
-        request_id="q-1", request_digest=bytes(range(32)))
+        time=T0 + dt.timedelta(days=400, microseconds=999_999),
+        direction=model.Direction.ANSWERED,
+        requester_node="cn-330400",
+        responder_node="cn-330500",
+        zone="hjjw",
+        purpose="xinyi-dai",
+        subject=model.SubjectRef(model.SubjectIdType.USCC, "91330500MA2B3C4D5B"),
+        request_id="q-1",
+        request_digest=bytes(range(32)),
+    )
     record.update(fields)
     fast = wire.exchange_record_bytes(**record)  # type: ignore[arg-type]
     assert fast == wire.record_bytes(model.ExchangeRecord(**record))  # type: ignore[arg-type]
@@ -133,8 +195,14 @@ def test_exchange_record_bytes_equals_the_model_path(fields: dict[str, object]) 
 def test_bound_result_bytes_equals_binding_the_model() -> None:
     """The answer path's fast binding gives the very bytes the model path gives."""
     result = make_result()
-    binding = dict(issued_at=T0 + dt.timedelta(days=3, microseconds=17), audience_node="cn-330400",
-                   zone="hjjw", purpose="xinyi-dai", request_id="q-9",
-                   request_digest=bytes(range(32)), log_index=12345)
+    binding = dict(
+        issued_at=T0 + dt.timedelta(days=3, microseconds=17),
+        audience_node="cn-330400",
+        zone="hjjw",
+        purpose="xinyi-dai",
+        request_id="q-9",
+        request_digest=bytes(range(32)),
+        log_index=12345,
+    )
     fast = wire.bound_result_bytes(wire.result_to_pb(result), **binding)  # type: ignore[arg-type]
     assert fast == wire.result_bytes(result.bound(**binding))

@@ -124,8 +124,9 @@ def test_nul_in_a_header_cell_rejects_the_file() -> None:
 def test_a_repeated_person_is_named_masked(adapter: ImportAdapter) -> None:
     """issue 9 §6: the duplicate-subject problem shows a resident id as 330522********2034,
     never the id (it holds the birth date)."""
-    good = adapter.parse((VECTORS / adapter.name / f"good.{adapter.name[7:]}").read_bytes(),
-                         issuer_node=CITY)
+    good = adapter.parse(
+        (VECTORS / adapter.name / f"good.{adapter.name[7:]}").read_bytes(), issuer_node=CITY
+    )
     data = adapter.render([*good, good[2]])
     [problem] = _rejected(adapter, data)
     assert (problem.row, problem.field) == (4, "TYSHXYDM")

@@ -7,8 +7,10 @@ from node import identifiers
 from tests.adapters.huzhou_export import CITY, USCC, huzhou_csv
 
 PERSON = identifiers.make_resident_id("33050219900307123")
-ROWS = (f"{PERSON},张三,自然人,zj-public-credit@2023,A,,2026-03-01,,",
-        f"{USCC},某公司,企业,zj-public-credit@2023,A,,2026-03-01,,")
+ROWS = (
+    f"{PERSON},张三,自然人,zj-public-credit@2023,A,,2026-03-01,,",
+    f"{USCC},某公司,企业,zj-public-credit@2023,A,,2026-03-01,,",
+)
 
 
 def ids(key: bytes | None) -> list[str]:

@@ -28,43 +28,84 @@ NOW = dt.datetime(2026, 4, 1, tzinfo=dt.UTC)
 USCC = "91330500MA2B3C4D5B"
 OTHER_USCC = make_uscc("91330500MA0000001")
 RESIDENT = "330522198503142034"
-POLICY = policies.policy_from_mapping(tomllib.loads(
-    importlib.resources.files("node.data").joinpath("zones.example.toml").read_text()))
+POLICY = policies.policy_from_mapping(
+    tomllib.loads(importlib.resources.files("node.data").joinpath("zones.example.toml").read_text())
+)
 EVERY_ZONE = frozenset(POLICY.zones)
 
 
-def result(result_id: str = f"{HUZHOU}:{USCC}", *, valid_for: dt.timedelta = dt.timedelta(days=90),
-           subject_type: model.SubjectType = model.SubjectType.ENTERPRISE) -> model.CreditResult:
+def result(
+    result_id: str = f"{HUZHOU}:{USCC}",
+    *,
+    valid_for: dt.timedelta = dt.timedelta(days=90),
+    subject_type: model.SubjectType = model.SubjectType.ENTERPRISE,
+) -> model.CreditResult:
     return model.CreditResult(
-        result_id=result_id, subject=model.SubjectRef(model.SubjectIdType.USCC, USCC),
-        subject_name="湖州绿源新材料有限公司", subject_type=subject_type, issuer_node=HUZHOU,
-        scheme="zj-public-credit@2023", native_level="A", native_score=92.0,
-        level=model.CreditLevel.A, flags=(), indicators={},
-        evaluated_at=NOW - dt.timedelta(days=30), valid_until=NOW + valid_for,
+        result_id=result_id,
+        subject=model.SubjectRef(model.SubjectIdType.USCC, USCC),
+        subject_name="湖州绿源新材料有限公司",
+        subject_type=subject_type,
+        issuer_node=HUZHOU,
+        scheme="zj-public-credit@2023",
+        native_level="A",
+        native_score=92.0,
+        level=model.CreditLevel.A,
+        flags=(),
+        indicators={},
+        evaluated_at=NOW - dt.timedelta(days=30),
+        valid_until=NOW + valid_for,
     )
 
 
-def asked(request_id: str = "q-1", *, zone: str = "hjjw", purpose: str = "xinyi-dai",
-          subject: model.SubjectRef | None = None) -> Asked:
+def asked(
+    request_id: str = "q-1",
+    *,
+    zone: str = "hjjw",
+    purpose: str = "xinyi-dai",
+    subject: model.SubjectRef | None = None,
+) -> Asked:
     subject = subject or model.SubjectRef(model.SubjectIdType.USCC, USCC)
     query = model.CreditQuery(request_id, subject, zone, purpose)
     return Asked(request_id, query, None, subject)
 
 
 def malformed(request_id: str = "q-1") -> Asked:
-    return Asked(request_id, None, InvalidInput("subject.id is not a USCC",
-                                                reason="INVALID_SUBJECT_ID"), None)
+    return Asked(
+        request_id,
+        None,
+        InvalidInput("subject.id is not a USCC", reason="INVALID_SUBJECT_ID"),
+        None,
+    )
 
 
-def stored(decision: model.Decision, *, zone: str = "hjjw", purpose: str = "xinyi-dai",
-           subject: str = USCC, result_id: str = "", reason: str = "",
-           index: int = 7) -> Stored:
-    return Stored(index, model.ExchangeRecord(
-        time=NOW - dt.timedelta(days=1), direction=model.Direction.ANSWERED,
-        requester_node=JIAXING, responder_node=HUZHOU, zone=zone, purpose=purpose,
-        subject=model.SubjectRef(model.SubjectIdType.USCC, subject), request_id="q-1",
-        request_digest=b"\0" * 32, decision=decision, reason=reason, result_id=result_id,
-        result_digest=b"\1" * 32 if result_id else b""))
+def stored(
+    decision: model.Decision,
+    *,
+    zone: str = "hjjw",
+    purpose: str = "xinyi-dai",
+    subject: str = USCC,
+    result_id: str = "",
+    reason: str = "",
+    index: int = 7,
+) -> Stored:
+    return Stored(
+        index,
+        model.ExchangeRecord(
+            time=NOW - dt.timedelta(days=1),
+            direction=model.Direction.ANSWERED,
+            requester_node=JIAXING,
+            responder_node=HUZHOU,
+            zone=zone,
+            purpose=purpose,
+            subject=model.SubjectRef(model.SubjectIdType.USCC, subject),
+            request_id="q-1",
+            request_digest=b"\0" * 32,
+            decision=decision,
+            reason=reason,
+            result_id=result_id,
+            result_digest=b"\1" * 32 if result_id else b"",
+        ),
+    )
 
 
 GRANTED_BEFORE = stored(model.Decision.GRANTED, result_id=f"{HUZHOU}:{USCC}")
@@ -96,11 +137,18 @@ FIRST_TIME = [
 ]  # fmt: skip
 
 
-@pytest.mark.parametrize(("case", "caller", "zones", "query", "current", "expected"), FIRST_TIME,
-                         ids=[c[0] for c in FIRST_TIME])
+@pytest.mark.parametrize(
+    ("case", "caller", "zones", "query", "current", "expected"),
+    FIRST_TIME,
+    ids=[c[0] for c in FIRST_TIME],
+)
 def test_a_new_request_id_is_decided_by_policy_and_data(
-    case: str, caller: str, zones: frozenset[str] | None, query: Asked,
-    current: model.CreditResult | None, expected: str,
+    case: str,
+    caller: str,
+    zones: frozenset[str] | None,
+    query: Asked,
+    current: model.CreditResult | None,
+    expected: str,
 ) -> None:
     decision = decide(POLICY, HUZHOU, caller, zones, query, None, current, NOW)
     if expected == "GRANTED":
@@ -109,20 +157,29 @@ def test_a_new_request_id_is_decided_by_policy_and_data(
     assert isinstance(decision, Refuse), decision
     assert decision.refusal.reason == expected
     assert decision.store and decision.replaces is None
-    assert decision.decision is (model.Decision.NOT_FOUND if expected == "SUBJECT_NOT_FOUND"
-                                 else model.Decision.REFUSED)
+    assert decision.decision is (
+        model.Decision.NOT_FOUND if expected == "SUBJECT_NOT_FOUND" else model.Decision.REFUSED
+    )
 
 
 def test_a_refusal_without_a_request_id_is_not_logged() -> None:
-    assert isinstance(decide(POLICY, HUZHOU, JIAXING, EVERY_ZONE, malformed(""), None, None, NOW),
-                      RefuseUnlogged)
+    assert isinstance(
+        decide(POLICY, HUZHOU, JIAXING, EVERY_ZONE, malformed(""), None, None, NOW), RefuseUnlogged
+    )
 
 
 def test_a_not_found_names_a_resident_id_masked() -> None:
     person = model.SubjectRef(model.SubjectIdType.RESIDENT_ID, RESIDENT)
-    decision = decide(POLICY, HUZHOU, SHANGHAI, EVERY_ZONE,
-                      asked(zone="yrd", purpose="joint-sanction", subject=person), None, None,
-                      NOW)
+    decision = decide(
+        POLICY,
+        HUZHOU,
+        SHANGHAI,
+        EVERY_ZONE,
+        asked(zone="yrd", purpose="joint-sanction", subject=person),
+        None,
+        None,
+        NOW,
+    )
     assert isinstance(decision, Refuse) and isinstance(decision.refusal, NotFound)
     assert RESIDENT not in decision.refusal.message and "19850314" not in decision.refusal.message
     assert "330522********2034" in decision.refusal.message
@@ -161,11 +218,18 @@ REPLAYS = [
 ]  # fmt: skip
 
 
-@pytest.mark.parametrize(("case", "zones", "query", "before", "current", "expected"), REPLAYS,
-                         ids=[c[0] for c in REPLAYS])
+@pytest.mark.parametrize(
+    ("case", "zones", "query", "before", "current", "expected"),
+    REPLAYS,
+    ids=[c[0] for c in REPLAYS],
+)
 def test_a_replay_is_given_only_what_would_still_be_given(
-    case: str, zones: frozenset[str], query: Asked, before: Stored,
-    current: model.CreditResult | None, expected: str,
+    case: str,
+    zones: frozenset[str],
+    query: Asked,
+    before: Stored,
+    current: model.CreditResult | None,
+    expected: str,
 ) -> None:
     decision = decide(POLICY, HUZHOU, JIAXING, zones, query, before, current, NOW)
     if expected == "GIVE_STORED":
@@ -191,7 +255,8 @@ def test_decide_is_pure() -> None:
 def test_reasons_match_the_error_classes() -> None:
     refusal = decide(POLICY, HUZHOU, SHANGHAI, EVERY_ZONE, asked(), None, result(), NOW)
     assert isinstance(refusal, Refuse) and isinstance(refusal.refusal, PermissionDenied)
-    reused = decide(POLICY, HUZHOU, JIAXING, EVERY_ZONE, asked(zone="hyzt"), GRANTED_BEFORE,
-                    result(), NOW)
+    reused = decide(
+        POLICY, HUZHOU, JIAXING, EVERY_ZONE, asked(zone="hyzt"), GRANTED_BEFORE, result(), NOW
+    )
     assert isinstance(reused, Refuse) and isinstance(reused.refusal, InvalidInput)
     assert not reused.store

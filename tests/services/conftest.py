@@ -18,10 +18,18 @@ def node_store(db_url: str) -> Iterator[Store]:
     """The answering node's store, on each backend (SQLite file, PostgreSQL database)."""
     store = Store.open(db_url)
     store.results.import_results(
-        [company(COMPANY, "湖州绿源新材料有限公司"),
-         company(make_uscc("91330500MA0000001"), "安吉竹业个体户",
-                 subject_type=model.SubjectType.INDIVIDUAL_BUSINESS)],
-        source="test", file_sha256="0" * 64, fmt="test")
+        [
+            company(COMPANY, "湖州绿源新材料有限公司"),
+            company(
+                make_uscc("91330500MA0000001"),
+                "安吉竹业个体户",
+                subject_type=model.SubjectType.INDIVIDUAL_BUSINESS,
+            ),
+        ],
+        source="test",
+        file_sha256="0" * 64,
+        fmt="test",
+    )
     yield store
     store.close()
 

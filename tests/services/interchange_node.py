@@ -32,14 +32,23 @@ COMPANY = "91330500MA2B3C4D5B"
 STUB = "creditx.v1.CreditInterchange"
 
 
-def company(uscc: str, name: str,
-            subject_type: model.SubjectType = model.SubjectType.ENTERPRISE) -> model.CreditResult:
+def company(
+    uscc: str, name: str, subject_type: model.SubjectType = model.SubjectType.ENTERPRISE
+) -> model.CreditResult:
     return model.CreditResult(
-        result_id=f"{HUZHOU}:{uscc}", subject=model.SubjectRef(model.SubjectIdType.USCC, uscc),
-        subject_name=name, subject_type=subject_type,
-        issuer_node=HUZHOU, scheme="zj-public-credit@2023", native_level="A", native_score=92.0,
-        level=model.CreditLevel.A, flags=("RED_LIST",), indicators={"green_rating": "G1"},
-        evaluated_at=T0, valid_until=T0 + dt.timedelta(days=365),
+        result_id=f"{HUZHOU}:{uscc}",
+        subject=model.SubjectRef(model.SubjectIdType.USCC, uscc),
+        subject_name=name,
+        subject_type=subject_type,
+        issuer_node=HUZHOU,
+        scheme="zj-public-credit@2023",
+        native_level="A",
+        native_score=92.0,
+        level=model.CreditLevel.A,
+        flags=("RED_LIST",),
+        indicators={"green_rating": "G1"},
+        evaluated_at=T0,
+        valid_until=T0 + dt.timedelta(days=365),
     )
 
 
@@ -49,8 +58,9 @@ class Node:
     def __init__(self, store: Store, tls: NodeTls, members: dict[str, str]) -> None:
         self.store, self.tls, self.members = store, tls, members
         self.signer = signing.Ed25519Signer.generate()
-        self.log_signer = notes.NoteSigner(notes.log_origin(HUZHOU),
-                                           ed25519.Ed25519PrivateKey.generate())
+        self.log_signer = notes.NoteSigner(
+            notes.log_origin(HUZHOU), ed25519.Ed25519PrivateKey.generate()
+        )
         text = importlib.resources.files("node.data").joinpath("zones.example.toml").read_text()
         self.policy = policy.policy_from_mapping(tomllib.loads(text))
         self.clock = ManualClock(T0 + dt.timedelta(days=30))  # the results were evaluated at T0
@@ -58,40 +68,60 @@ class Node:
         self.over_rate_delay_s = svc.OVER_RATE_DELAY_S
         self.legacy_codes: frozenset[str] = frozenset()  # its legacy-uscc.txt
 
-    async def start(self, anchors: list[NodeTls],
-                    wrap: Callable[[Answerer], Answerer] | None = None) -> None:
+    async def start(
+        self, anchors: list[NodeTls], wrap: Callable[[Answerer], Answerer] | None = None
+    ) -> None:
         """`wrap`: an answerer around the node's own, for a test to watch or pace."""
 
         def sign_checkpoint(size: int, root: bytes) -> str:
             return notes.sign_checkpoint(
-                notes.Checkpoint(self.log_signer.name, size, root), self.log_signer)
+                notes.Checkpoint(self.log_signer.name, size, root), self.log_signer
+            )
 
         self.sequencer = Sequencer(self.store.engine, sign_checkpoint, clock=self.clock)
         await self.sequencer.start()
         interchange = Interchange(
-            node_id=HUZHOU, policy=self.policy, results=StoreResultSource(),
-            signer=lambda: self.signer, sequencer=self.sequencer, subject_key=b"k" * 32,
-            encode=encode_answer, clock=self.clock, legacy_codes=self.legacy_codes,
+            node_id=HUZHOU,
+            policy=self.policy,
+            results=StoreResultSource(),
+            signer=lambda: self.signer,
+            sequencer=self.sequencer,
+            subject_key=b"k" * 32,
+            encode=encode_answer,
+            clock=self.clock,
+            legacy_codes=self.legacy_codes,
         )
         answerer: Answerer = LocalAnswerer(interchange, self.sequencer)
         self.servicer = servicer = svc.InterchangeServicer(
             wrap(answerer) if wrap is not None else answerer,
-            svc.caller_from_certificate(self.members.get), self.node_info,
-            caller_items_held=self.caller_items_held, over_rate_delay_s=self.over_rate_delay_s,
+            svc.caller_from_certificate(self.members.get),
+            self.node_info,
+            caller_items_held=self.caller_items_held,
+            over_rate_delay_s=self.over_rate_delay_s,
         )
         anchors_pem = b"".join(a.cert_pem for a in anchors)
-        self.server = GrpcServer({svc.SERVICE: svc.methods(servicer)},
-                                 server_credentials(self.tls.key_pem, self.tls.cert_pem,
-                                                    lambda: anchors_pem))
+        self.server = GrpcServer(
+            {svc.SERVICE: svc.methods(servicer)},
+            server_credentials(self.tls.key_pem, self.tls.cert_pem, lambda: anchors_pem),
+        )
         await self.server.start()
 
     def node_info(self) -> wire.pb.NodeInfo:
         return wire.pb.NodeInfo(
-            node_id=HUZHOU, name="湖州", division_code="330500",
+            node_id=HUZHOU,
+            name="湖州",
+            division_code="330500",
             zones=self.policy.zones_of(HUZHOU),
-            signing_keys=[wire.pb.PublicKey(keyid=self.signer.keyid, spki_der=self.signer.spki_der,
-                                            algorithm=signing.ED25519, status="active")],
-            log_origin=self.log_signer.name, log_verifier_key=self.log_signer.verifier_key_text(),
+            signing_keys=[
+                wire.pb.PublicKey(
+                    keyid=self.signer.keyid,
+                    spki_der=self.signer.spki_der,
+                    algorithm=signing.ED25519,
+                    status="active",
+                )
+            ],
+            log_origin=self.log_signer.name,
+            log_verifier_key=self.log_signer.verifier_key_text(),
         )
 
     async def stop(self) -> None:
@@ -104,17 +134,27 @@ def channel(node: Node, client: NodeTls) -> grpc.aio.Channel:
     return grpc.aio.secure_channel(node.server.target, creds)
 
 
-def query(request_id: str, subject: str = COMPANY, zone: str = "hjjw",
-          purpose: str = "xinyi-dai",
-          id_type: wire.pb.SubjectIdType = wire.pb.USCC) -> wire.pb.CreditQuery:
-    return wire.pb.CreditQuery(request_id=request_id, zone=zone, purpose=purpose,
-                               subject=wire.pb.SubjectRef(id_type=id_type, id=subject))
+def query(
+    request_id: str,
+    subject: str = COMPANY,
+    zone: str = "hjjw",
+    purpose: str = "xinyi-dai",
+    id_type: wire.pb.SubjectIdType = wire.pb.USCC,
+) -> wire.pb.CreditQuery:
+    return wire.pb.CreditQuery(
+        request_id=request_id,
+        zone=zone,
+        purpose=purpose,
+        subject=wire.pb.SubjectRef(id_type=id_type, id=subject),
+    )
 
 
 async def call(ch: grpc.aio.Channel, q: wire.pb.CreditQuery) -> wire.spb.QueryCreditResponse:
-    method = ch.unary_unary(f"/{STUB}/QueryCredit",
-                            request_serializer=wire.serialize,
-                            response_deserializer=wire.spb.QueryCreditResponse.FromString)
+    method = ch.unary_unary(
+        f"/{STUB}/QueryCredit",
+        request_serializer=wire.serialize,
+        response_deserializer=wire.spb.QueryCreditResponse.FromString,
+    )
     response: wire.spb.QueryCreditResponse = await method(q, timeout=10)
     return response
 
@@ -128,4 +168,3 @@ def reason_of(err: grpc.aio.AioRpcError) -> str:
             assert info.domain == "creditx"
             return str(info.reason)
     raise AssertionError("no ErrorInfo in the status")
-

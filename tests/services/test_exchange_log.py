@@ -45,8 +45,9 @@ class PeerLog:
     """Another node's log, kept in memory: what it would send to its witness."""
 
     def __init__(self, node_id: str) -> None:
-        self.signer = notes.NoteSigner(notes.log_origin(node_id),
-                                       ed25519.Ed25519PrivateKey.generate())
+        self.signer = notes.NoteSigner(
+            notes.log_origin(node_id), ed25519.Ed25519PrivateKey.generate()
+        )
         self.tree = merkle.InMemoryTree()
 
     def grow_to(self, size: int, salt: str = "") -> None:
@@ -62,39 +63,56 @@ class PeerLog:
 class LogNode:
     """One node serving ExchangeLog: store, sequencer, witness and a gRPC server on port 0."""
 
-    def __init__(self, node_id: str, store: Store, tls: NodeTls, members: dict[str, str],
-                 known_logs: dict[str, notes.NoteVerifier],
-                 entry_scope: Callable[[str], EntryScope] = lambda _: EntryScope.everything(),
-                 ) -> None:
+    def __init__(
+        self,
+        node_id: str,
+        store: Store,
+        tls: NodeTls,
+        members: dict[str, str],
+        known_logs: dict[str, notes.NoteVerifier],
+        entry_scope: Callable[[str], EntryScope] = lambda _: EntryScope.everything(),
+    ) -> None:
         self.node_id, self.store, self.tls, self.members = node_id, store, tls, members
         self.entry_scope = entry_scope
-        self.log_signer = notes.NoteSigner(notes.log_origin(node_id),
-                                           ed25519.Ed25519PrivateKey.generate())
-        self.witness_signer = notes.WitnessSigner(notes.witness_key_name(node_id),
-                                                  ed25519.Ed25519PrivateKey.generate())
+        self.log_signer = notes.NoteSigner(
+            notes.log_origin(node_id), ed25519.Ed25519PrivateKey.generate()
+        )
+        self.witness_signer = notes.WitnessSigner(
+            notes.witness_key_name(node_id), ed25519.Ed25519PrivateKey.generate()
+        )
         self.known_logs = known_logs
 
     async def start(self, anchors: list[NodeTls]) -> None:
         def sign_checkpoint(size: int, root: bytes) -> str:
             return notes.sign_checkpoint(
-                notes.Checkpoint(self.log_signer.name, size, root), self.log_signer)
+                notes.Checkpoint(self.log_signer.name, size, root), self.log_signer
+            )
 
         self.sequencer = Sequencer(self.store.engine, sign_checkpoint)
         await self.sequencer.start()
-        self.witness = Witness(self.store, self.witness_signer, self.known_logs,
-                               clock=ManualClock(dt.datetime.fromtimestamp(1_772_000_000, dt.UTC)))
+        self.witness = Witness(
+            self.store,
+            self.witness_signer,
+            self.known_logs,
+            clock=ManualClock(dt.datetime.fromtimestamp(1_772_000_000, dt.UTC)),
+        )
         servicer = svc.ExchangeLogServicer(
-            self.store, self.sequencer, caller_from_certificate(self.members.get), self.witness,
-            self.entry_scope)
+            self.store,
+            self.sequencer,
+            caller_from_certificate(self.members.get),
+            self.witness,
+            self.entry_scope,
+        )
         anchors_pem = b"".join(a.cert_pem for a in anchors)
-        self.server = GrpcServer({svc.SERVICE: svc.methods(servicer)}, server_credentials(
-            self.tls.key_pem, self.tls.cert_pem, lambda: anchors_pem))
+        self.server = GrpcServer(
+            {svc.SERVICE: svc.methods(servicer)},
+            server_credentials(self.tls.key_pem, self.tls.cert_pem, lambda: anchors_pem),
+        )
         await self.server.start()
 
     async def append(self, count: int, make: Callable[[int], bytes] = entry) -> None:
         for _ in range(count):
-            await self.sequencer.append(lambda i: LogWrite(entry=make(i)),
-                                        lambda i, exc: b"failed")
+            await self.sequencer.append(lambda i: LogWrite(entry=make(i)), lambda i, exc: b"failed")
 
     def channel(self, client: NodeTls) -> grpc.aio.Channel:
         creds = channel_credentials(client.key_pem, client.cert_pem, self.tls.cert_pem)
@@ -135,28 +153,36 @@ def peer() -> PeerLog:
 
 
 @pytest.fixture
-async def node(stores: dict[str, Store], tls: dict[str, NodeTls],
-               peer: PeerLog) -> AsyncIterator[LogNode]:
+async def node(
+    stores: dict[str, Store], tls: dict[str, NodeTls], peer: PeerLog
+) -> AsyncIterator[LogNode]:
     """HUZHOU: its own log, and a witness of SHANGHAI's log."""
     members = {tls[n].fingerprint: n for n in (JIAXING, SHANGHAI)}
-    node = LogNode(HUZHOU, stores[HUZHOU], tls[HUZHOU], members,
-                   {peer.signer.name: peer.signer.verifier()})
+    node = LogNode(
+        HUZHOU, stores[HUZHOU], tls[HUZHOU], members, {peer.signer.name: peer.signer.verifier()}
+    )
     await node.start([tls[JIAXING], tls[SHANGHAI]])
     yield node
     await node.stop()
 
 
-def unary(ch: grpc.aio.Channel, method: str,
-          response: type[pb_message.Message]) -> grpc.aio.UnaryUnaryMultiCallable:
-    return ch.unary_unary(f"{STUB}/{method}", request_serializer=wire.serialize,
-                          response_deserializer=response.FromString)
+def unary(
+    ch: grpc.aio.Channel, method: str, response: type[pb_message.Message]
+) -> grpc.aio.UnaryUnaryMultiCallable:
+    return ch.unary_unary(
+        f"{STUB}/{method}",
+        request_serializer=wire.serialize,
+        response_deserializer=response.FromString,
+    )
 
 
-async def get_entries_once(ch: grpc.aio.Channel, start: int,
-                           end: int) -> list[wire.spb.LogEntry]:
+async def get_entries_once(ch: grpc.aio.Channel, start: int, end: int) -> list[wire.spb.LogEntry]:
     """One GetEntries call: the server may end it before `end`."""
-    stream = ch.unary_stream(f"{STUB}/GetEntries", request_serializer=wire.serialize,
-                             response_deserializer=wire.spb.LogEntry.FromString)
+    stream = ch.unary_stream(
+        f"{STUB}/GetEntries",
+        request_serializer=wire.serialize,
+        response_deserializer=wire.spb.LogEntry.FromString,
+    )
     return [e async for e in stream(wire.spb.GetEntriesRequest(start=start, end=end), timeout=10)]
 
 
@@ -177,30 +203,38 @@ async def test_served_checkpoint_proofs_and_entries_verify(
     await node.append(3)
     with node.store.connect() as conn:
         first_note = conn.execute(
-            sa.select(t.log_checkpoints.c.note).where(t.log_checkpoints.c.size == 3)).scalar_one()
+            sa.select(t.log_checkpoints.c.note).where(t.log_checkpoints.c.size == 3)
+        ).scalar_one()
     await node.append(6)
     key = node.log_signer.verifier()
     async with node.channel(tls[JIAXING]) as ch:
-        note = (await unary(ch, "GetCheckpoint", wire.spb.Checkpoint)(
-            wire.spb.GetCheckpointRequest(), timeout=10)).note
+        note = (
+            await unary(ch, "GetCheckpoint", wire.spb.Checkpoint)(
+                wire.spb.GetCheckpointRequest(), timeout=10
+            )
+        ).note
         latest = notes.open_checkpoint(note, key).checkpoint
         assert latest.size == 9
         entries = await get_entries(ch, 0, 9)
         assert [(e.index, e.data) for e in entries] == [(i, entry(i)) for i in range(9)]
         for e in entries:
             proof = await unary(ch, "GetInclusionProof", wire.spb.InclusionProof)(
-                wire.spb.InclusionProofRequest(index=e.index, tree_size=9), timeout=10)
+                wire.spb.InclusionProofRequest(index=e.index, tree_size=9), timeout=10
+            )
             assert proof.leaf_hash == merkle.leaf_hash(e.data)
-            merkle.verify_inclusion(e.index, 9, proof.leaf_hash, list(proof.hashes),
-                                    latest.root_hash)
+            merkle.verify_inclusion(
+                e.index, 9, proof.leaf_hash, list(proof.hashes), latest.root_hash
+            )
         consistency = await unary(ch, "GetConsistencyProof", wire.spb.ConsistencyProof)(
-            wire.spb.ConsistencyProofRequest(from_size=3, to_size=9), timeout=10)
+            wire.spb.ConsistencyProofRequest(from_size=3, to_size=9), timeout=10
+        )
     old = notes.open_checkpoint(first_note, key).checkpoint
     merkle.verify_consistency(3, 9, old.root_hash, latest.root_hash, list(consistency.hashes))
 
 
-async def test_get_entries_is_capped_per_call(node: LogNode, tls: dict[str, NodeTls],
-                                              monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_get_entries_is_capped_per_call(
+    node: LogNode, tls: dict[str, NodeTls], monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(svc, "MAX_ENTRIES_PER_CALL", 4)
     await node.append(6)
     async with node.channel(tls[JIAXING]) as ch:
@@ -212,21 +246,38 @@ async def test_get_entries_is_capped_per_call(node: LogNode, tls: dict[str, Node
 def exchange(index: int) -> bytes:
     """A real entry: Shanghai and Jiaxing take turns asking Huzhou, under yrd and hjjw."""
     asker, zone = (SHANGHAI, "yrd") if index % 2 == 0 else (JIAXING, "hjjw")
-    return wire.record_bytes(model.ExchangeRecord(
-        time=dt.datetime(2026, 5, 1, tzinfo=dt.UTC) + dt.timedelta(seconds=index),
-        direction=model.Direction.ANSWERED, requester_node=asker, responder_node=HUZHOU,
-        zone=zone, purpose="xinyi-dai", subject=None, request_id=f"q-{index}",
-        request_digest=bytes(32), decision=model.Decision.NOT_FOUND, reason="NOT_FOUND"))
+    return wire.record_bytes(
+        model.ExchangeRecord(
+            time=dt.datetime(2026, 5, 1, tzinfo=dt.UTC) + dt.timedelta(seconds=index),
+            direction=model.Direction.ANSWERED,
+            requester_node=asker,
+            responder_node=HUZHOU,
+            zone=zone,
+            purpose="xinyi-dai",
+            subject=None,
+            request_id=f"q-{index}",
+            request_digest=bytes(32),
+            decision=model.Decision.NOT_FOUND,
+            reason="NOT_FOUND",
+        )
+    )
 
 
 @pytest.fixture
-async def scoped_node(stores: dict[str, Store], tls: dict[str, NodeTls],
-                      peer: PeerLog) -> AsyncIterator[LogNode]:
+async def scoped_node(
+    stores: dict[str, Store], tls: dict[str, NodeTls], peer: PeerLog
+) -> AsyncIterator[LogNode]:
     """HUZHOU, whose log Jiaxing may read for hjjw only and Shanghai not at all."""
     members = {tls[n].fingerprint: n for n in (JIAXING, SHANGHAI)}
     scopes = {JIAXING: EntryScope(frozenset({"hjjw"}))}
-    node = LogNode(HUZHOU, stores[HUZHOU], tls[HUZHOU], members, {},
-                   lambda caller: scopes.get(caller, EntryScope()))
+    node = LogNode(
+        HUZHOU,
+        stores[HUZHOU],
+        tls[HUZHOU],
+        members,
+        {},
+        lambda caller: scopes.get(caller, EntryScope()),
+    )
     await node.start([tls[JIAXING], tls[SHANGHAI]])
     yield node
     await node.stop()
@@ -242,8 +293,11 @@ async def test_a_witness_gets_only_its_zones_entries_with_every_index_kept(
     monkeypatch.setattr(svc, "MAX_ENTRIES_PER_CALL", 3)
     await scoped_node.append(7, exchange)
     async with scoped_node.channel(tls[JIAXING]) as ch:
-        note = (await unary(ch, "GetCheckpoint", wire.spb.Checkpoint)(
-            wire.spb.GetCheckpointRequest(), timeout=10)).note
+        note = (
+            await unary(ch, "GetCheckpoint", wire.spb.Checkpoint)(
+                wire.spb.GetCheckpointRequest(), timeout=10
+            )
+        ).note
         root = notes.open_checkpoint(note, scoped_node.log_signer.verifier()).checkpoint.root_hash
         entries = await get_entries(ch, 0, 7)
         assert [e.index for e in entries] == list(range(7))
@@ -253,7 +307,8 @@ async def test_a_witness_gets_only_its_zones_entries_with_every_index_kept(
         assert all(e.data == b"" for e in entries if e.index % 2 == 0)
         for index, data in shown.items():
             proof = await unary(ch, "GetInclusionProof", wire.spb.InclusionProof)(
-                wire.spb.InclusionProofRequest(index=index, tree_size=7), timeout=10)
+                wire.spb.InclusionProofRequest(index=index, tree_size=7), timeout=10
+            )
             merkle.verify_inclusion(index, 7, merkle.leaf_hash(data), list(proof.hashes), root)
     # Shanghai may read no entries at all (checkpoints and proofs it still gets).
     async with scoped_node.channel(tls[SHANGHAI]) as ch:
@@ -266,23 +321,51 @@ async def test_a_witness_gets_only_its_zones_entries_with_every_index_kept(
 @pytest.mark.parametrize(
     ("method", "response", "request_", "needle"),
     [
-        ("GetInclusionProof", wire.spb.InclusionProof,
-         wire.spb.InclusionProofRequest(index=0, tree_size=5), "latest checkpoint's size 4"),
-        ("GetInclusionProof", wire.spb.InclusionProof,
-         wire.spb.InclusionProofRequest(index=4, tree_size=4), "index 4 is not in a tree"),
-        ("GetInclusionProof", wire.spb.InclusionProof,
-         wire.spb.InclusionProofRequest(index=0, tree_size=0), "tree_size 0"),
-        ("GetConsistencyProof", wire.spb.ConsistencyProof,
-         wire.spb.ConsistencyProofRequest(from_size=0, to_size=4), "from_size 0"),
-        ("GetConsistencyProof", wire.spb.ConsistencyProof,
-         wire.spb.ConsistencyProofRequest(from_size=3, to_size=2), "at most to_size 2"),
-        ("GetConsistencyProof", wire.spb.ConsistencyProof,
-         wire.spb.ConsistencyProofRequest(from_size=1, to_size=5), "to_size 5 is beyond"),
+        (
+            "GetInclusionProof",
+            wire.spb.InclusionProof,
+            wire.spb.InclusionProofRequest(index=0, tree_size=5),
+            "latest checkpoint's size 4",
+        ),
+        (
+            "GetInclusionProof",
+            wire.spb.InclusionProof,
+            wire.spb.InclusionProofRequest(index=4, tree_size=4),
+            "index 4 is not in a tree",
+        ),
+        (
+            "GetInclusionProof",
+            wire.spb.InclusionProof,
+            wire.spb.InclusionProofRequest(index=0, tree_size=0),
+            "tree_size 0",
+        ),
+        (
+            "GetConsistencyProof",
+            wire.spb.ConsistencyProof,
+            wire.spb.ConsistencyProofRequest(from_size=0, to_size=4),
+            "from_size 0",
+        ),
+        (
+            "GetConsistencyProof",
+            wire.spb.ConsistencyProof,
+            wire.spb.ConsistencyProofRequest(from_size=3, to_size=2),
+            "at most to_size 2",
+        ),
+        (
+            "GetConsistencyProof",
+            wire.spb.ConsistencyProof,
+            wire.spb.ConsistencyProofRequest(from_size=1, to_size=5),
+            "to_size 5 is beyond",
+        ),
     ],
 )
 async def test_bad_proof_requests_are_invalid_argument(
-    node: LogNode, tls: dict[str, NodeTls], method: str, response: type[pb_message.Message],
-    request_: object, needle: str,
+    node: LogNode,
+    tls: dict[str, NodeTls],
+    method: str,
+    response: type[pb_message.Message],
+    request_: object,
+    needle: str,
 ) -> None:
     await node.append(4)
     async with node.channel(tls[JIAXING]) as ch:
@@ -292,9 +375,10 @@ async def test_bad_proof_requests_are_invalid_argument(
     assert needle in (info.value.details() or "")
 
 
-@pytest.mark.parametrize(("start", "end", "needle"),
-                         [(3, 3, "must be below end"), (5, 2, "must be below end"),
-                          (0, 5, "end 5 is beyond")])
+@pytest.mark.parametrize(
+    ("start", "end", "needle"),
+    [(3, 3, "must be below end"), (5, 2, "must be below end"), (0, 5, "end 5 is beyond")],
+)
 async def test_bad_entry_ranges_are_invalid_argument(
     node: LogNode, tls: dict[str, NodeTls], start: int, end: int, needle: str
 ) -> None:
@@ -310,10 +394,15 @@ async def test_bad_entry_ranges_are_invalid_argument(
 MALFORMED = b"\x78\xff\xff\xff"
 
 
-@pytest.mark.parametrize("method", ["GetCheckpoint", "GetInclusionProof",
-                                    "GetConsistencyProof", "GetEntries", "AddCheckpoint"])
+@pytest.mark.parametrize(
+    "method",
+    ["GetCheckpoint", "GetInclusionProof", "GetConsistencyProof", "GetEntries", "AddCheckpoint"],
+)
 async def test_a_request_that_does_not_decode_is_invalid_argument(
-    node: LogNode, tls: dict[str, NodeTls], method: str, caplog: pytest.LogCaptureFixture,
+    node: LogNode,
+    tls: dict[str, NodeTls],
+    method: str,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     """issue 9 §6: a malformed request on any method gets INVALID_ARGUMENT with ErrorInfo
     (MALFORMED_REQUEST), not UNKNOWN/INTERNAL naming a Python class, and no traceback in the
@@ -335,18 +424,19 @@ async def test_a_request_that_does_not_decode_is_invalid_argument(
         assert not [r for r in caplog.records if r.exc_info or "Traceback" in r.getMessage()]
         # The node keeps serving.
         checkpoint = await unary(ch, "GetCheckpoint", wire.spb.Checkpoint)(
-            wire.spb.GetCheckpointRequest(), timeout=10)
+            wire.spb.GetCheckpointRequest(), timeout=10
+        )
     assert checkpoint.note
 
 
 # --- witnessing ------------------------------------------------------------------------------
 
 
-async def add_checkpoint(ch: grpc.aio.Channel, old_size: int, proof: list[bytes],
-                         note: str) -> str:
+async def add_checkpoint(ch: grpc.aio.Channel, old_size: int, proof: list[bytes], note: str) -> str:
     response = await unary(ch, "AddCheckpoint", wire.spb.AddCheckpointResponse)(
-        wire.spb.AddCheckpointRequest(old_size=old_size, consistency_proof=proof,
-                                      checkpoint=note), timeout=10)
+        wire.spb.AddCheckpointRequest(old_size=old_size, consistency_proof=proof, checkpoint=note),
+        timeout=10,
+    )
     return str(response.cosignature)
 
 
@@ -364,8 +454,9 @@ async def test_witness_cosigns_consistent_growth(
         line = await add_checkpoint(ch, 4, peer.tree.consistency_proof(4, 11), second)
         # The same checkpoint again (same size, same root) is cosigned again.
         again = await add_checkpoint(ch, 11, [], second)
-    opened = notes.open_checkpoint(notes.add_signature_lines(second, [line]),
-                                   peer.signer.verifier(), [witness_key])
+    opened = notes.open_checkpoint(
+        notes.add_signature_lines(second, [line]), peer.signer.verifier(), [witness_key]
+    )
     assert opened.note.verified_names == (peer.signer.name, witness_key.name)
     assert again.startswith("— " + witness_key.name)
     assert node.witness.held(peer.signer.name).size == 11
@@ -421,40 +512,64 @@ async def test_witness_refusals(node: LogNode, tls: dict[str, NodeTls], peer: Pe
 
 
 async def test_send_checkpoint_stores_cosignatures_and_alarms_on_refusal(
-    node: LogNode, stores: dict[str, Store], tls: dict[str, NodeTls],
+    node: LogNode,
+    stores: dict[str, Store],
+    tls: dict[str, NodeTls],
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     """HUZHOU sends its checkpoints to JIAXING, which witnesses it; GetCheckpoint then
     carries the cosignature."""
     members = {tls[HUZHOU].fingerprint: HUZHOU}
-    jiaxing = LogNode(JIAXING, stores[JIAXING], tls[JIAXING], members,
-                      {node.log_signer.name: node.log_signer.verifier()})
+    jiaxing = LogNode(
+        JIAXING,
+        stores[JIAXING],
+        tls[JIAXING],
+        members,
+        {node.log_signer.name: node.log_signer.verifier()},
+    )
     await jiaxing.start([tls[HUZHOU]])
     witness_key = jiaxing.witness_signer.verifier()
     stats = WitnessingStats()
     try:
         async with jiaxing.channel(tls[HUZHOU]) as to_witness:
             await node.append(3)
-            assert await send_checkpoint(to_witness, node.store, node.sequencer.tree,
-                                         node.sequencer.latest_checkpoint, witness_key, stats)
+            assert await send_checkpoint(
+                to_witness,
+                node.store,
+                node.sequencer.tree,
+                node.sequencer.latest_checkpoint,
+                witness_key,
+                stats,
+            )
             await node.append(4)
-            assert await send_checkpoint(to_witness, node.store, node.sequencer.tree,
-                                         node.sequencer.latest_checkpoint, witness_key, stats)
+            assert await send_checkpoint(
+                to_witness,
+                node.store,
+                node.sequencer.tree,
+                node.sequencer.latest_checkpoint,
+                witness_key,
+                stats,
+            )
             assert stats.cosigned == 2 and stats.alarms == 0
             async with node.channel(tls[JIAXING]) as ch:
-                note = (await unary(ch, "GetCheckpoint", wire.spb.Checkpoint)(
-                    wire.spb.GetCheckpointRequest(), timeout=10)).note
+                note = (
+                    await unary(ch, "GetCheckpoint", wire.spb.Checkpoint)(
+                        wire.spb.GetCheckpointRequest(), timeout=10
+                    )
+                ).note
             opened = notes.open_checkpoint(note, node.log_signer.verifier(), [witness_key])
             assert opened.checkpoint.size == 7
             assert witness_key.name in opened.note.verified_names
 
             # A checkpoint inconsistent with what the witness holds: ALARM, counted, no raise.
             bad = notes.sign_checkpoint(
-                notes.Checkpoint(node.log_signer.name, 7, b"\x07" * 32), node.log_signer)
+                notes.Checkpoint(node.log_signer.name, 7, b"\x07" * 32), node.log_signer
+            )
             alarms_before = _alarm_metric(witness_key.name)
             with caplog.at_level(logging.ERROR, logger="node.log.witness"):
-                result = await send_checkpoint(to_witness, node.store, node.sequencer.tree,
-                                               bad, witness_key, stats)
+                result = await send_checkpoint(
+                    to_witness, node.store, node.sequencer.tree, bad, witness_key, stats
+                )
             assert result is None and stats.alarms == 1
             assert _alarm_metric(witness_key.name) == alarms_before + 1
             assert any("ALARM" in r.getMessage() for r in caplog.records)
@@ -466,21 +581,38 @@ async def test_send_checkpoint_catches_up_from_the_size_the_witness_holds(
     node: LogNode, stores: dict[str, Store], tls: dict[str, NodeTls]
 ) -> None:
     """Our record of cosignatures was lost: the witness names its size and we retry."""
-    jiaxing = LogNode(JIAXING, stores[JIAXING], tls[JIAXING], {tls[HUZHOU].fingerprint: HUZHOU},
-                      {node.log_signer.name: node.log_signer.verifier()})
+    jiaxing = LogNode(
+        JIAXING,
+        stores[JIAXING],
+        tls[JIAXING],
+        {tls[HUZHOU].fingerprint: HUZHOU},
+        {node.log_signer.name: node.log_signer.verifier()},
+    )
     await jiaxing.start([tls[HUZHOU]])
     stats = WitnessingStats()
     try:
         async with jiaxing.channel(tls[HUZHOU]) as to_witness:
             await node.append(2)
             key = jiaxing.witness_signer.verifier()
-            await send_checkpoint(to_witness, node.store, node.sequencer.tree,
-                                  node.sequencer.latest_checkpoint, key, stats)
+            await send_checkpoint(
+                to_witness,
+                node.store,
+                node.sequencer.tree,
+                node.sequencer.latest_checkpoint,
+                key,
+                stats,
+            )
             with node.store.begin() as conn:
                 conn.execute(sa.delete(t.log_cosignatures))
             await node.append(3)
-            assert await send_checkpoint(to_witness, node.store, node.sequencer.tree,
-                                         node.sequencer.latest_checkpoint, key, stats)
+            assert await send_checkpoint(
+                to_witness,
+                node.store,
+                node.sequencer.tree,
+                node.sequencer.latest_checkpoint,
+                key,
+                stats,
+            )
         assert (stats.cosigned, stats.alarms) == (2, 0)
     finally:
         await jiaxing.stop()
@@ -489,5 +621,6 @@ async def test_send_checkpoint_catches_up_from_the_size_the_witness_holds(
 def _alarm_metric(witness: str) -> float:
     """The Prometheus counter an operator's alerting watches."""
     value = prometheus_client.REGISTRY.get_sample_value(
-        "creditnode_witness_alarms_total", {"witness": witness})
+        "creditnode_witness_alarms_total", {"witness": witness}
+    )
     return value or 0.0

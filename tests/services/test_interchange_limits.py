@@ -43,8 +43,9 @@ def _records(node: Node) -> list[model.ExchangeRecord]:
 
 def _log_bytes(node: Node) -> int:
     with node.store.connect() as conn:
-        return int(conn.execute(sa.select(sa.func.sum(sa.func.length(t.log_entries.c.data))))
-                   .scalar() or 0)
+        return int(
+            conn.execute(sa.select(sa.func.sum(sa.func.length(t.log_entries.c.data)))).scalar() or 0
+        )
 
 
 async def _refused(ch: grpc.aio.Channel, q: wire.pb.CreditQuery) -> grpc.aio.AioRpcError:
@@ -53,13 +54,13 @@ async def _refused(ch: grpc.aio.Channel, q: wire.pb.CreditQuery) -> grpc.aio.Aio
     return info.value
 
 
-def _limited(node_store: Store, tls: dict[str, NodeTls], rate: int,
-             window_s: float = 10.0) -> Node:
+def _limited(node_store: Store, tls: dict[str, NodeTls], rate: int, window_s: float = 10.0) -> Node:
     node = Node(node_store, tls[HUZHOU], {tls[n].fingerprint: n for n in (JIAXING, SHANGHAI)})
     hjjw = node.policy.zones["hjjw"]
     node.policy = policy.Policy(
         {**node.policy.zones, "hjjw": dataclasses.replace(hjjw, caller_rates={JIAXING: rate})},
-        refusal_window_s=window_s)
+        refusal_window_s=window_s,
+    )
     return node
 
 
@@ -82,7 +83,11 @@ LONG = "9" * 10_000
     ],
 )
 async def test_a_field_over_its_limit_is_refused_unechoed_and_unstored(
-    node: Node, tls: dict[str, NodeTls], field: str, q: wire.pb.CreditQuery, named: str,
+    node: Node,
+    tls: dict[str, NodeTls],
+    field: str,
+    q: wire.pb.CreditQuery,
+    named: str,
     logged: bool,
 ) -> None:
     """issue 9 §2: a 3.9 MiB USCC was stored in the log entry and echoed in the refusal; a
@@ -119,7 +124,10 @@ async def test_a_request_over_the_size_limit_is_refused_before_any_handler(
 
 @pytest.mark.parametrize("method", ["QueryCredit", "GetNodeInfo", "SubscribeRevocations"])
 async def test_a_request_that_does_not_decode_is_invalid_argument(
-    node: Node, tls: dict[str, NodeTls], method: str, caplog: pytest.LogCaptureFixture,
+    node: Node,
+    tls: dict[str, NodeTls],
+    method: str,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     """issue 9 §6: a malformed request on any method gets INVALID_ARGUMENT with ErrorInfo, not
     UNKNOWN/INTERNAL naming a Python class, and leaves no traceback in the server's log."""
@@ -148,9 +156,11 @@ async def test_a_batch_stream_not_read_holds_a_bounded_number_of_items(
     await node.start([tls[JIAXING], tls[SHANGHAI]])
     try:
         async with channel(node, tls[JIAXING]) as ch:
-            batch = ch.stream_stream(f"/{STUB}/BatchQueryCredit",
-                                     request_serializer=wire.serialize,
-                                     response_deserializer=wire.spb.QueryCreditResponse.FromString)
+            batch = ch.stream_stream(
+                f"/{STUB}/BatchQueryCredit",
+                request_serializer=wire.serialize,
+                response_deserializer=wire.spb.QueryCreditResponse.FromString,
+            )
 
             async def items(stream: int) -> AsyncIterator[wire.pb.CreditQuery]:
                 for i in range(5_000):
@@ -191,11 +201,14 @@ async def test_refused_queries_are_charged_to_the_callers_rate(
     try:
         async with channel(node, tls[JIAXING]) as ch:
             assert reason_of(await _refused(ch, query("c-1", purpose="joint-sanction"))) == (
-                "PURPOSE_NOT_AGREED")
+                "PURPOSE_NOT_AGREED"
+            )
             assert reason_of(await _refused(ch, query("c-2", subject="91330500MA0000009X"))) == (
-                "INVALID_SUBJECT_ID")
+                "INVALID_SUBJECT_ID"
+            )
             assert reason_of(await _refused(ch, query("c-3", zone="Bad Zone"))) == (
-                "INVALID_ARGUMENT")
+                "INVALID_ARGUMENT"
+            )
             err = await _refused(ch, query("c-4"))  # a good query, but the rate is spent
             assert err.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
     finally:
@@ -215,7 +228,8 @@ async def test_a_flood_over_the_rate_is_logged_once_per_window_with_a_count(
         async with channel(node, tls[JIAXING]) as ch:
             outcomes = await asyncio.gather(
                 *(call(ch, query(f"fl-{i}", purpose="joint-sanction")) for i in range(60)),
-                return_exceptions=True)
+                return_exceptions=True,
+            )
         codes = [o.code() for o in outcomes if isinstance(o, grpc.aio.AioRpcError)]
         assert codes.count(grpc.StatusCode.PERMISSION_DENIED) == 3
         assert codes.count(grpc.StatusCode.RESOURCE_EXHAUSTED) == 57
@@ -227,7 +241,7 @@ async def test_a_flood_over_the_rate_is_logged_once_per_window_with_a_count(
             await asyncio.sleep(0.05)
             if len(_records(node)) > before + 4:
                 break
-        summary = _records(node)[before + 4:]
+        summary = _records(node)[before + 4 :]
         assert len(summary) == 1
         assert summary[0].requester_node == JIAXING
         assert summary[0].decision is model.Decision.REFUSED
@@ -256,7 +270,8 @@ async def test_a_caller_over_its_rate_is_held_to_its_own_pace(
             # The first over the rate in a window is logged and answered as it comes; the
             # others are counted, and paced.
             assert (await _refused(jiaxing, query("pace-1"))).code() == (
-                grpc.StatusCode.RESOURCE_EXHAUSTED)
+                grpc.StatusCode.RESOURCE_EXHAUSTED
+            )
             started = loop.time()
             over = asyncio.ensure_future(_refused(jiaxing, query("pace-2")))
             assert (await call(sh, query("pace-sh", zone="yrd"))).HasField("result")
@@ -265,9 +280,10 @@ async def test_a_caller_over_its_rate_is_held_to_its_own_pace(
             assert loop.time() - started >= 2.0
             started = loop.time()
             replies = jiaxing.stream_stream(
-                f"/{STUB}/BatchQueryCredit", request_serializer=wire.serialize,
-                response_deserializer=wire.spb.QueryCreditResponse.FromString)(
-                iter([query("pace-b1"), query("pace-b2")]), timeout=10)
+                f"/{STUB}/BatchQueryCredit",
+                request_serializer=wire.serialize,
+                response_deserializer=wire.spb.QueryCreditResponse.FromString,
+            )(iter([query("pace-b1"), query("pace-b2")]), timeout=10)
             answered = [r async for r in replies]
             exhausted = grpc.StatusCode.RESOURCE_EXHAUSTED.value[0]
             assert [r.error.code for r in answered] == [exhausted] * 2
@@ -286,8 +302,10 @@ async def test_a_request_id_reused_for_another_query_is_refused_and_logged(
     async with channel(node, tls[JIAXING]) as ch:
         first = await call(ch, query("reuse-1"))
         before = len(_records(node))
-        for other in (query("reuse-1", purpose="xinyi-you"),
-                      query("reuse-1", subject=make_uscc("91330500MA0000001"))):
+        for other in (
+            query("reuse-1", purpose="xinyi-you"),
+            query("reuse-1", subject=make_uscc("91330500MA0000001")),
+        ):
             err = await _refused(ch, other)
             assert err.code() == grpc.StatusCode.INVALID_ARGUMENT
             assert reason_of(err) == "REQUEST_ID_REUSED"
@@ -306,11 +324,16 @@ async def test_a_replay_after_the_result_changed_is_decided_again(
         first = await call(ch, query("rep-1"))
         old = wire.result_from_bytes(first.result.payload)
         repaired = dataclasses.replace(
-            company(COMPANY, "湖州绿源新材料有限公司"), result_id=f"{HUZHOU}:{COMPANY}:r2",
-            level=model.CreditLevel.B, native_level="B", flags=(),
-            evaluated_at=T0 + dt.timedelta(days=10))
-        node.store.results.import_results([repaired], source="repair", file_sha256="1" * 64,
-                                          fmt="test")
+            company(COMPANY, "湖州绿源新材料有限公司"),
+            result_id=f"{HUZHOU}:{COMPANY}:r2",
+            level=model.CreditLevel.B,
+            native_level="B",
+            flags=(),
+            evaluated_at=T0 + dt.timedelta(days=10),
+        )
+        node.store.results.import_results(
+            [repaired], source="repair", file_sha256="1" * 64, fmt="test"
+        )
         second = await call(ch, query("rep-1"))
         third = await call(ch, query("rep-1"))
     new = wire.result_from_bytes(second.result.payload)

@@ -45,18 +45,29 @@ async def test_granted_answer_is_signed_bound_and_logged(
         response = await call(ch, q)
     envelope = wire.envelope_from_pb(response.result)
     verified = signing.verify_envelope(
-        envelope, payload_type=signing.PAYLOAD_CREDIT_RESULT,
-        keys={node.signer.keyid: node.signer.verification_key()})
+        envelope,
+        payload_type=signing.PAYLOAD_CREDIT_RESULT,
+        keys={node.signer.keyid: node.signer.verification_key()},
+    )
     result = wire.result_from_bytes(verified.payload)
     assert (result.audience_node, result.zone, result.purpose, result.request_id) == (
-        JIAXING, "hjjw", "xinyi-dai", "req-1")
+        JIAXING,
+        "hjjw",
+        "xinyi-dai",
+        "req-1",
+    )
     assert result.request_digest == hashlib.sha256(wire.serialize(q)).digest()
     assert result.indicators == {}  # xinyi-dai in hjjw does not see indicators
     receipt = response.receipt
     assert receipt.log_index == result.log_index
     checkpoint = notes.open_checkpoint(receipt.checkpoint, node.log_signer.verifier()).checkpoint
-    merkle.verify_inclusion(receipt.log_index, checkpoint.size, receipt.leaf_hash,
-                            list(receipt.inclusion_proof), checkpoint.root_hash)
+    merkle.verify_inclusion(
+        receipt.log_index,
+        checkpoint.size,
+        receipt.leaf_hash,
+        list(receipt.inclusion_proof),
+        checkpoint.root_hash,
+    )
     # The log entry at that index names this exchange and the result's digest.
     entry = node.sequencer.tree.leaf(receipt.log_index)
     assert entry == receipt.leaf_hash
@@ -66,20 +77,40 @@ async def test_granted_answer_is_signed_bound_and_logged(
     ("client", "q", "code", "reason"),
     [
         (SHANGHAI, query("r", zone="hjjw"), grpc.StatusCode.PERMISSION_DENIED, "NOT_ZONE_MEMBER"),
-        (JIAXING, query("r", purpose="joint-sanction"), grpc.StatusCode.PERMISSION_DENIED,
-         "PURPOSE_NOT_AGREED"),
-        (JIAXING, query("r", subject="11010519491231002X", id_type=wire.pb.RESIDENT_ID),
-         grpc.StatusCode.PERMISSION_DENIED, "SUBJECT_TYPE_NOT_ALLOWED"),
-        (JIAXING, query("r", subject="91330500MA0000009X"), grpc.StatusCode.INVALID_ARGUMENT,
-         "INVALID_SUBJECT_ID"),
-        (JIAXING, query("r", subject="91350100M000100Y43"), grpc.StatusCode.NOT_FOUND,
-         "SUBJECT_NOT_FOUND"),
+        (
+            JIAXING,
+            query("r", purpose="joint-sanction"),
+            grpc.StatusCode.PERMISSION_DENIED,
+            "PURPOSE_NOT_AGREED",
+        ),
+        (
+            JIAXING,
+            query("r", subject="11010519491231002X", id_type=wire.pb.RESIDENT_ID),
+            grpc.StatusCode.PERMISSION_DENIED,
+            "SUBJECT_TYPE_NOT_ALLOWED",
+        ),
+        (
+            JIAXING,
+            query("r", subject="91330500MA0000009X"),
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "INVALID_SUBJECT_ID",
+        ),
+        (
+            JIAXING,
+            query("r", subject="91350100M000100Y43"),
+            grpc.StatusCode.NOT_FOUND,
+            "SUBJECT_NOT_FOUND",
+        ),
         (JIAXING, query(""), grpc.StatusCode.INVALID_ARGUMENT, "INVALID_ARGUMENT"),
     ],
 )
 async def test_refusals_have_status_and_reason_and_are_logged(
-    node: Node, tls: dict[str, NodeTls], client: str, q: wire.pb.CreditQuery,
-    code: grpc.StatusCode, reason: str,
+    node: Node,
+    tls: dict[str, NodeTls],
+    client: str,
+    q: wire.pb.CreditQuery,
+    code: grpc.StatusCode,
+    reason: str,
 ) -> None:
     before = node.sequencer.tree.size
     async with channel(node, tls[client]) as ch:
@@ -110,17 +141,29 @@ async def test_replayed_request_id_gets_same_answer_logged_once(
 async def test_batch_mixes_good_and_bad_items_without_ending(
     node: Node, tls: dict[str, NodeTls]
 ) -> None:
-    items = [query("b1"), query("b2", subject="91330500MA0000009X"), query("b3", zone="yrd"),
-             query("b4", subject="91350100M000100Y43"), query("b5")]
+    items = [
+        query("b1"),
+        query("b2", subject="91330500MA0000009X"),
+        query("b3", zone="yrd"),
+        query("b4", subject="91350100M000100Y43"),
+        query("b5"),
+    ]
     async with channel(node, tls[JIAXING]) as ch:
-        stream = ch.stream_stream(f"/{STUB}/BatchQueryCredit", request_serializer=wire.serialize,
-                                  response_deserializer=wire.spb.QueryCreditResponse.FromString)
+        stream = ch.stream_stream(
+            f"/{STUB}/BatchQueryCredit",
+            request_serializer=wire.serialize,
+            response_deserializer=wire.spb.QueryCreditResponse.FromString,
+        )
         responses = [r async for r in stream(iter(items), timeout=10)]
     assert [r.request_id for r in responses] == ["b1", "b2", "b3", "b4", "b5"]
     codes = [r.error.code for r in responses]
-    assert codes == [0, grpc.StatusCode.INVALID_ARGUMENT.value[0],
-                     grpc.StatusCode.PERMISSION_DENIED.value[0],
-                     grpc.StatusCode.NOT_FOUND.value[0], 0]
+    assert codes == [
+        0,
+        grpc.StatusCode.INVALID_ARGUMENT.value[0],
+        grpc.StatusCode.PERMISSION_DENIED.value[0],
+        grpc.StatusCode.NOT_FOUND.value[0],
+        0,
+    ]
     assert responses[0].HasField("result") and responses[4].HasField("result")
     assert not responses[1].HasField("result")
     # Refusals are logged like grants, and their items carry the receipt that proves it.
@@ -128,8 +171,13 @@ async def test_batch_mixes_good_and_bad_items_without_ending(
     for response in responses:
         receipt = response.receipt
         checkpoint = notes.open_checkpoint(receipt.checkpoint, verifier).checkpoint
-        merkle.verify_inclusion(receipt.log_index, checkpoint.size, receipt.leaf_hash,
-                                list(receipt.inclusion_proof), checkpoint.root_hash)
+        merkle.verify_inclusion(
+            receipt.log_index,
+            checkpoint.size,
+            receipt.leaf_hash,
+            list(receipt.inclusion_proof),
+            checkpoint.root_hash,
+        )
     assert len({r.receipt.log_index for r in responses}) == 5
 
 
@@ -143,8 +191,14 @@ class HoldFirstGroup:
         self.first_asked = asyncio.Event()
         self.second_done = asyncio.Event()
 
-    async def answer(self, caller: str, queries: Sequence[bytes], *, single: bool,
-                     zones: AbstractSet[str] | None = None) -> list[Reply]:
+    async def answer(
+        self,
+        caller: str,
+        queries: Sequence[bytes],
+        *,
+        single: bool,
+        zones: AbstractSet[str] | None = None,
+    ) -> list[Reply]:
         number = len(self.groups)
         self.groups.append([wire.parse_query(q).request_id for q in queries])
         if number == 0:
@@ -180,8 +234,10 @@ async def test_batch_answers_the_next_group_while_one_is_pending_and_keeps_order
     try:
         async with channel(node, tls[JIAXING]) as ch:
             stream = ch.stream_stream(
-                f"/{STUB}/BatchQueryCredit", request_serializer=wire.serialize,
-                response_deserializer=wire.spb.QueryCreditResponse.FromString)
+                f"/{STUB}/BatchQueryCredit",
+                request_serializer=wire.serialize,
+                response_deserializer=wire.spb.QueryCreditResponse.FromString,
+            )
             responses = [r async for r in stream(items(), timeout=10)]
     finally:
         await node.stop()
@@ -199,8 +255,11 @@ async def test_a_batch_stream_cancelled_midway_leaves_the_node_serving(
     node: Node, tls: dict[str, NodeTls]
 ) -> None:
     async with channel(node, tls[JIAXING]) as ch:
-        stream = ch.stream_stream(f"/{STUB}/BatchQueryCredit", request_serializer=wire.serialize,
-                                  response_deserializer=wire.spb.QueryCreditResponse.FromString)
+        stream = ch.stream_stream(
+            f"/{STUB}/BatchQueryCredit",
+            request_serializer=wire.serialize,
+            response_deserializer=wire.spb.QueryCreditResponse.FromString,
+        )
 
         async def endless() -> AsyncIterator[wire.pb.CreditQuery]:
             n = 0
@@ -220,8 +279,13 @@ async def test_a_batch_stream_cancelled_midway_leaves_the_node_serving(
     assert again.HasField("result")
     receipt = again.receipt
     checkpoint = notes.open_checkpoint(receipt.checkpoint, node.log_signer.verifier()).checkpoint
-    merkle.verify_inclusion(receipt.log_index, checkpoint.size, receipt.leaf_hash,
-                            list(receipt.inclusion_proof), checkpoint.root_hash)
+    merkle.verify_inclusion(
+        receipt.log_index,
+        checkpoint.size,
+        receipt.leaf_hash,
+        list(receipt.inclusion_proof),
+        checkpoint.root_hash,
+    )
 
 
 async def test_unknown_certificate_is_refused_and_node_keeps_serving(
@@ -242,13 +306,23 @@ async def test_interop_verify_with_only_proto_and_design(
     """Verify a result the way another city's code would: PAE by hand, key from GetNodeInfo."""
     async with channel(node, tls[JIAXING]) as ch:
         info = await ch.unary_unary(
-            f"/{STUB}/GetNodeInfo", request_serializer=wire.serialize,
-            response_deserializer=wire.pb.NodeInfo.FromString)(wire.spb.GetNodeInfoRequest())
+            f"/{STUB}/GetNodeInfo",
+            request_serializer=wire.serialize,
+            response_deserializer=wire.pb.NodeInfo.FromString,
+        )(wire.spb.GetNodeInfoRequest())
         response = await call(ch, query("interop"))
     env = response.result
     payload_type = env.payload_type.encode()
-    pae = (b"DSSEv1 " + str(len(payload_type)).encode() + b" " + payload_type + b" "
-           + str(len(env.payload)).encode() + b" " + env.payload)
+    pae = (
+        b"DSSEv1 "
+        + str(len(payload_type)).encode()
+        + b" "
+        + payload_type
+        + b" "
+        + str(len(env.payload)).encode()
+        + b" "
+        + env.payload
+    )
     key = next(k for k in info.signing_keys if k.keyid == env.signatures[0].keyid)
     assert key.keyid == hashlib.sha256(key.spki_der).hexdigest()
     public = load_der_public_key(key.spki_der)
@@ -280,8 +354,9 @@ async def test_rate_limit_refuses_with_resource_exhausted_and_logs(
     members = {tls[n].fingerprint: n for n in (JIAXING, SHANGHAI)}
     limited = Node(node_store, tls[HUZHOU], members)
     hjjw = limited.policy.zones["hjjw"]
-    limited.policy = policy.Policy({**limited.policy.zones, "hjjw": dataclasses.replace(
-        hjjw, caller_rates={JIAXING: 3})})
+    limited.policy = policy.Policy(
+        {**limited.policy.zones, "hjjw": dataclasses.replace(hjjw, caller_rates={JIAXING: 3})}
+    )
     await limited.start([tls[JIAXING], tls[SHANGHAI]])
     try:
         async with channel(limited, tls[JIAXING]) as ch:
@@ -317,15 +392,17 @@ async def test_a_batch_retried_one_by_one_spends_the_callers_rate_once(
 
     limited = Node(node_store, tls[HUZHOU], {tls[JIAXING].fingerprint: JIAXING})
     hjjw = limited.policy.zones["hjjw"]
-    limited.policy = policy.Policy({**limited.policy.zones, "hjjw": dataclasses.replace(
-        hjjw, caller_rates={JIAXING: 4})})
+    limited.policy = policy.Policy(
+        {**limited.policy.zones, "hjjw": dataclasses.replace(hjjw, caller_rates={JIAXING: 4})}
+    )
     await limited.start([tls[JIAXING]], wrap=keep)
     try:
         before = limited.sequencer.tree.size
         x, a, b = (wire.serialize(query(i)) for i in ("rr-x", "rr-a", "rr-b"))
         first, second = await asyncio.gather(
             answerers[0].answer(JIAXING, [x, a], single=False),
-            answerers[0].answer(JIAXING, [b, x], single=False))
+            answerers[0].answer(JIAXING, [b, x], single=False),
+        )
     finally:
         await limited.stop()
     responses = [wire.parse_response(r.data) for r in (*first, *second)]
@@ -336,8 +413,9 @@ async def test_a_batch_retried_one_by_one_spends_the_callers_rate_once(
 
 def _entries(node: Node) -> list[bytes]:
     with node.store.connect() as conn:
-        return list(conn.execute(sa.select(t.log_entries.c.data)
-                                 .order_by(t.log_entries.c.idx)).scalars())
+        return list(
+            conn.execute(sa.select(t.log_entries.c.data).order_by(t.log_entries.c.idx)).scalars()
+        )
 
 
 async def test_batch_repeating_a_request_id_answers_it_once(
@@ -346,8 +424,11 @@ async def test_batch_repeating_a_request_id_answers_it_once(
     items = [query("dup"), query("other"), query("dup")]
     before = node.sequencer.tree.size
     async with channel(node, tls[JIAXING]) as ch:
-        stream = ch.stream_stream(f"/{STUB}/BatchQueryCredit", request_serializer=wire.serialize,
-                                  response_deserializer=wire.spb.QueryCreditResponse.FromString)
+        stream = ch.stream_stream(
+            f"/{STUB}/BatchQueryCredit",
+            request_serializer=wire.serialize,
+            response_deserializer=wire.spb.QueryCreditResponse.FromString,
+        )
         responses = [r async for r in stream(iter(items), timeout=10)]
         # A later single call with the same id is a replay too.
         again = await call(ch, query("dup"))
@@ -375,7 +456,8 @@ async def test_one_request_id_in_two_groups_at_once_is_logged_once(
         raw = wire.serialize(query("twice"))
         first, second = await asyncio.gather(
             answerers[0].answer(JIAXING, [raw, wire.serialize(query("other-1"))], single=False),
-            answerers[0].answer(JIAXING, [wire.serialize(query("other-2")), raw], single=False))
+            answerers[0].answer(JIAXING, [wire.serialize(query("other-2")), raw], single=False),
+        )
     finally:
         await node.stop()
     once, again = (wire.parse_response(r.data) for r in (first[0], second[1]))
@@ -389,8 +471,7 @@ async def test_concurrent_calls_with_one_request_id_are_answered_and_logged_once
 ) -> None:
     before = node.sequencer.tree.size
     async with channel(node, tls[JIAXING]) as ch:
-        first, second, third = await asyncio.gather(
-            *(call(ch, query("twin")) for _ in range(3)))
+        first, second, third = await asyncio.gather(*(call(ch, query("twin")) for _ in range(3)))
     assert first.result == second.result == third.result
     assert {r.receipt.log_index for r in (first, second, third)} == {first.receipt.log_index}
     assert node.sequencer.tree.size - before == 1
@@ -408,8 +489,12 @@ async def test_store_down_is_unavailable_without_internal_detail(
     try:
         with admin.connect() as conn:  # the database goes away under the running node
             conn.execute(sa.text(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false'))
-            conn.execute(sa.text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                                 "WHERE datname = :db"), {"db": name})
+            conn.execute(
+                sa.text(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = :db"
+                ),
+                {"db": name},
+            )
         async with channel(down, tls[JIAXING]) as ch:
             with pytest.raises(grpc.aio.AioRpcError) as info:
                 await call(ch, query("down-1"))
@@ -421,8 +506,12 @@ async def test_store_down_is_unavailable_without_internal_detail(
         # The database comes back: the same node answers again, without a restart.
         with admin.connect() as conn:
             conn.execute(sa.text(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true'))
-        store.results.import_results([company(COMPANY, "湖州绿源新材料有限公司")], source="t",
-                                     file_sha256="0" * 64, fmt="test")
+        store.results.import_results(
+            [company(COMPANY, "湖州绿源新材料有限公司")],
+            source="t",
+            file_sha256="0" * 64,
+            fmt="test",
+        )
         async with channel(down, tls[JIAXING]) as ch:
             assert (await call(ch, query("down-2"))).HasField("result")
     finally:
@@ -441,13 +530,17 @@ async def test_unary_answer_bytes_are_the_canonical_encoding(
     bytes must be exactly what serializing the whole response would give."""
     async with channel(node, tls[JIAXING]) as ch:
         raw = await ch.unary_unary(f"/{STUB}/QueryCredit", request_serializer=wire.serialize)(
-            query("canonical"), timeout=10)
+            query("canonical"), timeout=10
+        )
     response = wire.parse_response(raw)
     assert response.HasField("result") and response.HasField("receipt")
     assert response.SerializeToString(deterministic=True) == raw
     with node.store.connect() as conn:
-        stored = conn.execute(sa.select(t.log_answers.c.response).where(
-            t.log_answers.c.requester == JIAXING,
-            t.log_answers.c.request_id == "canonical")).scalar_one()
+        stored = conn.execute(
+            sa.select(t.log_answers.c.response).where(
+                t.log_answers.c.requester == JIAXING, t.log_answers.c.request_id == "canonical"
+            )
+        ).scalar_one()
     assert raw.startswith(stored) and stored == wire.serialize(
-        wire.spb.QueryCreditResponse(request_id="canonical", result=response.result))
+        wire.spb.QueryCreditResponse(request_id="canonical", result=response.result)
+    )

@@ -38,12 +38,14 @@ class Key:
         return self.not_before <= at < self.not_after
 
 
-def keys_of(node: Node,
-            not_after: dt.datetime = dt.datetime(2100, 1, 1, tzinfo=dt.UTC)) -> KeyLookup:
+def keys_of(
+    node: Node, not_after: dt.datetime = dt.datetime(2100, 1, 1, tzinfo=dt.UTC)
+) -> KeyLookup:
     def key_for(peer: str, keyid: str) -> Key:
         if peer == HUZHOU and keyid == node.signer.keyid:
-            return Key(node.signer.verification_key(),
-                       dt.datetime(2000, 1, 1, tzinfo=dt.UTC), not_after)
+            return Key(
+                node.signer.verification_key(), dt.datetime(2000, 1, 1, tzinfo=dt.UTC), not_after
+            )
         raise UntrustedKey(f"{keyid} is not a key of {peer}")
 
     return key_for
@@ -53,15 +55,22 @@ def client_for(node: Node, me: NodeTls, endpoint: str | None = None) -> PeerClie
     key_for = keys_of(node)
 
     return PeerClient(
-        local_node=me.node_id, peer=HUZHOU, endpoint=endpoint or node.server.target,
-        key_pem=me.key_pem, cert_pem=me.cert_pem, peer_cert_pem=node.tls.cert_pem,
-        key_for=key_for, deadline=5, attempts=2,
+        local_node=me.node_id,
+        peer=HUZHOU,
+        endpoint=endpoint or node.server.target,
+        key_pem=me.key_pem,
+        cert_pem=me.cert_pem,
+        peer_cert_pem=node.tls.cert_pem,
+        key_for=key_for,
+        deadline=5,
+        attempts=2,
     )
 
 
 def q(request_id: str) -> model.CreditQuery:
-    return model.CreditQuery(request_id, model.SubjectRef(model.SubjectIdType.USCC, COMPANY),
-                             "hjjw", "xinyi-dai")
+    return model.CreditQuery(
+        request_id, model.SubjectRef(model.SubjectIdType.USCC, COMPANY), "hjjw", "xinyi-dai"
+    )
 
 
 async def test_query_returns_verified_result(node: Node, tls: dict[str, NodeTls]) -> None:
@@ -91,9 +100,14 @@ async def test_peer_down_is_unavailable_after_retries(tls: dict[str, NodeTls]) -
         port = s.getsockname()[1]
     me = tls[JIAXING]
     client = PeerClient(
-        local_node=JIAXING, peer=HUZHOU, endpoint=f"127.0.0.1:{port}", key_pem=me.key_pem,
-        cert_pem=me.cert_pem, peer_cert_pem=tls[HUZHOU].cert_pem,
-        key_for=lambda peer, keyid: (_ for _ in ()).throw(UntrustedKey(keyid)), deadline=2,
+        local_node=JIAXING,
+        peer=HUZHOU,
+        endpoint=f"127.0.0.1:{port}",
+        key_pem=me.key_pem,
+        cert_pem=me.cert_pem,
+        peer_cert_pem=tls[HUZHOU].cert_pem,
+        key_for=lambda peer, keyid: (_ for _ in ()).throw(UntrustedKey(keyid)),
+        deadline=2,
         attempts=2,
     )
     try:
@@ -114,8 +128,9 @@ async def test_tampered_or_misbound_answers_are_rejected_with_why(
     sent = wire.serialize(wire.query_to_pb(q("pc-4")))
     response = wire.spb.QueryCreditResponse(result=wire.envelope_to_pb(good.envelope))
 
-    verify = functools.partial(verify_answer, peer=HUZHOU, sent=sent, request_id="pc-4",
-                               key_for=keys_of(node))
+    verify = functools.partial(
+        verify_answer, peer=HUZHOU, sent=sent, request_id="pc-4", key_for=keys_of(node)
+    )
     verify(response, local_node=JIAXING)
     with pytest.raises(BadAnswer, match="addressed to cn-330400, not to us"):
         verify(response, local_node="cn-330100")
@@ -132,9 +147,15 @@ async def test_tampered_or_misbound_answers_are_rejected_with_why(
         verify(tampered, local_node=JIAXING)
     # A key that had expired before the result was issued does not count.
     with pytest.raises(UntrustedKey, match="was not valid when the result was issued"):
-        verify(response, local_node=JIAXING,
-               key_for=keys_of(node, not_after=dt.datetime(2001, 1, 1, tzinfo=dt.UTC)))
+        verify(
+            response,
+            local_node=JIAXING,
+            key_for=keys_of(node, not_after=dt.datetime(2001, 1, 1, tzinfo=dt.UTC)),
+        )
     # A key the trust list does not hold for that peer.
     with pytest.raises(UntrustedKey):
-        verify(response, local_node=JIAXING,
-               key_for=lambda p, k: (_ for _ in ()).throw(UntrustedKey(k)))
+        verify(
+            response,
+            local_node=JIAXING,
+            key_for=lambda p, k: (_ for _ in ()).throw(UntrustedKey(k)),
+        )

@@ -49,8 +49,8 @@ faketime:
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check node adapters devtools tests bench
-	$(VENV)/bin/ruff format --check node adapters devtools bench
-	$(VENV)/bin/mypy node adapters devtools
+	$(VENV)/bin/ruff format --check node adapters devtools tests bench
+	$(VENV)/bin/mypy node adapters devtools tests
 
 proto: $(STAMP)
 	$(PY) proto/generate.py

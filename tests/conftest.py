@@ -14,10 +14,9 @@ from pathlib import Path
 import pytest
 
 from node.store import Store
+from tests.backends import BACKENDS
 from tests.pg import PostgresServer, PostgresUnavailable
 from tests.pki import NodeTls, make_node_tls
-
-BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
 
 
 @pytest.fixture(scope="session")

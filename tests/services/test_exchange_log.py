@@ -28,7 +28,7 @@ from node.services.interchange import caller_from_certificate
 from node.store import Store
 from node.store import log_tables as t
 from node.tls import channel_credentials, server_credentials
-from tests.conftest import BACKENDS
+from tests.backends import BACKENDS
 from tests.pg import PostgresServer
 from tests.pki import NodeTls, make_node_tls
 from tests.services.interchange_node import reason_of

@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping
 import grpc
 
 from node import metrics, model, wire
-from node.answer.exchange import pseudonymise
+from node.answer.builder import pseudonymise
 from node.clock import Clock
 from node.errors import CreditNodeError, PeerUnavailable
 from node.log.sequencer import LogWrite, Sequencer

@@ -14,23 +14,22 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import datetime as dt
 import hashlib
-import hmac
 import logging
 from collections.abc import Callable, Sequence
 from collections.abc import Set as AbstractSet
-from typing import Any, Protocol
+from typing import Protocol
 
 import sqlalchemy as sa
 
 from node import model, signing, wire
 from node import policy as policies
 from node.answer import decision
+from node.answer.builder import Answer, AnswerBuilder, Built, Encode, Exchange, pseudonymise
 from node.clock import SYSTEM, Clock
 from node.errors import CreditNodeError, InvalidInput, RateLimited
 from node.log import store as log_store
-from node.log.sequencer import Appended, LogWrite, Planned, Receipt, Sequencer
+from node.log.sequencer import Appended, LogWrite, Planned, Sequencer
 from node.log.store import StoredAnswer
 
 log = logging.getLogger(__name__)
@@ -49,34 +48,11 @@ class ResultSource(Protocol):
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
-class Answer:
-    """What goes back to the caller: the signed result, or the refusal, and its receipt."""
-
-    request_id: str
-    envelope: signing.Envelope | None
-    receipt: Receipt | None
-    error: CreditNodeError | None = None
-    encoded: bytes = b""  # the stored wire form (without receipt), as logged beside the entry
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
 class Replay:
     """The stored wire answer to a repeated request id, and where it was logged."""
 
     log_index: int
     response: bytes
-
-
-def pseudonymise(subject: model.SubjectRef, key: bytes) -> model.SubjectRef:
-    """DESIGN.md §5: a resident id never enters the log in clear."""
-    if subject.id_type is not model.SubjectIdType.RESIDENT_ID or subject.is_pseudonymous:
-        return subject
-    digest = hmac.new(key, subject.id.encode("ascii"), hashlib.sha256).hexdigest()
-    return model.SubjectRef(subject.id_type, model.HMAC_SUBJECT_PREFIX + digest)
-
-
-_REDACTED_CACHE_SIZE = 65536
-Encode = Callable[[Answer], bytes]  # the wire form kept for replaying a repeated request id
 
 
 class Interchange:
@@ -97,17 +73,15 @@ class Interchange:
         self.legacy_codes = legacy_codes  # answered despite a wrong check char (DESIGN.md §9)
         self.policy = policy
         self._results = results
-        self._signer = signer
         self._sequencer = sequencer
         self._subject_key = subject_key
-        self._encode = encode
+        self._builder = AnswerBuilder(node_id, signer, encode)
         self._clock = clock
         self._limiter = policies.RateLimiter()
         self._rate_refusals = policies.RateRefusals(policy.refusal_window_s)
         self._summary_timer: asyncio.TimerHandle | None = None
         self._summary_tasks: set[asyncio.Task[None]] = set()
         self._in_flight: dict[tuple[str, str], asyncio.Future[Answer | Replay]] = {}
-        self._redacted_cache: dict[tuple[str, int], tuple[policies.PurposeRule, Any]] = {}
 
     async def answer(
         self,
@@ -264,8 +238,8 @@ class Interchange:
         ]
 
     def build(self, entry: _Entry, read: ReadResult, index: int) -> Planned:
-        """Decide, sign and record one entry for the log index the sequencer reserved. Logs
-        nothing for a replay, or a refusal without a request id."""
+        """Decide, then sign and record one entry for the log index the sequencer reserved.
+        Logs nothing for a replay, or a refusal without a request id."""
         stored, current = read
         decided = self._decide(entry, stored, current)
         if isinstance(decided, decision.GiveStored):
@@ -273,59 +247,12 @@ class Interchange:
             return Planned(None, Replay(stored[0], stored[1]))
         if isinstance(decided, decision.RefuseUnlogged):
             return Planned(None, decided.refusal)
-        caller, received = entry.caller, entry.received
-        now = self._clock.now()
-        envelope = None
-        if isinstance(decided, decision.Refuse):
-            refusal: CreditNodeError | None = decided.refusal
-            record = self._record(
-                entry, now, decided.decision, f"{decided.refusal.reason}: {decided.refusal.message}"
-            )
-        else:
-            query, result, rule = received.query, decided.result, decided.rule
-            assert query is not None
-            refusal = None
-            payload = wire.bound_result_bytes(
-                self._redacted(result, rule),
-                issued_at=now,
-                audience_node=caller,
-                zone=query.zone,
-                purpose=query.purpose,
-                request_id=received.request_id,
-                request_digest=entry.digest,
-                log_index=index,
-            )
-            envelope = signing.sign_envelope(
-                signing.PAYLOAD_CREDIT_RESULT, payload, [self._signer()]
-            )
-            record = self._record(
-                entry,
-                now,
-                model.Decision.GRANTED,
-                "",
-                result.result_id,
-                hashlib.sha256(payload).digest(),
-            )
-        encoded = self._encode(Answer(received.request_id, envelope, None, refusal))
-        built = _Built(envelope, refusal, encoded)
-        if isinstance(decided, decision.Refuse) and not decided.store:
-            return Planned(LogWrite(record), built)
-        return Planned(
-            LogWrite(
-                record,
-                requester=caller,
-                request_id=received.request_id,
-                answer=encoded,
-                replaces=decided.replaces,
-            ),
-            built,
-        )
+        write, built = self._builder.build(entry.exchange, decided, self._clock.now(), index)
+        return Planned(write, built)
 
     def failed(self, entry: _Entry, index: int, error: BaseException) -> bytes:
         """The FAILED entry for one whose build raised."""
-        return self._record(
-            entry, self._clock.now(), model.Decision.FAILED, f"FAILED: {type(error).__name__}"
-        )
+        return self._builder.failed(entry.exchange, self._clock.now(), error)
 
     def _decide(
         self, entry: _Entry, stored: StoredAnswer | None, current: model.CreditResult | None
@@ -340,51 +267,14 @@ class Interchange:
             self.node_id,
             entry.caller,
             entry.zones,
-            decision.Asked(received.request_id, received.query, received.refusal, entry.subject),
+            decision.Asked(
+                received.request_id, received.query, received.refusal, entry.exchange.subject
+            ),
             None
             if stored is None
             else decision.Stored(stored[0], wire.record_from_bytes(stored[2])),
             current,
             self._clock.now(),
-        )
-
-    def _redacted(self, result: model.CreditResult, rule: policies.PurposeRule) -> Any:
-        """The result's wire form as this purpose may see it, cached per (result, rule): a
-        result id names one content for good, so only its binding differs between answers."""
-        key = (result.result_id, id(rule))
-        base = self._redacted_cache.get(key)
-        if base is None or base[0] is not rule:
-            if len(self._redacted_cache) >= _REDACTED_CACHE_SIZE:
-                self._redacted_cache.clear()
-            base = (rule, wire.result_to_pb(policies.redact(result, rule)))
-            self._redacted_cache[key] = base
-        return base[1]
-
-    def _record(
-        self,
-        entry: _Entry,
-        now: dt.datetime,
-        decision: model.Decision,
-        reason: str = "",
-        result_id: str = "",
-        result_digest: bytes = b"",
-    ) -> bytes:
-        """The serialized ExchangeRecord of an answer (DESIGN.md §7: the log entry)."""
-        query = entry.received.query
-        return wire.exchange_record_bytes(
-            time=now,
-            direction=model.Direction.ANSWERED,
-            requester_node=entry.caller,
-            responder_node=self.node_id,
-            zone=query.zone if query else "",
-            purpose=query.purpose if query else "",
-            subject=entry.subject,
-            request_id=entry.received.request_id,
-            request_digest=entry.digest,
-            decision=decision,
-            reason=reason,
-            result_id=result_id,
-            result_digest=result_digest,
         )
 
 
@@ -414,19 +304,10 @@ class Received:
             return cls(raw, message.request_id, None, exc)
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class _Built:
-    """What a build logged: the signed result or the refusal, and its stored wire form."""
-
-    envelope: signing.Envelope | None
-    refusal: CreditNodeError | None
-    encoded: bytes
-
-
 class _Entry:
     """One query on its way to the log, as the sequencer hands it back to its planner."""
 
-    __slots__ = ("caller", "digest", "over_rate", "position", "received", "subject", "zones")
+    __slots__ = ("caller", "exchange", "over_rate", "position", "received", "zones")
 
     def __init__(
         self,
@@ -442,8 +323,13 @@ class _Entry:
         self.received = received
         self.zones = zones  # the zones whose current trust list holds the caller
         self.position = position  # in the caller's group
-        self.digest = hashlib.sha256(received.raw).digest()  # the request digest
-        self.subject = pseudonymise(query.subject, subject_key) if query else None
+        self.exchange = Exchange(
+            caller,
+            received.request_id,
+            query,
+            pseudonymise(query.subject, subject_key) if query else None,
+            hashlib.sha256(received.raw).digest(),  # the request digest
+        )
         self.over_rate = over_rate  # refused over the caller's rate: logged as such
 
 
@@ -452,7 +338,7 @@ def _settled(entry: _Entry, appended: Appended | BaseException) -> Answer | Repl
     if isinstance(appended, BaseException):
         return appended
     outcome = appended.outcome
-    if isinstance(outcome, _Built):
+    if isinstance(outcome, Built):
         if appended.receipt is None:
             return RuntimeError("an answer built but not logged")
         return Answer(

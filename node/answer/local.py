@@ -19,7 +19,8 @@ from typing import Protocol
 
 from node import error_status as status
 from node import metrics, wire
-from node.answer.exchange import Answer, Interchange, Received, Replay
+from node.answer.builder import Answer
+from node.answer.exchange import Interchange, Received, Replay
 from node.errors import CreditNodeError, NotFound, RateLimited
 from node.log.sequencer import Receipt, Sequencer
 

@@ -33,7 +33,7 @@ import dataclasses
 import logging
 import threading
 from collections.abc import Callable, Sequence
-from typing import Any, Protocol, TypeVar
+from typing import Any, NamedTuple, Protocol, TypeVar
 
 import sqlalchemy as sa
 
@@ -71,8 +71,10 @@ class Receipt:
     inclusion_proof: tuple[bytes, ...]
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class Planned:
+# Two per appended item: named tuples, which cost less to make than dataclasses.
+
+
+class Planned(NamedTuple):
     """What a build logs (None: nothing, and it takes no index) and what its caller gets
     back once the batch is durable."""
 
@@ -80,8 +82,7 @@ class Planned:
     outcome: Any = None
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class Appended:
+class Appended(NamedTuple):
     """An item's outcome (as its build planned it) and its receipt (None: nothing logged)."""
 
     outcome: Any

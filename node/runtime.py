@@ -37,6 +37,7 @@ from node.serving_config import ServingConfig
 from node.store.engine import is_file_sqlite
 from node.trust import TrustStore
 from node.trust_files import TrustListFiles, load_home_trust
+from node.trust_model import PublicKeyInfo
 
 log = logging.getLogger(__name__)
 SOFTWARE_VERSION = "credit-interchange-node/0.1.0"
@@ -150,12 +151,11 @@ class NodeRuntime:
             zones=zones,
             signing_keys=[
                 wire.public_key_to_pb(
-                    wire.PublicKeyFields(
+                    PublicKeyInfo(
                         keyid=k.keyid,
                         algorithm=k.algorithm,
                         spki_der=k.spki_der,
                         not_before=k.not_before,
-                        not_after=None,
                         status=k.status,
                     )
                 )

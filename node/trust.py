@@ -15,15 +15,13 @@ import dataclasses
 import datetime as dt
 import hashlib
 import logging
-import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
-from cryptography.x509.oid import NameOID
 
-from node import b64, divisions, model, signing, wire
+from node import b64, model, signing, wire
 from node.errors import (
     ConfigError,
     ExpiredTrustList,
@@ -33,288 +31,45 @@ from node.errors import (
     UnsignedEnvelope,
     UntrustedKey,
 )
+from node.trust_model import (
+    ACTIVE as ACTIVE,
+)
+from node.trust_model import (
+    FINGERPRINT_RE as FINGERPRINT_RE,
+)
+from node.trust_model import (
+    KEY_STATUSES as KEY_STATUSES,
+)
+from node.trust_model import (
+    NODE_URI_PREFIX as NODE_URI_PREFIX,
+)
+from node.trust_model import (
+    REVOKED as REVOKED,
+)
+from node.trust_model import (
+    ROLE_RE as ROLE_RE,
+)
+from node.trust_model import (
+    VERIFY_ONLY as VERIFY_ONLY,
+)
+from node.trust_model import (
+    ZONE_RE as ZONE_RE,
+)
+from node.trust_model import (
+    Member as Member,
+)
+from node.trust_model import (
+    PublicKeyInfo as PublicKeyInfo,
+)
+from node.trust_model import (
+    TrustList as TrustList,
+)
+from node.trust_model import (
+    check_members as check_members,
+)
+from node.trust_model import iso_z
 
 log = logging.getLogger(__name__)
-
-ACTIVE = "active"
-VERIFY_ONLY = "verify-only"
-REVOKED = "revoked"
-KEY_STATUSES = (ACTIVE, VERIFY_ONLY, REVOKED)
-
-ZONE_RE = model.SLUG_RE
-ROLE_RE = re.compile(r"^[a-z][a-z0-9\-]{0,63}\Z")
-FINGERPRINT_RE = re.compile(r"^[0-9a-f]{64}\Z")
-NODE_URI_PREFIX = "creditx://node/"  # DESIGN.md §3: URI SAN of a node's TLS certificate
-
-
-def _aware(value: dt.datetime, what: str) -> dt.datetime:
-    return model.require_aware(value, what)
-
-
-def _iso(value: dt.datetime | None) -> str:
-    return "never" if value is None else value.isoformat().replace("+00:00", "Z")
-
-
-# --- the model ----------------------------------------------------------------------------
-
-
-@dataclasses.dataclass(frozen=True)
-class PublicKeyInfo:
-    """A member's signing key with its validity window and status (DESIGN.md §3).
-
-    `active` and `verify-only` keys verify what was issued within [not_before, not_after);
-    a `revoked` key verifies nothing. The keyid is the SHA-256 of the SPKI (checked).
-    """
-
-    keyid: str
-    algorithm: str
-    spki_der: bytes
-    not_before: dt.datetime
-    not_after: dt.datetime | None = None
-    status: str = ACTIVE
-    _key: signing.VerificationKey = dataclasses.field(init=False, repr=False, compare=False)
-
-    def __post_init__(self) -> None:
-        if self.status not in KEY_STATUSES:
-            raise InvalidInput(
-                f"key {self.keyid}: status must be one of {', '.join(KEY_STATUSES)}, "
-                f"got {self.status!r}"
-            )
-        try:
-            key = signing.VerificationKey(self.keyid, self.algorithm, bytes(self.spki_der))
-        except UntrustedKey as exc:
-            raise InvalidInput(f"signing key: {exc.message}") from None
-        object.__setattr__(self, "spki_der", bytes(self.spki_der))
-        object.__setattr__(self, "_key", key)
-        not_before = _aware(self.not_before, f"key {self.keyid} not_before")
-        object.__setattr__(self, "not_before", not_before)
-        if self.not_after is not None:
-            not_after = _aware(self.not_after, f"key {self.keyid} not_after")
-            if not_after <= not_before:
-                raise InvalidInput(
-                    f"key {self.keyid}: not_after {_iso(not_after)} is not after "
-                    f"not_before {_iso(not_before)}"
-                )
-            object.__setattr__(self, "not_after", not_after)
-
-    @property
-    def verification_key(self) -> signing.VerificationKey:
-        return self._key
-
-    def valid_at(self, at: dt.datetime) -> bool:
-        """May this key vouch for a signature made at `at`? Never when revoked."""
-        in_window = self.not_before <= at and (self.not_after is None or at < self.not_after)
-        return in_window and self.status != REVOKED
-
-    def to_fields(self) -> wire.PublicKeyFields:
-        return wire.PublicKeyFields(
-            keyid=self.keyid,
-            algorithm=self.algorithm,
-            spki_der=self.spki_der,
-            not_before=self.not_before,
-            not_after=self.not_after,
-            status=self.status,
-        )
-
-    @classmethod
-    def from_fields(cls, fields: wire.PublicKeyFields) -> PublicKeyInfo:
-        return cls(**fields)
-
-
-def _check_endpoint(endpoint: str, node_id: str) -> None:
-    host, sep, port = endpoint.rpartition(":")
-    if host.startswith("[") and host.endswith("]"):  # an IPv6 literal, RFC 3986 §3.2.2
-        host = host[1:-1]
-    ok = bool(sep and host and port.isdigit() and 0 < int(port) < 65536)
-    if not ok or any(c.isspace() or c == "/" for c in host):
-        raise InvalidInput(
-            f"member {node_id}: endpoint must be host:port like node.example.cn:7443, "
-            f"got {endpoint!r}"
-        )
-
-
-def _names_in_certificate(cert: x509.Certificate) -> set[str]:
-    names = {str(a.value) for a in cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)}
-    try:
-        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-    except x509.ExtensionNotFound:
-        return names
-    for uri in san.get_values_for_type(x509.UniformResourceIdentifier):
-        if uri.startswith(NODE_URI_PREFIX):
-            names.add(uri[len(NODE_URI_PREFIX) :])
-    return names
-
-
-@dataclasses.dataclass(frozen=True)
-class Member:
-    """One node of a zone: identity, endpoint, TLS anchor and signing keys.
-
-    The TLS certificate must name the node (CN or URI SAN `creditx://node/<id>`, DESIGN.md §3)
-    and `tls_cert_sha256` must be the lowercase hex SHA-256 of its DER.
-    """
-
-    node_id: str
-    name: str
-    division_code: str
-    endpoint: str
-    tls_cert_der: bytes
-    tls_cert_sha256: str
-    signing_keys: tuple[PublicKeyInfo, ...] = ()
-    roles: tuple[str, ...] = ("node",)
-
-    def __post_init__(self) -> None:
-        model.require_node_id(self.node_id, "member node id")
-        if not self.name.strip():
-            raise InvalidInput(f"member {self.node_id}: name must not be empty")
-        if self.division_code != self.node_id[3:]:
-            raise InvalidInput(
-                f"member {self.node_id}: division code must be {self.node_id[3:]} "
-                f"(the node id's), got {self.division_code!r}"
-            )
-        if not divisions.is_plausible_division(self.division_code):
-            raise InvalidInput(
-                f"member {self.node_id}: {self.division_code} is not a GB/T 2260 division code"
-            )
-        _check_endpoint(self.endpoint, self.node_id)
-        der = bytes(self.tls_cert_der)
-        object.__setattr__(self, "tls_cert_der", der)
-        actual = hashlib.sha256(der).hexdigest()
-        if self.tls_cert_sha256 != actual:
-            raise InvalidInput(
-                f"member {self.node_id}: tls_cert_sha256 {self.tls_cert_sha256!r} is not the "
-                f"SHA-256 of its certificate ({actual})"
-            )
-        try:
-            cert = x509.load_der_x509_certificate(der)
-        except ValueError as exc:
-            raise InvalidInput(
-                f"member {self.node_id}: tls_cert_der is not a DER X.509 certificate ({exc})"
-            ) from None
-        if self.node_id not in _names_in_certificate(cert):
-            raise InvalidInput(
-                f"member {self.node_id}: its TLS certificate names "
-                f"{sorted(_names_in_certificate(cert)) or 'nobody'}, not {self.node_id}"
-            )
-        keys = tuple(self.signing_keys)
-        keyids = [k.keyid for k in keys]
-        if len(set(keyids)) != len(keyids):
-            raise InvalidInput(f"member {self.node_id}: a signing key is listed twice")
-        object.__setattr__(self, "signing_keys", keys)
-        roles = tuple(self.roles)
-        for role in roles:
-            if not ROLE_RE.match(role):
-                raise InvalidInput(
-                    f"member {self.node_id}: role {role!r} must be a lower-case slug like 'node'"
-                )
-        object.__setattr__(self, "roles", roles)
-
-    def signing_key_info(self, keyid: str) -> PublicKeyInfo | None:
-        return next((k for k in self.signing_keys if k.keyid == keyid), None)
-
-    @property
-    def tls_cert_pem(self) -> bytes:
-        cert = x509.load_der_x509_certificate(self.tls_cert_der)
-        return cert.public_bytes(serialization.Encoding.PEM)
-
-    def to_fields(self) -> wire.MemberFields:
-        return wire.MemberFields(
-            node_id=self.node_id,
-            name=self.name,
-            division_code=self.division_code,
-            endpoint=self.endpoint,
-            tls_cert_der=self.tls_cert_der,
-            tls_cert_sha256=self.tls_cert_sha256,
-            signing_keys=[k.to_fields() for k in self.signing_keys],
-            roles=list(self.roles),
-        )
-
-    @classmethod
-    def from_fields(cls, fields: wire.MemberFields) -> Member:
-        return cls(
-            node_id=fields["node_id"],
-            name=fields["name"],
-            division_code=fields["division_code"],
-            endpoint=fields["endpoint"],
-            tls_cert_der=fields["tls_cert_der"],
-            tls_cert_sha256=fields["tls_cert_sha256"],
-            signing_keys=tuple(PublicKeyInfo.from_fields(k) for k in fields["signing_keys"]),
-            roles=tuple(fields["roles"]),
-        )
-
-
-def check_members(zone: str, members: Iterable[Member]) -> None:
-    """A certificate or signing key must identify exactly one member of a zone."""
-    members = list(members)
-    for what, values in (
-        ("node id", [m.node_id for m in members]),
-        ("TLS certificate", [m.tls_cert_sha256 for m in members]),
-        ("signing key", [k.keyid for m in members for k in m.signing_keys]),
-    ):
-        seen: set[str] = set()
-        for value in values:
-            if value in seen:
-                raise InvalidInput(
-                    f"trust list {zone}: {what} {value} appears in more than one member"
-                )
-            seen.add(value)
-
-
-@dataclasses.dataclass(frozen=True)
-class TrustList:
-    """A zone's membership at one version; members are unique by node id, TLS certificate and
-    signing key (so a certificate or key identifies exactly one member)."""
-
-    zone: str
-    version: int
-    issued_at: dt.datetime
-    expires_at: dt.datetime
-    members: tuple[Member, ...]
-
-    def __post_init__(self) -> None:
-        if not ZONE_RE.match(self.zone):
-            raise InvalidInput(f"zone must be a lower-case slug like 'hjjw', got {self.zone!r}")
-        if self.version < 1:
-            raise InvalidInput(f"trust list {self.zone}: version starts at 1, got {self.version}")
-        issued = _aware(self.issued_at, "trust list issued_at")
-        expires = _aware(self.expires_at, "trust list expires_at")
-        if expires <= issued:
-            raise InvalidInput(
-                f"trust list {self.zone} v{self.version}: expires_at {_iso(expires)} is not "
-                f"after issued_at {_iso(issued)}"
-            )
-        object.__setattr__(self, "issued_at", issued)
-        object.__setattr__(self, "expires_at", expires)
-        members = tuple(self.members)
-        check_members(self.zone, members)
-        object.__setattr__(self, "members", members)
-
-    def member(self, node_id: str) -> Member | None:
-        return next((m for m in self.members if m.node_id == node_id), None)
-
-    def to_fields(self) -> wire.TrustListFields:
-        return wire.TrustListFields(
-            zone=self.zone,
-            version=self.version,
-            issued_at=self.issued_at,
-            expires_at=self.expires_at,
-            members=[m.to_fields() for m in self.members],
-        )
-
-    def to_bytes(self) -> bytes:
-        """The exact protobuf payload that a coordinator signs."""
-        return wire.trust_list_bytes(self.to_fields())
-
-    @classmethod
-    def from_bytes(cls, data: bytes) -> TrustList:
-        fields = wire.trust_list_fields(data)
-        return cls(
-            zone=fields["zone"],
-            version=fields["version"],
-            issued_at=fields["issued_at"],
-            expires_at=fields["expires_at"],
-            members=tuple(Member.from_fields(m) for m in fields["members"]),
-        )
-
 
 # --- JSON form of members (identity exports, coordinator drafts, `zone show`) -------------
 
@@ -326,7 +81,7 @@ def _time(text: object, what: str) -> dt.datetime:
         value = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
         raise InvalidInput(f"{what} is not an RFC 3339 time: {text!r}") from None
-    return _aware(value, what)
+    return model.require_aware(value, what)
 
 
 def _str(doc: Mapping[str, Any], field: str, where: str) -> str:
@@ -341,8 +96,8 @@ def public_key_to_json(key: PublicKeyInfo) -> dict[str, Any]:
         "keyid": key.keyid,
         "algorithm": key.algorithm,
         "spki_der": b64.encode(key.spki_der),
-        "not_before": _iso(key.not_before),
-        "not_after": None if key.not_after is None else _iso(key.not_after),
+        "not_before": iso_z(key.not_before),
+        "not_after": None if key.not_after is None else iso_z(key.not_after),
         "status": key.status,
     }
 
@@ -446,8 +201,8 @@ def trust_list_to_json(trust_list: TrustList) -> dict[str, Any]:
     return {
         "zone": trust_list.zone,
         "version": trust_list.version,
-        "issued_at": _iso(trust_list.issued_at),
-        "expires_at": _iso(trust_list.expires_at),
+        "issued_at": iso_z(trust_list.issued_at),
+        "expires_at": iso_z(trust_list.expires_at),
         "members": [member_to_json(m) for m in trust_list.members],
     }
 
@@ -457,7 +212,9 @@ def trust_list_to_json(trust_list: TrustList) -> dict[str, Any]:
 
 def sign_trust_list(trust_list: TrustList, coordinator: signing.Signer) -> signing.Envelope:
     """The coordinator's DSSE envelope over the list's protobuf bytes (DESIGN.md §3, §4)."""
-    return signing.sign_envelope(signing.PAYLOAD_TRUST_LIST, trust_list.to_bytes(), [coordinator])
+    return signing.sign_envelope(
+        signing.PAYLOAD_TRUST_LIST, wire.trust_list_bytes(trust_list), [coordinator]
+    )
 
 
 def open_trust_list(
@@ -483,7 +240,7 @@ def open_trust_list(
     5. it has not expired at `now` (ExpiredTrustList), unless `accept_expired`: the caller
        knows this very list was in force before (TrustStore, after a restart).
     """
-    now = _aware(now, "now")
+    now = model.require_aware(now, "now")
     # 1. An empty signature list is its own refusal: the publisher forgot to sign.
     if not envelope.signatures:
         raise UnsignedEnvelope(
@@ -496,7 +253,7 @@ def open_trust_list(
         payload_type=signing.PAYLOAD_TRUST_LIST,
         keys={coordinator_key.keyid: coordinator_key},
     )
-    trust_list = TrustList.from_bytes(verified.payload)
+    trust_list = wire.trust_list_from_bytes(verified.payload)
     # 3. A coordinator may sign several zones with one key: the zone must be the one asked.
     if zone is not None and trust_list.zone != zone:
         raise TrustListZoneMismatch(
@@ -519,7 +276,7 @@ def open_trust_list(
     if trust_list.expires_at <= now and not accept_expired:
         raise ExpiredTrustList(
             f"trust list for zone {trust_list.zone} version {trust_list.version} expired at "
-            f"{_iso(trust_list.expires_at)} (now {_iso(now)}); ask the coordinator for a new one"
+            f"{iso_z(trust_list.expires_at)} (now {iso_z(now)}); ask the coordinator for a new one"
         )
     return trust_list
 
@@ -708,12 +465,12 @@ class TrustStore:
         An `active` or `verify-only` key verifies within [not_before, not_after); a `revoked`
         key verifies nothing (DESIGN.md §3 key rotation).
         """
-        at = _aware(at, "signature time")
+        at = model.require_aware(at, "signature time")
         info = self.peer_key(node_id, keyid, zone=zone)
         if not info.valid_at(at):
             raise UntrustedKey(
                 f"signing key {keyid} of {node_id} ({info.status}) is valid from "
-                f"{_iso(info.not_before)} until {_iso(info.not_after)}, not at {_iso(at)}"
+                f"{iso_z(info.not_before)} until {iso_z(info.not_after)}, not at {iso_z(at)}"
             )
         return info.verification_key
 

@@ -19,7 +19,8 @@ from node import b64, signing
 from node.clock import SYSTEM
 from node.errors import ConfigError, CreditNodeError, InvalidInput, UntrustedKey
 from node.home import NodeHome, dumps_toml
-from node.trust import ZONE_RE, TrustStore, VersionFloor, _iso
+from node.trust import ZONE_RE, TrustStore, VersionFloor
+from node.trust_model import iso_z
 
 log = logging.getLogger(__name__)
 
@@ -187,7 +188,7 @@ class TrustListFiles:
                         zone,
                         held.version,
                         len(held.members),
-                        _iso(held.expires_at),
+                        iso_z(held.expires_at),
                     )
                 self.last_errors.pop(zone, None)
             except (CreditNodeError, OSError) as exc:
@@ -212,7 +213,7 @@ class TrustListFiles:
                     "one",
                     zone,
                     expired.version,
-                    _iso(expired.expires_at),
+                    iso_z(expired.expires_at),
                 )
         return updated
 

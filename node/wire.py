@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Sequence
 from collections.abc import Set as AbstractSet
-from typing import Any, TypedDict
+from typing import Any
 
 from google.protobuf import message as pb_message
 from google.protobuf import timestamp_pb2
@@ -19,6 +19,7 @@ from node import model, signing
 from node._pb.creditx.v1 import messages_pb2 as pb
 from node._pb.creditx.v1 import services_pb2 as spb
 from node.errors import InvalidInput
+from node.trust_model import Member, PublicKeyInfo, TrustList
 
 __all__ = ["pb", "spb"]
 
@@ -339,53 +340,24 @@ def record_from_bytes(data: bytes) -> model.ExchangeRecord:
 
 
 # --- trust lists (DESIGN.md §3, §5 TrustList, Member, PublicKey) ----------------------------
-# Plain-value forms: node.trust (floor 4) builds its validated dataclasses from these, so this
-# floor-3 module never imports upward.
 
 
-class PublicKeyFields(TypedDict):
-    keyid: str
-    algorithm: str
-    spki_der: bytes
-    not_before: dt.datetime
-    not_after: dt.datetime | None  # None: no planned end (field absent on the wire)
-    status: str
-
-
-class MemberFields(TypedDict):
-    node_id: str
-    name: str
-    division_code: str
-    endpoint: str
-    tls_cert_der: bytes
-    tls_cert_sha256: str
-    signing_keys: list[PublicKeyFields]
-    roles: list[str]
-
-
-class TrustListFields(TypedDict):
-    zone: str
-    version: int
-    issued_at: dt.datetime
-    expires_at: dt.datetime
-    members: list[MemberFields]
-
-
-def public_key_to_pb(key: PublicKeyFields) -> pb.PublicKey:
+def public_key_to_pb(key: PublicKeyInfo) -> pb.PublicKey:
     msg = pb.PublicKey(
-        keyid=key["keyid"],
-        spki_der=key["spki_der"],
-        algorithm=key["algorithm"],
-        not_before=timestamp(key["not_before"]),
-        status=key["status"],
+        keyid=key.keyid,
+        spki_der=key.spki_der,
+        algorithm=key.algorithm,
+        not_before=timestamp(key.not_before),
+        status=key.status,
     )
-    if key["not_after"] is not None:
-        msg.not_after.CopyFrom(timestamp(key["not_after"]))
+    if key.not_after is not None:  # no planned end: the field is absent
+        msg.not_after.CopyFrom(timestamp(key.not_after))
     return msg
 
 
-def public_key_from_pb(msg: pb.PublicKey) -> PublicKeyFields:
-    return PublicKeyFields(
+def public_key_from_pb(msg: pb.PublicKey) -> PublicKeyInfo:
+    """The key, checked (InvalidInput when it breaks the model's rules)."""
+    return PublicKeyInfo(
         keyid=msg.keyid,
         algorithm=msg.algorithm,
         spki_der=msg.spki_der,
@@ -395,48 +367,50 @@ def public_key_from_pb(msg: pb.PublicKey) -> PublicKeyFields:
     )
 
 
-def trust_list_bytes(trust_list: TrustListFields) -> bytes:
+def trust_list_bytes(trust_list: TrustList) -> bytes:
+    """The exact protobuf payload that a coordinator signs."""
     msg = pb.TrustList(
-        zone=trust_list["zone"],
-        version=trust_list["version"],
-        issued_at=timestamp(trust_list["issued_at"]),
-        expires_at=timestamp(trust_list["expires_at"]),
+        zone=trust_list.zone,
+        version=trust_list.version,
+        issued_at=timestamp(trust_list.issued_at),
+        expires_at=timestamp(trust_list.expires_at),
     )
-    for member in trust_list["members"]:
+    for member in trust_list.members:
         msg.members.add(
-            node_id=member["node_id"],
-            name=member["name"],
-            division_code=member["division_code"],
-            endpoint=member["endpoint"],
-            tls_cert_sha256=member["tls_cert_sha256"],
-            signing_keys=[public_key_to_pb(k) for k in member["signing_keys"]],
-            roles=list(member["roles"]),
-            tls_cert_der=member["tls_cert_der"],
+            node_id=member.node_id,
+            name=member.name,
+            division_code=member.division_code,
+            endpoint=member.endpoint,
+            tls_cert_sha256=member.tls_cert_sha256,
+            signing_keys=[public_key_to_pb(k) for k in member.signing_keys],
+            roles=list(member.roles),
+            tls_cert_der=member.tls_cert_der,
         )
     return serialize(msg)
 
 
-def trust_list_fields(data: bytes) -> TrustListFields:
+def trust_list_from_bytes(data: bytes) -> TrustList:
+    """A trust list payload, decoded and checked (InvalidInput when it breaks the rules)."""
     msg = _parse(pb.TrustList, data, "trust list")
     assert isinstance(msg, pb.TrustList)
-    return TrustListFields(
+    return TrustList(
         zone=msg.zone,
         version=msg.version,
         issued_at=from_timestamp(msg.issued_at),
         expires_at=from_timestamp(msg.expires_at),
-        members=[
-            MemberFields(
+        members=tuple(
+            Member(
                 node_id=m.node_id,
                 name=m.name,
                 division_code=m.division_code,
                 endpoint=m.endpoint,
                 tls_cert_der=m.tls_cert_der,
                 tls_cert_sha256=m.tls_cert_sha256,
-                signing_keys=[public_key_from_pb(k) for k in m.signing_keys],
-                roles=list(m.roles),
+                signing_keys=tuple(public_key_from_pb(k) for k in m.signing_keys),
+                roles=tuple(m.roles),
             )
             for m in msg.members
-        ],
+        ),
     )
 
 

@@ -34,6 +34,7 @@ FLOORS: Mapping[str, int] = {
     "node.model": 2,
     "node.log.notes": 2,
     "node.privacy": 2,
+    "node.trust_model": 2,
     # 3: store, wire, policy (generated code below the wire layer), files of the home
     "node._pb": 3,
     "node.store": 3,

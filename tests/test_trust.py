@@ -13,7 +13,7 @@ import pathlib
 
 import pytest
 
-from node import signing, trust, trust_files
+from node import signing, trust, trust_files, wire
 from node.errors import (
     BadSignature,
     ConfigError,
@@ -60,7 +60,7 @@ def test_trust_list_round_trips_through_its_signed_payload(
     huzhou: trust.Member, jiaxing: trust.Member
 ) -> None:
     tl = make_list(3, huzhou, jiaxing)
-    assert trust.TrustList.from_bytes(tl.to_bytes()) == tl
+    assert wire.trust_list_from_bytes(wire.trust_list_bytes(tl)) == tl
     assert trust.member_from_json(trust.member_to_json(jiaxing)) == jiaxing
 
 
@@ -176,7 +176,7 @@ def _tampered(env: signing.Envelope) -> signing.Envelope:
         (lambda env, other: dataclasses.replace(env, signatures=()), UnsignedEnvelope, "no sig"),
         (
             lambda env, other: trust.sign_trust_list(
-                trust.TrustList.from_bytes(env.payload), other
+                wire.trust_list_from_bytes(env.payload), other
             ),
             UntrustedKey,
             "no signature is by a trusted key",
@@ -265,7 +265,7 @@ def test_offer_for_a_zone_without_a_pinned_key_is_a_config_error(
 
 
 def _floor(env: signing.Envelope) -> trust.VersionFloor:
-    version = trust.TrustList.from_bytes(env.payload).version
+    version = wire.trust_list_from_bytes(env.payload).version
     return trust.VersionFloor(version, hashlib.sha256(env.payload).hexdigest())
 
 

@@ -65,7 +65,7 @@ def company(fed: Federation, index: int = 0) -> model.SubjectRef:
 
 
 def list_in(path: pathlib.Path) -> trust.TrustList:
-    return trust.TrustList.from_bytes(signing.Envelope.from_json(path.read_bytes()).payload)
+    return wire.trust_list_from_bytes(signing.Envelope.from_json(path.read_bytes()).payload)
 
 
 async def creditnode(*args: object) -> tuple[int, str]:

@@ -18,7 +18,7 @@ import click
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
-from node import signing, trust, trust_files
+from node import signing, trust, trust_files, wire
 from node.cli.options import home_option
 from node.clock import SYSTEM
 from node.errors import ConfigError, CreditNodeError, InvalidInput, KeyMaterialError
@@ -287,7 +287,7 @@ def show_command(file: pathlib.Path, coordinator_key: pathlib.Path | None, as_js
         trust_list = trust.open_trust_list(envelope, key, now=_now(), held_version=None)
         status = f"verified with coordinator key {key.keyid}"
     else:
-        trust_list = trust.TrustList.from_bytes(envelope.payload)
+        trust_list = wire.trust_list_from_bytes(envelope.payload)
         status = "NOT VERIFIED (pass --coordinator-key to verify)"
     if as_json:
         click.echo(json.dumps(trust.trust_list_to_json(trust_list), indent=2, ensure_ascii=False))

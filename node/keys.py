@@ -20,7 +20,9 @@ import json
 import logging
 import os
 import pathlib
+import re
 import secrets
+from collections.abc import Sequence
 from typing import Any
 
 from cryptography import x509
@@ -31,7 +33,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from node import b64, sealed_secret, signing
 from node.clock import SYSTEM
 from node.config import NodeConfig
-from node.errors import KeyMaterialError, UntrustedKey
+from node.errors import InvalidInput, KeyMaterialError, UntrustedKey
 from node.home import NodeHome
 from node.log import notes
 
@@ -210,11 +212,47 @@ class PublicIdentity:
         }
 
 
+MAX_HOSTS = 32
+_HOST_LABEL = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)\Z")
+
+
+def host_name(value: str) -> x509.GeneralName:
+    """A name peers may reach this node by, as a SAN: an IP address, or a DNS host name
+    (RFC 1123 labels, at most 253 characters). InvalidInput names what is wrong."""
+    try:
+        return x509.IPAddress(ipaddress.ip_address(value))
+    except ValueError:
+        pass
+    labels = value.removesuffix(".").split(".")
+    if len(value) > 253 or not all(_HOST_LABEL.match(label) for label in labels):
+        shown = value if len(value) <= 64 else value[:64] + "…"
+        raise InvalidInput(
+            f"host {shown!r} is neither an IP address nor a DNS host name "
+            "(letters, digits and hyphens in dot-separated labels of at most 63 characters)"
+        )
+    return x509.DNSName(value.removesuffix(".").lower())
+
+
 def self_signed_tls_certificate(
-    node_id: str, key: ec.EllipticCurvePrivateKey, now: dt.datetime
+    node_id: str,
+    key: ec.EllipticCurvePrivateKey,
+    now: dt.datetime,
+    hosts: Sequence[str] = (),
 ) -> x509.Certificate:
-    """DESIGN.md §3: CN and URI SAN name the node; localhost SANs let loopback TLS work; the
-    same certificate serves (serverAuth) and calls peers (clientAuth)."""
+    """DESIGN.md §3: CN and URI SAN name the node; `hosts` (and localhost, so loopback TLS
+    works) are the names peers reach it by; the same certificate serves (serverAuth) and
+    calls peers (clientAuth)."""
+    if len(hosts) > MAX_HOSTS:
+        raise InvalidInput(f"at most {MAX_HOSTS} host names, got {len(hosts)}")
+    names: list[x509.GeneralName] = [
+        x509.UniformResourceIdentifier(node_uri(node_id)),
+        x509.DNSName("localhost"),
+        x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
+    ]
+    for host in hosts:
+        name = host_name(host)
+        if name not in names:
+            names.append(name)
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, node_id)])
     public = key.public_key()
     return (
@@ -225,16 +263,7 @@ def self_signed_tls_certificate(
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - dt.timedelta(minutes=5))  # tolerate peers' clock skew
         .not_valid_after(now + TLS_VALIDITY)
-        .add_extension(
-            x509.SubjectAlternativeName(
-                [
-                    x509.UniformResourceIdentifier(node_uri(node_id)),
-                    x509.DNSName("localhost"),
-                    x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
-                ]
-            ),
-            critical=False,
-        )
+        .add_extension(x509.SubjectAlternativeName(names), critical=False)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(
             x509.KeyUsage(
@@ -321,9 +350,14 @@ class NodeKeys:
     # --- generation -------------------------------------------------------------------------
 
     def generate(
-        self, *, signing_algorithm: str = signing.ED25519, now: dt.datetime | None = None
+        self,
+        *,
+        signing_algorithm: str = signing.ED25519,
+        now: dt.datetime | None = None,
+        hosts: Sequence[str] = (),
     ) -> None:
-        """Create every key; refuses when any key file already exists."""
+        """Create every key; refuses when any key file already exists. `hosts`: the names and
+        addresses peers reach this node by, put in its TLS certificate."""
         existing = self.existing_files()
         if existing:
             raise KeyMaterialError(
@@ -341,7 +375,7 @@ class NodeKeys:
         self._write_private_key(self.witness_key_path, witness_key)
         tls_key = ec.generate_private_key(ec.SECP256R1())
         self._write_private_key(self.tls_key_path, tls_key)
-        cert = self_signed_tls_certificate(self.config.node_id, tls_key, now)
+        cert = self_signed_tls_certificate(self.config.node_id, tls_key, now, hosts)
         _write_public(self.tls_cert_path, cert.public_bytes(serialization.Encoding.PEM))
         hmac_key = secrets.token_bytes(HMAC_KEY_BYTES)
         _write_private(self.subject_hmac_key_path, self._subject_hmac_file(hmac_key))

@@ -14,9 +14,16 @@ import click
 from node import divisions, signing
 from node.cli.options import home_option
 from node.config import NodeConfig, division_of
-from node.errors import ConfigError, InvalidIdentifier
+from node.errors import ConfigError, InvalidIdentifier, InvalidInput
 from node.home import NodeHome
-from node.keys import PASSPHRASE_ENV, NodeKeys, identity_json, passphrase_from_env
+from node.keys import (
+    MAX_HOSTS,
+    PASSPHRASE_ENV,
+    NodeKeys,
+    host_name,
+    identity_json,
+    passphrase_from_env,
+)
 
 
 def register(main: click.Group) -> None:
@@ -34,9 +41,24 @@ def register(main: click.Group) -> None:
     show_default=True,
     help="Algorithm of the DSSE signing key.",
 )
+@click.option(
+    "--host",
+    "hosts",
+    multiple=True,
+    metavar="NAME_OR_IP",
+    help="A name or address peers reach this node by, put in its TLS certificate "
+    "(repeatable; localhost and 127.0.0.1 are always in it).",
+)
 @click.option("--force", is_flag=True, help="Replace an existing identity (destroys its keys).")
 @home_option
-def init(node_id: str, name: str, signing_algorithm: str, force: bool, home: pathlib.Path) -> None:
+def init(
+    node_id: str,
+    name: str,
+    signing_algorithm: str,
+    hosts: tuple[str, ...],
+    force: bool,
+    home: pathlib.Path,
+) -> None:
     """Create a node identity: node.toml and keys/ in the home.
 
     Private keys are written with mode 0600; set $CREDITNODE_KEY_PASSPHRASE to encrypt them.
@@ -50,6 +72,13 @@ def init(node_id: str, name: str, signing_algorithm: str, force: bool, home: pat
     except InvalidIdentifier as exc:
         raise click.BadParameter(exc.message, param_hint="--node-id") from None
 
+    for host in hosts:  # refused before anything is written
+        try:
+            host_name(host)
+        except InvalidInput as exc:
+            raise click.BadParameter(exc.message, param_hint="--host") from None
+    if len(hosts) > MAX_HOSTS:
+        raise click.BadParameter(f"at most {MAX_HOSTS} host names", param_hint="--host")
     node_home = NodeHome(home)
     config = NodeConfig.for_node(node_id, name)
     keys = NodeKeys(node_home, config, passphrase=passphrase_from_env())
@@ -73,7 +102,7 @@ def init(node_id: str, name: str, signing_algorithm: str, force: bool, home: pat
                 NodeKeys(node_home, node_home.load_config(), passphrase=None).remove()
         keys.remove()
 
-    keys.generate(signing_algorithm=signing_algorithm)
+    keys.generate(signing_algorithm=signing_algorithm, hosts=hosts)
     node_home.write_config(config)
 
     identity_info = keys.public_identity()

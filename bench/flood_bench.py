@@ -38,7 +38,6 @@ from bench.interchange_bench import (
     BATCH_METHOD,
     HUZHOU,
     PURPOSE,
-    SERVICE,
     SUBJECTS,
     UNARY_METHOD,
     ZONE,
@@ -48,6 +47,8 @@ from bench.interchange_bench import (
     _passthrough,
     _query,
     enterprises,
+    node_server_credentials,
+    serve_bare,
     server_process,
 )
 from devtools.federation import Federation, build
@@ -59,7 +60,6 @@ from node.keys import NodeKeys
 from node.process import run_serving_loop, serving_loop_name
 from node.store import Store
 from node.store import log_tables as t
-from node.trust_files import load_home_trust
 
 FLOODER, ASKER = "cn-330400", "cn-330300"  # A (Jiaxing) floods; B (Wenzhou) asks normally
 UNAGREED_PURPOSE = "xinyi-you"  # agreed in hz-metro, not in hjjw: refused PERMISSION_DENIED
@@ -290,13 +290,7 @@ async def serve_refuser(home: pathlib.Path, ready_file: pathlib.Path) -> None:
     """A bare grpc.aio server with the node's TLS key, certificate and client anchors, refusing
     every QueryCredit with the node's own RESOURCE_EXHAUSTED status (ErrorInfo included), and
     every BatchQueryCredit item with a fixed response carrying it."""
-    node_home = NodeHome(home)
-    keys = NodeKeys.open(node_home)
-    credentials = tls.server_credentials(
-        keys.tls_private_key_pem(),
-        keys.tls_certificate_pem(),
-        load_home_trust(node_home).store.anchors_pem,
-    )
+    credentials = node_server_credentials(home)
     refusal = status.to_rpc_status(RateLimited("over its rate"))
     grpc_status = rpc_status.to_status(refusal)
     refused_item = wire.serialize(wire.spb.QueryCreditResponse(error=refusal))
@@ -311,35 +305,7 @@ async def serve_refuser(home: pathlib.Path, ready_file: pathlib.Path) -> None:
         async for _ in requests:
             yield refused_item
 
-    server = grpc.aio.server()
-    server.add_generic_rpc_handlers(
-        (
-            grpc.method_handlers_generic_handler(
-                SERVICE,
-                {
-                    "QueryCredit": grpc.unary_unary_rpc_method_handler(
-                        query_credit,
-                        request_deserializer=_passthrough,
-                        response_serializer=_passthrough,
-                    ),
-                    "BatchQueryCredit": grpc.stream_stream_rpc_method_handler(
-                        batch_query_credit,
-                        request_deserializer=_passthrough,
-                        response_serializer=_passthrough,
-                    ),
-                },
-            ),
-        )
-    )
-    port = server.add_secure_port("127.0.0.1:0", credentials)
-    await server.start()
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, stop.set)
-    ready_file.write_text(f"127.0.0.1:{port}")
-    await stop.wait()
-    await server.stop(1)
+    await serve_bare(credentials, query_credit, batch_query_credit, ready_file)
 
 
 # --- setup ----------------------------------------------------------------------------------------

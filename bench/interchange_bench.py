@@ -256,13 +256,7 @@ async def serve_baseline(
 ) -> None:
     """A bare grpc.aio server with the node's TLS key, certificate and client-certificate anchors,
     answering every QueryCredit, and every BatchQueryCredit item, with the same fixed bytes."""
-    node_home = NodeHome(home)
-    keys = NodeKeys.open(node_home)
-    credentials = tls.server_credentials(
-        keys.tls_private_key_pem(),
-        keys.tls_certificate_pem(),
-        load_home_trust(node_home).store.anchors_pem,
-    )
+    credentials = node_server_credentials(home)
     response = response_file.read_bytes()  # serialized once
 
     async def query_credit(request: bytes, context: Any) -> bytes:
@@ -274,6 +268,28 @@ async def serve_baseline(
         async for _ in requests:
             yield response
 
+    await serve_bare(credentials, query_credit, batch_query_credit, ready_file)
+
+
+def node_server_credentials(home: pathlib.Path) -> grpc.ServerCredentials:
+    """The node's own TLS key and certificate, with its trust lists' client anchors."""
+    node_home = NodeHome(home)
+    keys = NodeKeys.open(node_home)
+    return tls.server_credentials(
+        keys.tls_private_key_pem(),
+        keys.tls_certificate_pem(),
+        load_home_trust(node_home).store.anchors_pem,
+    )
+
+
+async def serve_bare(
+    credentials: grpc.ServerCredentials,
+    query_credit: Callable[[bytes, Any], Awaitable[bytes]],
+    batch_query_credit: Callable[[AsyncIterator[bytes], Any], AsyncIterator[bytes]],
+    ready_file: pathlib.Path,
+) -> None:
+    """A bare grpc.aio server with the two query methods as given, on 127.0.0.1, until
+    SIGINT or SIGTERM; its address goes to `ready_file` once it serves."""
     server = grpc.aio.server()
     server.add_generic_rpc_handlers(
         (

@@ -222,14 +222,6 @@ class LogStore:
             ).all()
         return [(int(r.idx), bytes(r.data)) for r in rows]
 
-    def latest_checkpoint(self) -> tuple[int, str] | None:
-        with self._db.connect() as conn:
-            return latest_checkpoint(conn)
-
-    def leaf_hashes_from(self, start: int) -> list[bytes]:
-        with self._db.connect() as conn:
-            return list(leaf_hashes_from(conn, start))
-
     def cosignature_lines(self, size: int) -> list[str]:
         """The witnesses' cosignature lines on our checkpoint of `size`, by witness name."""
         with self._db.connect() as conn:

@@ -91,6 +91,11 @@ def _str(doc: Mapping[str, Any], field: str, where: str) -> str:
     return value
 
 
+def _optional_str(doc: Mapping[str, Any], field: str, where: str) -> str:
+    """A string field that documents written before it existed leave out: empty then."""
+    return "" if doc.get(field) is None else _str(doc, field, where)
+
+
 def public_key_to_json(key: PublicKeyInfo) -> dict[str, Any]:
     return {
         "keyid": key.keyid,
@@ -124,6 +129,8 @@ def member_to_json(member: Member) -> dict[str, Any]:
         "tls_cert_sha256": member.tls_cert_sha256,
         "tls_cert_der": b64.encode(member.tls_cert_der),
         "signing_keys": [public_key_to_json(k) for k in member.signing_keys],
+        "log_verifier_key": member.log_verifier_key,
+        "witness_verifier_key": member.witness_verifier_key,
     }
 
 
@@ -144,6 +151,8 @@ def member_from_json(doc: Mapping[str, Any]) -> Member:
         tls_cert_sha256=_str(doc, "tls_cert_sha256", where),
         signing_keys=tuple(public_key_from_json(k, f"{where} key") for k in raw_keys),
         roles=tuple(roles),
+        log_verifier_key=_optional_str(doc, "log_verifier_key", where),
+        witness_verifier_key=_optional_str(doc, "witness_verifier_key", where),
     )
 
 
@@ -194,6 +203,8 @@ def member_from_identity(
         tls_cert_sha256=_str(identity, "tls_cert_sha256", where),
         signing_keys=tuple(keys),
         roles=roles,
+        log_verifier_key=_optional_str(identity, "log_verifier_key", where),
+        witness_verifier_key=_optional_str(identity, "witness_verifier_key", where),
     )
 
 
@@ -420,6 +431,26 @@ class TrustStore:
     def member(self, zone: str, node_id: str) -> Member | None:
         trust_list = self.trust_list(zone)
         return None if trust_list is None else trust_list.member(node_id)
+
+    def log_verifier_key(self, node_id: str) -> str | None:
+        """`node_id`'s log verifier key (DESIGN.md §5 Member 9) from the most recently issued
+        list held that carries one; None when no list does (lists signed before the field)."""
+        found = [
+            (held.trust_list.issued_at, member.log_verifier_key)
+            for held in self._held.values()
+            if (member := held.trust_list.member(node_id)) is not None and member.log_verifier_key
+        ]
+        return max(found)[1] if found else None
+
+    def witness_verifier_keys(self) -> dict[str, str]:
+        """Node id -> witness verifier key (Member 10) of every member of the lists held that
+        carries one, from the most recently issued list naming it."""
+        keys: dict[str, str] = {}
+        for held in sorted(self._held.values(), key=lambda h: h.trust_list.issued_at):
+            for member in held.trust_list.members:
+                if member.witness_verifier_key:
+                    keys[member.node_id] = member.witness_verifier_key
+        return keys
 
     def member_by_cert_sha256(self, fingerprint: str) -> list[tuple[str, Member]]:
         """Every (zone, member) whose TLS certificate has this SHA-256 (mTLS authentication)."""

@@ -16,6 +16,7 @@ from cryptography.x509.oid import NameOID
 
 from node import divisions, model, signing
 from node.errors import InvalidInput, UntrustedKey
+from node.log import notes
 
 ACTIVE = "active"
 VERIFY_ONLY = "verify-only"
@@ -112,12 +113,32 @@ def _names_in_certificate(cert: x509.Certificate) -> set[str]:
     return names
 
 
+def _check_verifier_key(node_id: str, what: str, vkey: str, key_type: int) -> None:
+    """An empty key is absent (a list signed before DESIGN.md §5 Member 9-10); a present one
+    must parse and be named for this member's log or witness key, of the matching type."""
+    if not vkey:
+        return
+    expected = notes.log_origin(node_id) if what == "log" else notes.witness_key_name(node_id)
+    try:
+        verifier = notes.NoteVerifier.from_text(vkey)
+    except InvalidInput:
+        raise InvalidInput(f"member {node_id}: its {what} verifier key is malformed") from None
+    if verifier.name != expected or verifier.signature_type != key_type:
+        raise InvalidInput(
+            f"member {node_id}: its {what} verifier key must be named {expected} "
+            f"(type 0x{key_type:02x})"
+        )
+
+
 @dataclasses.dataclass(frozen=True)
 class Member:
     """One node of a zone: identity, endpoint, TLS anchor and signing keys.
 
     The TLS certificate must name the node (CN or URI SAN `creditx://node/<id>`, DESIGN.md §3)
-    and `tls_cert_sha256` must be the lowercase hex SHA-256 of its DER.
+    and `tls_cert_sha256` must be the lowercase hex SHA-256 of its DER. `log_verifier_key` and
+    `witness_verifier_key` (DESIGN.md §5 Member 9, 10; empty in lists signed before them) are
+    signed-note verifier keys named for this node's log and witness key, so a receipt or a
+    cosignature verifies from the signed list alone.
     """
 
     node_id: str
@@ -128,6 +149,8 @@ class Member:
     tls_cert_sha256: str
     signing_keys: tuple[PublicKeyInfo, ...] = ()
     roles: tuple[str, ...] = ("node",)
+    log_verifier_key: str = ""
+    witness_verifier_key: str = ""
 
     def __post_init__(self) -> None:
         model.require_node_id(self.node_id, "member node id")
@@ -174,6 +197,10 @@ class Member:
                     f"member {self.node_id}: role {role!r} must be a lower-case slug like 'node'"
                 )
         object.__setattr__(self, "roles", roles)
+        _check_verifier_key(self.node_id, "log", self.log_verifier_key, notes.SIG_ED25519)
+        _check_verifier_key(
+            self.node_id, "witness", self.witness_verifier_key, notes.SIG_COSIGNATURE_V1
+        )
 
     def signing_key_info(self, keyid: str) -> PublicKeyInfo | None:
         return next((k for k in self.signing_keys if k.keyid == keyid), None)

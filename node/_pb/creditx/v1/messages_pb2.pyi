@@ -330,7 +330,7 @@ class ChangeBatchBody(_message.Message):
     def __init__(self, first_seq: _Optional[int] = ..., last_seq: _Optional[int] = ..., changes: _Optional[_Iterable[_Union[Change, _Mapping]]] = ..., issuer_node: _Optional[str] = ..., audience: _Optional[str] = ..., issued_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class Member(_message.Message):
-    __slots__ = ("node_id", "name", "division_code", "endpoint", "tls_cert_sha256", "signing_keys", "roles", "tls_cert_der")
+    __slots__ = ("node_id", "name", "division_code", "endpoint", "tls_cert_sha256", "signing_keys", "roles", "tls_cert_der", "log_verifier_key", "witness_verifier_key")
     NODE_ID_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     DIVISION_CODE_FIELD_NUMBER: _ClassVar[int]
@@ -339,6 +339,8 @@ class Member(_message.Message):
     SIGNING_KEYS_FIELD_NUMBER: _ClassVar[int]
     ROLES_FIELD_NUMBER: _ClassVar[int]
     TLS_CERT_DER_FIELD_NUMBER: _ClassVar[int]
+    LOG_VERIFIER_KEY_FIELD_NUMBER: _ClassVar[int]
+    WITNESS_VERIFIER_KEY_FIELD_NUMBER: _ClassVar[int]
     node_id: str
     name: str
     division_code: str
@@ -347,7 +349,9 @@ class Member(_message.Message):
     signing_keys: _containers.RepeatedCompositeFieldContainer[PublicKey]
     roles: _containers.RepeatedScalarFieldContainer[str]
     tls_cert_der: bytes
-    def __init__(self, node_id: _Optional[str] = ..., name: _Optional[str] = ..., division_code: _Optional[str] = ..., endpoint: _Optional[str] = ..., tls_cert_sha256: _Optional[str] = ..., signing_keys: _Optional[_Iterable[_Union[PublicKey, _Mapping]]] = ..., roles: _Optional[_Iterable[str]] = ..., tls_cert_der: _Optional[bytes] = ...) -> None: ...
+    log_verifier_key: str
+    witness_verifier_key: str
+    def __init__(self, node_id: _Optional[str] = ..., name: _Optional[str] = ..., division_code: _Optional[str] = ..., endpoint: _Optional[str] = ..., tls_cert_sha256: _Optional[str] = ..., signing_keys: _Optional[_Iterable[_Union[PublicKey, _Mapping]]] = ..., roles: _Optional[_Iterable[str]] = ..., tls_cert_der: _Optional[bytes] = ..., log_verifier_key: _Optional[str] = ..., witness_verifier_key: _Optional[str] = ...) -> None: ...
 
 class TrustList(_message.Message):
     __slots__ = ("zone", "version", "issued_at", "expires_at", "members")

@@ -81,8 +81,12 @@ def build(
     subjects: int = 300,
     seed: int = 7,
     witnesses: Mapping[str, Sequence[str]] | None = None,
+    roles: Mapping[str, str] | None = None,
 ) -> Federation:
-    """Create every home under `root` and every zone's signed trust list."""
+    """Create every home under `root` and every zone's signed trust list. `roles`: a member's
+    roles on every list, comma-separated, when not "node"; a member with roles of its own
+    (e.g. the Green Loan Link's `green-loan-sync`) gets no data of its own."""
+    roles = roles or {}
     fed = Federation(root, {node_id: free_port() for node_id in cities})
     policy = example_zones_toml()
     for node_id, name in cities.items():
@@ -96,11 +100,13 @@ def build(
             peers = (witnesses or {}).get(node_id, ())
             if peers:
                 f.write(f"\n[witness]\npeers = {list(peers)!r}\n".replace("'", '"'))
-        export = root / f"{node_id}-export.csv"
-        run_cli(
-            "gen-data", "--city", node_id, "--subjects", subjects, "--seed", seed, "--out", export
-        )
-        run_cli("ingest", "--format", "huzhou-csv", export, "--home", home)
+        if node_id not in roles:
+            export = root / f"{node_id}-export.csv"
+            run_cli(
+                "gen-data",
+                *("--city", node_id, "--subjects", subjects, "--seed", seed, "--out", export),
+            )
+            run_cli("ingest", "--format", "huzhou-csv", export, "--home", home)
         (root / f"{node_id}.identity.json").write_text(
             run_cli("identity", "export", "--home", home), encoding="utf-8"
         )
@@ -117,6 +123,8 @@ def build(
                 root / f"{node_id}.identity.json",
                 "--endpoint",
                 fed.endpoint(node_id),
+                "--roles",
+                roles.get(node_id, "node"),
                 "--dir",
                 coord,
             )

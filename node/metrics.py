@@ -42,3 +42,13 @@ TRUST_LIST_EXPIRES = Gauge(
     "When the trust list held for a zone expires (Unix time): alert before it does",
     ["zone"],
 )
+CHANGEFEED_HEAD = Gauge(
+    "creditnode_changefeed_head_seq",
+    "The last seq of the Green Loan Link changefeed (the changes journal)",
+)
+CHANGEFEED_CONSUMER_SEQ = Gauge(
+    "creditnode_changefeed_consumer_seq",
+    "Per changefeed consumer: the last seq sent to it (its cursor when it connected, then "
+    "each batch's last seq); head minus this is how far behind it is",
+    ["consumer"],
+)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import enum
+import itertools
 import math
 import re
 from collections.abc import Mapping
@@ -378,10 +379,20 @@ class ChangeBatch:
     def __post_init__(self) -> None:
         object.__setattr__(self, "changes", tuple(self.changes))
         object.__setattr__(self, "issued_at", require_aware(self.issued_at, "issued_at"))
-        if self.changes and (
-            self.changes[0].seq != self.first_seq or self.changes[-1].seq != self.last_seq
+        # The batch covers every seq in [first_seq, last_seq]; changes the audience may not
+        # see are left out, so its changes are an increasing subset of that range.
+        if not 1 <= self.first_seq <= self.last_seq:
+            raise InvalidInput(
+                f"batch range {self.first_seq}..{self.last_seq} is not 1 <= first <= last"
+            )
+        seqs = [c.seq for c in self.changes]
+        if any(b <= a for a, b in itertools.pairwise(seqs)) or (
+            seqs and not (self.first_seq <= seqs[0] and seqs[-1] <= self.last_seq)
         ):
-            raise InvalidInput("batch first_seq/last_seq must match its changes")
+            raise InvalidInput(
+                f"batch {self.first_seq}..{self.last_seq}: changes must be in increasing seq "
+                "order inside the batch's range"
+            )
 
 
 REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._:\-]{1,128}\Z")

@@ -13,9 +13,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Sequence
 from typing import Any
 
-from node import metrics, model, tls, wire
+from node import changefeed, metrics, model, tls, wire
 from node.answer.local import Answerer, LocalAnswerer
 from node.answer.parts import AnsweringParts
 from node.answer.worker_client import WorkerAnswerer
@@ -23,7 +24,7 @@ from node.asking import Asker, AskOutcome
 from node.clock import SYSTEM, Clock
 from node.config import NodeConfig, WitnessConfig
 from node.disclosure import EntryScope
-from node.errors import ConfigError
+from node.errors import ConfigError, PermissionDenied, StoreUnavailable
 from node.home import NodeHome
 from node.log import notes
 from node.log.witness import Witness
@@ -32,6 +33,7 @@ from node.log_client import PeerLog, fetch_peer_log
 from node.peer_client import PeerClient
 from node.server import GrpcServer
 from node.services import exchange_log as log_svc
+from node.services import greenloan as greenloan_svc
 from node.services import interchange as svc
 from node.serving_config import ServingConfig
 from node.store.engine import is_file_sqlite
@@ -139,6 +141,34 @@ class NodeRuntime:
         )
         return self.audit_readers.get(node_id, EntryScope()) | EntryScope(shared)
 
+    def feed_scope(
+        self, caller: str, subject_types: Sequence[model.SubjectType]
+    ) -> changefeed.FeedScope:
+        """What `caller` may receive of the changefeed: it must hold the role green-loan-sync
+        on a trust list in force that lists us too (DESIGN.md §6)."""
+        now = self.clock.now()
+        zones = [
+            z
+            for z in self.trust.zones_in_force(now)
+            if self.trust.member(z, self.node_id)
+            and (member := self.trust.member(z, caller)) is not None
+            and changefeed.GREEN_LOAN_ROLE in member.roles
+        ]
+        if not zones:
+            raise PermissionDenied(
+                f"{caller} does not hold the role {changefeed.GREEN_LOAN_ROLE} on any trust list "
+                "in force here; the changefeed is only for the Green Loan Link sync job",
+                reason="NOT_GREEN_LOAN_SYNC",
+            )
+        served = self.policy.zones
+        rules = {
+            z: zone.purposes.get(changefeed.GREEN_LOAN_PURPOSE)
+            if (zone := served.get(z)) is not None
+            else None
+            for z in zones
+        }
+        return changefeed.feed_scope(caller, rules, subject_types)
+
     def node_info(self) -> wire.pb.NodeInfo:
         identity = self.keys.public_identity()
         in_force = self.trust.zones_in_force(self.clock.now())
@@ -228,6 +258,16 @@ class NodeRuntime:
                     self.store, self.sequencer, authenticate, witness, self.entry_scope
                 )
             ),
+            greenloan_svc.SERVICE: greenloan_svc.methods(
+                greenloan_svc.GreenLoanSyncServicer(
+                    self.store.changes,
+                    self.node_id,
+                    lambda: self.parts.signer,
+                    authenticate,
+                    self.feed_scope,
+                    self.clock,
+                )
+            ),
         }
         credentials = tls.server_credentials(
             self.tls_key_pem, self.tls_cert_pem, self.trust.anchors_pem
@@ -272,6 +312,8 @@ class NodeRuntime:
             for zone in updated:
                 log.info("trust list for zone %s updated", zone)
         await self.report_trust()
+        with contextlib.suppress(StoreUnavailable):  # a store outage is reported elsewhere
+            metrics.CHANGEFEED_HEAD.set(await asyncio.to_thread(self.store.changes.head))
 
     async def report_trust(self) -> None:
         """Metrics per zone (in force or not, and when its list expires) and the interchange's

@@ -8,13 +8,14 @@ certificate, for tests that run nodes over real mutual TLS.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 
 from node.store import Store
 from tests.backends import BACKENDS
+from tests.greenloan_helpers import Setup, greenloan_setting
 from tests.pg import PostgresServer, PostgresUnavailable
 from tests.pki import NodeTls, make_node_tls
 
@@ -68,3 +69,10 @@ def store(db_url: str) -> Iterator[Store]:
 def tls() -> dict[str, NodeTls]:
     """TLS identities of Huzhou, Jiaxing and Shanghai, and of cn-999999, whom no node trusts."""
     return {n: make_node_tls(n) for n in ("cn-330500", "cn-330400", "cn-310000", "cn-999999")}
+
+
+@pytest.fixture
+async def feed(tmp_path: Path) -> AsyncIterator[Setup]:
+    """Huzhou's node serving the changefeed, and the provincial sync job's home."""
+    async with greenloan_setting(tmp_path) as setup:
+        yield setup

@@ -48,17 +48,20 @@ FLOORS: Mapping[str, int] = {
     "node.error_status": 3,
     "node.serving_config": 3,
     "node.legacy_uscc": 3,  # reads its file: floors 1-2 do no I/O
+    "node.greenloan_sink": 3,  # the sync job's own database
     # 4: the log, trust, the answer path
     "node.log": 4,
     "node.trust": 4,
     "node.trust_files": 4,
     "node.answer": 4,
+    "node.changefeed": 4,
     # 5: services, the peer client, the answer worker's two sides, asking a peer, its log
     "node.services": 5,
     "node.peer_client": 5,
     "node.answer.worker_client": 5,
     "node.asking": 5,
     "node.log_client": 5,
+    "node.greenloan_sync": 5,
     # 6: wiring, the server, the command line, processes' mains
     "node.server": 6,
     "node.runtime": 6,

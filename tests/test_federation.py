@@ -22,6 +22,7 @@ from node.errors import PeerUnavailable, RolledBackTrustList
 from node.home import NodeHome
 from node.log import notes
 from node.runtime import NodeRuntime
+from node.services.greenloan import SERVICE as GREEN_LOAN_SYNC
 from node.store import log_tables as t
 from node.trust import sign_trust_list
 from tests.federation_helpers import (
@@ -315,7 +316,7 @@ async def test_query_command_prints_verified_answer(federation: Running) -> None
         subject.id,
         "--json",
     )
-    assert code == 1
+    assert code == 3  # REFUSED (issue 14 §8)
     doc = json.loads(out)
     assert doc["decision"] == "REFUSED" and "PURPOSE_NOT_AGREED" in doc["reason"]
 
@@ -368,25 +369,20 @@ async def test_health_and_reflection_speak_of_the_served_services(federation: Ru
     client = nodes[JIAXING].peer_client(HUZHOU, "hjjw")
     try:
         health = health_pb2_grpc.HealthStub(client.channel)
-        for service in ("", "creditx.v1.CreditInterchange", "creditx.v1.ExchangeLog"):
+        served = ("creditx.v1.CreditInterchange", "creditx.v1.ExchangeLog", GREEN_LOAN_SYNC)
+        for service in ("", *served):
             reply = await health.Check(health_pb2.HealthCheckRequest(service=service), timeout=5)
             assert reply.status == health_pb2.HealthCheckResponse.SERVING, service
         with pytest.raises(grpc.aio.AioRpcError) as info:
-            await health.Check(
-                health_pb2.HealthCheckRequest(service="creditx.v1.GreenLoanSync"), timeout=5
-            )
-        assert info.value.code() == grpc.StatusCode.NOT_FOUND  # not served yet
+            await health.Check(health_pb2.HealthCheckRequest(service="creditx.v1.Nope"), timeout=5)
+        assert info.value.code() == grpc.StatusCode.NOT_FOUND  # not a service of ours
         reflect = reflection_pb2_grpc.ServerReflectionStub(client.channel)
         listed = set()
         async for reply in reflect.ServerReflectionInfo(
             iter([reflection_pb2.ServerReflectionRequest(list_services="")]), timeout=5
         ):
             listed |= {s.name for s in reply.list_services_response.service}
-        assert {
-            "creditx.v1.CreditInterchange",
-            "creditx.v1.ExchangeLog",
-            "grpc.health.v1.Health",
-        } <= listed
+        assert {*served, "grpc.health.v1.Health"} <= listed
     finally:
         await client.close()
 

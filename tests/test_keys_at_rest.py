@@ -27,6 +27,7 @@ PASSPHRASE = "correct horse battery staple"
 KEY_WRITERS = {"init", "keys rotate", "keys protect", "zone init"}
 NOT_KEY_WRITERS = {
     "gen-data",
+    "greenloan-sync",
     "identity export",
     "ingest",
     "log export",

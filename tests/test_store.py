@@ -209,11 +209,17 @@ def test_reevaluation_supersedes_the_current_result_and_journals_it(store: Store
 
     journal = changes(store)
     assert [(kind, rid) for _, kind, rid in journal[2:]] == [
+        (ChangeKind.REVOKE, "r-1"),  # the superseded result leaves the feed first
         (ChangeKind.UPSERT, "r-1b"),
         (ChangeKind.UPSERT, "r-3"),
     ]
-    seqs = [seq for seq, _, _ in journal]
-    assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs)
+    assert [seq for seq, _, _ in journal] == [1, 2, 3, 4, 5]  # no gap, no repeat
+    assert store.changes.head() == 5
+    read = store.changes.read(2, 2)
+    assert [(c.seq, c.kind, c.result.result_id, c.result.status) for c in read] == [
+        (3, ChangeKind.REVOKE, "r-1", ResultStatus.SUPERSEDED),
+        (4, ChangeKind.UPSERT, "r-1b", ResultStatus.ACTIVE),
+    ]
     # Re-importing the first file now changes nothing: its content is known history.
     assert do_import(store, [result(1), result(2)], "a-late.csv") == ImportSummary(0, 0, 2)
     assert store.results.get_current(SubjectIdType.USCC, uscc(1))[0].result_id == "r-1b"
@@ -295,11 +301,25 @@ def test_a_database_failure_mid_import_rolls_back_everything(store: Store) -> No
     assert (changes(store), batch_count(store), store.results.count()) == before
     current = store.results.get_current(SubjectIdType.USCC, uscc(1))
     assert [r.result_id for r in current] == ["r-1"]
+    # The failed import's seqs were not burnt (a database sequence would have been).
+    do_import(store, [result(2)], "next.csv")
+    assert [seq for seq, _, _ in changes(store)] == [1, 2]
 
 
 def test_concurrent_imports_from_two_processes_both_land(db_url: str) -> None:
-    first, second = Store.open(db_url), Store.open(db_url)
+    """Issue 12 §1: two writers on one database, a reader polling beside them: the journal's
+    seqs are 1..n with no gap and no repeat, and the reader never sees a later seq before an
+    earlier one (it resumes after the last seq it saw)."""
+    first, second, reader = Store.open(db_url), Store.open(db_url), Store.open(db_url)
     errors: list[BaseException] = []
+    writing = threading.Event()
+    writing.set()
+    seen_prefixes: list[bool] = []
+
+    def read() -> None:
+        while writing.is_set():
+            seqs = [seq for seq, _, _ in changes(reader)]
+            seen_prefixes.append(seqs == list(range(1, len(seqs) + 1)))
 
     def run(store: Store, start: int) -> None:
         try:
@@ -309,18 +329,22 @@ def test_concurrent_imports_from_two_processes_both_land(db_url: str) -> None:
             errors.append(exc)
 
     threads = [threading.Thread(target=run, args=(s, k)) for s, k in ((first, 0), (second, 10))]
+    polling = threading.Thread(target=read)
+    polling.start()
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
+    writing.clear()
+    polling.join()
     try:
         assert errors == []
         assert first.results.count() == 20
-        seqs = [seq for seq, _, _ in changes(first)]
-        assert len(seqs) == 20 and len(set(seqs)) == 20
+        assert [seq for seq, _, _ in changes(first)] == list(range(1, 21))
+        assert seen_prefixes and all(seen_prefixes)
     finally:
-        first.close()
-        second.close()
+        for store in (first, second, reader):
+            store.close()
 
 
 # --- transactions for other repositories --------------------------------------------------------

@@ -20,6 +20,7 @@ COMMAND_MODULES = (
     "node.cli.keys_cmd",
     "node.cli.log",
     "node.cli.serve",
+    "node.cli.greenloan",
 )
 
 

@@ -3,8 +3,9 @@
 A result id names one content forever (peers hold signed copies of it). Re-importing content the
 store already holds changes nothing; a re-evaluation arrives under a new result id, becomes the
 subject's ACTIVE result for its scheme, marks the previous one SUPERSEDED and links to it in
-`supersedes`. Every new row appends an UPSERT to the changes journal in the same transaction.
-Deciding what an import does is a pure function (`plan_import`); the repository only does I/O.
+`supersedes`. Every new row appends an UPSERT to the changes journal in the same transaction
+(a superseded row a REVOKE first). Deciding what an import does is a pure function
+(`plan_import`); the repository only does I/O.
 """
 
 from __future__ import annotations
@@ -46,11 +47,11 @@ from node.model import (
     SubjectType,
 )
 from node.store.engine import Database
-from node.store.schema import ChangeRow, CreditResultRow, ImportBatchRow
+from node.store.journal import append_changes
+from node.store.schema import CreditResultRow, ImportBatchRow
 
 RESULTS = cast(Table, CreditResultRow.__table__)
 IMPORT_BATCHES = cast(Table, ImportBatchRow.__table__)
-CHANGES = cast(Table, ChangeRow.__table__)
 
 # SQLite binds one parameter per value: stay below its historic limit of 999 per query.
 _PREFETCH_CHUNK = 450
@@ -419,13 +420,14 @@ class ResultRepository:
             )
         if plan.inserts:
             conn.execute(insert(RESULTS), [_row_values(p, at) for p in plan.inserts])
-            conn.execute(
-                insert(CHANGES),
-                [
-                    {"kind": int(ChangeKind.UPSERT), "result_id": p.result.result_id, "at": at}
-                    for p in plan.inserts
-                ],
-            )
+        # A superseded result is revoked in the feed before its successor arrives, so a
+        # consumer keeping one current result per subject and scheme never holds two.
+        changes: list[tuple[ChangeKind, str]] = []
+        for p in plan.inserts:
+            if p.supersedes is not None:
+                changes.append((ChangeKind.REVOKE, p.supersedes))
+            changes.append((ChangeKind.UPSERT, p.result.result_id))
+        append_changes(conn, changes, at)
 
     # --- reads ----------------------------------------------------------------------------------
 

@@ -22,6 +22,7 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session
 
 from node.errors import StoreUnavailable
+from node.store.changes import ChangeRepository
 from node.store.engine import SQLITE_BEGIN, build_engine, describe, parse_url
 from node.store.results import ResultRepository
 from node.store.trust_floors import TrustFloorRepository
@@ -53,6 +54,7 @@ class Store:
         self._engine = engine
         self._url = url
         self.results = ResultRepository(self)
+        self.changes = ChangeRepository(self)
         self.trust_floors = TrustFloorRepository(self)
 
     @classmethod

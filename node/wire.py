@@ -339,6 +339,62 @@ def record_from_bytes(data: bytes) -> model.ExchangeRecord:
         raise InvalidInput(f"exchange record has a value outside the contract: {exc}") from None
 
 
+# --- changefeed (DESIGN.md §5-§6) ---------------------------------------------------------
+
+
+def change_batch_bytes(batch: model.ChangeBatch) -> bytes:
+    msg = pb.ChangeBatchBody(
+        first_seq=batch.first_seq,
+        last_seq=batch.last_seq,
+        issuer_node=batch.issuer_node,
+        audience=batch.audience,
+        issued_at=timestamp(batch.issued_at),
+    )
+    for change in batch.changes:
+        item = msg.changes.add(seq=change.seq, kind=_enum(change.kind), result_id=change.result_id)
+        if change.result is not None:
+            item.result.CopyFrom(result_to_pb(change.result))
+    return serialize(msg)
+
+
+def sync_request(
+    after_seq: int, max_batch: int, subject_types: Sequence[model.SubjectType], follow: bool
+) -> spb.SyncRequest:
+    return spb.SyncRequest(
+        after_seq=after_seq,
+        max_batch=max_batch,
+        subject_types=[_enum(t) for t in subject_types],
+        follow=follow,
+    )
+
+
+def change_batch_from_bytes(data: bytes) -> model.ChangeBatch:
+    """A batch body as received (after its signature verified); InvalidInput when it breaks
+    the contract (model.ChangeBatch checks its range and order)."""
+    msg = _parse(pb.ChangeBatchBody, data, "change batch")
+    assert isinstance(msg, pb.ChangeBatchBody)
+    try:
+        changes = tuple(
+            model.Change(
+                seq=c.seq,
+                kind=model.ChangeKind(c.kind),
+                result=result_from_pb(c.result) if c.HasField("result") else None,
+                result_id=c.result_id,
+            )
+            for c in msg.changes
+        )
+    except ValueError as exc:  # an enum value outside the contract
+        raise InvalidInput(f"change batch has a value outside the contract: {exc}") from None
+    return model.ChangeBatch(
+        first_seq=msg.first_seq,
+        last_seq=msg.last_seq,
+        changes=changes,
+        issuer_node=msg.issuer_node,
+        audience=msg.audience,
+        issued_at=from_timestamp(msg.issued_at),
+    )
+
+
 # --- trust lists (DESIGN.md §3, §5 TrustList, Member, PublicKey) ----------------------------
 
 

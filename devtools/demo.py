@@ -211,17 +211,9 @@ def main() -> None:
         "\nVerifying Huzhou's exchange log offline, with Jiaxing's cosignatures "
         "(creditnode log verify):"
     )
-    witness = json.loads((fed.root / f"{JIAXING}.identity.json").read_text())
+    # Jiaxing's witness key comes from the trust lists Huzhou holds (DESIGN.md §5 Member 10).
     done = subprocess.run(
-        [
-            *CREDITNODE,
-            "log",
-            "verify",
-            "--home",
-            str(fed.home(HUZHOU)),
-            "--witness-key",
-            witness["witness_verifier_key"],
-        ],
+        [*CREDITNODE, "log", "verify", "--home", str(fed.home(HUZHOU))],
         capture_output=True,
         text=True,
         check=False,

@@ -102,3 +102,19 @@ def is_plausible_division(code: str) -> bool:
 def node_id_for(code: str) -> str:
     name_of(code)
     return f"cn-{code}"
+
+
+# Longest first: 自治州 before 州-less matches, 自治区 before 区.
+ADMIN_SUFFIXES = ("自治州", "自治县", "自治区", "地区", "市", "区", "县", "省", "盟", "旗")
+
+
+def is_name_of(name: str, code: str) -> bool:
+    """Whether `name` is the division's name, in full (湖州市) or without its administrative
+    suffix (湖州); False for a code the table does not know."""
+    full = DIVISIONS.get(code)
+    if full is None:
+        return False
+    short = next(
+        (full[: -len(s)] for s in ADMIN_SUFFIXES if full.endswith(s) and len(full) > len(s)), full
+    )
+    return name.strip() in (full, short)

@@ -174,3 +174,15 @@ class KeyMaterialError(NodeFault):
 
 class StoreUnavailable(NodeFault):
     reason = "STORE_UNAVAILABLE"
+
+
+class HomeInUse(NodeFault):
+    """Another process already serves this node home (one `serve` per home)."""
+
+    reason = "HOME_IN_USE"
+
+
+class AddressInUse(NodeFault):
+    """A listen address is taken by another process."""
+
+    reason = "ADDRESS_IN_USE"

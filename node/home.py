@@ -72,6 +72,10 @@ class NodeHome:
             ) from None
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"{self.config_file}: not valid TOML: {exc}") from None
+        except UnicodeDecodeError as exc:  # TOML is UTF-8 (toml.io §Spec)
+            raise ConfigError(
+                f"{self.config_file}: not UTF-8 text (byte {exc.start}); TOML files are UTF-8"
+            ) from None
         except OSError as exc:
             raise ConfigError(f"cannot read {self.config_file}: {exc.strerror}") from None
 

@@ -41,6 +41,7 @@ FLOORS: Mapping[str, int] = {
     "node.wire": 3,
     "node.policy": 3,
     "node.home": 3,
+    "node.home_lock": 3,
     "node.disclosure": 3,
     "node.tls": 3,
     "node.keys": 3,

@@ -352,7 +352,7 @@ async def test_query_cli_asks_about_a_legacy_code_with_legacy(federation: Federa
         assert "湖州旧码企业1" in out
 
         code, out = await _query(federation, TYPO, "--legacy")
-        assert code == 1, out
+        assert code == 3, out  # REFUSED (issue 14 §8)
         assert out.startswith(f"REFUSED: {TYPO} ")
         assert "INVALID_SUBJECT_ID" in out
 

@@ -75,7 +75,7 @@ async def test_query_masks_a_resident_id_unless_shown_and_allowed(
     assert person not in out
 
     code, out = await _query(fed, person, "xinyi-dai")  # persons are not asked about for loans
-    assert code == 1
+    assert code == 3  # REFUSED (issue 14 §8)
     assert out.startswith(f"REFUSED: {masked} ")
     assert person not in out
 

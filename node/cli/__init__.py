@@ -10,7 +10,7 @@ import importlib
 
 import click
 
-from node.errors import CreditNodeError
+from node.cli import exits
 
 # Modules that each add their commands to `main` (imported lazily so --help stays fast).
 COMMAND_MODULES = (
@@ -24,7 +24,7 @@ COMMAND_MODULES = (
 )
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(context_settings={"help_option_names": ["-h", "--help"]}, epilog=exits.EXIT_HELP)
 @click.version_option(package_name="credit-interchange-node")
 def main() -> None:
     """A city's credit-interchange node: exchange signed public-credit results with peer
@@ -50,14 +50,6 @@ _register()
 
 
 def run() -> None:
-    """Entry point that turns domain errors into one clear line and exit status 1."""
-    try:
-        main(standalone_mode=False)
-    except click.exceptions.Abort:
-        raise SystemExit(130) from None
-    except click.ClickException as exc:
-        exc.show()
-        raise SystemExit(exc.exit_code) from None
-    except CreditNodeError as exc:
-        click.echo(f"error: {exc.message}", err=True)
-        raise SystemExit(1) from None
+    """Entry point: every error is one line `error: …` (or a JSON object with --json) and an
+    exit status of `node.cli.exits.Exit`, documented in `creditnode --help`."""
+    exits.run(main)

@@ -71,6 +71,13 @@ def init(
         city = divisions.name_of(code)
     except InvalidIdentifier as exc:
         raise click.BadParameter(exc.message, param_hint="--node-id") from None
+    if not divisions.is_name_of(name, code):  # a typo in either, most likely in --node-id
+        shown = name if len(name) <= 40 else name[:40] + "…"
+        click.echo(
+            f"warning: --name {shown!r} is not the name of division {code} ({city}); "
+            "check --node-id and --name: peers see both in the trust list",
+            err=True,
+        )
 
     for host in hosts:  # refused before anything is written
         try:

@@ -18,6 +18,7 @@ from tqdm import tqdm
 
 from adapters.problems import describe
 from adapters.registry import ADAPTERS, ImportAdapter, get_adapter
+from node.cli import exits
 from node.cli.options import home_option
 from node.clock import SYSTEM, china_date
 from node.config import NodeConfig
@@ -125,6 +126,7 @@ def gen_data(
     """Write a realistic synthetic platform export (valid USCCs and resident ids of the
     city's divisions, a plausible level mix, flags, green indicators). Same seed and
     --as-of, same file."""
+    exits.check_out_path(out, "--out")
     day = as_of.date() if as_of is not None else china_date(SYSTEM.now())
     data = generate_export(city, subjects, seed, day, fmt, expired_share=expired_share)
     out.write_bytes(data)

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import json
 import logging
 import pathlib
@@ -14,9 +15,11 @@ import prometheus_client
 
 from node import model
 from node.asking import REJECTED, AskOutcome
+from node.cli import exits, names
 from node.cli.options import home_option
-from node.errors import InvalidInput
+from node.errors import AddressInUse, ConfigError, InvalidInput
 from node.home import NodeHome
+from node.home_lock import HomeLock
 from node.identifiers import is_uscc_shape, mask_resident_id
 from node.privacy import PrivacyConfig
 from node.process import run_serving_loop, serving_loop_name, settle_gc
@@ -51,14 +54,45 @@ def serve(
     ready_file: pathlib.Path | None,
     home: pathlib.Path,
 ) -> None:
-    """Serve peers over gRPC with mutual TLS until SIGINT or SIGTERM."""
+    """Serve peers over gRPC with mutual TLS until SIGINT or SIGTERM.
+
+    One `serve` per home: a second one on the same home exits at once (status 7), as does
+    one whose --listen or --metrics-listen address another process holds.
+    """
+    metrics = _host_port(metrics_listen, "--metrics-listen") if metrics_listen else None
+    if listen is not None:
+        _host_port(listen, "--listen")
+    if ready_file is not None:
+        exits.check_out_path(ready_file, "--ready-file")
+    node_home = NodeHome(home)
+    node_home.load_config()  # a home without node.toml is named as such, before the lock
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    if metrics_listen is not None:
-        host, _, port = metrics_listen.rpartition(":")
-        if not port.isdigit():
-            raise click.BadParameter("use HOST:PORT", param_hint="--metrics-listen")
-        prometheus_client.start_http_server(int(port), addr=host or "127.0.0.1")
-    run_serving_loop(_serve(NodeHome(home), listen, ready_file))
+    # Held until this process ends: the kernel lets go even on SIGKILL.
+    with HomeLock.acquire(node_home.data_dir):
+        if metrics is not None:
+            _start_metrics(*metrics)
+        run_serving_loop(_serve(node_home, listen, ready_file))
+
+
+def _host_port(text: str, option: str) -> tuple[str, int]:
+    host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit() or int(port) > 65535:
+        raise click.BadParameter("use HOST:PORT with a port up to 65535", param_hint=option)
+    return host, int(port)
+
+
+def _start_metrics(host: str, port: int) -> None:
+    address = f"{host or '127.0.0.1'}:{port}"
+    try:
+        prometheus_client.start_http_server(port, addr=host or "127.0.0.1")
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            raise AddressInUse(
+                f"--metrics-listen {address}: another process listens there"
+            ) from None
+        raise ConfigError(
+            f"--metrics-listen {address}: cannot listen there ({exc.strerror or exc})"
+        ) from None
 
 
 async def _serve(home: NodeHome, listen: str | None, ready_file: pathlib.Path | None) -> None:
@@ -89,8 +123,16 @@ async def _serve(home: NodeHome, listen: str | None, ready_file: pathlib.Path | 
 
 
 @click.command()
-@click.option("--peer", required=True, help="The node to ask, e.g. cn-330400.")
-@click.option("--zone", required=True, help="The cooperation zone, e.g. hjjw.")
+@click.option(
+    "--peer",
+    required=True,
+    help="The node to ask: its id (cn-330400) or its trust-list name (嘉兴).",
+)
+@click.option(
+    "--zone",
+    required=True,
+    help="The cooperation zone: its id (hjjw) or node.toml name (湖嘉金温).",
+)
 @click.option("--purpose", required=True, help="The declared purpose, e.g. xinyi-dai.")
 @click.option("--subject", required=True, help="USCC (or resident id with --resident-id).")
 @click.option("--resident-id", is_flag=True, help="The subject is a natural person.")
@@ -126,11 +168,14 @@ def query(
     A resident id is shown masked (330500********0387) unless --show-personal is given and
     this node allows it. A USCC whose check character is wrong is sent only with --legacy
     (a legacy register code); the peer answers it only if its own legacy-uscc.txt lists it.
+
+    \b
+    Exit status: 0 GRANTED, 3 REFUSED, 4 NOT_FOUND, 5 REJECTED (the answer did not verify),
+    1 FAILED (no answer: peer unreachable, …), 2 usage error; see `creditnode --help`.
     """
     node_home = NodeHome(home)
-    privacy = PrivacyConfig.from_document(
-        node_home.load_document(), source=str(node_home.config_file)
-    )
+    document = node_home.load_document()
+    privacy = PrivacyConfig.from_document(document, source=str(node_home.config_file))
     if show_personal and not privacy.operator_may_show_personal:
         raise click.ClickException(
             "--show-personal is not allowed on this node: set operator_may_show_personal = true "
@@ -145,14 +190,18 @@ def query(
         raise click.BadParameter(
             _legacy_hint(exc.message, subject, resident_id), param_hint="--subject"
         ) from None
+    try:
+        zone = names.resolve_zone(zone, names.zone_names(document))
+    except InvalidInput as exc:
+        raise click.BadParameter(exc.message, param_hint="--zone") from None
     outcome = asyncio.run(_ask(node_home, peer, zone, purpose, ref, request_id))
     if as_json:
         doc = outcome_json(outcome, show_personal=show_personal)
         click.echo(json.dumps(doc, ensure_ascii=False, indent=2))
     else:
         click.echo(outcome_text(outcome, show_personal=show_personal))
-    if outcome.answer is None:
-        raise SystemExit(1)
+    rejected = outcome.answer is None and outcome.reason.startswith(REJECTED)
+    raise SystemExit(exits.for_decision(outcome.decision, rejected))
 
 
 def _legacy_hint(message: str, subject: str, resident_id: bool) -> str:
@@ -172,8 +221,13 @@ async def _ask(
     request_id: str | None,
 ) -> AskOutcome:
     runtime = NodeRuntime(home)
-    await runtime.open_log()
     try:
+        lists = [t for z in runtime.trust.zones() if (t := runtime.trust.trust_list(z))]
+        try:
+            peer = names.resolve_peer(peer, lists, zone)
+        except InvalidInput as exc:
+            raise click.BadParameter(exc.message, param_hint="--peer") from None
+        await runtime.open_log()
         return await runtime.ask(peer, zone, purpose, subject, request_id)
     finally:
         await runtime.stop()

@@ -19,6 +19,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from node import signing, trust, trust_files, wire
+from node.cli import exits
 from node.cli.options import home_option
 from node.clock import SYSTEM
 from node.errors import ConfigError, CreditNodeError, InvalidInput, KeyMaterialError
@@ -251,6 +252,7 @@ def remove_member_command(zone: str, node_id: str, directory: pathlib.Path) -> N
 def sign_command(zone: str, valid_days: int, out: pathlib.Path, directory: pathlib.Path) -> None:
     """Sign the draft as the next version of the zone's trust list."""
     _check_zone(zone)
+    exits.check_out_path(out, "--out")
     doc = _load_draft(directory, zone)
     coordinator = _load_coordinator(directory, zone)
     now = _now()
@@ -298,6 +300,8 @@ def show_command(file: pathlib.Path, coordinator_key: pathlib.Path | None, as_js
     for m in trust_list.members:
         click.echo(f"  {m.node_id} {m.name} {m.endpoint} roles={','.join(m.roles)}")
         click.echo(f"    tls sha256 {m.tls_cert_sha256}")
+        click.echo(f"    log key     {m.log_verifier_key or '- (not in this list)'}")
+        click.echo(f"    witness key {m.witness_verifier_key or '- (not in this list)'}")
         for k in m.signing_keys:
             until = k.not_after.isoformat() if k.not_after else "-"
             click.echo(

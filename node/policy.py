@@ -1,7 +1,9 @@
 """Zone policy: who may ask what, for which purpose, and what they may see (DESIGN.md §8).
 
-Pure decisions over configuration values: `authorize` names the rule that lets a caller ask,
-or raises PermissionDenied saying exactly why not; `redact` trims a result to what the purpose
+Pure decisions over configuration values and the zones the signed trust lists in force give
+this node and the caller (`Membership`: membership comes from the lists alone, never from
+node.toml): `authorize` names the rule that lets a caller ask, or raises PermissionDenied
+saying exactly why not; `redact` trims a result to what the purpose
 may see; `RateLimiter` is a token bucket per caller that takes the clock as an argument, and
 `RateRefusals` decides which calls over the rate are logged (one per caller and window).
 """
@@ -10,10 +12,14 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import logging
 from collections.abc import Mapping
+from collections.abc import Set as AbstractSet
 
 from node import model
 from node.errors import InvalidInput, PermissionDenied, RateLimited
+
+log = logging.getLogger(__name__)
 
 # Result fields a purpose may be denied; the identifying and binding fields are always present.
 OPTIONAL_FIELDS = frozenset({"native_score", "native_level", "flags", "indicators"})
@@ -51,9 +57,11 @@ class PurposeRule:
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class ZonePolicy:
+    """A zone this node serves: the purposes it agrees to there and the rates. Who is in the
+    zone is the zone's signed trust list's business (DESIGN.md §8), not this table's."""
+
     zone: str
     name: str
-    members: frozenset[str]
     purposes: Mapping[str, PurposeRule]
     rate_per_minute: int = 600
     caller_rates: Mapping[str, int] = dataclasses.field(default_factory=dict)
@@ -75,8 +83,9 @@ class Policy:
     zones: Mapping[str, ZonePolicy]
     refusal_window_s: float = DEFAULT_REFUSAL_WINDOW_S  # [rate_limits] summary_window_seconds
 
-    def zones_of(self, node_id: str) -> list[str]:
-        return sorted(z.zone for z in self.zones.values() if node_id in z.members)
+    def served(self, on_lists: AbstractSet[str]) -> list[str]:
+        """The zones served here, of those whose trust list in force holds this node."""
+        return sorted(set(self.zones) & set(on_lists))
 
     def rate_for(self, caller: str, zone: str | None) -> int:
         """Requests per minute `caller` may send: the zone's rate for it; for a query that
@@ -88,23 +97,45 @@ class Policy:
         return min(rates) if rates else DEFAULT_RATE_PER_MINUTE
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class Membership:
+    """The zones whose trust list in force holds this node (`ours`) and the caller
+    (`callers`), as the server found them for one call (DESIGN.md §8)."""
+
+    ours: frozenset[str]
+    callers: frozenset[str]
+
+
 def authorize(
-    policy: Policy, local_node: str, caller: str, query: model.CreditQuery
+    policy: Policy,
+    local_node: str,
+    caller: str,
+    query: model.CreditQuery,
+    membership: Membership,
 ) -> PurposeRule:
     """The rule under which `caller` may ask `query`, or PermissionDenied with why not.
 
-    Checked in the order a person would ask: does the zone exist here, are both of us in it,
-    is the purpose agreed in it, may this purpose ask about this kind of subject.
+    Checked in the order a person would ask: does this node serve the zone, is the caller on
+    the zone's list in force, and this node too, is the purpose agreed in it, may this purpose
+    ask about this kind of subject. The caller is checked before this node, so that a list
+    that has expired refuses the caller NOT_ZONE_MEMBER, as it refuses every member.
     """
     zone = policy.zones.get(query.zone)
-    if zone is None or local_node not in zone.members:
+    if zone is None:
         raise PermissionDenied(
-            f"this node ({local_node}) is not in zone {query.zone!r}", reason="ZONE_NOT_SERVED"
+            f"this node ({local_node}) does not serve zone {query.zone!r}",
+            reason="ZONE_NOT_SERVED",
         )
-    if caller not in zone.members:
+    if query.zone not in membership.callers:
         raise PermissionDenied(
-            f"{caller} is not a member of zone {query.zone} ({zone.name})",
+            f"{caller} is not a member of zone {query.zone} ({zone.name}): not on the "
+            f"{query.zone} trust list in force at this node",
             reason="NOT_ZONE_MEMBER",
+        )
+    if query.zone not in membership.ours:
+        raise PermissionDenied(
+            f"this node ({local_node}) is not on the trust list of zone {query.zone} in force here",
+            reason="ZONE_NOT_SERVED",
         )
     rule = zone.purposes.get(query.purpose)
     if rule is None:
@@ -229,12 +260,19 @@ class RateRefusals:
 def policy_from_mapping(data: Mapping[str, object], source: str = "config") -> Policy:
     """Build a Policy from the `[zones.*]` tables of a TOML file (already parsed).
 
-    Every mistake names the table and key, so an operator can fix the file.
+    Every mistake names the table and key, so an operator can fix the file. A `members` key
+    (written before membership came from the trust lists alone) is ignored with a warning.
     """
     zones: dict[str, ZonePolicy] = {}
     for zone_id, raw in _table(data, "zones", source).items():
         where = f"{source}: [zones.{zone_id}]"
         table = _as_table(raw, where)
+        if "members" in table:
+            log.warning(
+                "%s: members is ignored: who is in a zone comes from its signed trust list "
+                "alone; remove the key",
+                where,
+            )
         purposes: dict[str, PurposeRule] = {}
         for purpose, raw_rule in _table(table, "purposes", where).items():
             rule_where = f"{where}.purposes.{purpose}"
@@ -263,7 +301,6 @@ def policy_from_mapping(data: Mapping[str, object], source: str = "config") -> P
         zones[zone_id] = ZonePolicy(
             zone=zone_id,
             name=str(table.get("name", zone_id)),
-            members=frozenset(_strings(table, "members", where)),
             purposes=purposes,
             rate_per_minute=_int(table.get("rate_per_minute", 600), f"{where}.rate_per_minute"),
             caller_rates={k: _int(v, f"{where}.caller_rates.{k}") for k, v in rates.items()},
@@ -275,6 +312,27 @@ def policy_from_mapping(data: Mapping[str, object], source: str = "config") -> P
             f"{source}: [rate_limits] summary_window_seconds must be a positive number of seconds"
         )
     return Policy(zones=zones, refusal_window_s=float(window))
+
+
+def policy_to_mapping(policy: Policy) -> dict[str, object]:
+    """The `[zones.*]` and `[rate_limits]` tables that `policy_from_mapping` reads back as
+    `policy` (how the server hands a reloaded policy to its answering worker)."""
+    zones: dict[str, object] = {}
+    for zone in policy.zones.values():
+        zones[zone.zone] = {
+            "name": zone.name,
+            "rate_per_minute": zone.rate_per_minute,
+            "caller_rates": dict(zone.caller_rates),
+            "purposes": {
+                rule.purpose: {
+                    "subject_types": sorted(t.name for t in rule.subject_types),
+                    "fields": sorted(rule.fields),
+                    "indicators": sorted(rule.indicators),
+                }
+                for rule in zone.purposes.values()
+            },
+        }
+    return {"zones": zones, "rate_limits": {"summary_window_seconds": policy.refusal_window_s}}
 
 
 def _as_table(value: object, where: str) -> dict[str, object]:

@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from node import changefeed, metrics, model, tls, wire
+from node import policy as policies
 from node.answer.local import Answerer, LocalAnswerer
 from node.answer.parts import AnsweringParts
 from node.answer.worker_client import WorkerAnswerer
@@ -31,6 +32,7 @@ from node.log.witness import Witness
 from node.log.witnessing import Witnessing
 from node.log_client import PeerLog, fetch_peer_log
 from node.peer_client import PeerClient
+from node.policy_file import PolicyFile
 from node.server import GrpcServer
 from node.services import exchange_log as log_svc
 from node.services import greenloan as greenloan_svc
@@ -44,6 +46,7 @@ from node.trust_model import PublicKeyInfo
 log = logging.getLogger(__name__)
 SOFTWARE_VERSION = "credit-interchange-node/0.1.0"
 TRUST_REFRESH_S = 5.0
+CONFIG_POLL_S = TRUST_REFRESH_S  # node.toml's zone policy is polled as often as the lists
 
 
 class NodeRuntime:
@@ -54,7 +57,7 @@ class NodeRuntime:
         self.clock = clock  # every decision here that reads the time asks it
         self.parts = parts = AnsweringParts(home, clock)
         self.config: NodeConfig = parts.config
-        self.policy = parts.policy
+        self.policy_file = PolicyFile(home, parts.document, parts.policy)
         serving = ServingConfig.from_document(parts.document, str(home.config_file))
         self.witness_config: WitnessConfig = serving.witness
         self.audit_readers = serving.audit_readers
@@ -75,6 +78,8 @@ class NodeRuntime:
             self.witness_config.peers, self.store, lambda peer: self.peer_client(peer, "")
         )
         self._tasks: list[asyncio.Task[Any]] = []
+        self._reloads: set[asyncio.Task[bool]] = set()
+        self._reloading = asyncio.Lock()
         self.server: GrpcServer | None = None
         self.answerer: Answerer | None = None
         self._zones_cache: dict[tuple[int, int, str], frozenset[str]] = {}
@@ -89,6 +94,11 @@ class NodeRuntime:
     @property
     def trust(self) -> TrustStore:
         return self.trust_files.store
+
+    @property
+    def policy(self) -> policies.Policy:
+        """The zone policy in force (node.toml, reloaded without a restart)."""
+        return self.policy_file.policy
 
     # --- identity --------------------------------------------------------------------------
 
@@ -121,6 +131,11 @@ class NodeRuntime:
             )
             self._zones_cache[key] = zones
         return zones
+
+    def membership(self, caller: str) -> policies.Membership:
+        """The zones whose trust list in force holds this node and `caller` (DESIGN.md §8:
+        membership comes from the signed lists alone)."""
+        return policies.Membership(self.trusted_zones(self.node_id), self.trusted_zones(caller))
 
     def entry_scope(self, node_id: str) -> EntryScope:
         """Which of our log's entries `node_id` may read (docs/adr/0007): what `[audit]
@@ -171,8 +186,7 @@ class NodeRuntime:
 
     def node_info(self) -> wire.pb.NodeInfo:
         identity = self.keys.public_identity()
-        in_force = self.trust.zones_in_force(self.clock.now())
-        zones = sorted(set(self.policy.zones_of(self.node_id)) & set(in_force))
+        zones = self.policy.served(self.trusted_zones(self.node_id))
         purposes = sorted({p for z in zones for p in self.policy.zones[z].purposes})
         return wire.pb.NodeInfo(
             node_id=self.node_id,
@@ -250,7 +264,7 @@ class NodeRuntime:
         services = {
             svc.SERVICE: svc.methods(
                 svc.InterchangeServicer(
-                    self.answerer, authenticate, self.node_info, self.trusted_zones
+                    self.answerer, authenticate, self.node_info, self.membership
                 )
             ),
             log_svc.SERVICE: log_svc.methods(
@@ -275,7 +289,10 @@ class NodeRuntime:
         self.server = GrpcServer(services, credentials, listen or self.config.listen)
         await self.server.start()
         await self.report_trust()
-        self._tasks = [asyncio.create_task(self._refresh_trust(), name="trust-refresh")]
+        self._tasks = [
+            asyncio.create_task(self._refresh_trust(), name="trust-refresh"),
+            asyncio.create_task(self._watch_config(), name="config-watch"),
+        ]
         self.witnessing.start()
 
     async def stop(self) -> None:
@@ -314,6 +331,34 @@ class NodeRuntime:
         await self.report_trust()
         with contextlib.suppress(StoreUnavailable):  # a store outage is reported elsewhere
             metrics.CHANGEFEED_HEAD.set(await asyncio.to_thread(self.store.changes.head))
+
+    async def _watch_config(self) -> None:
+        while True:
+            await asyncio.sleep(CONFIG_POLL_S)
+            await self.reload_config()
+
+    async def reload_config(self, *, force: bool = False) -> bool:
+        """Take node.toml's zone policy if the file changed (`force`: re-read it anyway, as on
+        SIGHUP) and hand it to the answerer; True when a new policy is in use on return. A bad
+        file is refused and logged by node.policy_file; the policy in force stays."""
+        async with self._reloading:
+            try:
+                policy = await asyncio.to_thread(self.policy_file.check, force=force)
+            except Exception:
+                log.exception("reading node.toml failed; keeping the policy in force")
+                return False
+            if policy is None:
+                return False
+            self.parts.policy = policy  # for answerers made from now on
+            if self.answerer is not None:
+                await self.answerer.use_policy(policy)
+            return True
+
+    def request_reload(self) -> None:
+        """Reload node.toml now (SIGHUP), without waiting for the next poll."""
+        task = asyncio.create_task(self.reload_config(force=True), name="config-reload")
+        self._reloads.add(task)
+        task.add_done_callback(self._reloads.discard)
 
     async def report_trust(self) -> None:
         """Metrics per zone (in force or not, and when its list expires) and the interchange's

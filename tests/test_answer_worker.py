@@ -134,14 +134,17 @@ async def test_a_call_in_flight_when_the_worker_dies_fails_as_unavailable(
     )
     old_pid = worker.pid
     os.kill(old_pid, signal.SIGSTOP)  # the request waits in the socket, unanswered
-    call = asyncio.ensure_future(worker.answer(JIAXING, [query], single=True))
+    membership = nodes[HUZHOU].membership(JIAXING)
+    call = asyncio.ensure_future(
+        worker.answer(JIAXING, [query], single=True, membership=membership)
+    )
     await asyncio.sleep(0.2)
     assert not call.done()
     os.kill(old_pid, signal.SIGKILL)
     with pytest.raises(StoreUnavailable, match="answering worker stopped"):
         await asyncio.wait_for(call, 10)
     # The same request id again: a new worker answers it, logged once.
-    [reply] = await worker.answer(JIAXING, [query], single=True)
+    [reply] = await worker.answer(JIAXING, [query], single=True, membership=membership)
     assert worker.pid != old_pid and not reply.refused and reply.decision == "GRANTED"
     response = wire.parse_response(reply.data)
     assert response.request_id == "in-flight" and response.HasField("receipt")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import datetime as dt
 import importlib.resources
+import json
+import logging
 import tomllib
 
 import pytest
@@ -26,11 +28,25 @@ def q(zone: str, purpose: str, subject: model.SubjectRef = USCC) -> model.Credit
     return model.CreditQuery("q-1", subject, zone, purpose)
 
 
-def test_example_ships_every_zone_and_city_of_the_design(example: policy.Policy) -> None:
+# Who is on each zone's trust list in force (DESIGN.md §1), as the runtime finds it.
+ON_LISTS = {
+    "cn-330500": frozenset({"yrd", "hz-metro", "hjjw", "hyzt"}),
+    "cn-330400": frozenset({"hz-metro", "hjjw"}),
+    "cn-330100": frozenset({"yrd", "hz-metro"}),
+    "cn-310000": frozenset({"yrd"}),
+    "cn-330200": frozenset({"hyzt"}),
+}
+
+
+def on_lists(caller: str) -> policy.Membership:
+    return policy.Membership(ON_LISTS["cn-330500"], ON_LISTS[caller])
+
+
+def test_example_ships_every_zone_of_the_design_and_no_members(example: policy.Policy) -> None:
     assert set(example.zones) == {"yrd", "hz-metro", "hjjw", "hyzt"}
-    assert example.zones_of("cn-330500") == ["hjjw", "hyzt", "hz-metro", "yrd"]
-    assert "cn-330400" in example.zones["hjjw"].members
-    assert "cn-331000" in example.zones["hyzt"].members
+    text = importlib.resources.files("node.data").joinpath("zones.example.toml").read_text()
+    assert "members" not in tomllib.loads(text)["zones"]["hjjw"]  # the trust list's business
+    assert example.served(frozenset({"hjjw", "pearl-river"})) == ["hjjw"]
 
 
 @pytest.mark.parametrize(
@@ -58,13 +74,59 @@ def test_example_ships_every_zone_and_city_of_the_design(example: policy.Policy)
 def test_authorisation_matrix(
     example: policy.Policy, caller: str, query: model.CreditQuery, reason: str | None
 ) -> None:
+    membership = on_lists(caller)
     if reason is None:
-        assert policy.authorize(example, "cn-330500", caller, query).purpose == query.purpose
+        rule = policy.authorize(example, "cn-330500", caller, query, membership)
+        assert rule.purpose == query.purpose
     else:
         with pytest.raises(PermissionDenied) as info:
-            policy.authorize(example, "cn-330500", caller, query)
+            policy.authorize(example, "cn-330500", caller, query, membership)
         assert info.value.reason == reason
         assert caller in info.value.message or query.zone in info.value.message
+
+
+@pytest.mark.parametrize(
+    ("ours", "callers", "reason", "says"),
+    [
+        # Jiaxing added to hjjw's list: served, whatever node.toml held before.
+        ({"hjjw"}, {"hjjw"}, None, ""),
+        # removed from the list, or the list expired: the caller is refused first
+        ({"hjjw"}, set(), "NOT_ZONE_MEMBER", "cn-330400 is not a member of zone hjjw"),
+        (set(), set(), "NOT_ZONE_MEMBER", "not on the hjjw trust list in force"),
+        # this node removed from the list it holds: it does not serve the zone
+        (set(), {"hjjw"}, "ZONE_NOT_SERVED", "this node (cn-330500) is not on the trust list"),
+    ],
+)
+def test_membership_comes_from_the_trust_lists_in_force(
+    example: policy.Policy, ours: set[str], callers: set[str], reason: str | None, says: str
+) -> None:
+    membership = policy.Membership(frozenset(ours), frozenset(callers))
+    query = q("hjjw", "xinyi-dai")
+    if reason is None:
+        assert policy.authorize(example, "cn-330500", "cn-330400", query, membership)
+        return
+    with pytest.raises(PermissionDenied) as info:
+        policy.authorize(example, "cn-330500", "cn-330400", query, membership)
+    assert (info.value.reason, says in info.value.message) == (reason, True)
+
+
+def test_a_members_key_left_in_node_toml_is_ignored_with_a_warning(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    toml = (
+        '[zones.a]\nmembers = ["cn-330500"]\n[zones.a.purposes.p]\nsubject_types = ["ENTERPRISE"]'
+    )
+    with caplog.at_level(logging.WARNING, logger="node.policy"):
+        loaded = policy.policy_from_mapping(tomllib.loads(toml), "node.toml")
+    assert set(loaded.zones) == {"a"}
+    assert "node.toml: [zones.a]: members is ignored" in caplog.text
+    assert "signed trust list" in caplog.text
+
+
+def test_a_policy_survives_the_trip_to_the_answering_worker(example: policy.Policy) -> None:
+    """The server hands a reloaded policy to its worker as policy_to_mapping's JSON."""
+    sent = json.loads(json.dumps(policy.policy_to_mapping(example)))
+    assert policy.policy_from_mapping(sent) == example
 
 
 def test_subject_type_checked_once_subject_known(example: policy.Policy) -> None:
@@ -130,17 +192,16 @@ def test_a_window_ended_before_its_summary_was_taken_keeps_its_count() -> None:
 @pytest.mark.parametrize(
     ("toml", "message"),
     [
-        ('[zones.a]\nmembers = "cn-330500"', r"\[zones.a\]: members must be a list"),
+        ("[zones.a]\npurposes = 3", r"\[zones.a\]: purposes must be a table"),
         (
-            '[zones.a]\nmembers = []\n[zones.a.purposes.p]\nsubject_types = ["ROBOT"]',
+            '[zones.a.purposes.p]\nsubject_types = ["ROBOT"]',
             "unknown subject type 'ROBOT'",
         ),
         (
-            '[zones.a]\nmembers = []\n[zones.a.purposes.p]\nsubject_types = ["ENTERPRISE"]\n'
-            'fields = ["password"]',
+            '[zones.a.purposes.p]\nsubject_types = ["ENTERPRISE"]\nfields = ["password"]',
             "unknown result fields",
         ),
-        ("[zones.a]\nmembers = []\nrate_per_minute = -1", "rate_per_minute must be"),
+        ("[zones.a]\nrate_per_minute = -1", "rate_per_minute must be"),
     ],
 )
 def test_bad_policy_file_names_the_place(toml: str, message: str) -> None:

@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-from collections.abc import Set as AbstractSet
 
 from node import model
 from node import policy as policies
-from node.errors import CreditNodeError, InvalidInput, NotFound, PermissionDenied
+from node.errors import CreditNodeError, InvalidInput, NotFound
 from node.identifiers import mask_resident_id
 
 
@@ -90,7 +89,7 @@ def decide(
     policy: policies.Policy,
     node_id: str,
     caller: str,
-    zones: AbstractSet[str] | None,
+    membership: policies.Membership,
     asked: Asked,
     stored: Stored | None,
     current: model.CreditResult | None,
@@ -98,8 +97,8 @@ def decide(
 ) -> Decision:
     """What `caller`'s query gets at `now`.
 
-    `zones`: the zones whose trust list in force holds the caller (None: trust lists are
-    not consulted). `stored`: the answer logged before for this request id. `current`: the
+    `membership`: the zones whose trust list in force holds this node and the caller.
+    `stored`: the answer logged before for this request id. `current`: the
     subject's current result, if the store has one.
     """
     query = asked.query
@@ -116,7 +115,7 @@ def decide(
                 asked.refusal or InvalidInput(REQUEST_ID_REUSED, reason="REQUEST_ID_REUSED"),
                 store=False,
             )
-    fresh = decide_afresh(policy, node_id, caller, zones, asked, current, now)
+    fresh = decide_afresh(policy, node_id, caller, membership, asked, current, now)
     if stored is None:
         if isinstance(fresh, Refuse) and not asked.request_id:
             return RefuseUnlogged(fresh.refusal)
@@ -132,7 +131,7 @@ def decide_afresh(
     policy: policies.Policy,
     node_id: str,
     caller: str,
-    zones: AbstractSet[str] | None,
+    membership: policies.Membership,
     asked: Asked,
     current: model.CreditResult | None,
     now: dt.datetime,
@@ -144,14 +143,7 @@ def decide_afresh(
     if asked.refusal is not None or query is None:
         return Refuse(asked.refusal or InvalidInput("no query"))
     try:
-        rule = policies.authorize(policy, node_id, caller, query)
-        if zones is not None and query.zone not in zones:
-            # Configured as a member, but the zone's trust list in force does not hold it
-            # (removed by the coordinator, or the list expired): the signed list wins.
-            raise PermissionDenied(
-                f"{caller} is not on the {query.zone} trust list this node holds",
-                reason="NOT_ZONE_MEMBER",
-            )
+        rule = policies.authorize(policy, node_id, caller, query, membership)
         if current is None or current.valid_until <= now:
             raise NotFound(
                 f"no current credit result for {query.subject.id_type.name} "

@@ -17,7 +17,6 @@ import dataclasses
 import hashlib
 import logging
 from collections.abc import Callable, Sequence
-from collections.abc import Set as AbstractSet
 from typing import Protocol
 
 import sqlalchemy as sa
@@ -83,19 +82,24 @@ class Interchange:
         self._summary_tasks: set[asyncio.Task[None]] = set()
         self._in_flight: dict[tuple[str, str], asyncio.Future[Answer | Replay]] = {}
 
+    def use_policy(self, policy: policies.Policy) -> None:
+        """Decide by `policy` from now on (node.toml reloaded); the rate buckets stay."""
+        self.policy = policy
+        self._rate_refusals.window_s = policy.refusal_window_s
+
     async def answer(
         self,
         caller: str,
         received: Received,
         *,
-        zones: AbstractSet[str] | None = None,
+        membership: policies.Membership,
     ) -> Answer | Replay:
         """Answer one query, or return the stored wire answer of a repeated request id; a
         call with the request id of one being answered right now waits for that one.
-        `zones`: as for answer_many."""
+        `membership`: as for answer_many."""
         request_id = received.request_id
         if not request_id:  # malformed: nothing to share with a concurrent twin
-            return _raised(await self.answer_many(caller, [received], zones=zones))
+            return _raised(await self.answer_many(caller, [received], membership=membership))
         key = (caller, request_id)
         running = self._in_flight.get(key)
         if running is not None:  # the same request id is being answered right now
@@ -103,7 +107,7 @@ class Interchange:
         future: asyncio.Future[Answer | Replay] = self._sequencer.loop.create_future()
         self._in_flight[key] = future
         try:
-            outcome = _raised(await self.answer_many(caller, [received], zones=zones))
+            outcome = _raised(await self.answer_many(caller, [received], membership=membership))
         except asyncio.CancelledError:
             future.cancel()
             raise
@@ -122,14 +126,14 @@ class Interchange:
         caller: str,
         received: Sequence[Received],
         *,
-        zones: AbstractSet[str] | None = None,
+        membership: policies.Membership,
     ) -> list[Answer | Replay | BaseException]:
         """Answer a group of one caller's queries (a batch stream, or one query): one log
         append for all. Each item's outcome stands in its place; none ends the others.
 
         A request id repeated inside the group is answered once and replayed for the repeats.
-        `zones`: the zones whose current trust list holds the caller (the server looks them
-        up); None leaves the trust lists out of the decision.
+        `membership`: the zones whose trust list in force holds this node and the caller (the
+        server looks them up on the lists it holds).
         """
         first_of: dict[str, int] = {}
         repeats: list[tuple[int, int]] = []  # (position, position of the first)
@@ -150,7 +154,7 @@ class Interchange:
             ):
                 outcomes[position] = over_rate  # counted in the window's summary entry
                 continue
-            entries.append(_Entry(caller, item, zones, position, self._subject_key, over_rate))
+            entries.append(_Entry(caller, item, membership, position, self._subject_key, over_rate))
         self._schedule_refusal_summaries()
         logged = await self._sequencer.append_many(self, entries)
         for entry, appended in zip(entries, logged, strict=True):
@@ -266,7 +270,7 @@ class Interchange:
             self.policy,
             self.node_id,
             entry.caller,
-            entry.zones,
+            entry.membership,
             decision.Asked(
                 received.request_id, received.query, received.refusal, entry.exchange.subject
             ),
@@ -307,13 +311,13 @@ class Received:
 class _Entry:
     """One query on its way to the log, as the sequencer hands it back to its planner."""
 
-    __slots__ = ("caller", "exchange", "over_rate", "position", "received", "zones")
+    __slots__ = ("caller", "exchange", "membership", "over_rate", "position", "received")
 
     def __init__(
         self,
         caller: str,
         received: Received,
-        zones: AbstractSet[str] | None,
+        membership: policies.Membership,
         position: int,
         subject_key: bytes,
         over_rate: RateLimited | None = None,
@@ -321,7 +325,7 @@ class _Entry:
         query = received.query
         self.caller = caller
         self.received = received
-        self.zones = zones  # the zones whose current trust list holds the caller
+        self.membership = membership  # the zones whose list in force holds us and the caller
         self.position = position  # in the caller's group
         self.exchange = Exchange(
             caller,

@@ -2,8 +2,11 @@
 socket pair, `<message id: u32><length: u32><body>`; a body is a list of byte fields, each
 `<length: u32><bytes>`, after a `<count: u32>`.
 
-- request (server → worker): single ("1"/"0"), caller, zones given ("1"/"0"), the zones
-  joined by newlines, then each query as received;
+- request (server → worker): single ("1"/"0"), caller, the zones whose trust list in force
+  holds this node and those that hold the caller (each joined by newlines), then each query
+  as received;
+- policy (server → worker): "policy" and the zone policy reloaded from node.toml, as the JSON
+  of `node.policy.policy_to_mapping`; answered "ok" once the worker decides by it;
 - reply (worker → server): "ok", the worker's committed log size, then per query its meta
   (refused "1"/"0" followed by the logged decision) and its serialized response; or "fault"
   and a message when the worker could not answer at all;
@@ -19,6 +22,7 @@ from collections.abc import Sequence
 _HEADER = struct.Struct("<II")
 _LENGTH = struct.Struct("<I")
 READY_ID = 0
+POLICY = b"policy"  # first field of a policy frame; a request's is "1" or "0"
 
 
 def pack(fields: Sequence[bytes]) -> bytes:

@@ -14,11 +14,11 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence
-from collections.abc import Set as AbstractSet
 from typing import Protocol
 
 from node import error_status as status
 from node import metrics, wire
+from node import policy as policies
 from node.answer.builder import Answer
 from node.answer.exchange import Interchange, Received, Replay
 from node.errors import CreditNodeError, NotFound, RateLimited
@@ -47,11 +47,15 @@ class Answerer(Protocol):
         queries: Sequence[bytes],
         *,
         single: bool,
-        zones: AbstractSet[str] | None = None,
+        membership: policies.Membership,
     ) -> list[Reply]:
         """One reply per query, in order. `single`: one unary call (a repeated request id
-        waits for a concurrent twin); otherwise one group of a batch stream. `zones`: the zones
-        whose current trust list holds the caller (None: the answerer looks them up)."""
+        waits for a concurrent twin); otherwise one group of a batch stream. `membership`: the
+        zones whose trust list in force holds this node and the caller."""
+        ...
+
+    async def use_policy(self, policy: policies.Policy) -> None:
+        """Decide by `policy` from now on (node.toml reloaded); returns once it is in use."""
         ...
 
 
@@ -117,18 +121,20 @@ class LocalAnswerer:
         queries: Sequence[bytes],
         *,
         single: bool,
-        zones: AbstractSet[str] | None = None,
+        membership: policies.Membership,
     ) -> list[Reply]:
         legacy_codes = self._interchange.legacy_codes
         received = [Received.parse(data, legacy_codes) for data in queries]
         outcomes: list[Answer | Replay | BaseException]
         if single and len(received) == 1:
             try:
-                outcomes = [await self._interchange.answer(caller, received[0], zones=zones)]
+                outcomes = [
+                    await self._interchange.answer(caller, received[0], membership=membership)
+                ]
             except CreditNodeError as exc:
                 outcomes = [exc]
         else:
-            outcomes = await self._interchange.answer_many(caller, received, zones=zones)
+            outcomes = await self._interchange.answer_many(caller, received, membership=membership)
         replies = [
             self._reply(item.request_id, outcome)
             for item, outcome in zip(received, outcomes, strict=True)
@@ -136,6 +142,9 @@ class LocalAnswerer:
         if self._count:
             count_decisions(replies)
         return replies
+
+    async def use_policy(self, policy: policies.Policy) -> None:
+        self._interchange.use_policy(policy)
 
     def _reply(self, request_id: str, outcome: Answer | Replay | BaseException) -> Reply:
         """The wire response for one outcome. Whatever was logged — a grant or a refusal —

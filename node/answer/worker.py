@@ -13,6 +13,7 @@ The frames are in `node.answer.framing`; the server's side is `node.answer.worke
 import argparse
 import asyncio
 import ctypes
+import json
 import logging
 import os
 import pathlib
@@ -20,7 +21,8 @@ import signal
 import socket
 from collections.abc import Sequence
 
-from node.answer.framing import READY_ID, Outbox, frame, read_frame
+from node import policy
+from node.answer.framing import POLICY, READY_ID, Outbox, frame, read_frame
 from node.answer.parts import AnsweringParts
 from node.home import NodeHome
 from node.process import settle_gc
@@ -49,13 +51,19 @@ async def work(home: NodeHome, sock: socket.socket) -> None:
 
     async def handle(message_id: int, fields: list[bytes]) -> None:
         try:
-            single, caller, has_zones, zones = fields[:4]
-            replies = await answerer.answer(
-                caller.decode(),
-                fields[4:],
-                single=single == b"1",
-                zones=frozenset(zones.decode().split("\n")) - {""} if has_zones == b"1" else None,
-            )
+            if fields[0] == POLICY:
+                await answerer.use_policy(
+                    policy.policy_from_mapping(json.loads(fields[1]), "the serving process")
+                )
+                replies = []
+            else:
+                single, caller, ours, callers = fields[:4]
+                replies = await answerer.answer(
+                    caller.decode(),
+                    fields[4:],
+                    single=single == b"1",
+                    membership=policy.Membership(_zones(ours), _zones(callers)),
+                )
         except Exception as exc:
             log.exception("answering failed")
             outbox.send(frame(message_id, [b"fault", type(exc).__name__.encode()]))
@@ -81,6 +89,10 @@ async def work(home: NodeHome, sock: socket.socket) -> None:
         writer.close()
         await sequencer.close()
         parts.store.close()
+
+
+def _zones(field: bytes) -> frozenset[str]:
+    return frozenset(field.decode().split("\n")) - {""}
 
 
 _PR_SET_PDEATHSIG = 1  # <linux/prctl.h>

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import os
 import socket
@@ -18,9 +19,9 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
-from collections.abc import Set as AbstractSet
 
-from node.answer.framing import READY_ID, Outbox, frame, read_frame
+from node import policy as policies
+from node.answer.framing import POLICY, READY_ID, Outbox, frame, read_frame
 from node.answer.local import Reply, count_decisions
 from node.errors import NodeFault, StoreUnavailable
 from node.home import NodeHome
@@ -47,6 +48,7 @@ class WorkerAnswerer:
         self._starting = asyncio.Lock()
         self._last_start = float("-inf")
         self._closed = False
+        self._policy: policies.Policy | None = None  # the last one reloaded, if any
         # Made on the serving loop; looked up once (each lookup is a getpid() on Python 3.11).
         self._loop = asyncio.get_running_loop()
 
@@ -66,36 +68,23 @@ class WorkerAnswerer:
         queries: Sequence[bytes],
         *,
         single: bool,
-        zones: AbstractSet[str] | None = None,
+        membership: policies.Membership,
     ) -> list[Reply]:
         if self._outbox is None:
             await self._restart()
         outbox = self._outbox
         if outbox is None:
             raise StoreUnavailable("the answering worker is not running; ask again")
-        self._next_id = self._next_id % 0xFFFF_FFFF + 1
-        message_id = self._next_id
-        future: asyncio.Future[list[bytes]] = self._loop.create_future()
-        self._pending[message_id] = future
-        outbox.send(
-            frame(
-                message_id,
-                [
-                    b"1" if single else b"0",
-                    caller.encode(),
-                    b"0" if zones is None else b"1",
-                    "\n".join(sorted(zones or ())).encode(),
-                    *queries,
-                ],
-            )
+        fields = await self._exchange(
+            outbox,
+            [
+                b"1" if single else b"0",
+                caller.encode(),
+                "\n".join(sorted(membership.ours)).encode(),
+                "\n".join(sorted(membership.callers)).encode(),
+                *queries,
+            ],
         )
-        try:
-            fields = await future
-        finally:
-            self._pending.pop(message_id, None)
-        if fields[0] != b"ok":
-            raise NodeFault(f"the answering worker failed: {fields[1].decode(errors='replace')}")
-        self._on_log_size(int(fields[1]))
         replies = [
             Reply(data, meta[:1] == b"1", meta[1:].decode())
             for meta, data in zip(fields[2::2], fields[3::2], strict=True)
@@ -104,6 +93,34 @@ class WorkerAnswerer:
             raise NodeFault("the answering worker's reply does not match the request")
         count_decisions(replies)
         return replies
+
+    async def use_policy(self, policy: policies.Policy) -> None:
+        """Hand the worker `policy` and wait until it decides by it. A worker started later
+        is handed it too, before its first query."""
+        self._policy = policy
+        if self._outbox is not None:
+            await self._send_policy(self._outbox, policy)
+
+    async def _send_policy(self, outbox: Outbox, policy: policies.Policy) -> None:
+        await self._exchange(
+            outbox, [POLICY, json.dumps(policies.policy_to_mapping(policy)).encode()]
+        )
+
+    async def _exchange(self, outbox: Outbox, request: list[bytes]) -> list[bytes]:
+        """Send one request frame and return the worker's "ok" reply's fields."""
+        self._next_id = self._next_id % 0xFFFF_FFFF + 1
+        message_id = self._next_id
+        future: asyncio.Future[list[bytes]] = self._loop.create_future()
+        self._pending[message_id] = future
+        outbox.send(frame(message_id, request))
+        try:
+            fields = await future
+        finally:
+            self._pending.pop(message_id, None)
+        if fields[0] != b"ok":
+            raise NodeFault(f"the answering worker failed: {fields[1].decode(errors='replace')}")
+        self._on_log_size(int(fields[1]))
+        return fields
 
     async def close(self) -> None:
         self._closed = True
@@ -172,10 +189,11 @@ class WorkerAnswerer:
             writer.close()
             raise NodeFault("the answering worker sent no ready frame")
         self._on_log_size(int(fields[1]))
-        self._outbox = Outbox(writer, self._loop)
-        self._reader_task = asyncio.create_task(
-            self._read(reader, self._outbox), name="worker-read"
-        )
+        outbox = Outbox(writer, self._loop)
+        self._reader_task = asyncio.create_task(self._read(reader, outbox), name="worker-read")
+        if self._policy is not None:  # reloaded since node.toml was read at start
+            await self._send_policy(outbox, self._policy)
+        self._outbox = outbox
         log.info("answering worker %d started", self._process.pid)
 
     async def _read(self, reader: asyncio.StreamReader, outbox: Outbox) -> None:

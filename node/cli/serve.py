@@ -56,6 +56,10 @@ def serve(
 ) -> None:
     """Serve peers over gRPC with mutual TLS until SIGINT or SIGTERM.
 
+    node.toml's zones, purposes and rates are re-read when the file changes (within
+    seconds), or at once on SIGHUP; a file with a mistake is refused and logged, and the
+    policy in force stays.
+
     One `serve` per home: a second one on the same home exits at once (status 7), as does
     one whose --listen or --metrics-listen address another process holds.
     """
@@ -115,6 +119,8 @@ async def _serve(home: NodeHome, listen: str | None, ready_file: pathlib.Path | 
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
+    # SIGHUP (systemd's ExecReload): node.toml's zone policy now, not at the next poll.
+    loop.add_signal_handler(signal.SIGHUP, runtime.request_reload)
     try:
         await stop.wait()
     finally:

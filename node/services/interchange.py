@@ -13,7 +13,6 @@ import asyncio
 import functools
 import hashlib
 from collections.abc import AsyncIterator, Callable
-from collections.abc import Set as AbstractSet
 from typing import Any
 
 import grpc
@@ -24,6 +23,7 @@ from grpc_status import rpc_status
 from node import wire
 from node.answer.local import OVER_RATE, Answerer, Reply
 from node.errors import Unauthenticated
+from node.policy import Membership
 
 SERVICE = "creditx.v1.CreditInterchange"
 BATCH_WINDOW = 512  # batch items read ahead of the group being answered (flow control)
@@ -48,7 +48,7 @@ class InterchangeServicer:
         answerer: Answerer,
         authenticate: Authenticate,
         node_info: Callable[[], wire.pb.NodeInfo],
-        trusted_zones: Callable[[str], AbstractSet[str]] | None = None,
+        membership: Callable[[str], Membership],
         *,
         caller_items_held: int = CALLER_ITEMS_HELD,
         over_rate_delay_s: float = OVER_RATE_DELAY_S,
@@ -56,7 +56,7 @@ class InterchangeServicer:
         self._answerer = answerer
         self._authenticate = authenticate
         self._node_info = node_info
-        self._trusted_zones = trusted_zones
+        self._membership = membership  # the zones a caller and this node are in, by list
         self._caller_items_held = caller_items_held
         self._over_rate_delay_s = over_rate_delay_s
         self._held: dict[str, asyncio.Semaphore] = {}  # per caller: room for items read
@@ -66,13 +66,10 @@ class InterchangeServicer:
         room = self._held.get(caller)
         return 0 if room is None else self._caller_items_held - room._value
 
-    def _zones(self, caller: str) -> AbstractSet[str] | None:
-        return self._trusted_zones(caller) if self._trusted_zones is not None else None
-
     async def QueryCredit(self, request: bytes, context: Context) -> bytes:
         caller = self._authenticate(context)
         [reply] = await self._answerer.answer(
-            caller, [request], single=True, zones=self._zones(caller)
+            caller, [request], single=True, membership=self._membership(caller)
         )
         if reply.decision == OVER_RATE:
             await asyncio.sleep(self._over_rate_delay_s)
@@ -130,7 +127,7 @@ class InterchangeServicer:
                         answering.put_nowait(
                             asyncio.ensure_future(
                                 self._answerer.answer(
-                                    caller, items, single=False, zones=self._zones(caller)
+                                    caller, items, single=False, membership=self._membership(caller)
                                 )
                             )
                         )

@@ -32,6 +32,13 @@ POLICY = policies.policy_from_mapping(
     tomllib.loads(importlib.resources.files("node.data").joinpath("zones.example.toml").read_text())
 )
 EVERY_ZONE = frozenset(POLICY.zones)
+# Membership as the trust lists in force give it: this node and the caller on every list.
+ON_EVERY_LIST = policies.Membership(EVERY_ZONE, EVERY_ZONE)
+
+
+def caller_on(*zones: str) -> policies.Membership:
+    """This node on every list, the caller on `zones`' lists only."""
+    return policies.Membership(EVERY_ZONE, frozenset(zones))
 
 
 def result(
@@ -114,43 +121,43 @@ GRANTED_BEFORE = stored(model.Decision.GRANTED, result_id=f"{HUZHOU}:{USCC}")
 # --- a request id seen for the first time ----------------------------------------------------
 
 FIRST_TIME = [
-    # (case, caller, zones held, asked, current result, expected reason or "GRANTED")
-    ("granted", JIAXING, EVERY_ZONE, asked(), result(), "GRANTED"),
-    ("trust lists not consulted", JIAXING, None, asked(), result(), "GRANTED"),
-    ("zone not served here", JIAXING, EVERY_ZONE, asked(zone="nowhere"), result(),
+    # (case, caller, membership by the lists, asked, current result, expected reason or
+    # "GRANTED")
+    ("granted", JIAXING, ON_EVERY_LIST, asked(), result(), "GRANTED"),
+    ("zone not served here", JIAXING, ON_EVERY_LIST, asked(zone="nowhere"), result(),
      "ZONE_NOT_SERVED"),
-    ("caller not configured in the zone", SHANGHAI, EVERY_ZONE, asked(), result(),
-     "NOT_ZONE_MEMBER"),
-    ("caller not on the zone's trust list in force", JIAXING, frozenset({"yrd"}), asked(),
+    ("caller not on the zone's trust list in force", JIAXING, caller_on("yrd"), asked(),
      result(), "NOT_ZONE_MEMBER"),
-    ("purpose not agreed", JIAXING, EVERY_ZONE, asked(purpose="joint-sanction"), result(),
+    ("this node not on the zone's trust list in force", JIAXING,
+     policies.Membership(frozenset({"yrd"}), EVERY_ZONE), asked(), result(), "ZONE_NOT_SERVED"),
+    ("purpose not agreed", JIAXING, ON_EVERY_LIST, asked(purpose="joint-sanction"), result(),
      "PURPOSE_NOT_AGREED"),
-    ("natural person under a purpose without them", JIAXING, EVERY_ZONE,
+    ("natural person under a purpose without them", JIAXING, ON_EVERY_LIST,
      asked(subject=model.SubjectRef(model.SubjectIdType.RESIDENT_ID, RESIDENT)), None,
      "SUBJECT_TYPE_NOT_ALLOWED"),
-    ("subject type the purpose may not see", JIAXING, EVERY_ZONE, asked(purpose="green-loan"),
+    ("subject type the purpose may not see", JIAXING, ON_EVERY_LIST, asked(purpose="green-loan"),
      result(subject_type=model.SubjectType.INDIVIDUAL_BUSINESS), "SUBJECT_TYPE_NOT_ALLOWED"),
-    ("no result", JIAXING, EVERY_ZONE, asked(), None, "SUBJECT_NOT_FOUND"),
-    ("result expired at this instant", JIAXING, EVERY_ZONE, asked(),
+    ("no result", JIAXING, ON_EVERY_LIST, asked(), None, "SUBJECT_NOT_FOUND"),
+    ("result expired at this instant", JIAXING, ON_EVERY_LIST, asked(),
      result(valid_for=dt.timedelta(0)), "SUBJECT_NOT_FOUND"),
-    ("malformed", JIAXING, EVERY_ZONE, malformed(), result(), "INVALID_SUBJECT_ID"),
+    ("malformed", JIAXING, ON_EVERY_LIST, malformed(), result(), "INVALID_SUBJECT_ID"),
 ]  # fmt: skip
 
 
 @pytest.mark.parametrize(
-    ("case", "caller", "zones", "query", "current", "expected"),
+    ("case", "caller", "membership", "query", "current", "expected"),
     FIRST_TIME,
     ids=[c[0] for c in FIRST_TIME],
 )
 def test_a_new_request_id_is_decided_by_policy_and_data(
     case: str,
     caller: str,
-    zones: frozenset[str] | None,
+    membership: policies.Membership,
     query: Asked,
     current: model.CreditResult | None,
     expected: str,
 ) -> None:
-    decision = decide(POLICY, HUZHOU, caller, zones, query, None, current, NOW)
+    decision = decide(POLICY, HUZHOU, caller, membership, query, None, current, NOW)
     if expected == "GRANTED":
         assert decision == Grant(current, POLICY.zones["hjjw"].purposes["xinyi-dai"])  # type: ignore[arg-type]
         return
@@ -164,7 +171,8 @@ def test_a_new_request_id_is_decided_by_policy_and_data(
 
 def test_a_refusal_without_a_request_id_is_not_logged() -> None:
     assert isinstance(
-        decide(POLICY, HUZHOU, JIAXING, EVERY_ZONE, malformed(""), None, None, NOW), RefuseUnlogged
+        decide(POLICY, HUZHOU, JIAXING, ON_EVERY_LIST, malformed(""), None, None, NOW),
+        RefuseUnlogged,
     )
 
 
@@ -174,7 +182,7 @@ def test_a_not_found_names_a_resident_id_masked() -> None:
         POLICY,
         HUZHOU,
         SHANGHAI,
-        EVERY_ZONE,
+        caller_on("yrd"),
         asked(zone="yrd", purpose="joint-sanction", subject=person),
         None,
         None,
@@ -189,49 +197,49 @@ def test_a_not_found_names_a_resident_id_masked() -> None:
 
 REPLAYS = [
     # (case, caller's zones, asked, stored, current, expected)
-    ("same query, same result: the stored answer", EVERY_ZONE, asked(), GRANTED_BEFORE,
+    ("same query, same result: the stored answer", ON_EVERY_LIST, asked(), GRANTED_BEFORE,
      result(), "GIVE_STORED"),
-    ("result superseded since: decided again", EVERY_ZONE, asked(), GRANTED_BEFORE,
+    ("result superseded since: decided again", ON_EVERY_LIST, asked(), GRANTED_BEFORE,
      result(f"{HUZHOU}:{USCC}:2"), "GRANTED"),
-    ("result expired since: not found now", EVERY_ZONE, asked(), GRANTED_BEFORE,
+    ("result expired since: not found now", ON_EVERY_LIST, asked(), GRANTED_BEFORE,
      result(valid_for=dt.timedelta(seconds=-1)), "SUBJECT_NOT_FOUND"),
-    ("result revoked or repaired since: none current", EVERY_ZONE, asked(), GRANTED_BEFORE, None,
+    ("result revoked or repaired since: none current", ON_EVERY_LIST, asked(), GRANTED_BEFORE, None,
      "SUBJECT_NOT_FOUND"),
-    ("caller removed from the zone's list since", frozenset({"yrd"}), asked(), GRANTED_BEFORE,
+    ("caller removed from the zone's list since", caller_on("yrd"), asked(), GRANTED_BEFORE,
      result(), "NOT_ZONE_MEMBER"),
-    ("refused before, refused now for the same reason", EVERY_ZONE,
+    ("refused before, refused now for the same reason", ON_EVERY_LIST,
      asked(purpose="xinyi-gou"),
      stored(model.Decision.NOT_FOUND, purpose="xinyi-gou", reason="SUBJECT_NOT_FOUND: none"), None,
      "GIVE_STORED"),
-    ("not found before, a result now", EVERY_ZONE, asked(),
+    ("not found before, a result now", ON_EVERY_LIST, asked(),
      stored(model.Decision.NOT_FOUND, reason="SUBJECT_NOT_FOUND: none"), result(), "GRANTED"),
-    ("another subject under the same request id", EVERY_ZONE, asked(),
+    ("another subject under the same request id", ON_EVERY_LIST, asked(),
      stored(model.Decision.GRANTED, subject=OTHER_USCC, result_id="x"), result(),
      "REQUEST_ID_REUSED"),
-    ("another zone under the same request id", EVERY_ZONE, asked(),
+    ("another zone under the same request id", ON_EVERY_LIST, asked(),
      stored(model.Decision.GRANTED, zone="yrd", result_id="x"), result(), "REQUEST_ID_REUSED"),
-    ("another purpose under the same request id", EVERY_ZONE, asked(),
+    ("another purpose under the same request id", ON_EVERY_LIST, asked(),
      stored(model.Decision.GRANTED, purpose="green-loan", result_id="x"), result(),
      "REQUEST_ID_REUSED"),
-    ("a malformed query under a used request id", EVERY_ZONE, malformed(), GRANTED_BEFORE,
+    ("a malformed query under a used request id", ON_EVERY_LIST, malformed(), GRANTED_BEFORE,
      result(), "INVALID_SUBJECT_ID"),
 ]  # fmt: skip
 
 
 @pytest.mark.parametrize(
-    ("case", "zones", "query", "before", "current", "expected"),
+    ("case", "membership", "query", "before", "current", "expected"),
     REPLAYS,
     ids=[c[0] for c in REPLAYS],
 )
 def test_a_replay_is_given_only_what_would_still_be_given(
     case: str,
-    zones: frozenset[str],
+    membership: policies.Membership,
     query: Asked,
     before: Stored,
     current: model.CreditResult | None,
     expected: str,
 ) -> None:
-    decision = decide(POLICY, HUZHOU, JIAXING, zones, query, before, current, NOW)
+    decision = decide(POLICY, HUZHOU, JIAXING, membership, query, before, current, NOW)
     if expected == "GIVE_STORED":
         assert decision == GiveStored(before.log_index)
     elif expected == "GRANTED":
@@ -248,15 +256,15 @@ def test_a_replay_is_given_only_what_would_still_be_given(
 
 def test_decide_is_pure() -> None:
     """The same inputs give the same decision: nothing is charged or remembered."""
-    args = (POLICY, HUZHOU, JIAXING, EVERY_ZONE, asked(), GRANTED_BEFORE, result(), NOW)
+    args = (POLICY, HUZHOU, JIAXING, ON_EVERY_LIST, asked(), GRANTED_BEFORE, result(), NOW)
     assert decide(*args) == decide(*args) == GiveStored(GRANTED_BEFORE.log_index)
 
 
 def test_reasons_match_the_error_classes() -> None:
-    refusal = decide(POLICY, HUZHOU, SHANGHAI, EVERY_ZONE, asked(), None, result(), NOW)
+    refusal = decide(POLICY, HUZHOU, SHANGHAI, caller_on("yrd"), asked(), None, result(), NOW)
     assert isinstance(refusal, Refuse) and isinstance(refusal.refusal, PermissionDenied)
     reused = decide(
-        POLICY, HUZHOU, JIAXING, EVERY_ZONE, asked(zone="hyzt"), GRANTED_BEFORE, result(), NOW
+        POLICY, HUZHOU, JIAXING, ON_EVERY_LIST, asked(zone="hyzt"), GRANTED_BEFORE, result(), NOW
     )
     assert isinstance(reused, Refuse) and isinstance(reused.refusal, InvalidInput)
     assert not reused.store

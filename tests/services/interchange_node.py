@@ -27,6 +27,14 @@ from node.tls import channel_credentials, server_credentials
 from tests.pki import NodeTls
 
 HUZHOU, JIAXING, SHANGHAI = "cn-330500", "cn-330400", "cn-310000"
+# Who is on each zone's trust list in force at Huzhou (DESIGN.md §1): the runtime finds this
+# on the signed lists it holds; this harness has no lists, and answers it from here.
+ZONE_MEMBERS: dict[str, frozenset[str]] = {
+    "yrd": frozenset({"cn-310000", "cn-320100", "cn-320500", "cn-330100", HUZHOU, "cn-340100"}),
+    "hz-metro": frozenset({"cn-330100", HUZHOU, JIAXING, "cn-330600", "cn-330800", "cn-341000"}),
+    "hjjw": frozenset({HUZHOU, JIAXING, "cn-330700", "cn-330300"}),
+    "hyzt": frozenset({HUZHOU, "cn-330200", "cn-330900", "cn-331000"}),
+}
 T0 = dt.datetime(2026, 3, 1, tzinfo=dt.UTC)
 COMPANY = "91330500MA2B3C4D5B"
 STUB = "creditx.v1.CreditInterchange"
@@ -67,6 +75,7 @@ class Node:
         self.caller_items_held = svc.CALLER_ITEMS_HELD
         self.over_rate_delay_s = svc.OVER_RATE_DELAY_S
         self.legacy_codes: frozenset[str] = frozenset()  # its legacy-uscc.txt
+        self.zone_members = dict(ZONE_MEMBERS)  # the lists in force, as `membership` reads them
 
     async def start(
         self, anchors: list[NodeTls], wrap: Callable[[Answerer], Answerer] | None = None
@@ -96,6 +105,7 @@ class Node:
             wrap(answerer) if wrap is not None else answerer,
             svc.caller_from_certificate(self.members.get),
             self.node_info,
+            self.membership,
             caller_items_held=self.caller_items_held,
             over_rate_delay_s=self.over_rate_delay_s,
         )
@@ -106,12 +116,18 @@ class Node:
         )
         await self.server.start()
 
+    def zones_of(self, node_id: str) -> frozenset[str]:
+        return frozenset(z for z, members in self.zone_members.items() if node_id in members)
+
+    def membership(self, caller: str) -> policy.Membership:
+        return policy.Membership(self.zones_of(HUZHOU), self.zones_of(caller))
+
     def node_info(self) -> wire.pb.NodeInfo:
         return wire.pb.NodeInfo(
             node_id=HUZHOU,
             name="湖州",
             division_code="330500",
-            zones=self.policy.zones_of(HUZHOU),
+            zones=self.policy.served(self.zones_of(HUZHOU)),
             signing_keys=[
                 wire.pb.PublicKey(
                     keyid=self.signer.keyid,

@@ -358,13 +358,17 @@ async def test_a_replay_for_a_caller_no_longer_in_the_zone_is_refused(
     await node.start([tls[JIAXING]], wrap=keep)
     try:
         zr = wire.serialize(query("zr-1"))
-        [granted] = await answerers[0].answer(JIAXING, [zr], single=True, zones={"hjjw"})
-        [removed] = await answerers[0].answer(JIAXING, [zr], single=True, zones=frozenset())
-        [back] = await answerers[0].answer(JIAXING, [zr], single=True, zones={"hjjw"})
+        on_list = node.membership(JIAXING)
+        removed_from_list = policy.Membership(on_list.ours, frozenset())
+        [granted] = await answerers[0].answer(JIAXING, [zr], single=True, membership=on_list)
+        [removed] = await answerers[0].answer(
+            JIAXING, [zr], single=True, membership=removed_from_list
+        )
+        [back] = await answerers[0].answer(JIAXING, [zr], single=True, membership=on_list)
     finally:
         await node.stop()
     assert (granted.refused, removed.refused, back.refused) == (False, True, False)
     refusal = wire.parse_response(removed.data)
-    assert refusal.error.message.startswith(f"{JIAXING} is not on the hjjw trust list")
+    assert refusal.error.message.startswith(f"{JIAXING} is not a member of zone hjjw")
     indices = [wire.parse_response(r.data).receipt.log_index for r in (granted, removed, back)]
     assert indices[0] < indices[1] < indices[2]  # each decided and logged anew

@@ -7,7 +7,6 @@ import base64
 import dataclasses
 import hashlib
 from collections.abc import AsyncIterator, Sequence
-from collections.abc import Set as AbstractSet
 
 import grpc
 import pytest
@@ -197,7 +196,7 @@ class HoldFirstGroup:
         queries: Sequence[bytes],
         *,
         single: bool,
-        zones: AbstractSet[str] | None = None,
+        membership: policy.Membership,
     ) -> list[Reply]:
         number = len(self.groups)
         self.groups.append([wire.parse_query(q).request_id for q in queries])
@@ -205,10 +204,13 @@ class HoldFirstGroup:
             self.first_asked.set()
             # Times out (failing the test) unless the stream asks for the next group meanwhile.
             await asyncio.wait_for(self.second_done.wait(), 5)
-        replies = await self.inner.answer(caller, queries, single=single, zones=zones)
+        replies = await self.inner.answer(caller, queries, single=single, membership=membership)
         if number == 1:
             self.second_done.set()
         return replies
+
+    async def use_policy(self, new: policy.Policy) -> None:
+        await self.inner.use_policy(new)
 
 
 async def test_batch_answers_the_next_group_while_one_is_pending_and_keeps_order(
@@ -400,8 +402,12 @@ async def test_a_batch_retried_one_by_one_spends_the_callers_rate_once(
         before = limited.sequencer.tree.size
         x, a, b = (wire.serialize(query(i)) for i in ("rr-x", "rr-a", "rr-b"))
         first, second = await asyncio.gather(
-            answerers[0].answer(JIAXING, [x, a], single=False),
-            answerers[0].answer(JIAXING, [b, x], single=False),
+            answerers[0].answer(
+                JIAXING, [x, a], single=False, membership=limited.membership(JIAXING)
+            ),
+            answerers[0].answer(
+                JIAXING, [b, x], single=False, membership=limited.membership(JIAXING)
+            ),
         )
     finally:
         await limited.stop()
@@ -455,8 +461,18 @@ async def test_one_request_id_in_two_groups_at_once_is_logged_once(
         before = node.sequencer.tree.size
         raw = wire.serialize(query("twice"))
         first, second = await asyncio.gather(
-            answerers[0].answer(JIAXING, [raw, wire.serialize(query("other-1"))], single=False),
-            answerers[0].answer(JIAXING, [wire.serialize(query("other-2")), raw], single=False),
+            answerers[0].answer(
+                JIAXING,
+                [raw, wire.serialize(query("other-1"))],
+                single=False,
+                membership=node.membership(JIAXING),
+            ),
+            answerers[0].answer(
+                JIAXING,
+                [wire.serialize(query("other-2")), raw],
+                single=False,
+                membership=node.membership(JIAXING),
+            ),
         )
     finally:
         await node.stop()

@@ -157,6 +157,13 @@ class PeerUnavailable(PeerError):
     reason = "PEER_UNAVAILABLE"
 
 
+class PeerRefusesCertificate(PeerUnavailable):
+    """The peer ends the TLS handshake over our certificate: its trust list does not hold it
+    (older than ours, or we were removed). Asking again does not help."""
+
+    reason = "CERTIFICATE_NOT_ACCEPTED"
+
+
 # --- we are at fault -------------------------------------------------------------------------
 
 

@@ -74,6 +74,9 @@ async def fetch_peer_log(
             if len(entries) == before:
                 raise BadAnswer(f"{peer} sent no entries from {before} on")
     except grpc.aio.AioRpcError as exc:
+        refused = await client.refusal_of(exc)
+        if refused is not None:
+            raise refused from None
         raise PeerRefused(
             f"{peer} refused: {exc.code().name} {refusal_reason(exc)}: {exc.details()}"
         ) from None

@@ -1,6 +1,10 @@
 """Asking a peer node (floor 5): mutual TLS, deadlines, retries on UNAVAILABLE only, and
 verification of every answer before anyone sees it (DESIGN.md §3-§6).
 
+A peer that ends the TLS handshake over our certificate (its trust list does not hold it)
+looks to grpc like one that is down; the first such failure is put to the peer itself
+(node.tls_probe), and a refusal is raised at once as PeerRefusesCertificate, not retried.
+
 An answer is accepted only when (1) its envelope is signed by a key of that peer that was
 valid when the result was issued, (2) the result is addressed to us, and (3) it answers our
 request id with the digest of the query bytes we sent. Anything else is a `BadAnswer` (or the
@@ -15,15 +19,16 @@ import dataclasses
 import datetime as dt
 import hashlib
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Protocol
 
 import grpc
 from grpc_status import rpc_status
 
 from node import error_status, model, signing, tls, wire
-from node.errors import BadAnswer, PeerUnavailable, UntrustedKey
+from node.errors import BadAnswer, PeerRefusesCertificate, PeerUnavailable, UntrustedKey
 from node.log import merkle, notes
+from node.tls_probe import Verdict, probe_client_certificate
 
 SERVICE = "creditx.v1.CreditInterchange"
 
@@ -140,8 +145,13 @@ class PeerClient:
         deadline: float = 10.0,
         attempts: int = 4,
         node_infos: dict[str, wire.pb.NodeInfo] | None = None,
+        zones: Sequence[str] = (),
     ) -> None:
+        """`zones`: the zones on whose lists we found the peer (named when it refuses us)."""
         self.local_node, self.peer = local_node, peer
+        self._endpoint, self._zones = endpoint, tuple(zones)
+        self._tls = (key_pem, cert_pem, peer_cert_pem)
+        self._verdict: Verdict | None = None  # of the probe, once made
         self._node_infos = node_infos
         self._channel = grpc.aio.secure_channel(
             endpoint,
@@ -170,11 +180,17 @@ class PeerClient:
         kept = self._node_infos.get(self.peer) if self._node_infos is not None else None
         if kept is not None:
             return kept
-        info: wire.pb.NodeInfo = await self._channel.unary_unary(
-            f"/{SERVICE}/GetNodeInfo",
-            request_serializer=wire.serialize,
-            response_deserializer=wire.pb.NodeInfo.FromString,
-        )(wire.spb.GetNodeInfoRequest(), timeout=self._deadline)
+        try:
+            info: wire.pb.NodeInfo = await self._channel.unary_unary(
+                f"/{SERVICE}/GetNodeInfo",
+                request_serializer=wire.serialize,
+                response_deserializer=wire.pb.NodeInfo.FromString,
+            )(wire.spb.GetNodeInfoRequest(), timeout=self._deadline)
+        except grpc.aio.AioRpcError as exc:
+            refused = await self.refusal_of(exc)
+            if refused is not None:
+                raise refused from None
+            raise
         if info.node_id != self.peer:
             raise BadAnswer(f"the node at this endpoint says it is {info.node_id}, not {self.peer}")
         if self._node_infos is not None:
@@ -206,6 +222,9 @@ class PeerClient:
                 )
                 return response
             except grpc.aio.AioRpcError as exc:
+                refused = await self.refusal_of(exc) if attempt == 1 else None
+                if refused is not None:
+                    raise refused from None  # asking again would be refused again
                 # Only UNAVAILABLE is worth repeating: the same request id is idempotent there.
                 if exc.code() != grpc.StatusCode.UNAVAILABLE or attempt == self._attempts:
                     if exc.code() == grpc.StatusCode.UNAVAILABLE:
@@ -216,3 +235,31 @@ class PeerClient:
                 await asyncio.sleep(delay * (0.5 + random.random()))
                 delay *= 2
         raise AssertionError("unreachable")
+
+    async def refusal_of(self, exc: grpc.aio.AioRpcError) -> PeerRefusesCertificate | None:
+        """The refusal of our certificate behind a call that failed UNAVAILABLE before the
+        peer's server answered it (no status details), once the peer confirmed it
+        (node.tls_probe); None for any other failure. The peer is probed once per client."""
+        if exc.code() != grpc.StatusCode.UNAVAILABLE or rpc_status.from_call(exc) is not None:
+            return None
+        if self._verdict is None:
+            self._verdict = await probe_client_certificate(self._endpoint, *self._tls)
+        if self._verdict is not Verdict.REFUSED:
+            return None
+        return PeerRefusesCertificate(self.refused_message())
+
+    def refused_message(self) -> str:
+        zones = self._zones
+        question = (
+            f"is its trust list for {zones[0]} current?"
+            if len(zones) == 1
+            else f"are its trust lists for {', '.join(zones)} current?"
+            if zones
+            else "is its trust list current?"
+        )
+        cert_pem = self._tls[1]
+        return (
+            f"{self.peer} does not accept this node's certificate ({question}); it ended the "
+            f"TLS handshake over ours, {tls.certificate_subject(cert_pem)} SHA-256 "
+            f"{tls.cert_sha256(cert_pem)}"
+        )

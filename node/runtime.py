@@ -395,6 +395,8 @@ class NodeRuntime:
             peer_cert_pem=member.tls_cert_pem,
             key_for=lambda node, keyid: self.trust.peer_key(node, keyid, zone=key_zone),
             node_infos=self._peer_info,
+            # Named should the peer refuse our certificate: the list it must hold for us.
+            zones=[zone] if zone else [z for z in self.trust.zones() if self.trust.member(z, peer)],
         )
 
     async def ask(

@@ -62,6 +62,15 @@ def channel_credentials(
     )
 
 
+def certificate_subject(cert_pem_or_der: bytes) -> str:
+    """A certificate's subject as RFC 4514 text, e.g. `CN=cn-330500` (for log lines)."""
+    if cert_pem_or_der.lstrip().startswith(b"-----BEGIN"):
+        cert = x509.load_pem_x509_certificate(cert_pem_or_der)
+    else:
+        cert = x509.load_der_x509_certificate(cert_pem_or_der)
+    return cert.subject.rfc4514_string()
+
+
 def node_id_of_certificate(cert_pem: bytes) -> str:
     """The node id a certificate names (its CN); the URI SAN must agree when present."""
     cert = x509.load_pem_x509_certificate(cert_pem)

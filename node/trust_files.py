@@ -19,8 +19,9 @@ from node import b64, signing
 from node.clock import SYSTEM
 from node.errors import ConfigError, CreditNodeError, InvalidInput, UntrustedKey
 from node.home import NodeHome, dumps_toml
+from node.tls import certificate_subject
 from node.trust import ZONE_RE, TrustStore, VersionFloor
-from node.trust_model import iso_z
+from node.trust_model import Member, iso_z
 
 log = logging.getLogger(__name__)
 
@@ -165,6 +166,7 @@ class TrustListFiles:
         """Offer every changed list file to the store; the zones whose list changed."""
         now = now or SYSTEM.now()
         updated = []
+        anchors = self._anchors()
         for zone in self.store.pinned_zones:
             path = trust_list_path(self.home, zone)
             try:
@@ -201,6 +203,8 @@ class TrustListFiles:
                     exc.message if isinstance(exc, CreditNodeError) else exc,
                     f"version {kept.version}" if kept else "no list (zone not served)",
                 )
+        if updated:
+            self._log_dropped_anchors(anchors)
         self.record_floors(now)
         for zone in self.store.expired_zones(now):
             expired = self.store.trust_list(zone)
@@ -216,6 +220,32 @@ class TrustListFiles:
                     iso_z(expired.expires_at),
                 )
         return updated
+
+    def _anchors(self) -> dict[str, tuple[str, Member]]:
+        """TLS certificate SHA-256 -> (zone, member), over every list held: the client
+        certificates the server's handshake accepts (node.tls)."""
+        return {
+            m.tls_cert_sha256: (zone, m)
+            for zone in self.store.zones()
+            if (held := self.store.trust_list(zone)) is not None
+            for m in held.members
+        }
+
+    def _log_dropped_anchors(self, before: Mapping[str, tuple[str, Member]]) -> None:
+        """Name each certificate no list held accepts any more: its handshakes fail inside
+        grpc from now on, where no Python code sees which certificate it was (docs/adr/0008),
+        so the log says it here, when the refusal begins."""
+        after = self._anchors()
+        for fingerprint in sorted(set(before) - set(after)):
+            zone, member = before[fingerprint]
+            log.warning(
+                "TLS: the certificate of %s (%s, SHA-256 %s) is on no trust list held here any "
+                "more (it was on %s's); its handshakes are refused from now on",
+                member.node_id,
+                certificate_subject(member.tls_cert_der),
+                fingerprint,
+                zone,
+            )
 
     def record_floors(self, now: dt.datetime) -> None:
         """Record each zone's floor that rose since it was last recorded. A store that is down

@@ -50,6 +50,7 @@ FLOORS: Mapping[str, int] = {
     "node.serving_config": 3,
     "node.legacy_uscc": 3,  # reads its file: floors 1-2 do no I/O
     "node.policy_file": 3,  # node.toml's zone policy, re-read while serving
+    "node.tls_probe": 3,  # asks a peer whether it accepts our TLS certificate
     "node.greenloan_sink": 3,  # the sync job's own database
     # 4: the log, trust, the answer path
     "node.log": 4,

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 import grpc
 import pytest
 
-from node.errors import ConfigError, PeerUnavailable
+from node.errors import ConfigError, CreditNodeError, PeerUnavailable
 from node.log import merkle
 from node.log.witnessing import WitnessClient, Witnessing
 from node.store import Store
@@ -45,6 +45,9 @@ class DownWitness:
         self.asked.set()
         await asyncio.sleep(0.2)
         raise PeerUnavailable(f"{JIAXING} is unavailable after 4 attempts")
+
+    async def refusal_of(self, exc: grpc.aio.AioRpcError) -> CreditNodeError | None:
+        return None  # nothing reached it to refuse
 
     async def close(self) -> None:
         self.closed = True

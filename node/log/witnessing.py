@@ -34,6 +34,10 @@ class WitnessClient(Protocol):
 
     async def node_info(self) -> wire.pb.NodeInfo: ...
 
+    async def refusal_of(self, exc: grpc.aio.AioRpcError) -> CreditNodeError | None:
+        """The witness's refusal of our certificate behind a failed call, if that is it."""
+        ...
+
     async def close(self) -> None: ...
 
 
@@ -142,6 +146,9 @@ class Witnessing:
         except (grpc.aio.AioRpcError, CreditNodeError) as exc:
             self.stats.unreachable += 1
             metrics.WITNESS_UNREACHABLE.labels(peer).inc()
-            log.warning("witness %s: cannot send checkpoint: %s", peer, exc)
+            refused = (
+                await client.refusal_of(exc) if isinstance(exc, grpc.aio.AioRpcError) else None
+            )
+            log.warning("witness %s: cannot send checkpoint: %s", peer, refused or exc)
         finally:
             await client.close()

@@ -119,6 +119,7 @@ class HuzhouExport:
     description: str
     container: Literal["csv", "json"]
     schemes: Mapping[str, Scheme] | None = None  # None: the tables shipped in adapters/schemes
+    version: str = "1"  # adapters/huzhou.md's revision of the format
 
     def parse(
         self,

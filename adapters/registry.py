@@ -33,6 +33,11 @@ class ImportAdapter(Protocol):
     @property
     def description(self) -> str: ...
 
+    @property
+    def version(self) -> str:
+        """The format's revision as its documentation defines it (e.g. adapters/huzhou.md)."""
+        ...
+
     def parse(
         self,
         data: bytes,

@@ -16,6 +16,7 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
+from adapters.schemes import issued_schemes
 from node import changefeed, metrics, model, tls, wire
 from node import policy as policies
 from node.answer.local import Answerer, LocalAnswerer
@@ -205,6 +206,7 @@ class NodeRuntime:
                 )
                 for k in identity.signing_keys
             ],
+            schemes=issued_schemes(self.config.division_code),
             purposes=purposes,
             log_origin=identity.log_origin,
             log_verifier_key=identity.log_verifier_key,

@@ -1,7 +1,9 @@
 """Regional evaluation schemes as configuration: level names, aliases, score bands, validity.
 
 Each `<scheme id>.toml` in this package is one scheme version; `parse_scheme` checks a table once
-and returns a frozen `Scheme`, so adapters look levels up without re-validating.
+and returns a frozen `Scheme`, so adapters look levels up without re-validating. A scheme names
+the region whose nodes issue it (GB/T 2260; none for the national reference scale) and whether
+its table is an illustrative default or confirmed with that region.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ import dataclasses
 import functools
 import importlib.resources
 import math
+import re
 import tomllib
 from collections.abc import Mapping
 from types import MappingProxyType
@@ -17,6 +20,9 @@ from typing import Any
 
 from node.errors import ConfigError
 from node.model import CreditLevel
+
+PROVENANCES = ("illustrative", "confirmed")
+_REGION_RE = re.compile(r"^[1-8]\d{5}\Z")
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -37,6 +43,9 @@ class Scheme:
     levels: tuple[SchemeLevel, ...]
     score_min: float | None = None
     score_max: float | None = None
+    region: str | None = None  # GB/T 2260 code of the issuing region; None: national
+    provenance: str = "illustrative"  # or "confirmed" with the region (PROVENANCES)
+    confirm_with: str = ""  # who confirms the table
     _by_spelling: Mapping[str, SchemeLevel] = dataclasses.field(
         default_factory=dict, compare=False, repr=False
     )
@@ -77,6 +86,23 @@ class Scheme:
                 return level
         return None
 
+    def issued_in(self, division_code: str) -> bool:
+        """Whether a node of `division_code` issues this scheme: the scheme's region is that
+        division or holds it (330000 Zhejiang holds 330500 Huzhou)."""
+        if self.region is None:
+            return False
+        prefix = self.region
+        while prefix.endswith("00"):
+            prefix = prefix[:-2]
+        return division_code.startswith(prefix)
+
+
+def issued_schemes(division_code: str, schemes: Mapping[str, Scheme] | None = None) -> list[str]:
+    """The ids of the schemes a node of `division_code` issues results under, sorted: those of
+    its province, city and county among `schemes` (the shipped tables by default)."""
+    table = builtin_schemes() if schemes is None else schemes
+    return sorted(scheme.id for scheme in table.values() if scheme.issued_in(division_code))
+
 
 def parse_scheme(text: str, source: str) -> Scheme:
     """Check one scheme table (TOML text) and build it; `source` names it in errors."""
@@ -100,6 +126,14 @@ def parse_scheme(text: str, source: str) -> Scheme:
             raise ConfigError(f"scheme file {source}: give min_score for every level or none")
         if floors != sorted(floors, reverse=True) or len(set(floors)) != len(floors):
             raise ConfigError(f"scheme file {source}: levels go best first, min_score descending")
+    region = table.get("region")
+    if region is not None and not (isinstance(region, str) and _REGION_RE.match(region)):
+        raise ConfigError(f"scheme file {source}: region must be a GB/T 2260 code like 330000")
+    provenance = table.get("provenance")
+    if provenance not in PROVENANCES:
+        raise ConfigError(
+            f"scheme file {source}: provenance must be one of {', '.join(PROVENANCES)}"
+        )
     return Scheme(
         id=scheme_id,
         title=str(table.get("title", scheme_id)),
@@ -107,6 +141,9 @@ def parse_scheme(text: str, source: str) -> Scheme:
         levels=levels,
         score_min=_number(table, "score_min", source),
         score_max=_number(table, "score_max", source),
+        region=region,
+        provenance=provenance,
+        confirm_with=str(table.get("confirm_with", "")),
     )
 
 

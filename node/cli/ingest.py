@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import json
 import pathlib
 import sys
 
@@ -16,8 +17,10 @@ import click
 from sqlalchemy.exc import DBAPIError
 from tqdm import tqdm
 
+from adapters.crosswalks import builtin_crosswalks
 from adapters.problems import describe
 from adapters.registry import ADAPTERS, ImportAdapter, get_adapter
+from adapters.schemes import builtin_schemes
 from node.cli import exits
 from node.cli.options import home_option
 from node.clock import SYSTEM, china_date
@@ -36,6 +39,7 @@ MAX_PROBLEMS_SHOWN = 50
 def register(main: click.Group) -> None:
     main.add_command(ingest)
     main.add_command(gen_data)
+    main.add_command(list_adapters)
 
 
 @click.command()
@@ -80,6 +84,56 @@ def ingest(fmt: str, file: pathlib.Path, home: pathlib.Path) -> None:
         f"imported {file.name} ({fmt}, {len(results)} rows) into {config.node_id}: "
         f"{summary.inserted} new, {summary.updated} updated, {summary.unchanged} unchanged"
     )
+
+
+@click.command("adapters")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object instead of text.")
+def list_adapters(as_json: bool) -> None:
+    """List the import formats, the schemes and the crosswalks this software ships, each with
+    its version and whether its table is an illustrative default or confirmed."""
+    schemes = sorted(builtin_schemes().values(), key=lambda s: s.id)
+    crosswalks = builtin_crosswalks().all()
+    if as_json:
+        listing = {
+            "adapters": [
+                {"name": a.name, "version": a.version, "description": a.description}
+                for a in ADAPTERS.values()
+            ],
+            "schemes": [
+                {
+                    "id": s.id,
+                    "title": s.title,
+                    "region": s.region,
+                    "provenance": s.provenance,
+                    "levels": [lv.name for lv in s.levels],
+                }
+                for s in schemes
+            ],
+            "crosswalks": [
+                {
+                    "id": c.id,
+                    "zone": c.zone,
+                    "from": c.source.id,
+                    "to": c.target.id,
+                    "version": c.version,
+                    "provenance": c.provenance,
+                }
+                for c in crosswalks
+            ],
+        }
+        click.echo(json.dumps(listing, ensure_ascii=False, indent=2))
+        return
+    click.echo("adapters (creditnode ingest --format NAME):")
+    for adapter in ADAPTERS.values():
+        click.echo(f"  {adapter.name} v{adapter.version}  {adapter.description}")
+    click.echo("schemes (id@version, issuing region, levels best first):")
+    for scheme in schemes:
+        region = scheme.region or "national"
+        levels = " ".join(level.name for level in scheme.levels)
+        click.echo(f"  {scheme.id}  {region}  {scheme.provenance}  {scheme.title}  [{levels}]")
+    click.echo("crosswalks (zone/from→to@version):")
+    for crosswalk in crosswalks:
+        click.echo(f"  {crosswalk.id}  {crosswalk.provenance}")
 
 
 @click.command("gen-data")

@@ -2,19 +2,21 @@
 
 Each check raises ConformanceFailure saying what the adapter did wrong. The checks state the
 registry's contract: render/parse round-trip exactly, output is deterministic, a file is taken
-whole or rejected whole with every problem listed, and nothing but ImportRejected escapes.
+whole or rejected whole with every problem listed, and nothing but ImportRejected escapes; read
+as a stream in chunks of any size, a file gives the same results and problems.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import io
 import pathlib
 import random
 import tomllib
 from collections.abc import Sequence
 
 from adapters.registry import ImportAdapter
-from node.errors import ImportRejected
+from node.errors import ImportRejected, RowProblem
 from node.model import CreditResult
 
 # Every adapter keeps a named vector of each kind in its vector directory.
@@ -137,6 +139,12 @@ def check_rejects(adapter: ImportAdapter, vector: BadFileVector, issuer_node: st
             )
     if [p.row for p in problems] != sorted(p.row for p in problems):
         raise ConformanceFailure(f"{adapter.name} on {vector.name}: problems not in row order")
+    streamed = _streamed_problems(adapter, vector.path.read_bytes(), issuer_node)
+    if sorted((p.row, p.field) for p in streamed) != sorted(got):
+        raise ConformanceFailure(
+            f"{adapter.name} on {vector.name}: read a row per chunk, problems at "
+            f"{[(p.row, p.field) for p in streamed]}, parsed whole {got}"
+        )
 
 
 def check_damage_is_rejected_or_whole(
@@ -169,16 +177,32 @@ def check_damage_is_rejected_or_whole(
                 raise ConformanceFailure(f"{adapter.name}: parse returned {type(parsed)}")
 
 
-def check_progress(adapter: ImportAdapter, data: bytes, issuer_node: str) -> None:
-    """The progress callback counts up and ends at (rows, rows)."""
-    calls: list[tuple[int, int]] = []
-    results = adapter.parse(
-        data, issuer_node=issuer_node, progress=lambda done, total: calls.append((done, total))
-    )
-    if not calls or calls[-1] != (len(results), len(results)):
-        raise ConformanceFailure(
-            f"{adapter.name}: progress ended at {calls[-1:]}, expected ({len(results)}, "
-            f"{len(results)})"
-        )
-    if [done for done, _ in calls] != sorted(done for done, _ in calls):
-        raise ConformanceFailure(f"{adapter.name}: progress went backwards: {calls}")
+def check_streaming(adapter: ImportAdapter, data: bytes, issuer_node: str) -> None:
+    """Read as a stream in chunks of any size, the file gives what `parse` gives: the same
+    results in row order, no chunk over its size, and progress (rows, bytes) that counts up to
+    the whole file."""
+    whole = adapter.parse(data, issuer_node=issuer_node)
+    for size in (1, 7, 1000):
+        chunks = list(adapter.read(io.BytesIO(data), issuer_node=issuer_node, chunk_rows=size))
+        records = [record for chunk in chunks for record in chunk.records]
+        if [result for _, result in records] != whole:
+            raise ConformanceFailure(f"{adapter.name}: chunks of {size} differ from parse")
+        rows = [row for row, _ in records]
+        if rows != sorted(set(rows)):
+            raise ConformanceFailure(f"{adapter.name}: chunks of {size} out of row order")
+        for chunk in chunks:
+            bad_rows = {p.row for p in chunk.problems if p.row}
+            if len(chunk.records) + len(bad_rows) > size:
+                raise ConformanceFailure(f"{adapter.name}: a chunk holds more than {size} rows")
+        progress = [(chunk.rows_read, chunk.bytes_read) for chunk in chunks]
+        if progress != sorted(progress) or progress[-1] != (len(whole), len(data)):
+            raise ConformanceFailure(
+                f"{adapter.name}: progress {progress[-3:]} does not end at "
+                f"({len(whole)} rows, {len(data)} bytes)"
+            )
+
+
+def _streamed_problems(adapter: ImportAdapter, data: bytes, issuer_node: str) -> list[RowProblem]:
+    """The problems of reading `data` one row per chunk (rows seen across chunks)."""
+    chunks = adapter.read(io.BytesIO(data), issuer_node=issuer_node, chunk_rows=1)
+    return [problem for chunk in chunks for problem in chunk.problems]

@@ -1,7 +1,8 @@
 """The Huzhou public credit platform's export, as CSV (`huzhou-csv`) or JSON (`huzhou-json`).
 
-Columns are the platform's pinyin initials; adapters/huzhou.md defines the format. Parsing is all
-or nothing: every row is checked and every problem collected before any result is returned.
+Columns are the platform's pinyin initials; adapters/huzhou.md defines the format. A file is
+read as a stream, in chunks of checked rows (adapters.streaming): every row is checked and every
+problem reported, and whoever takes the chunks keeps the file all or nothing.
 """
 
 from __future__ import annotations
@@ -13,20 +14,17 @@ import io
 import json
 import math
 import re
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from collections.abc import Set as AbstractSet
-from typing import TYPE_CHECKING, Literal
+from typing import BinaryIO, Literal, TextIO
 
-from adapters.decoding import decode_export
-from adapters.problems import rejected
+from adapters.decoding import CountingReader, OpenedText, open_text
 from adapters.result_ids import result_id_for
 from adapters.schemes import Scheme, builtin_schemes
+from adapters.streaming import CHUNK_ROWS, Chunk, SeenSubjects, SubjectsInMemory, collect
 from node.errors import InvalidIdentifier, InvalidInput, RowProblem
 from node.identifiers import mask_resident_id
 from node.model import CreditLevel, CreditResult, SubjectIdType, SubjectRef, SubjectType
-
-if TYPE_CHECKING:
-    from adapters.registry import Progress
 
 # Dates in the export are calendar days in China Standard Time (UTC+8, no daylight saving).
 CHINA_TZ = dt.timezone(dt.timedelta(hours=8), "CST")
@@ -85,7 +83,11 @@ _SURROGATE_RE = re.compile("[\ud800-\udfff]")
 # control character is not valid JSON; decoded bytes hold no surrogates): strings are looked
 # at one by one only in a text with such an escape.
 _SUSPECT_ESCAPE_RE = re.compile(r"\\u(0000|[dD][89a-fA-F])")
-_PROGRESS_EVERY = 2000
+_JSON_SPACE_RE = re.compile(r"[ \t\n\r]*")
+_JSON_BLOCK = 1 << 16  # characters read at a time
+# A JSON element (one record, or a value beside "records") longer than this is refused rather
+# than buffered: a record is a few hundred characters.
+MAX_JSON_ELEMENT = 4 << 20
 # The days a row's dates may name. Beyond them a date is a typo or a sentinel such as
 # 9999-12-31 for "no end", and near datetime's own limits (years 1 and 9999) the conversion to
 # UTC or the day after YXQZ overflows.
@@ -103,12 +105,14 @@ _Problem = Callable[[str, str], None]  # (field, reason) for the row being conve
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
-class _Records:
-    """A file read into cells, before any field is interpreted."""
+class _Row:
+    """One row read into cells, before any field is interpreted, with what reading found."""
 
-    columns: tuple[str, ...]
-    rows: list[tuple[int, dict[str, Cell]]]
-    problems: list[RowProblem]  # from reading (bad cells, non-object items); row 0 = file
+    row: int
+    cells: dict[str, Cell]
+    indicator_columns: tuple[str, ...]
+    problems: list[RowProblem]  # bad cells (a JSON number where text belongs, a NUL, ...)
+    has_cells: bool = True  # False: no cells to convert (a JSON element that is no object)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -121,48 +125,44 @@ class HuzhouExport:
     schemes: Mapping[str, Scheme] | None = None  # None: the tables shipped in adapters/schemes
     version: str = "1"  # adapters/huzhou.md's revision of the format
 
+    def read(
+        self,
+        stream: BinaryIO,
+        *,
+        issuer_node: str,
+        legacy_codes: AbstractSet[str] = frozenset(),
+        subject_key: bytes | None = None,
+        seen: SeenSubjects | None = None,
+        chunk_rows: int = CHUNK_ROWS,
+    ) -> Iterator[Chunk]:
+        opened = open_text(stream, self.name)
+        if isinstance(opened, RowProblem):
+            yield Chunk((), (opened,), 0, 0)
+            return
+        converter = _RowConverter(
+            issuer_node=issuer_node,
+            legacy_codes=legacy_codes,
+            subject_key=subject_key,
+            schemes=builtin_schemes() if self.schemes is None else self.schemes,
+        )
+        items = _csv_rows(opened) if self.container == "csv" else _json_rows(opened)
+        yield from _chunks(items, converter, seen or SubjectsInMemory(), chunk_rows, opened.counter)
+
     def parse(
         self,
         data: bytes,
         *,
         issuer_node: str,
         legacy_codes: AbstractSet[str] = frozenset(),
-        progress: Progress | None = None,
         subject_key: bytes | None = None,
     ) -> list[CreditResult]:
-        text = decode_export(data, self.name)
-        records = _read_csv(text) if self.container == "csv" else _read_json(text)
-        # A file that could not be read has no columns to check: report only why.
-        file_problems = [p for p in records.problems if p.row == 0]
-        if not file_problems:
-            file_problems = _column_problems(records.columns)
-        if file_problems:
-            raise rejected(self.name, file_problems)
-        converter = _RowConverter(
+        chunks = self.read(
+            io.BytesIO(data),
             issuer_node=issuer_node,
             legacy_codes=legacy_codes,
             subject_key=subject_key,
-            schemes=builtin_schemes() if self.schemes is None else self.schemes,
-            indicator_columns=tuple(c for c in records.columns if c.startswith(INDICATOR_PREFIX)),
         )
-        problems = list(records.problems)
-        bad_rows = {p.row for p in problems}
-        reported = {(p.row, p.field) for p in problems}  # e.g. a JSON number where text belongs
-        results: list[CreditResult] = []
-        total = len(records.rows)
-        for done, (row, cells) in enumerate(records.rows, start=1):
-            outcome = converter.convert(row, cells)
-            if isinstance(outcome, CreditResult):
-                if row not in bad_rows:
-                    results.append(outcome)
-            else:
-                problems += [p for p in outcome if (p.row, p.field) not in reported]
-            if progress is not None and (done % _PROGRESS_EVERY == 0 or done == total):
-                progress(done, total)
-        if problems:
-            problems.sort(key=lambda p: (p.row, _COLUMN_RANK.get(p.field, len(_COLUMN_RANK))))
-            raise rejected(self.name, problems)
-        return results
+        return collect(chunks, self.name)
 
     def render(self, results: Sequence[CreditResult]) -> bytes:
         indicator_keys = sorted({key for r in results for key in r.indicators})
@@ -200,41 +200,95 @@ HUZHOU_JSON = HuzhouExport(
 # --- reading ------------------------------------------------------------------------------
 
 
-def _read_csv(text: str) -> _Records:
-    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
-    rows: list[tuple[int, dict[str, Cell]]] = []
-    problems: list[RowProblem] = []
-    columns: list[str] = []
+def _chunks(
+    items: Iterable[_Row | RowProblem],
+    converter: _RowConverter,
+    seen: SeenSubjects,
+    chunk_rows: int,
+    counter: CountingReader,
+) -> Iterator[Chunk]:
+    """Rows converted a chunk at a time; a subject named again is a problem of its row."""
+    batch: list[tuple[_Row, CreditResult | list[RowProblem], SubjectRef | None]] = []
+    file_problems: list[RowProblem] = []
+    rows_read = 0
+
+    def chunk() -> Chunk:
+        repeats = seen.first_rows([(row.row, s) for row, _, s in batch if s is not None])
+        records: list[tuple[int, CreditResult]] = []
+        problems = list(file_problems)
+        for row, outcome, subject in batch:
+            first = repeats.get(row.row)
+            if isinstance(outcome, CreditResult):
+                if not row.problems and first is None:
+                    records.append((row.row, outcome))
+                    continue
+                outcome = []
+            reported = {p.field for p in row.problems}
+            found = row.problems + [p for p in outcome if p.field not in reported]
+            if first is not None and subject is not None:
+                shown = subject.id
+                if subject.id_type is SubjectIdType.RESIDENT_ID:
+                    shown = mask_resident_id(subject.id)  # a person's id is never shown in clear
+                reason = f"subject {shown} already appears in row {first}"
+                found.append(RowProblem(row.row, SUBJECT_ID, reason))
+            found.sort(key=lambda p: _COLUMN_RANK.get(p.field, len(_COLUMN_RANK)))
+            problems += found
+        batch.clear()
+        file_problems.clear()
+        return Chunk(records, problems, rows_read, counter.consumed)
+
+    for item in items:
+        if isinstance(item, RowProblem):
+            file_problems.append(item)
+            continue
+        rows_read += 1
+        if item.has_cells:
+            outcome, subject = converter.convert(item.row, item.cells, item.indicator_columns)
+            batch.append((item, outcome, subject))
+        else:
+            batch.append((item, [], None))
+        if len(batch) >= chunk_rows:
+            yield chunk()
+    yield chunk()  # the last, even if empty: it says where the file ended
+
+
+def _csv_rows(opened: OpenedText) -> Iterator[_Row | RowProblem]:
+    reader = csv.reader(opened.text, strict=True)
     try:
         header = next(reader, None)
         if header is None or not any(cell.strip() for cell in header):
             message = f"is empty; the first line must name the columns ({', '.join(COLUMN_ORDER)})"
-            return _Records((), [], [RowProblem(0, "file", message)])
+            yield RowProblem(0, "file", message)
+            return
         columns = [cell.strip().upper() for cell in header]
         for position, column in enumerate(columns, start=1):
             if "\x00" in column:
-                message = f"the header's column {position} {_NUL_PROBLEM}"
-                return _Records((), [], [RowProblem(0, "file", message)])
-        problems += _duplicate_column_problems(columns)
+                yield RowProblem(0, "file", f"the header's column {position} {_NUL_PROBLEM}")
+                return
+        # A header that cannot be read has no columns to check: report only why.
+        header_problems = _duplicate_column_problems(columns) or _column_problems(
+            [c for c in columns if c]
+        )
+        if header_problems:
+            yield from header_problems
+            return
+        indicator_columns = tuple(c for c in columns if c.startswith(INDICATOR_PREFIX))
         width = len(columns)
-        has_nul = "\x00" in text  # rare: look for it cell by cell only then
         for row_number, cells in enumerate(reader, start=1):
             if not any(cell.strip() for cell in cells):
                 continue  # blank line: still counted, so row n stays spreadsheet line n+1
+            problems = []
             if len(cells) > width and any(cell.strip() for cell in cells[width:]):
                 problems.append(
                     RowProblem(row_number, "row", f"has {len(cells)} cells, the header {width}")
                 )
             row = list(zip(columns, cells, strict=False))
-            if has_nul:
+            if opened.has_nul:
                 nul_columns = [c for c, v in row if c and "\x00" in v]
                 problems += [RowProblem(row_number, c, _NUL_PROBLEM) for c in nul_columns]
-            rows.append((row_number, {c: v for c, v in row if c}))
+            yield _Row(row_number, {c: v for c, v in row if c}, indicator_columns, problems)
     except csv.Error as exc:
-        problems.append(
-            RowProblem(0, "file", f"is not valid CSV near line {reader.line_num}: {exc}")
-        )
-    return _Records(tuple(c for c in columns if c), rows, problems)
+        yield RowProblem(0, "file", f"is not valid CSV near line {reader.line_num}: {exc}")
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -264,51 +318,191 @@ def _json_integer(literal: str) -> int | _LongInteger:
     return int(literal)
 
 
-def _read_json(text: str) -> _Records:
-    try:
-        document = json.loads(text, object_pairs_hook=_json_object, parse_int=_json_integer)
-    except json.JSONDecodeError as exc:
-        message = f"is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
-        return _Records((), [], [RowProblem(0, "file", message)])
-    except RecursionError:
-        return _Records((), [], [RowProblem(0, "file", "is JSON nested too deeply")])
-    if isinstance(document, _RepeatedKeys):
-        return _Records((), [], [RowProblem(0, "file", "names a key twice in its top object")])
-    if isinstance(document, dict) and "records" in document:
-        document = document["records"]
-    if not isinstance(document, list):
-        message = 'must be a JSON array of objects, or {"records": [...]}'
-        return _Records((), [], [RowProblem(0, "file", message)])
-    check_text = _SUSPECT_ESCAPE_RE.search(text) is not None
-    columns: dict[str, None] = {}  # ordered set: the union of keys stands for a header
-    rows: list[tuple[int, dict[str, Cell]]] = []
-    problems: list[RowProblem] = []
-    for row_number, item in enumerate(document, start=1):
-        members: Iterable[tuple[str, object]]
-        if isinstance(item, dict):
-            members = item.items()
-        elif isinstance(item, _RepeatedKeys):
-            members = item.members  # the repeat is reported below, as "is given twice"
+class _JsonSyntaxError(Exception):
+    """Where the JSON stops being JSON, as the problem's reason words it."""
+
+
+class _JsonText:
+    """JSON text read a block at a time; `value()` decodes one element with the json module
+    and forgets the text before it, so memory holds about one element."""
+
+    def __init__(self, text: TextIO) -> None:
+        self._text = text
+        self._decoder = json.JSONDecoder(object_pairs_hook=_json_object, parse_int=_json_integer)
+        self.buf = ""
+        self.pos = 0
+        self._eof = False
+        self._line = 1  # line of buf[0]
+        self._column = 1  # column of buf[0]
+
+    def _more(self) -> bool:
+        if self._eof:
+            return False
+        block = self._text.read(_JSON_BLOCK)
+        if not block:
+            self._eof = True
+            return False
+        consumed = self.buf[: self.pos]
+        newlines = consumed.count("\n")
+        if newlines:
+            self._line += newlines
+            self._column = len(consumed) - consumed.rfind("\n")
         else:
-            problems.append(RowProblem(row_number, "row", "must be a JSON object"))
-            continue
-        cells: dict[str, Cell] = {}
-        for raw_key, value in members:
-            unreadable = _unstorable_text(raw_key) if check_text else None
-            if unreadable is not None:
-                problems.append(RowProblem(row_number, "row", f"has a key that {unreadable}"))
-                continue
-            key = raw_key.strip().upper()
-            if key in cells:
-                problems.append(RowProblem(row_number, key, "is given twice"))
-                continue
-            columns[key] = None
+            self._column += len(consumed)
+        self.buf = self.buf[self.pos :] + block
+        self.pos = 0
+        return True
+
+    def where(self, pos: int) -> str:
+        """`line 3 column 7` of the file for `buf[pos]`."""
+        newlines = self.buf.count("\n", 0, pos)
+        if newlines:
+            line_start = self.buf.rfind("\n", 0, pos)
+            return f"line {self._line + newlines} column {pos - line_start}"
+        return f"line {self._line} column {self._column + pos}"
+
+    def peek(self) -> str | None:
+        """The next character after white space (not consumed), None at the end."""
+        while True:
+            match = _JSON_SPACE_RE.match(self.buf, self.pos)
+            self.pos = match.end() if match else self.pos
+            if self.pos < len(self.buf):
+                return self.buf[self.pos]
+            if not self._more():
+                return None
+
+    def take(self, expected: str, what: str) -> None:
+        if self.peek() != expected:
+            raise _JsonSyntaxError(f"Expecting {what} at {self.where(self.pos)}")
+        self.pos += 1
+
+    def value(self) -> tuple[object, int, int]:
+        """The next element, decoded, and where its text lies in `buf`."""
+        if self.peek() is None:
+            raise _JsonSyntaxError(f"Expecting value at {self.where(self.pos)}")
+        while True:
             try:
-                cells[key] = _json_cell(key, value, check_text=check_text)
-            except ValueError as exc:
-                problems.append(RowProblem(row_number, key, str(exc)))
-        rows.append((row_number, cells))
-    return _Records(tuple(columns), rows, problems)
+                value, end = self._decoder.raw_decode(self.buf, self.pos)
+            except json.JSONDecodeError as exc:
+                # Maybe cut off by the end of the block: read on, up to one element's worth.
+                if len(self.buf) - self.pos < MAX_JSON_ELEMENT and self._more():
+                    continue
+                if not self._eof:
+                    raise _JsonSyntaxError(
+                        f"has an element longer than {MAX_JSON_ELEMENT:,} characters "
+                        f"at {self.where(self.pos)}"
+                    ) from None
+                raise _JsonSyntaxError(f"{exc.msg} at {self.where(exc.pos)}") from None
+            # A number that ends the buffer may go on in the next block ("12" of "123").
+            if end == len(self.buf) and self._more():
+                continue
+            start, self.pos = self.pos, end
+            return value, start, end
+
+
+def _json_rows(opened: OpenedText) -> Iterator[_Row | RowProblem]:
+    """The records of `[...]` or `{"records": [...]}`, element by element."""
+    text = _JsonText(opened.text)
+    seen_columns: set[str] = set()  # of the columns checked at the end, those some record has
+    try:
+        first = text.peek()
+        if first == "{":
+            text.take("{", "'{'")
+            keys: set[str] = set()
+            found = False
+            while text.peek() != "}":
+                if keys:
+                    text.take(",", "',' delimiter")
+                key, _, _ = text.value()
+                if not isinstance(key, str):
+                    raise _JsonSyntaxError(f"Expecting property name at {text.where(text.pos)}")
+                if key in keys:
+                    yield RowProblem(0, "file", "names a key twice in its top object")
+                    return
+                keys.add(key)
+                text.take(":", "':' delimiter")
+                if key == "records" and text.peek() == "[":
+                    found = True
+                    yield from _json_array(text, opened, seen_columns)
+                else:
+                    text.value()  # not ours to read
+            text.take("}", "'}'")
+            if not found:
+                yield RowProblem(0, "file", _NOT_AN_ARRAY)
+                return
+        elif first == "[":
+            yield from _json_array(text, opened, seen_columns)
+        else:
+            text.value()  # valid JSON, but no array of records; or the syntax error
+            yield RowProblem(0, "file", _NOT_AN_ARRAY)
+            return
+        if text.peek() is not None:
+            raise _JsonSyntaxError(f"Extra data at {text.where(text.pos)}")
+    except _JsonSyntaxError as exc:
+        yield RowProblem(0, "file", f"is not valid JSON: {exc}")
+        return
+    except RecursionError:
+        yield RowProblem(0, "file", "is JSON nested too deeply")
+        return
+    # A JSON file has no header: a column no record has is told once, beside each row's problem.
+    for column in REQUIRED_COLUMNS:
+        if column not in seen_columns:
+            yield RowProblem(0, column, "required column is missing: no record has this key")
+    if LEVEL not in seen_columns and SCORE not in seen_columns:
+        yield RowProblem(0, LEVEL, "the file needs a PJDJ (level) or PJFS (score) key")
+
+
+_INDICATOR_NAMES = "indicator columns are ZB_ then A-Z, 0-9 and _ only"
+_NOT_AN_ARRAY = 'must be a JSON array of objects, or {"records": [...]}'
+_CHECKED_COLUMNS = frozenset({*REQUIRED_COLUMNS, LEVEL})
+
+
+def _json_array(
+    text: _JsonText, opened: OpenedText, seen_columns: set[str]
+) -> Iterator[_Row | RowProblem]:
+    text.take("[", "'['")
+    row_number = 0
+    while text.peek() != "]":
+        if row_number:
+            text.take(",", "',' delimiter")
+        item, start, end = text.value()
+        row_number += 1
+        check_text = _SUSPECT_ESCAPE_RE.search(text.buf, start, end) is not None
+        yield _json_row(row_number, item, check_text, seen_columns)
+    text.take("]", "']'")
+
+
+def _json_row(row_number: int, item: object, check_text: bool, seen_columns: set[str]) -> _Row:
+    members: Iterable[tuple[str, object]]
+    if isinstance(item, dict):
+        members = item.items()
+    elif isinstance(item, _RepeatedKeys):
+        members = item.members  # the repeat is reported below, as "is given twice"
+    else:
+        problem = RowProblem(row_number, "row", "must be a JSON object")
+        return _Row(row_number, {}, (), [problem], has_cells=False)
+    cells: dict[str, Cell] = {}
+    problems: list[RowProblem] = []
+    for raw_key, value in members:
+        unreadable = _unstorable_text(raw_key) if check_text else None
+        if unreadable is not None:
+            problems.append(RowProblem(row_number, "row", f"has a key that {unreadable}"))
+            continue
+        key = raw_key.strip().upper()
+        if key in cells:
+            problems.append(RowProblem(row_number, key, "is given twice"))
+            continue
+        if key in _CHECKED_COLUMNS or key == SCORE:
+            seen_columns.add(key)
+        if key.startswith(INDICATOR_PREFIX) and not _INDICATOR_COLUMN_RE.match(key):
+            problems.append(RowProblem(row_number, key, _INDICATOR_NAMES))
+            continue
+        try:
+            cells[key] = _json_cell(key, value, check_text=check_text)
+        except ValueError as exc:
+            problems.append(RowProblem(row_number, key, str(exc)))
+    indicators = tuple(c for c in cells if c.startswith(INDICATOR_PREFIX))
+    return _Row(row_number, cells, indicators, problems)
 
 
 def _json_cell(key: str, value: object, *, check_text: bool = True) -> Cell:
@@ -401,9 +595,7 @@ def _column_problems(columns: Sequence[str]) -> list[RowProblem]:
         )
     for column in columns:
         if column.startswith(INDICATOR_PREFIX) and not _INDICATOR_COLUMN_RE.match(column):
-            problems.append(
-                RowProblem(0, column, "indicator columns are ZB_ then A-Z, 0-9 and _ only")
-            )
+            problems.append(RowProblem(0, column, _INDICATOR_NAMES))
     return problems
 
 
@@ -411,7 +603,8 @@ def _column_problems(columns: Sequence[str]) -> list[RowProblem]:
 
 
 class _RowConverter:
-    """Checks one row's cells and builds its result; remembers subjects to catch duplicates."""
+    """Checks one row's cells and builds its result (a subject named twice is the caller's to
+    find: see `_chunks`)."""
 
     def __init__(
         self,
@@ -420,24 +613,24 @@ class _RowConverter:
         legacy_codes: AbstractSet[str],
         subject_key: bytes | None = None,
         schemes: Mapping[str, Scheme],
-        indicator_columns: tuple[str, ...],
     ) -> None:
         self.issuer_node = issuer_node
         self.legacy_codes = legacy_codes
         self.subject_key = subject_key
         self.schemes = schemes
-        self.indicator_columns = indicator_columns
-        self.first_row_of: dict[SubjectRef, int] = {}
         self.dates: dict[str, dt.date | None] = {}  # exports repeat few dates: parse each once
 
-    def convert(self, row: int, cells: Mapping[str, Cell]) -> CreditResult | list[RowProblem]:
+    def convert(
+        self, row: int, cells: Mapping[str, Cell], indicator_columns: Sequence[str]
+    ) -> tuple[CreditResult | list[RowProblem], SubjectRef | None]:
+        """The row's result or its problems, and its subject when the id could be read."""
         problems: list[RowProblem] = []
 
         def problem(field: str, reason: str) -> None:
             problems.append(RowProblem(row, field, reason))
 
         subject_type = self._subject_type(_text(cells, SUBJECT_TYPE), problem)
-        subject = self._subject(row, _text(cells, SUBJECT_ID), subject_type, problem)
+        subject = self._subject(_text(cells, SUBJECT_ID), subject_type, problem)
         name = _text(cells, SUBJECT_NAME)
         if not name:
             problem(SUBJECT_NAME, "is required")
@@ -451,7 +644,7 @@ class _RowConverter:
         flags = _flags(cells.get(FLAGS), problem)
         indicators = {
             column[len(INDICATOR_PREFIX) :].lower(): value
-            for column in self.indicator_columns
+            for column in indicator_columns
             if (value := _text(cells, column))
         }
         if (
@@ -462,7 +655,7 @@ class _RowConverter:
             or evaluated is None
             or native_level is None
         ):
-            return problems
+            return problems, subject
         if valid_until is None:
             last_day = evaluated + dt.timedelta(days=scheme.validity_days - 1)
         else:
@@ -486,7 +679,7 @@ class _RowConverter:
             subject_key=self.subject_key,
         )
         try:
-            return CreditResult(
+            result = CreditResult(
                 result_id=result_id,
                 subject=subject,
                 subject_name=name,
@@ -502,7 +695,8 @@ class _RowConverter:
                 indicators=indicators,
             )
         except InvalidInput as exc:  # the model's own checks; the ones above should catch all
-            return [RowProblem(row, "row", exc.message)]
+            return [RowProblem(row, "row", exc.message)], subject
+        return result, subject
 
     def _subject_type(self, raw: str, problem: _Problem) -> SubjectType | None:
         if not raw:
@@ -519,7 +713,7 @@ class _RowConverter:
         return found
 
     def _subject(
-        self, row: int, raw: str, subject_type: SubjectType | None, problem: _Problem
+        self, raw: str, subject_type: SubjectType | None, problem: _Problem
     ) -> SubjectRef | None:
         if not raw:
             problem(SUBJECT_ID, "is required")
@@ -534,13 +728,6 @@ class _RowConverter:
                 subject = SubjectRef(SubjectIdType.USCC, raw, legacy_codes=self.legacy_codes)
         except InvalidIdentifier as exc:
             problem(SUBJECT_ID, exc.message)
-            return None
-        first = self.first_row_of.setdefault(subject, row)
-        if first != row:
-            shown = subject.id
-            if subject.id_type is SubjectIdType.RESIDENT_ID:
-                shown = mask_resident_id(subject.id)  # a person's id is never shown in clear
-            problem(SUBJECT_ID, f"subject {shown} already appears in row {first}")
             return None
         return subject
 

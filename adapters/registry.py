@@ -1,22 +1,22 @@
 """The import adapters this node knows, by format name, and the interface each one offers.
 
-An adapter turns one export file into canonical results all or nothing: it returns every row,
-or raises ImportRejected listing every bad row; it never returns part of a file.
+An adapter reads one export file as a stream and yields its rows as canonical results, or the
+problems of the rows that are not, a chunk at a time (adapters.streaming); the store's staged
+import keeps the file all or nothing, in memory bounded by the chunk. `parse` is the same for
+a file held whole: every row, or ImportRejected listing every bad row, never part of a file.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from types import MappingProxyType
-from typing import Protocol
+from typing import BinaryIO, Protocol
 
 from adapters.huzhou import HUZHOU_CSV, HUZHOU_JSON
+from adapters.streaming import CHUNK_ROWS, Chunk, SeenSubjects
 from node.errors import InvalidInput
 from node.model import CreditResult
-
-# Called with (rows done, rows in the file) while parsing, for a progress bar.
-Progress = Callable[[int, int], None]
 
 
 class ImportAdapter(Protocol):
@@ -38,22 +38,38 @@ class ImportAdapter(Protocol):
         """The format's revision as its documentation defines it (e.g. adapters/huzhou.md)."""
         ...
 
+    def read(
+        self,
+        stream: BinaryIO,
+        *,
+        issuer_node: str,
+        legacy_codes: AbstractSet[str] = frozenset(),
+        subject_key: bytes | None = None,
+        seen: SeenSubjects | None = None,
+        chunk_rows: int = CHUNK_ROWS,
+    ) -> Iterator[Chunk]:
+        """The file's rows in chunks of at most `chunk_rows`, in row order: results issued by
+        `issuer_node`, and the problem of every bad row. Nothing but chunks comes out, whatever
+        the bytes; a whole-file problem (row 0) ends the reading.
+
+        `stream`: seekable binary (a file, BytesIO). `legacy_codes`: the known legacy register
+        codes, admitted though their check character is wrong (DESIGN.md §9; the node's
+        legacy-uscc.txt); any other such code is a row problem. `subject_key` (the node's
+        pseudonymisation key) keys resident ids inside result ids; ingest always passes it.
+        `seen` remembers the subjects of earlier rows (in memory when not given).
+        """
+        ...
+
     def parse(
         self,
         data: bytes,
         *,
         issuer_node: str,
         legacy_codes: AbstractSet[str] = frozenset(),
-        progress: Progress | None = None,
         subject_key: bytes | None = None,
     ) -> list[CreditResult]:
-        """Every row as a result issued by `issuer_node`, or ImportRejected with every problem.
-
-        `legacy_codes`: the known legacy register codes, admitted though their check character
-        is wrong (DESIGN.md §9; the node's legacy-uscc.txt); any other such code is a row problem.
-        `subject_key` (the node's pseudonymisation key) keys resident ids inside result ids;
-        ingest always passes it.
-        """
+        """`read` on a file held whole: every row as a result, or ImportRejected with every
+        problem (in row order)."""
         ...
 
     def render(self, results: Sequence[CreditResult]) -> bytes:

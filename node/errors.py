@@ -38,13 +38,16 @@ class InvalidIdentifier(InvalidInput):
 
 
 class ImportRejected(InvalidInput):
-    """An import file was rejected as a whole; `problems` lists every bad row."""
+    """An import file was rejected as a whole; `problems` lists every bad row, in row order,
+    or the first of them and `more` counts the rest (a file's problems can outnumber what
+    memory should hold)."""
 
     reason = "IMPORT_REJECTED"
 
-    def __init__(self, message: str, problems: list[RowProblem]) -> None:
+    def __init__(self, message: str, problems: list[RowProblem], more: int = 0) -> None:
         super().__init__(message)
         self.problems = problems
+        self.more = more
 
 
 class RowProblem:

@@ -116,19 +116,55 @@ def test_store_refusal_is_listed_and_nothing_imported(
     assert _counts(home) == {"ACTIVE": 3, "SUPERSEDED": 0, "REVOKED": 0}
 
 
-def test_many_problems_are_capped_with_a_count(home: pathlib.Path, tmp_path: pathlib.Path) -> None:
+def test_many_problems_are_capped_with_a_count(
+    db_home: pathlib.Path, tmp_path: pathlib.Path
+) -> None:
+    """issue 11 §1: a rejected file lists its bad rows, the first 1,000 of them in row order
+    and a count of the rest, and writes nothing."""
     export = tmp_path / "export.csv"
-    made = _run("gen-data", "--city", "cn-330500", "--subjects", "80", "--out", str(export))
+    made = _run("gen-data", "--city", "cn-330500", "--subjects", "1234", "--out", str(export))
     assert made.exit_code == 0, made.output
     rows = list(csv.reader(io.StringIO(export.read_text(encoding="utf-8"), newline="")))
     for row in rows[1:]:
-        row[rows[0].index("PJRQ")] = "2024-13-01"  # every one of the 80 rows is bad
+        row[rows[0].index("PJRQ")] = "2024-13-01"  # every one of the 1,234 rows is bad
+    with export.open("w", encoding="utf-8", newline="") as f:
+        csv.writer(f).writerows(rows)
+    result = _ingest(db_home, export)
+    assert result.exit_code == 1
+    listed = [line for line in result.stderr.splitlines() if line.startswith("  row ")]
+    assert listed == [
+        f"  row {n}, PJRQ: '2024-13-01' is not a calendar date; write YYYY-MM-DD or YYYYMMDD"
+        for n in range(1, 1001)
+    ]
+    assert "  ... and 234 more problems" in result.stderr
+    assert "rejected, nothing imported: 1,234 problems in 1,234 rows" in result.stderr
+    assert _counts(db_home) == {"ACTIVE": 0, "SUPERSEDED": 0, "REVOKED": 0}
+
+
+def test_store_problems_of_a_large_file_are_capped_too(
+    home: pathlib.Path, tmp_path: pathlib.Path
+) -> None:
+    """Problems the store finds (older evaluations than those held) are capped alike."""
+    export = tmp_path / "export.csv"
+    made = _run(
+        "gen-data", "--city", "cn-330500", "--subjects", "1100", "--as-of", "2030-06-01",
+        "--out", str(export),
+    )  # fmt: skip
+    assert made.exit_code == 0, made.output
+    assert _ingest(home, export).exit_code == 0
+    rows = list(csv.reader(io.StringIO(export.read_text(encoding="utf-8"), newline="")))
+    for row in rows[1:]:
+        row[rows[0].index("PJRQ")] = "1990-01-01"  # older than every evaluation held
+        row[rows[0].index("YXQZ")] = ""
     with export.open("w", encoding="utf-8", newline="") as f:
         csv.writer(f).writerows(rows)
     result = _ingest(home, export)
     assert result.exit_code == 1
-    assert "... and 30 more problems" in result.stderr
-    assert sum(line.startswith("  row ") for line in result.stderr.splitlines()) == 50
+    listed = [line for line in result.stderr.splitlines() if line.startswith("  row ")]
+    assert len(listed) == 1000
+    assert listed[0].startswith("  row 1, evaluated_at: 1989-12-31T16:00:00+00:00 is before")
+    assert "  ... and 100 more problems" in result.stderr
+    assert _counts(home) == {"ACTIVE": 1100, "SUPERSEDED": 0, "REVOKED": 0}
 
 
 @pytest.mark.parametrize("fmt", ["huzhou-csv", "huzhou-json"])

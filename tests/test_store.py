@@ -267,7 +267,7 @@ def test_a_rejected_import_names_the_row_and_imports_nothing(
     with pytest.raises(ImportRejected) as caught:
         do_import(store, [*good, *incoming], "bad.csv")
     assert [(p.row, p.field) for p in caught.value.problems] == [(len(good) + len(incoming), field)]
-    assert "bad.csv" in caught.value.message and "nothing was imported" in caught.value.message
+    assert "bad.csv" in caught.value.message and "nothing imported" in caught.value.message
     assert (changes(store), batch_count(store), store.results.count()) == before
 
 

@@ -1,8 +1,9 @@
 """`creditnode ingest` and `creditnode gen-data`: bring a platform export into the store, and
 make realistic synthetic exports to try it with.
 
-ingest is all or nothing: the adapter checks every row first and the store imports in one
-transaction, so a rejected file leaves the store exactly as it was.
+ingest streams: the adapter reads the file a chunk of rows at a time and the store stages
+them, then applies them in one transaction, so a rejected file leaves the store exactly as it
+was and memory does not grow with the file.
 """
 
 from __future__ import annotations
@@ -24,16 +25,15 @@ from adapters.schemes import builtin_schemes
 from node.cli import exits
 from node.cli.options import home_option
 from node.clock import SYSTEM, china_date
-from node.config import NodeConfig
 from node.errors import CreditNodeError, ImportRejected, RowProblem
 from node.gendata import generate_export
 from node.home import NodeHome
 from node.keys import NodeKeys
 from node.legacy_uscc import load_legacy_codes
-from node.model import CreditResult
 from node.store import ImportSummary, Store
+from node.store.results import MAX_PROBLEMS
 
-MAX_PROBLEMS_SHOWN = 50
+MAX_PROBLEMS_SHOWN = MAX_PROBLEMS  # the store keeps as many; the rest are counted
 
 
 def register(main: click.Group) -> None:
@@ -55,12 +55,12 @@ def register(main: click.Group) -> None:
 def ingest(fmt: str, file: pathlib.Path, home: pathlib.Path) -> None:
     """Import a local platform export FILE into this node's results store.
 
-    Every row is checked first; if any is bad, every problem is listed and nothing is
-    imported. Importing the same file again changes nothing.
+    The file is read as a stream and every row is checked; if any is bad, the problems are
+    listed (the first 1,000, then a count of the rest) and nothing is imported. Importing the
+    same file again changes nothing.
 
-    Rows count from 1 after the header. A problem the store finds (an evaluation older than
-    the one it holds) is numbered among the file's records, which is the same row number
-    unless the file has blank lines.
+    Rows count from 1 after the header (blank lines count too), for the file's problems and
+    for the store's (an evaluation older than the one it holds) alike.
 
     A USCC with a wrong check character is a row problem unless the node's legacy-uscc.txt
     lists it (a known legacy register code).
@@ -68,20 +68,17 @@ def ingest(fmt: str, file: pathlib.Path, home: pathlib.Path) -> None:
     node_home = NodeHome(home)
     config = node_home.load_config()
     subject_key = NodeKeys.open(node_home, config).subject_hmac_key()
-    data = file.read_bytes()
     adapter = get_adapter(fmt)
+    legacy_codes = load_legacy_codes(node_home)
     try:
-        results = _parse_with_progress(
-            adapter, data, file.name, config, subject_key, load_legacy_codes(node_home)
+        summary, rows = _ingest_streamed(
+            node_home.db_url(config), adapter, file, config.node_id, subject_key, legacy_codes
         )
-        if sys.stderr.isatty():  # the import is one transaction: no bar, but say what waits
-            click.echo(f"importing {len(results):,} results in one transaction...", err=True)
-        summary = _import(node_home.db_url(config), results, file, data, fmt)
     except ImportRejected as exc:
-        _echo_problems(exc.problems)
+        _echo_problems(exc.problems, exc.more)
         raise click.ClickException(exc.message) from None
     click.echo(
-        f"imported {file.name} ({fmt}, {len(results)} rows) into {config.node_id}: "
+        f"imported {file.name} ({fmt}, {rows} rows) into {config.node_id}: "
         f"{summary.inserted} new, {summary.updated} updated, {summary.unchanged} unchanged"
     )
 
@@ -190,17 +187,51 @@ def gen_data(
     )
 
 
-def _import(
-    url: str, results: list[CreditResult], file: pathlib.Path, data: bytes, fmt: str
-) -> ImportSummary:
-    """Import in one transaction. A store error we did not word ourselves is shown by its class
-    alone: a driver's or SQLAlchemy's text quotes the statement's parameters, resident ids
-    among them."""
+def _ingest_streamed(
+    url: str,
+    adapter: ImportAdapter,
+    file: pathlib.Path,
+    issuer_node: str,
+    subject_key: bytes,
+    legacy_codes: frozenset[str],
+) -> tuple[ImportSummary, int]:
+    """Read `file` through `adapter` into a staged import, with a progress bar (rows/s and an
+    ETA estimated from the bytes read) on a terminal; then apply it in one transaction.
+
+    An error we did not word ourselves is shown by its class alone: a driver's or SQLAlchemy's
+    text quotes the statement's parameters, resident ids among them."""
+    size = file.stat().st_size
+    shown = sys.stderr.isatty()
     try:
-        with Store.open(url) as store:
-            return store.results.import_results(
-                results, source=str(file), file_sha256=hashlib.sha256(data).hexdigest(), fmt=fmt
+        with (
+            file.open("rb") as stream,
+            Store.open(url) as store,
+            store.results.staged_import(source=str(file), fmt=adapter.name) as staged,
+            tqdm(
+                desc=f"reading {file.name}", unit=" rows", file=sys.stderr, disable=not shown
+            ) as bar,
+        ):
+            file_sha256 = hashlib.file_digest(stream, "sha256").hexdigest()
+            stream.seek(0)
+            rows = 0
+            chunks = adapter.read(
+                stream,
+                issuer_node=issuer_node,
+                legacy_codes=legacy_codes,
+                subject_key=subject_key,
+                seen=staged,
             )
+            for chunk in chunks:
+                staged.add(chunk.records, chunk.problems)
+                rows = chunk.rows_read
+                if chunk.bytes_read:  # the rows the whole file holds, at this pace
+                    bar.total = max(rows, round(rows * size / chunk.bytes_read))
+                bar.update(rows - bar.n)
+            bar.total = rows
+            bar.refresh()
+            if shown and not staged.problem_count:
+                click.echo(f"importing {rows:,} rows in one transaction...", err=True)
+            return staged.commit(file_sha256), rows
     except CreditNodeError:
         raise  # ImportRejected, Conflict, StoreUnavailable: written for the operator
     except Exception as exc:
@@ -218,34 +249,9 @@ def _error_class(exc: Exception) -> str:
     return name
 
 
-def _parse_with_progress(
-    adapter: ImportAdapter,
-    data: bytes,
-    label: str,
-    config: NodeConfig,
-    subject_key: bytes,
-    legacy_codes: frozenset[str],
-) -> list[CreditResult]:
-    """Parse, with a progress bar on a terminal (none when output is piped or captured)."""
-    with tqdm(
-        desc=f"checking {label}", unit=" rows", file=sys.stderr, disable=not sys.stderr.isatty()
-    ) as bar:
-
-        def progress(done: int, total: int) -> None:
-            bar.total = total
-            bar.update(done - bar.n)
-
-        return adapter.parse(
-            data,
-            issuer_node=config.node_id,
-            legacy_codes=legacy_codes,
-            progress=progress,
-            subject_key=subject_key,
-        )
-
-
-def _echo_problems(problems: list[RowProblem]) -> None:
+def _echo_problems(problems: list[RowProblem], more: int) -> None:
     for problem in problems[:MAX_PROBLEMS_SHOWN]:
         click.echo(f"  {describe(problem)}", err=True)
-    if len(problems) > MAX_PROBLEMS_SHOWN:
-        click.echo(f"  ... and {len(problems) - MAX_PROBLEMS_SHOWN} more problems", err=True)
+    rest = len(problems) - MAX_PROBLEMS_SHOWN + more if len(problems) > MAX_PROBLEMS_SHOWN else more
+    if rest:
+        click.echo(f"  ... and {rest:,} more problems", err=True)

@@ -6,15 +6,21 @@ subject's ACTIVE result for its scheme, marks the previous one SUPERSEDED and li
 `supersedes`. Every new row appends an UPSERT to the changes journal in the same transaction
 (a superseded row a REVOKE first). Deciding what an import does is a pure function
 (`plan_import`); the repository only does I/O.
+
+A file is imported through a `StagedImport`: its rows are staged chunk by chunk while it is read
+(node.store.staging, no lock held), then planned and applied a chunk at a time in one
+transaction holding the journal lock. Memory is bounded by the chunk, never the file.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
 import hashlib
 import json
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from types import TracebackType
 from typing import Any, cast
 
 from sqlalchemy import (
@@ -46,15 +52,20 @@ from node.model import (
     SubjectRef,
     SubjectType,
 )
-from node.store.engine import Database
+from node.store.engine import SQLITE_BEGIN, Database
 from node.store.journal import append_changes
 from node.store.schema import CreditResultRow, ImportBatchRow
+from node.store.staging import Staging
 
 RESULTS = cast(Table, CreditResultRow.__table__)
 IMPORT_BATCHES = cast(Table, ImportBatchRow.__table__)
 
 # SQLite binds one parameter per value: stay below its historic limit of 999 per query.
 _PREFETCH_CHUNK = 450
+# Staged results planned and applied at a time.
+APPLY_CHUNK = 5000
+# The problems a rejected import lists; the rest are counted (ImportRejected.more).
+MAX_PROBLEMS = 1000
 _DIGEST_VERSION = 1
 
 SubjectKey = tuple[int, str, str]  # (id type, subject id, scheme): one ACTIVE result each
@@ -346,39 +357,19 @@ class ResultRepository:
         problems = check_batch(results)
         if problems:
             raise ImportRejected(
-                f"{source}: {len(problems)} problems; nothing was imported", problems
+                f"{source} rejected, nothing imported: {len(problems)} problems", problems
             )
-        digests = [content_digest(r) for r in results]
-        at = (now or SYSTEM.now()).astimezone(dt.UTC)
-        try:
-            with self._store.begin() as conn:
-                self._store.lock_changes(conn)
-                plan = plan_import(results, digests, self._prefetch(conn, results))
-                self._apply(conn, plan, at)
-                summary = plan.summary
-                conn.execute(
-                    insert(IMPORT_BATCHES).values(
-                        source=source,
-                        file_sha256=file_sha256,
-                        format=fmt,
-                        row_count=len(results),
-                        inserted=summary.inserted,
-                        updated=summary.updated,
-                        unchanged=summary.unchanged,
-                        imported_at=at,
-                    )
-                )
-        except ImportRejected as exc:
-            raise ImportRejected(
-                f"{source}: {exc.message}; nothing was imported", exc.problems
-            ) from None
-        except IntegrityError as exc:
-            raise Conflict(
-                f"{source}: the store refused the import ({str(exc.orig).splitlines()[0]}); "
-                "another import may have changed the same subjects at the same time. Nothing "
-                "was imported; run the import again."
-            ) from exc
-        return summary
+        with self.staged_import(source=source, fmt=fmt, now=now) as staged:
+            for start in range(0, len(results), APPLY_CHUNK):
+                chunk = results[start : start + APPLY_CHUNK]
+                staged.add(list(enumerate(chunk, start=start + 1)), ())
+            return staged.commit(file_sha256)
+
+    def staged_import(
+        self, *, source: str, fmt: str, now: dt.datetime | None = None
+    ) -> StagedImport:
+        """An import to feed a file's chunks into (`with repo.staged_import(...) as staged`)."""
+        return StagedImport(self, source=source, fmt=fmt, now=now)
 
     def _prefetch(self, conn: Connection, results: Sequence[CreditResult]) -> list[KnownResult]:
         """Every stored row sharing a subject or a result id with the batch."""
@@ -429,6 +420,38 @@ class ResultRepository:
             changes.append((ChangeKind.UPSERT, p.result.result_id))
         append_changes(conn, changes, at)
 
+    def _apply_staged(
+        self, conn: Connection, staging: Staging, problems: _ProblemList, at: dt.datetime
+    ) -> tuple[ImportSummary, int]:
+        """Plan and apply the staged results a chunk at a time (the caller's transaction holds
+        the journal lock). After a problem, chunks are still planned, to list every problem,
+        but no longer applied. Returns what was done and how many rows were staged."""
+        inserted = updated = unchanged = rows = 0
+        after = 0
+        while staged := staging.staged(after, APPLY_CHUNK):
+            after = staged[-1]["row_number"]
+            rows += len(staged)
+            active = {"status": int(ResultStatus.ACTIVE), "supersedes": None}
+            results = [result_from_row({**r, **active}) for r in staged]
+            digests = [r["content_digest"] for r in staged]
+            try:
+                plan = plan_import(results, digests, self._prefetch(conn, results))
+            except ImportRejected as exc:  # rows are positions in the chunk: name the file's
+                problems.add(
+                    [
+                        RowProblem(staged[p.row - 1]["row_number"], p.field, p.reason)
+                        for p in exc.problems
+                    ]
+                )
+                continue
+            if not problems.count:
+                self._apply(conn, plan, at)
+                summary = plan.summary
+                inserted += summary.inserted
+                updated += summary.updated
+                unchanged += summary.unchanged
+        return ImportSummary(inserted, updated, unchanged), rows
+
     # --- reads ----------------------------------------------------------------------------------
 
     def get(self, result_id: str) -> CreditResult | None:
@@ -462,3 +485,151 @@ class ResultRepository:
             query = query.where(RESULTS.c.status == int(status))
         with self._store.connect() as conn:
             return int(conn.execute(query).scalar_one())
+
+
+# --- a file's import, staged -----------------------------------------------------------------
+
+
+class _ProblemList:
+    """A rejected file's problems in row order (whole-file ones first), the first
+    MAX_PROBLEMS of them kept and the rest counted."""
+
+    def __init__(self, cap: int = MAX_PROBLEMS) -> None:
+        self._cap = cap
+        self._file: list[RowProblem] = []
+        self._rows: list[RowProblem] = []
+        self.count = 0
+        self.bad_rows = 0
+        self._last_row = -1
+
+    def add(self, problems: Iterable[RowProblem]) -> None:
+        for problem in problems:
+            self.count += 1
+            if problem.row == 0:
+                if len(self._file) < self._cap:
+                    self._file.append(problem)
+                continue
+            if problem.row != self._last_row:
+                self.bad_rows += 1
+                self._last_row = problem.row
+            if len(self._rows) < self._cap:
+                self._rows.append(problem)
+
+    def rejected(self, source: str) -> ImportRejected:
+        listed = (self._file + self._rows)[: self._cap]
+        noun = "problem" if self.count == 1 else "problems"
+        rows = f"{self.bad_rows:,} row{'s' if self.bad_rows != 1 else ''}"
+        return ImportRejected(
+            f"{source} rejected, nothing imported: {self.count:,} {noun} in {rows}; "
+            f"first: {listed[0]}",
+            listed,
+            more=self.count - len(listed),
+        )
+
+
+class StagedImport:
+    """One file's import, fed chunk by chunk and applied all or nothing by `commit`.
+
+    While the file is read (`add`), its rows go into temporary tables on one connection of
+    the store, holding no lock on the store's tables; `first_rows` is the adapters' memory of
+    the subjects named so far. `commit` then plans and applies the staged rows in one
+    transaction that holds the journal lock (node.store.journal), writes the import batch,
+    and commits, or raises ImportRejected listing the problems (at most MAX_PROBLEMS, the
+    rest counted) with nothing written. Leaving the block without `commit` imports nothing.
+    """
+
+    def __init__(
+        self, repository: ResultRepository, *, source: str, fmt: str, now: dt.datetime | None
+    ) -> None:
+        self._repository = repository
+        self._source = source
+        self._fmt = fmt
+        self._now = now
+        self._problems = _ProblemList()
+        self._stack = contextlib.ExitStack()
+        self._conn: Connection | None = None
+        self._staging: Staging | None = None
+
+    def __enter__(self) -> StagedImport:
+        conn = self._stack.enter_context(self._repository._store.connect())
+        staging = Staging(conn)
+        staging.create()
+        self._stack.callback(self._drop, conn, staging)
+        self._conn, self._staging = conn, staging
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._stack.close()
+
+    @staticmethod
+    def _drop(conn: Connection, staging: Staging) -> None:
+        if conn.in_transaction():
+            conn.rollback()
+        with contextlib.suppress(Exception):  # a broken connection takes its tables with it
+            staging.drop()
+            conn.commit()
+
+    @property
+    def problem_count(self) -> int:
+        return self._problems.count
+
+    def first_rows(self, subjects: Sequence[tuple[int, SubjectRef]]) -> Mapping[int, int]:
+        """adapters.streaming.SeenSubjects, in the staging table."""
+        return self._staged().first_rows(subjects)
+
+    def add(
+        self, records: Sequence[tuple[int, CreditResult]], problems: Sequence[RowProblem]
+    ) -> None:
+        """The next chunk: results by row number, and problems of the rows between. Once the
+        file has a problem its results are no longer staged: it will be rejected."""
+        self._problems.add(problems)
+        if not self._problems.count:
+            self._staged().stage([(row, r, content_digest(r)) for row, r in records])
+
+    def commit(self, file_sha256: str) -> ImportSummary:
+        """Apply every staged row in one transaction, or raise ImportRejected (Conflict when
+        a concurrent writer changed the same subjects: run the import again)."""
+        staging, conn = self._staged(), self._conn
+        assert conn is not None
+        if self._problems.count:
+            raise self._problems.rejected(self._source)
+        conn.commit()  # the staged rows; the store's tables are untouched so far
+        at = (self._now or SYSTEM.now()).astimezone(dt.UTC)
+        conn.execution_options(**{SQLITE_BEGIN: "IMMEDIATE"})
+        try:
+            with conn.begin():
+                self._repository._store.lock_changes(conn)
+                summary, rows = self._repository._apply_staged(conn, staging, self._problems, at)
+                if self._problems.count:
+                    raise self._problems.rejected(self._source)
+                conn.execute(
+                    insert(IMPORT_BATCHES).values(
+                        source=self._source,
+                        file_sha256=file_sha256,
+                        format=self._fmt,
+                        row_count=rows,
+                        inserted=summary.inserted,
+                        updated=summary.updated,
+                        unchanged=summary.unchanged,
+                        imported_at=at,
+                    )
+                )
+        except IntegrityError as exc:
+            raise Conflict(
+                f"{self._source}: the store refused the import "
+                f"({str(exc.orig).splitlines()[0]}); another import may have changed the same "
+                "subjects at the same time. Nothing was imported; run the import again."
+            ) from exc
+        finally:
+            conn.execution_options(**{SQLITE_BEGIN: "DEFERRED"})
+        return summary
+
+    def _staged(self) -> Staging:
+        if self._staging is None:
+            raise RuntimeError("a StagedImport is used inside its with block")
+        return self._staging

@@ -59,9 +59,9 @@ def test_damaged_files_raise_only_import_rejected(adapter: ImportAdapter) -> Non
 
 
 @adapter_param
-def test_progress_reaches_every_row(adapter: ImportAdapter) -> None:
-    data = adapter.render(generate_results(CITY, 4500, 8, AS_OF))
-    conformance.check_progress(adapter, data, CITY)
+def test_streamed_in_chunks_of_any_size_reads_as_parsed(adapter: ImportAdapter) -> None:
+    data = adapter.render(generate_results(CITY, 2500, 8, AS_OF))
+    conformance.check_streaming(adapter, data, CITY)
 
 
 @adapter_param

@@ -41,6 +41,7 @@ from node.services import interchange as svc
 from node.serving_config import ServingConfig
 from node.store.engine import is_file_sqlite
 from node.trust import TrustStore
+from node.trust_fetch import TrustListPoller
 from node.trust_files import TrustListFiles, load_home_trust
 from node.trust_model import PublicKeyInfo
 
@@ -72,6 +73,7 @@ class NodeRuntime:
             self.trust_files: TrustListFiles = load_home_trust(
                 home, clock.now(), self.store.trust_floors
             )
+            self.trust_poller = TrustListPoller(home, self.trust_files, clock)  # trust_list_url
         except BaseException:
             self.store.close()
             raise
@@ -294,6 +296,7 @@ class NodeRuntime:
         self._tasks = [
             asyncio.create_task(self._refresh_trust(), name="trust-refresh"),
             asyncio.create_task(self._watch_config(), name="config-watch"),
+            asyncio.create_task(self.trust_poller.run(), name="trust-list-poll"),
         ]
         self.witnessing.start()
 

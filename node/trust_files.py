@@ -1,7 +1,8 @@
 """The I/O edge of zone trust (floor 4): coordinator keys pinned in node.toml, the trust list
 files in the node home that feed a `node.trust.TrustStore` — refreshed without a restart, a
 refused file logged while the last good list stays — and the version floors recorded in the
-node's store, so that a restart refuses what run time refused.
+node's store, so that a restart refuses what run time refused. Lists polled from a
+coordinator's URL (node.trust_fetch) come in through the same door.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import datetime as dt
 import logging
 import os
 import pathlib
+import threading
 from collections.abc import Mapping
 from typing import Any, Protocol
 
@@ -145,6 +147,7 @@ class TrustListFiles:
     refusal is logged once per file version; the store keeps its last good list. With a
     `floors` record, every list accepted raises its zone's recorded floor (retried at the next
     refresh if the store is down), and a held list's expiry is logged once, as an error.
+    `offer()` takes a list fetched from the coordinator's URL (node.trust_fetch) the same way.
     """
 
     def __init__(
@@ -161,48 +164,98 @@ class TrustListFiles:
         self._seen: dict[str, tuple[int, int, int] | None] = {}  # None: file was missing
         self._warned_expired: set[tuple[str, int]] = set()
         self.last_errors: dict[str, CreditNodeError | OSError] = {}
+        # The poller offers from its thread while refresh runs in another: one at a time.
+        self._lock = threading.Lock()
 
     def refresh(self, now: dt.datetime | None = None) -> list[str]:
         """Offer every changed list file to the store; the zones whose list changed."""
         now = now or SYSTEM.now()
-        updated = []
-        anchors = self._anchors()
-        for zone in self.store.pinned_zones:
-            path = trust_list_path(self.home, zone)
-            try:
-                st = os.stat(path)
-            except FileNotFoundError:
-                if zone not in self._seen or self._seen[zone] is not None:
-                    log.warning("zone %s: no trust list file at %s", zone, path)
-                self._seen[zone] = None
-                continue
-            stamp = (st.st_mtime_ns, st.st_size, st.st_ino)
-            if self._seen.get(zone) == stamp:
-                continue
-            self._seen[zone] = stamp
-            try:
-                if self.store.offer(zone, path.read_bytes(), now):
-                    updated.append(zone)
-                    held = self.store.trust_list(zone)
-                    assert held is not None
-                    log.info(
-                        "zone %s: trust list version %d loaded (%d members, expires %s)",
+        with self._lock:
+            anchors = self._anchors()
+            updated = [zone for zone in self.store.pinned_zones if self._refresh_file(zone, now)]
+            self._after_offers(anchors, updated, now)
+        return updated
+
+    def offer(self, zone: str, data: bytes, source: str, now: dt.datetime) -> bool:
+        """Offer a list that came from elsewhere (`source`: the coordinator's URL) with the
+        same checks, logging and floors as a file. True when it replaced the held list; it is
+        then written to the zone's file too, so that a restart starts from it."""
+        with self._lock:
+            anchors = self._anchors()
+            taken = self._offer(zone, data, source, now)
+            if taken:
+                try:
+                    path = install_trust_list(self.home, zone, data)
+                    st = os.stat(path)
+                    self._seen[zone] = (st.st_mtime_ns, st.st_size, st.st_ino)
+                except OSError as exc:
+                    log.error(
+                        "zone %s: cannot write the list taken from %s into %s: %s; it is in "
+                        "force, but a restart would start from the file there",
                         zone,
-                        held.version,
-                        len(held.members),
-                        iso_z(held.expires_at),
+                        source,
+                        trust_list_path(self.home, zone),
+                        exc.strerror or exc,
                     )
-                self.last_errors.pop(zone, None)
-            except (CreditNodeError, OSError) as exc:
-                self.last_errors[zone] = exc
-                kept = self.store.trust_list(zone)
-                log.error(
-                    "zone %s: refused trust list %s: %s; keeping %s",
-                    zone,
-                    path,
-                    exc.message if isinstance(exc, CreditNodeError) else exc,
-                    f"version {kept.version}" if kept else "no list (zone not served)",
-                )
+            self._after_offers(anchors, [zone] if taken else [], now)
+        return taken
+
+    def _refresh_file(self, zone: str, now: dt.datetime) -> bool:
+        path = trust_list_path(self.home, zone)
+        try:
+            st = os.stat(path)
+        except FileNotFoundError:
+            if zone not in self._seen or self._seen[zone] is not None:
+                log.warning("zone %s: no trust list file at %s", zone, path)
+            self._seen[zone] = None
+            return False
+        stamp = (st.st_mtime_ns, st.st_size, st.st_ino)
+        if self._seen.get(zone) == stamp:
+            return False
+        self._seen[zone] = stamp
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            self._refused(zone, str(path), exc)
+            return False
+        return self._offer(zone, data, str(path), now)
+
+    def _offer(self, zone: str, data: bytes, source: str, now: dt.datetime) -> bool:
+        try:
+            taken = self.store.offer(zone, data, now)
+        except CreditNodeError as exc:
+            self._refused(zone, source, exc)
+            return False
+        self.last_errors.pop(zone, None)
+        if taken:
+            held = self.store.trust_list(zone)
+            assert held is not None
+            log.info(
+                "zone %s: trust list version %d loaded from %s (%d members, expires %s)",
+                zone,
+                held.version,
+                source,
+                len(held.members),
+                iso_z(held.expires_at),
+            )
+        return taken
+
+    def _refused(self, zone: str, source: str, exc: CreditNodeError | OSError) -> None:
+        self.last_errors[zone] = exc
+        kept = self.store.trust_list(zone)
+        log.error(
+            "zone %s: refused trust list %s: %s; keeping %s",
+            zone,
+            source,
+            exc.message if isinstance(exc, CreditNodeError) else exc,
+            f"version {kept.version}" if kept else "no list (zone not served)",
+        )
+
+    def _after_offers(
+        self, anchors: Mapping[str, tuple[str, Member]], updated: list[str], now: dt.datetime
+    ) -> None:
+        """Name the certificates no list accepts any more, record the floors that rose, and
+        log each held list's expiry once."""
         if updated:
             self._log_dropped_anchors(anchors)
         self.record_floors(now)
@@ -219,7 +272,6 @@ class TrustListFiles:
                     expired.version,
                     iso_z(expired.expires_at),
                 )
-        return updated
 
     def _anchors(self) -> dict[str, tuple[str, Member]]:
         """TLS certificate SHA-256 -> (zone, member), over every list held: the client
@@ -292,11 +344,12 @@ def load_home_trust(
     return files
 
 
-def install_trust_list(home: pathlib.Path, zone: str, envelope_json: str) -> pathlib.Path:
+def install_trust_list(home: pathlib.Path, zone: str, envelope_json: str | bytes) -> pathlib.Path:
     """Write a zone's list file atomically (temporary file, then rename) into the home."""
     path = trust_list_path(home, zone)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
-    tmp.write_text(envelope_json, encoding="utf-8")
+    data = envelope_json.encode("utf-8") if isinstance(envelope_json, str) else envelope_json
+    tmp.write_bytes(data)
     os.replace(tmp, path)
     return path

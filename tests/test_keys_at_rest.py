@@ -40,6 +40,7 @@ NOT_KEY_WRITERS = {
     "zone install",
     "zone pin",
     "zone remove-member",
+    "zone serve",
     "zone show",
     "zone sign",
 }

@@ -3,26 +3,36 @@
 The coordinator keeps, in one directory, its Ed25519 key (`<zone>.coordinator.key`, mode 0600,
 never shared; PKCS#8-encrypted when $CREDITNODE_KEY_PASSPHRASE is set), the public key to hand
 to members (`<zone>.coordinator.pub.pem`) and the draft member list (`<zone>.draft.json`);
-`zone sign` turns the draft into the signed DSSE list file.
+`zone sign` turns the draft into the signed DSSE list file, and `zone serve` publishes the
+signed files of a directory over HTTP for members to poll (node.trust_publish).
 """
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
+import errno
 import json
 import os
 import pathlib
+import signal
 from typing import Any
 
 import click
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
-from node import signing, trust, trust_files, wire
+from node import signing, trust, trust_files, trust_publish, wire
 from node.cli import exits
 from node.cli.options import home_option
 from node.clock import SYSTEM
-from node.errors import ConfigError, CreditNodeError, InvalidInput, KeyMaterialError
+from node.errors import (
+    AddressInUse,
+    ConfigError,
+    CreditNodeError,
+    InvalidInput,
+    KeyMaterialError,
+)
 from node.home import NodeHome
 from node.keys import (
     PASSPHRASE_ENV,
@@ -365,6 +375,71 @@ def install_command(zone: str, file: pathlib.Path, home: pathlib.Path) -> None:
         f"({len(trust_list.members)} members, expires {trust_list.expires_at.isoformat()}) "
         f"at {path}"
     )
+
+
+@zone_group.command(name="serve")
+@click.option(
+    "--root",
+    required=True,
+    type=click.Path(file_okay=False, exists=True, path_type=pathlib.Path),
+    help="The directory of signed lists (zone sign --out ROOT/<zone>.trustlist.json).",
+)
+@click.option(
+    "--listen",
+    default="127.0.0.1:8700",
+    show_default=True,
+    metavar="HOST:PORT",
+    help="Where to serve them over HTTP (port 0: any free port).",
+)
+@click.option(
+    "--ready-file",
+    type=click.Path(dir_okay=False, path_type=pathlib.Path),
+    default=None,
+    help="Write the bound HOST:PORT here once serving (for scripts and tests).",
+)
+def serve_command(root: pathlib.Path, listen: str, ready_file: pathlib.Path | None) -> None:
+    """Publish the signed lists in ROOT at http://HOST:PORT/<zone>.trustlist.json until
+    SIGINT or SIGTERM.
+
+    Members set `trust_list_url` under `[zones.<zone>]` in node.toml to that URL and poll it
+    (with ETag / If-Modified-Since: an unchanged list costs no body). A list signed into ROOT
+    later is served from the next request on. Plain HTTP: members check the signature.
+    """
+    host, sep, port = listen.rpartition(":")
+    if not sep or not port.isdigit() or int(port) > 65535:
+        raise click.BadParameter("use HOST:PORT with a port up to 65535", param_hint="--listen")
+    if ready_file is not None:
+        exits.check_out_path(ready_file, "--ready-file")
+    asyncio.run(_publish(root, host or "127.0.0.1", int(port), ready_file))
+
+
+async def _publish(
+    root: pathlib.Path, host: str, port: int, ready_file: pathlib.Path | None
+) -> None:
+    try:
+        runner, bound = await trust_publish.start(root, host, port)
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            raise AddressInUse(f"--listen {host}:{port}: another process listens there") from None
+        raise ConfigError(
+            f"--listen {host}:{port}: cannot listen there ({exc.strerror or exc})"
+        ) from None
+    address = f"{host}:{bound}"
+    lists = sorted(p.name for p in root.glob("*.trustlist.json"))
+    click.echo(
+        f"serving trust lists from {root} at http://{address}/<zone>.trustlist.json "
+        f"({', '.join(lists) or 'none yet'})"
+    )
+    if ready_file is not None:
+        ready_file.write_text(address)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        await runner.cleanup()
 
 
 def register(main: click.Group) -> None:

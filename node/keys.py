@@ -31,7 +31,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from node import b64, sealed_secret, signing
-from node.clock import SYSTEM
+from node.clock import SYSTEM, Clock
 from node.config import NodeConfig
 from node.errors import InvalidInput, KeyMaterialError, UntrustedKey
 from node.home import NodeHome
@@ -40,11 +40,15 @@ from node.log import notes
 PASSPHRASE_ENV = "CREDITNODE_KEY_PASSPHRASE"
 ACTIVE = "active"
 VERIFY_ONLY = "verify-only"
-STATUSES = (ACTIVE, VERIFY_ONLY)
+PENDING = "pending"  # staged for a rotation: published, not signing yet (issue 14 §4)
+STATUSES = (ACTIVE, VERIFY_ONLY, PENDING)
 TLS_VALIDITY = dt.timedelta(days=730)
 HMAC_KEY_BYTES = 32
 HMAC_KEY_PURPOSE = "subject-hmac"  # bound into the sealed file (sealed_secret's purpose)
 MANIFEST_VERSION = 1
+# How often a serving process re-reads keys.json (CurrentSigner.refresh): node.runtime's trust
+# refresh and the answer worker's own loop.
+KEYS_REFRESH_S = 5.0
 
 log = logging.getLogger(__name__)
 
@@ -85,12 +89,17 @@ class SigningKeyRecord:
     algorithm: str
     spki_der: bytes
     file: str  # file name beside the manifest
-    status: str  # ACTIVE or VERIFY_ONLY
+    status: str  # ACTIVE, VERIFY_ONLY or PENDING
     not_before: dt.datetime
+    # Set on a key retired by `keys rotate --activate`: it signs until then, verifies what it
+    # signed before then, and no more (exported, so the trust list says so).
+    not_after: dt.datetime | None = None
 
     def __post_init__(self) -> None:
         if self.status not in STATUSES:
             raise KeyMaterialError(f"signing key {self.keyid}: unknown status {self.status!r}")
+        if self.not_after is not None and self.not_after <= self.not_before:
+            raise KeyMaterialError(f"signing key {self.keyid}: not_after is before not_before")
         if "/" in self.file or self.file.startswith("."):
             raise KeyMaterialError(f"signing key {self.keyid}: file must be a plain file name")
         self.verification_key()  # the keyid, algorithm and SPKI must agree
@@ -101,8 +110,21 @@ class SigningKeyRecord:
         except UntrustedKey as exc:
             raise KeyMaterialError(f"key manifest: {exc.message}") from None
 
+    @property
+    def listed_status(self) -> str:
+        """The status a trust list and NodeInfo give the key: a pending key is listed active
+        (valid from its not_before), so that peers verify it from the moment it signs."""
+        return ACTIVE if self.status == PENDING else self.status
+
+    def signs_at(self, now: dt.datetime) -> bool:
+        """Whether this key may sign at `now`: an active key from its not_before (until its
+        not_after, if any), and a key retired at a set moment until that moment."""
+        if self.not_before > now or (self.not_after is not None and now >= self.not_after):
+            return False
+        return self.status == ACTIVE or (self.status == VERIFY_ONLY and self.not_after is not None)
+
     def to_json(self) -> dict[str, Any]:
-        return {
+        doc = {
             "keyid": self.keyid,
             "algorithm": self.algorithm,
             "spki": b64.encode(self.spki_der),
@@ -110,6 +132,9 @@ class SigningKeyRecord:
             "status": self.status,
             "not_before": rfc3339(self.not_before),
         }
+        if self.not_after is not None:
+            doc["not_after"] = rfc3339(self.not_after)
+        return doc
 
     @classmethod
     def from_json(cls, raw: object, where: str) -> SigningKeyRecord:
@@ -120,11 +145,26 @@ class SigningKeyRecord:
             if not isinstance(raw.get(name), str):
                 raise KeyMaterialError(f"{where}.{name} must be a string")
             fields[name] = raw[name]
+        not_after = raw.get("not_after")
         return cls(
             spki_der=b64.decode(raw.get("spki"), f"{where}.spki", KeyMaterialError),
             not_before=_parse_time(raw.get("not_before"), f"{where}.not_before"),
+            not_after=None if not_after is None else _parse_time(not_after, f"{where}.not_after"),
             **fields,
         )
+
+
+def signing_record_at(
+    records: Sequence[SigningKeyRecord], now: dt.datetime
+) -> SigningKeyRecord | None:
+    """The key that signs at `now` (issue 14 §4): of the keys that may sign then, the one
+    retired soonest — a key keeps signing until the moment `keys rotate --activate` set, and
+    its successor (valid since it was staged) takes over exactly then — else the newest."""
+    usable = [r for r in records if r.signs_at(now)]
+    if not usable:
+        return None
+    never = dt.datetime.max.replace(tzinfo=dt.UTC)
+    return min(usable, key=lambda r: (r.not_after or never, -r.not_before.timestamp()))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -201,6 +241,7 @@ class PublicIdentity:
                     "spki": b64.encode(k.spki_der),
                     "not_before": rfc3339(k.not_before),
                     "status": k.status,
+                    **({} if k.not_after is None else {"not_after": rfc3339(k.not_after)}),
                 }
                 for k in self.signing_keys
             ],
@@ -394,12 +435,87 @@ class NodeKeys:
         """DESIGN.md §3 key rotation: a new active key; the old ones become verify-only."""
         now = now or SYSTEM.now()
         manifest = self.manifest()
+        self._refuse_while_rotating(manifest, now)
         self.check_passphrase_fits_home()
         record = self._new_signing_key(algorithm, now)
         older = tuple(dataclasses.replace(r, status=VERIFY_ONLY) for r in manifest.signing_keys)
-        updated = dataclasses.replace(manifest, signing_keys=(*older, record))
-        _write_public(self.manifest_path, updated.to_json().encode("utf-8"), replace=True)
+        self._write_manifest(dataclasses.replace(manifest, signing_keys=(*older, record)))
         return record
+
+    def stage_signing_key(
+        self, *, algorithm: str = signing.ED25519, now: dt.datetime | None = None
+    ) -> SigningKeyRecord:
+        """Issue 14 §4, step 1: the next signing key, `pending` from `now`. The node keeps
+        signing with the current key; `identity export` carries the new one, which the
+        coordinators publish (listed active: valid from `now`)."""
+        now = now or SYSTEM.now()
+        manifest = self.manifest()
+        self._refuse_while_rotating(manifest, now)
+        self.check_passphrase_fits_home()
+        record = dataclasses.replace(self._new_signing_key(algorithm, now), status=PENDING)
+        self._write_manifest(
+            dataclasses.replace(manifest, signing_keys=(*manifest.signing_keys, record))
+        )
+        return record
+
+    def pending_key(self) -> SigningKeyRecord | None:
+        """The key staged by `stage_signing_key`, if one waits for activation."""
+        return next((r for r in self.signing_keys() if r.status == PENDING), None)
+
+    def activate_pending_key(
+        self, switch_at: dt.datetime
+    ) -> tuple[SigningKeyRecord, tuple[SigningKeyRecord, ...]]:
+        """Issue 14 §4, step 2: the pending key signs from `switch_at` on, and every key that
+        would sign then is retired at that very moment (verify-only, `not_after` = switch_at):
+        each result is signed by a key valid at its issued_at, before and after the switch.
+        The caller checks first that the lists in force carry the pending key. Returns the
+        new key and the keys retired."""
+        manifest = self.manifest()
+        pending = next((r for r in manifest.signing_keys if r.status == PENDING), None)
+        if pending is None:
+            raise KeyMaterialError(
+                f"no pending signing key in {self.manifest_path}: stage one first "
+                "(creditnode keys rotate --stage)"
+            )
+        if switch_at < pending.not_before:
+            raise KeyMaterialError(
+                f"key {pending.keyid} is valid from {rfc3339(pending.not_before)}: it cannot "
+                f"sign from {rfc3339(switch_at)}"
+            )
+        retired = tuple(
+            r for r in manifest.signing_keys if r.status != PENDING and r.signs_at(switch_at)
+        )
+        for r in retired:
+            if switch_at <= r.not_before:
+                raise KeyMaterialError(f"key {r.keyid} is not valid before {rfc3339(switch_at)}")
+        records = tuple(
+            dataclasses.replace(r, status=ACTIVE)
+            if r.keyid == pending.keyid
+            else dataclasses.replace(r, status=VERIFY_ONLY, not_after=switch_at)
+            if r in retired
+            else r
+            for r in manifest.signing_keys
+        )
+        self._write_manifest(dataclasses.replace(manifest, signing_keys=records))
+        return dataclasses.replace(pending, status=ACTIVE), tuple(
+            dataclasses.replace(r, status=VERIFY_ONLY, not_after=switch_at) for r in retired
+        )
+
+    def _refuse_while_rotating(self, manifest: KeyManifest, now: dt.datetime) -> None:
+        pending = next((r for r in manifest.signing_keys if r.status == PENDING), None)
+        if pending is not None:
+            raise KeyMaterialError(
+                f"signing key {pending.keyid} is staged already: activate it first "
+                "(creditnode keys rotate --activate)"
+            )
+        retiring = [r.not_after for r in manifest.signing_keys if r.not_after and r.not_after > now]
+        if retiring:
+            raise KeyMaterialError(
+                f"a key switch is set for {rfc3339(min(retiring))}: rotate again after it"
+            )
+
+    def _write_manifest(self, manifest: KeyManifest) -> None:
+        _write_public(self.manifest_path, manifest.to_json().encode("utf-8"), replace=True)
 
     def _new_signing_key(self, algorithm: str, now: dt.datetime) -> SigningKeyRecord:
         """A new active signing key, written (0600) beside the manifest; not yet listed in it."""
@@ -481,12 +597,12 @@ class NodeKeys:
     # --- private halves ---------------------------------------------------------------------
 
     def active_signer(self, now: dt.datetime | None = None) -> signing.Signer:
-        """The signer of the newest active key whose not_before has passed."""
+        """The signer of the key that signs at `now` (`signing_record_at`)."""
         now = now or SYSTEM.now()
-        usable = [r for r in self.signing_keys() if r.status == ACTIVE and r.not_before <= now]
-        if not usable:
+        record = signing_record_at(self.signing_keys(), now)
+        if record is None:
             raise KeyMaterialError(f"no active signing key in {self.manifest_path} as of {now}")
-        return self.signer_for(max(usable, key=lambda r: r.not_before))
+        return self.signer_for(record)
 
     def signer_for(self, record: SigningKeyRecord) -> signing.Signer:
         path = self._signing_key_path(record)
@@ -759,3 +875,53 @@ def _write_public(path: pathlib.Path, data: bytes, *, replace: bool = False) -> 
 
 def identity_json(identity: PublicIdentity) -> str:
     return json.dumps(identity.to_json_dict(), ensure_ascii=False, indent=2)
+
+
+class CurrentSigner:
+    """The signer a running node signs with, following keys.json (issue 14 §4): `refresh()`
+    re-reads the manifest when its file changed and loads the private half of every key that
+    signs now or later (a staged key too, so that the switch itself reads no file); calling
+    the object picks the key that signs at the clock's `now` (`signing_record_at`). A switch
+    set by `keys rotate --activate` thus happens at its moment in every process that
+    refreshed before it. `refresh` reads files (and may decrypt): run it off the event loop.
+    """
+
+    def __init__(self, keys: NodeKeys, clock: Clock = SYSTEM) -> None:
+        self._keys = keys
+        self._clock = clock
+        self._stamp: tuple[int, int, int] | None = None
+        self._records: tuple[SigningKeyRecord, ...] = ()
+        self._signers: dict[str, signing.Signer] = {}
+        self.refresh()
+        self()  # a home with no key that signs now does not start
+
+    def refresh(self) -> bool:
+        """Re-read keys.json if it changed; True when it did. A manifest that does not load
+        raises, and the keys held stay in use."""
+        st = os.stat(self._keys.manifest_path)
+        stamp = (st.st_mtime_ns, st.st_size, st.st_ino)
+        if stamp == self._stamp:
+            return False
+        records = self._keys.signing_keys()
+        now = self._clock.now()
+        signers = {
+            r.keyid: self._signers.get(r.keyid) or self._keys.signer_for(r)
+            for r in records
+            if r.status == PENDING or r.signs_at(now) or r.not_before > now
+        }
+        if self._stamp is not None:
+            for r in records:
+                if r.not_after is not None and r.not_after > now:
+                    log.info("signing key %s signs until %s", r.keyid, rfc3339(r.not_after))
+        self._records, self._signers, self._stamp = records, signers, stamp
+        return True
+
+    def __call__(self) -> signing.Signer:
+        now = self._clock.now()
+        record = signing_record_at(self._records, now)
+        signer = None if record is None else self._signers.get(record.keyid)
+        if signer is None:
+            raise KeyMaterialError(
+                f"no active signing key in {self._keys.manifest_path} as of {rfc3339(now)}"
+            )
+        return signer

@@ -203,7 +203,8 @@ class NodeRuntime:
                         algorithm=k.algorithm,
                         spki_der=k.spki_der,
                         not_before=k.not_before,
-                        status=k.status,
+                        not_after=k.not_after,
+                        status=k.listed_status,
                     )
                 )
                 for k in identity.signing_keys
@@ -333,6 +334,10 @@ class NodeRuntime:
         else:
             for zone in updated:
                 log.info("trust list for zone %s updated", zone)
+        try:  # a key switch set by `keys rotate --activate` (issue 14 §4)
+            await asyncio.to_thread(self.parts.signers.refresh)
+        except Exception:
+            log.exception("re-reading the signing keys failed; signing on with the keys held")
         await self.report_trust()
         with contextlib.suppress(StoreUnavailable):  # a store outage is reported elsewhere
             metrics.CHANGEFEED_HEAD.set(await asyncio.to_thread(self.store.changes.head))

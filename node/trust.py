@@ -70,6 +70,7 @@ from node.trust_model import (
 from node.trust_model import iso_z
 
 log = logging.getLogger(__name__)
+PENDING = "pending"  # a node's staged key in its identity export (node.keys); never in a list
 
 # --- JSON form of members (identity exports, coordinator drafts, `zone show`) -------------
 
@@ -163,6 +164,7 @@ def member_from_identity(
 
     A `verify-only` key without an explicit `not_after` ends where the next newer key begins:
     the moment it was rotated out (DESIGN.md §3), so it never vouches for later signatures.
+    A key retired by `keys rotate --activate` carries its `not_after`: the switch moment.
     """
     if not isinstance(identity, Mapping):
         raise InvalidInput("an identity export must be a JSON object")
@@ -179,6 +181,10 @@ def member_from_identity(
     keys = []
     for raw, start in zip(raw_keys, starts, strict=True):
         status = _str(raw, "status", f"{where} key")
+        if status == PENDING:
+            # Staged for a rotation (issue 14 §4): listed active from its not_before, so that
+            # peers verify it from the moment the node switches to it.
+            status = ACTIVE
         not_after: dt.datetime | None = None
         if raw.get("not_after") is not None:
             not_after = _time(raw["not_after"], f"{where} key not_after")

@@ -58,6 +58,7 @@ FLOORS: Mapping[str, int] = {
     "node.trust_files": 4,
     "node.trust_fetch": 4,  # lists polled from the coordinator's URL
     "node.trust_publish": 4,  # the coordinator's HTTP endpoint for them
+    "node.key_rollout": 4,  # whether the lists in force carry a staged signing key
     "node.answer": 4,
     "node.changefeed": 4,
     # 5: services, the peer client, the answer worker's two sides, asking a peer, its log

@@ -137,9 +137,9 @@ def test_every_key_writer_writes_encrypted_0600_files_in_an_encrypted_home(
     tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """issue 9 §7: with the passphrase set, each command that writes key material (init,
-    init --force, keys rotate for both algorithms, keys protect, zone init, zone init --force)
-    writes every private file encrypted and 0600; before, the subject HMAC key was 32 raw
-    bytes."""
+    init --force, keys rotate for both algorithms and --stage, keys protect, zone init, zone
+    init --force) writes every private file encrypted and 0600; before, the subject HMAC key
+    was 32 raw bytes."""
     monkeypatch.setenv(PASSPHRASE_ENV, PASSPHRASE)
     home, coordinator = tmp_path / "huzhou", tmp_path / "coordinator"
 
@@ -158,6 +158,7 @@ def test_every_key_writer_writes_encrypted_0600_files_in_an_encrypted_home(
             ("keys", "rotate", "--algorithm", "ecdsa-p256-sha256", "--home", home),
             None,
         ),
+        ("keys rotate", ("keys", "rotate", "--stage", "--home", home), None),
         ("keys protect", ("keys", "protect", "--home", home), legacy_hmac_key),
         (
             "init",

@@ -1,18 +1,19 @@
 """What answering needs, opened from a node home: configuration, policy, keys, store, the
 known legacy codes, and from them the log's sequencer and the answerer. The serving process
-(`node.runtime`) and the answer worker (`node.answer.worker`) open the same parts here."""
+(`node.runtime`) and the answer worker (`node.answer.worker`) open the same parts here; each
+calls `signers.refresh()` now and then, so that a key switch reaches both."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
-from node import policy
+from node import policy, signing
 from node.answer.exchange import Interchange
 from node.answer.local import LocalAnswerer, encode_answer
 from node.clock import SYSTEM, Clock
 from node.config import NodeConfig
 from node.home import NodeHome
-from node.keys import NodeKeys
+from node.keys import CurrentSigner, NodeKeys
 from node.legacy_uscc import load_legacy_codes
 from node.log import notes
 from node.log.sequencer import Sequencer
@@ -29,13 +30,19 @@ class AnsweringParts:
         self.policy = policy.policy_from_mapping(self.document, str(home.config_file))
         self.keys = NodeKeys.open(home, self.config)
         self.legacy_codes = load_legacy_codes(home)  # answered despite a wrong check character
-        self.signer = self.keys.active_signer(clock.now())
+        # Follows keys.json: `keys rotate --activate` takes effect here at its moment.
+        self.signers = CurrentSigner(self.keys, clock)
         self.log_signer = self.keys.log_signer()
         self.store = Store.open(home.db_url(self.config))
 
     @property
     def node_id(self) -> str:
         return self.config.node_id
+
+    @property
+    def signer(self) -> signing.Signer:
+        """The key that signs now (DSSE results, notices, change batches)."""
+        return self.signers()
 
     def sign_checkpoint(self, size: int, root: bytes) -> str:
         return notes.sign_checkpoint(

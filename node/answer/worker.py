@@ -25,6 +25,7 @@ from node import policy
 from node.answer.framing import POLICY, READY_ID, Outbox, frame, read_frame
 from node.answer.parts import AnsweringParts
 from node.home import NodeHome
+from node.keys import KEYS_REFRESH_S
 from node.process import settle_gc
 
 log = logging.getLogger(__name__)
@@ -74,6 +75,7 @@ async def work(home: NodeHome, sock: socket.socket) -> None:
             out.append(reply.data)
         outbox.send(frame(message_id, out))
 
+    follow_keys = loop.create_task(_follow_keys(parts), name="follow-keys")
     try:
         while True:
             try:
@@ -86,9 +88,21 @@ async def work(home: NodeHome, sock: socket.socket) -> None:
         if running:
             await asyncio.gather(*running, return_exceptions=True)
     finally:
+        follow_keys.cancel()
         writer.close()
         await sequencer.close()
         parts.store.close()
+
+
+async def _follow_keys(parts: AnsweringParts) -> None:
+    """Re-read keys.json as often as the server does: a key switch set by `keys rotate
+    --activate` happens here at the same moment (node.keys.CurrentSigner)."""
+    while True:
+        await asyncio.sleep(KEYS_REFRESH_S)
+        try:
+            await asyncio.to_thread(parts.signers.refresh)
+        except Exception:
+            log.exception("re-reading the signing keys failed; signing on with the keys held")
 
 
 def _zones(field: bytes) -> frozenset[str]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import operator
 
 from node.model import CreditResult
 
@@ -48,7 +49,11 @@ def record_from_result(result: CreditResult) -> GreenLoanRecord:
         pjfs=result.native_score,
         pjtx=result.scheme,
         sxbz=",".join(sorted(result.flags)),
-        lszb=json.dumps(dict(result.indicators), ensure_ascii=False, sort_keys=True),
+        lszb=(
+            json.dumps(dict(result.indicators), ensure_ascii=False, sort_keys=True)
+            if result.indicators
+            else "{}"
+        ),
         pjrq=result.evaluated_at.isoformat(),
         yxqz=result.valid_until.isoformat(),
         fbjd=result.issuer_node,
@@ -56,3 +61,10 @@ def record_from_result(result: CreditResult) -> GreenLoanRecord:
 
 
 COLUMNS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(GreenLoanRecord))
+_VALUES = operator.attrgetter(*COLUMNS)
+
+
+def record_row(result: CreditResult) -> tuple[object, ...]:
+    """The record of `result` as a row: its values in COLUMNS order."""
+    row: tuple[object, ...] = _VALUES(record_from_result(result))
+    return row

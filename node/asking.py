@@ -7,6 +7,7 @@ but does not verify is FAILED with a reason starting with `REJECTED`.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import hashlib
 import uuid
@@ -21,6 +22,7 @@ from node.errors import CreditNodeError, PeerUnavailable
 from node.log.sequencer import LogWrite, Sequencer
 from node.log_client import log_key_of
 from node.peer_client import PeerClient, VerifiedAnswer, refusal_reason, verify_receipt
+from node.store.received import ReceivedRepository
 
 REJECTED = "answer rejected"  # reason prefix of an answer that failed verification
 
@@ -58,6 +60,8 @@ class Asker:
     sequencer: Sequencer
     subject_key: Callable[[], bytes]  # pseudonymises a resident id in our log
     clock: Clock
+    # Keeps each verified result with its envelope, for revocation notices (node.store.received).
+    received: ReceivedRepository | None = None
 
     async def ask(
         self,
@@ -120,4 +124,14 @@ class Asker:
             lambda index, exc: entry,
         )
         metrics.EXCHANGES.labels("ASKED", decision.name).inc()
+        if answer is not None and self.received is not None:
+            await asyncio.to_thread(
+                self.received.keep,
+                issuer_node=peer,
+                result_id=answer.result.result_id,
+                zone=zone,
+                purpose=purpose,
+                envelope=wire.envelope_bytes(answer.envelope),
+                at=record.time,
+            )
         return AskOutcome(query, decision, reason, answer, receipt.log_index)

@@ -15,7 +15,6 @@ import contextlib
 import dataclasses
 import datetime as dt
 from collections.abc import Iterator
-from typing import Any
 
 from sqlalchemy import (
     BigInteger,
@@ -35,7 +34,6 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError
 
@@ -65,7 +63,7 @@ APPLIED = Table(
     Column("seq", BigInteger, primary_key=True),
     Column("kind", SmallInteger, nullable=False),  # model.ChangeKind
     Column("result_id", String, nullable=False),
-    Column("applied_at", DateTime(timezone=True), nullable=False),
+    Column("applied_at", Text, nullable=False),  # ISO 8601 UTC
 )
 CURSOR = Table(
     "greenloan_cursor",
@@ -143,34 +141,33 @@ class GreenLoanSink:
         """
         upserts = [c for c in batch.changes if c.kind is model.ChangeKind.UPSERT]
         revokes = [c.result_id for c in batch.changes if c.kind is model.ChangeKind.REVOKE]
+        at = now.astimezone(dt.UTC).isoformat()
         with self._begin() as conn:
             self._advance_cursor(conn, source, batch, now)
             if revokes:
                 conn.execute(delete(RECORDS).where(RECORDS.c.jgbs.in_(revokes)))
+            # Plain executemany of tuples: a feed applies millions of rows, and SQLAlchemy's
+            # per-row parameter processing cost several times the insert itself.
             if upserts:
-                rows = []
-                for change in upserts:
-                    assert change.result is not None  # model.Change checks it
-                    record = greenloan.record_from_result(change.result)
-                    rows.append(
-                        {
-                            **dataclasses.asdict(record),
-                            "source_node": source,
-                            "change_seq": change.seq,
-                        }
-                    )
-                conn.execute(_upsert(conn), rows)
-            if batch.changes:
-                conn.execute(
-                    insert(APPLIED),
+                conn.exec_driver_sql(
+                    _statement(conn, _UPSERT),
                     [
-                        {
-                            "source_node": source,
-                            "seq": c.seq,
-                            "kind": int(c.kind),
-                            "result_id": c.result.result_id if c.result else c.result_id,
-                            "applied_at": now,
-                        }
+                        (*greenloan.record_row(c.result), source, c.seq)
+                        for c in upserts
+                        if c.result is not None  # model.Change checks it
+                    ],
+                )
+            if batch.changes:
+                conn.exec_driver_sql(
+                    _statement(conn, _APPLY),
+                    [
+                        (
+                            source,
+                            c.seq,
+                            int(c.kind),
+                            c.result.result_id if c.result else c.result_id,
+                            at,
+                        )
                         for c in batch.changes
                     ],
                 )
@@ -222,12 +219,21 @@ class GreenLoanSink:
         return int(records), int(applied)
 
 
-def _upsert(conn: Connection) -> Any:
-    """INSERT … ON CONFLICT (jgbs) DO UPDATE: a result id names one content, so a second
-    UPSERT of it changes nothing, but must not fail either."""
-    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-    statement = dialect.insert(RECORDS)
-    return statement.on_conflict_do_update(
-        index_elements=[RECORDS.c.jgbs],
-        set_={c.name: statement.excluded[c.name] for c in RECORDS.columns if c.name != "jgbs"},
-    )
+_RECORD_COLUMNS = (*greenloan.COLUMNS, "source_node", "change_seq")
+# Both backends speak INSERT … ON CONFLICT … DO UPDATE (SQLite since 3.24). A result id names
+# one content, so a second UPSERT of it changes nothing, but must not fail either.
+_UPSERT = (
+    f"INSERT INTO {RECORDS.name} ({', '.join(_RECORD_COLUMNS)}) "
+    f"VALUES ({', '.join(['?'] * len(_RECORD_COLUMNS))}) "
+    "ON CONFLICT (jgbs) DO UPDATE SET "
+    + ", ".join(f"{c} = excluded.{c}" for c in _RECORD_COLUMNS if c != "jgbs")
+)
+_APPLY = (
+    f"INSERT INTO {APPLIED.name} (source_node, seq, kind, result_id, applied_at) "
+    "VALUES (?, ?, ?, ?, ?)"
+)
+
+
+def _statement(conn: Connection, sql: str) -> str:
+    """`sql` written with `?` placeholders, in the driver's parameter style."""
+    return sql if conn.dialect.paramstyle == "qmark" else sql.replace("?", "%s")

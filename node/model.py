@@ -241,15 +241,16 @@ class CreditResult:
     def trusted(cls, **fields: object) -> CreditResult:
         """A result from this node's own store, checked when it was imported: built without
         checking again (the read path of every answer). Never for outside input."""
+        values = {**_DEFAULTS, **fields}
+        if values.keys() != _FIELD_SET:
+            unknown = sorted(set(values) - set(_FIELD_NAMES))
+            missing = sorted(set(_FIELD_NAMES) - set(values))
+            raise TypeError(f"trusted CreditResult: unknown {unknown}, missing {missing}")
         result = object.__new__(cls)
+        setattr_ = object.__setattr__
         for name in _FIELD_NAMES:
-            value = fields.pop(name, _DEFAULTS.get(name, dataclasses.MISSING))
-            if value is dataclasses.MISSING:
-                raise TypeError(f"trusted CreditResult needs {name}")
-            object.__setattr__(result, name, value)
-        if fields:
-            raise TypeError(f"unknown CreditResult fields {sorted(fields)}")
-        object.__setattr__(result, "indicators", MappingProxyType(dict(result.indicators)))
+            setattr_(result, name, values[name])
+        setattr_(result, "indicators", MappingProxyType(dict(result.indicators)))
         return result
 
 
@@ -283,6 +284,7 @@ _BINDABLE = frozenset(
 
 
 _FIELD_NAMES = tuple(f.name for f in dataclasses.fields(CreditResult))
+_FIELD_SET = frozenset(_FIELD_NAMES)
 
 
 def _copy(result: CreditResult) -> CreditResult:

@@ -34,6 +34,8 @@ from node.log.witnessing import Witnessing
 from node.log_client import PeerLog, fetch_peer_log
 from node.peer_client import PeerClient
 from node.policy_file import PolicyFile
+from node.revocation import Notifier
+from node.revocation_watch import NoticeRejected, RevocationWatch
 from node.server import GrpcServer
 from node.services import exchange_log as log_svc
 from node.services import greenloan as greenloan_svc
@@ -81,6 +83,8 @@ class NodeRuntime:
             self.witness_config.peers, self.store, lambda peer: self.peer_client(peer, "")
         )
         self._tasks: list[asyncio.Task[Any]] = []
+        self._new_issuer = asyncio.Event()
+        self._notices_refused: set[str] = set()  # peers whose notice failed its checks
         self._reloads: set[asyncio.Task[bool]] = set()
         self._reloading = asyncio.Lock()
         self.server: GrpcServer | None = None
@@ -235,6 +239,7 @@ class NodeRuntime:
             self.sequencer,
             self.keys.subject_hmac_key,
             self.clock,
+            self.store.received,
         )
         await self.sequencer.start()
 
@@ -269,7 +274,11 @@ class NodeRuntime:
         services = {
             svc.SERVICE: svc.methods(
                 svc.InterchangeServicer(
-                    self.answerer, authenticate, self.node_info, self.membership
+                    self.answerer,
+                    authenticate,
+                    self.node_info,
+                    self.membership,
+                    notices=self.store.revocations.notices,
                 )
             ),
             log_svc.SERVICE: log_svc.methods(
@@ -298,6 +307,8 @@ class NodeRuntime:
             asyncio.create_task(self._refresh_trust(), name="trust-refresh"),
             asyncio.create_task(self._watch_config(), name="config-watch"),
             asyncio.create_task(self.trust_poller.run(), name="trust-list-poll"),
+            asyncio.create_task(self.notifier().run(), name="revocation-notices"),
+            asyncio.create_task(self._watch_revocations(), name="revocation-watch"),
         ]
         self.witnessing.start()
 
@@ -384,6 +395,68 @@ class NodeRuntime:
         if self.server is not None:
             await self.server.set_serving(svc.SERVICE, bool(in_force))
 
+    # --- revocation notices ----------------------------------------------------------------
+
+    def notifier(self) -> Notifier:
+        """Writes the notices due to the peers that received a result no longer current."""
+        return Notifier(self.store, self.node_id, lambda: self.parts.signer, self.clock)
+
+    def revocation_watch(self, peer: str, **options: Any) -> RevocationWatch:
+        """Applies `peer`'s notices to the results we received from it (the log must be open)."""
+        return RevocationWatch(
+            peer=peer,
+            client=self.peer_client(peer, ""),
+            local_node=self.node_id,
+            store=self.store,
+            key_for=lambda node, keyid: self.trust.peer_key(node, keyid),
+            sequencer=self.sequencer,
+            subject_key=self.keys.subject_hmac_key,
+            clock=self.clock,
+            **options,
+        )
+
+    async def _watch_revocations(self) -> None:
+        """Follow the notices of every peer we hold results of (a new one within seconds of
+        our first result from it)."""
+        following: dict[str, asyncio.Task[None]] = {}
+        try:
+            while True:
+                self._new_issuer.clear()  # before reading: an ask meanwhile sets it again
+                try:
+                    issuers = await asyncio.to_thread(self.store.received.issuers)
+                except StoreUnavailable:
+                    issuers = []
+                for peer in issuers:
+                    task = following.get(peer)
+                    if peer not in self._notices_refused and (task is None or task.done()):
+                        try:
+                            watch = self.revocation_watch(peer)
+                        except ConfigError:  # no longer on any list held: nothing to follow
+                            continue
+                        following[peer] = asyncio.create_task(
+                            self._follow_notices(watch), name=f"revocations-{peer}"
+                        )
+                # asyncio.timeout, not wait_for: on Python 3.11 wait_for swallows a cancellation
+                # that arrives as the event is set (an ask right before `stop`).
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(TRUST_REFRESH_S):
+                        await self._new_issuer.wait()
+        finally:
+            for task in following.values():
+                task.cancel()
+            await asyncio.gather(*following.values(), return_exceptions=True)
+
+    async def _follow_notices(self, watch: RevocationWatch) -> None:
+        try:
+            await watch.follow()
+        except NoticeRejected as exc:
+            self._notices_refused.add(watch.peer)
+            log.error("%s; not following %s until restart", exc.message, watch.peer)
+        except Exception:
+            log.exception("revocation notices of %s: watch failed", watch.peer)
+        finally:
+            await watch.close()
+
     # --- asking peers ----------------------------------------------------------------------
 
     def peer_client(self, peer: str, zone: str) -> PeerClient:
@@ -419,7 +492,10 @@ class NodeRuntime:
     ) -> AskOutcome:
         """Ask a peer, verify its answer and receipt, and record an ASKED entry in our log
         (node.asking); the log must be open (`open_log`)."""
-        return await self.asker.ask(peer, zone, purpose, subject, request_id)
+        outcome = await self.asker.ask(peer, zone, purpose, subject, request_id)
+        if outcome.answer is not None:
+            self._new_issuer.set()  # follow its revocation notices now if we did not yet
+        return outcome
 
     async def fetch_peer_log(self, peer: str) -> PeerLog:
         """`peer`'s latest checkpoint and every entry under it (node.log_client)."""

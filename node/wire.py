@@ -339,6 +339,55 @@ def record_from_bytes(data: bytes) -> model.ExchangeRecord:
         raise InvalidInput(f"exchange record has a value outside the contract: {exc}") from None
 
 
+# --- revocation notices (DESIGN.md §5-§6) ------------------------------------------------
+
+
+def revocation_notice_bytes(notice: model.RevocationNotice) -> bytes:
+    return serialize(
+        pb.RevocationNotice(
+            seq=notice.seq,
+            result_id=notice.result_id,
+            subject=subject_to_pb(notice.subject),
+            issuer_node=notice.issuer_node,
+            reason=_enum(notice.reason),
+            superseded_by=notice.superseded_by,
+            revoked_at=timestamp(notice.revoked_at),
+            audience_node=notice.audience_node,
+        )
+    )
+
+
+def revocation_notice_from_bytes(data: bytes) -> model.RevocationNotice:
+    """A notice as received, once its signature verified; InvalidInput off the contract."""
+    msg = _parse(pb.RevocationNotice, data, "revocation notice")
+    assert isinstance(msg, pb.RevocationNotice)
+    try:
+        return model.RevocationNotice(
+            seq=msg.seq,
+            result_id=msg.result_id,
+            # The issuer's signature vouches for the subject, as for a result it signed.
+            subject=subject_from_pb(msg.subject, admitted=True),
+            issuer_node=msg.issuer_node,
+            reason=model.RevocationReason(msg.reason),
+            revoked_at=from_timestamp(msg.revoked_at),
+            audience_node=msg.audience_node,
+            superseded_by=msg.superseded_by,
+        )
+    except ValueError as exc:  # an enum value outside the contract
+        raise InvalidInput(f"revocation notice has a value outside the contract: {exc}") from None
+
+
+def envelope_bytes(envelope: signing.Envelope) -> bytes:
+    """An envelope in its wire form (as stored and streamed)."""
+    return serialize(envelope_to_pb(envelope))
+
+
+def envelope_from_bytes(data: bytes) -> signing.Envelope:
+    msg = _parse(pb.Envelope, data, "envelope")
+    assert isinstance(msg, pb.Envelope)
+    return envelope_from_pb(msg)
+
+
 # --- changefeed (DESIGN.md §5-§6) ---------------------------------------------------------
 
 
@@ -357,6 +406,28 @@ def change_batch_bytes(batch: model.ChangeBatch) -> bytes:
     return serialize(msg)
 
 
+def _signed_result_from_pb(msg: pb.CreditResult) -> model.CreditResult:
+    if not msg.result_id or not msg.subject.id:
+        raise InvalidInput("a changed result must name its result id and subject")
+    return model.CreditResult.trusted(
+        result_id=msg.result_id,
+        subject=model.SubjectRef.trusted(model.SubjectIdType(msg.subject.id_type), msg.subject.id),
+        subject_name=msg.subject_name,
+        subject_type=model.SubjectType(msg.subject_type),
+        issuer_node=msg.issuer_node,
+        scheme=msg.scheme,
+        native_level=msg.native_level,
+        native_score=msg.native_score if msg.HasField("native_score") else None,
+        level=model.CreditLevel(msg.level),
+        flags=tuple(msg.flags),
+        indicators=dict(msg.indicators),
+        evaluated_at=from_timestamp(msg.evaluated_at),
+        valid_until=from_timestamp(msg.valid_until),
+        status=model.ResultStatus(msg.status),
+        supersedes=msg.supersedes,
+    )
+
+
 def sync_request(
     after_seq: int, max_batch: int, subject_types: Sequence[model.SubjectType], follow: bool
 ) -> spb.SyncRequest:
@@ -369,8 +440,12 @@ def sync_request(
 
 
 def change_batch_from_bytes(data: bytes) -> model.ChangeBatch:
-    """A batch body as received (after its signature verified); InvalidInput when it breaks
-    the contract (model.ChangeBatch checks its range and order)."""
+    """A batch body as received, once its signature verified; InvalidInput when it breaks
+    the contract (model.ChangeBatch checks its range and order, each enum its value).
+
+    A batch carries up to a thousand results and a feed millions: each result's fields are
+    vouched for by the issuer's signature over the batch, as a stored result's are by the
+    import that checked it, and are not checked one by one again (`CreditResult.trusted`)."""
     msg = _parse(pb.ChangeBatchBody, data, "change batch")
     assert isinstance(msg, pb.ChangeBatchBody)
     try:
@@ -378,7 +453,7 @@ def change_batch_from_bytes(data: bytes) -> model.ChangeBatch:
             model.Change(
                 seq=c.seq,
                 kind=model.ChangeKind(c.kind),
-                result=result_from_pb(c.result) if c.HasField("result") else None,
+                result=_signed_result_from_pb(c.result) if c.HasField("result") else None,
                 result_id=c.result_id,
             )
             for c in msg.changes

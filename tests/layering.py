@@ -61,6 +61,7 @@ FLOORS: Mapping[str, int] = {
     "node.key_rollout": 4,  # whether the lists in force carry a staged signing key
     "node.answer": 4,
     "node.changefeed": 4,
+    "node.revocation": 4,
     # 5: services, the peer client, the answer worker's two sides, asking a peer, its log
     "node.services": 5,
     "node.peer_client": 5,
@@ -68,6 +69,7 @@ FLOORS: Mapping[str, int] = {
     "node.asking": 5,
     "node.log_client": 5,
     "node.greenloan_sync": 5,
+    "node.revocation_watch": 5,
     # 6: wiring, the server, the command line, processes' mains
     "node.server": 6,
     "node.runtime": 6,

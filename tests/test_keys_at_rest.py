@@ -35,6 +35,7 @@ NOT_KEY_WRITERS = {
     "log verify",
     "policy example",
     "query",
+    "revocations watch",
     "serve",
     "zone add-member",
     "zone install",

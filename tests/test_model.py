@@ -117,5 +117,8 @@ def test_trusted_result_equals_a_checked_one() -> None:
     result = make_result()
     fields = {f.name: getattr(result, f.name) for f in dataclasses.fields(result)}
     assert model.CreditResult.trusted(**fields) == result
-    with pytest.raises(TypeError, match="unknown CreditResult fields"):
+    with pytest.raises(TypeError, match=r"unknown \['colour'\], missing \[\]"):
         model.CreditResult.trusted(**fields, colour="red")
+    del fields["scheme"]
+    with pytest.raises(TypeError, match=r"unknown \[\], missing \['scheme'\]"):
+        model.CreditResult.trusted(**fields)

@@ -32,7 +32,16 @@ from tests.pg import free_port
 
 EVALUATED = dt.datetime(2025, 3, 1, 8, 30, tzinfo=dt.UTC)
 SCHEME = "zj-public-credit@2023"
-MY_TABLES = {"credit_results", "import_batches", "changes"}
+MY_TABLES = {
+    "credit_results",
+    "import_batches",
+    "changes",
+    "deliveries",
+    "revocation_notices",
+    "notifier_state",
+    "received_results",
+    "revocation_cursors",
+}
 
 
 def uscc(n: int) -> str:

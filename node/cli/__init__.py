@@ -21,6 +21,7 @@ COMMAND_MODULES = (
     "node.cli.log",
     "node.cli.serve",
     "node.cli.greenloan",
+    "node.cli.revocations",
 )
 
 

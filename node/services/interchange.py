@@ -38,8 +38,15 @@ CALLER_ITEMS_HELD = 2048
 # its rate is held to its own pace instead of taking the server's time from the others.
 OVER_RATE_DELAY_S = 0.25
 
+# SubscribeRevocations reads this many of a caller's notices at a time, and a following
+# stream looks for new ones this often.
+NOTICES_PER_READ = 200
+NOTICE_POLL_S = 0.1
+
 Context = Any  # grpc.aio.ServicerContext
 Authenticate = Callable[[Context], str]  # the caller's node id from its verified certificate
+# (audience, after seq, limit) -> [(seq, serialized envelope)]: node.store.revocations
+Notices = Callable[[str, int, int], list[tuple[int, bytes]]]
 
 
 class InterchangeServicer:
@@ -52,6 +59,8 @@ class InterchangeServicer:
         *,
         caller_items_held: int = CALLER_ITEMS_HELD,
         over_rate_delay_s: float = OVER_RATE_DELAY_S,
+        notices: Notices | None = None,
+        notice_poll_s: float = NOTICE_POLL_S,
     ) -> None:
         self._answerer = answerer
         self._authenticate = authenticate
@@ -59,6 +68,8 @@ class InterchangeServicer:
         self._membership = membership  # the zones a caller and this node are in, by list
         self._caller_items_held = caller_items_held
         self._over_rate_delay_s = over_rate_delay_s
+        self._notices = notices
+        self._notice_poll_s = notice_poll_s
         self._held: dict[str, asyncio.Semaphore] = {}  # per caller: room for items read
 
     def items_held(self, caller: str) -> int:
@@ -164,13 +175,27 @@ class InterchangeServicer:
         return self._node_info()
 
     async def SubscribeRevocations(
-        self, request: Any, context: Context
+        self, request: wire.spb.SubscribeRevocationsRequest, context: Context
     ) -> AsyncIterator[wire.pb.Envelope]:
-        self._authenticate(context)
-        await context.abort(
-            grpc.StatusCode.UNIMPLEMENTED, "revocation notices are not served by this node yet"
-        )
-        yield wire.pb.Envelope()  # pragma: no cover - abort raises
+        """The caller's revocation notices after `after_seq`, in order; with `follow`, new
+        ones as they are written (node.revocation.Notifier)."""
+        caller = self._authenticate(context)
+        notices = self._notices
+        if notices is None:
+            await context.abort(
+                grpc.StatusCode.UNIMPLEMENTED, "revocation notices are not served by this node"
+            )
+            return
+        after = request.after_seq
+        while True:
+            found = await asyncio.to_thread(notices, caller, after, NOTICES_PER_READ)
+            for seq, data in found:
+                yield wire.pb.Envelope.FromString(data)
+                after = seq
+            if not found:
+                if not request.follow:
+                    return
+                await asyncio.sleep(self._notice_poll_s)
 
 
 def methods(servicer: InterchangeServicer) -> dict[str, grpc.RpcMethodHandler]:

@@ -10,7 +10,9 @@ from sqlalchemy import select
 from node.model import ChangeKind, CreditResult
 from node.store.engine import Database
 from node.store.journal import CHANGES, last_seq
-from node.store.results import RESULTS, result_from_row
+from node.store.results import RESULT_COLUMNS, RESULTS, result_from_row
+
+_KINDS = {int(kind): kind for kind in ChangeKind}
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -36,7 +38,7 @@ class ChangeRepository:
     def read(self, after_seq: int, limit: int) -> list[StoredChange]:
         """Up to `limit` changes after `after_seq`, in seq order, each with its result."""
         query = (
-            select(CHANGES.c.seq, CHANGES.c.kind, RESULTS)
+            select(CHANGES.c.seq, CHANGES.c.kind, *(RESULTS.c[name] for name in RESULT_COLUMNS))
             .join(RESULTS, RESULTS.c.result_id == CHANGES.c.result_id)
             .where(CHANGES.c.seq > after_seq)
             .order_by(CHANGES.c.seq)
@@ -44,6 +46,6 @@ class ChangeRepository:
         )
         with self._store.connect() as conn:
             return [
-                StoredChange(row.seq, ChangeKind(row.kind), result_from_row(row))
+                StoredChange(row.seq, _KINDS[row.kind], result_from_row(row))
                 for row in conn.execute(query)
             ]

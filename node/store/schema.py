@@ -100,6 +100,9 @@ class CreditResultRow(Base):
     status: Mapped[int] = mapped_column(SmallInteger)
     supersedes: Mapped[str | None] = mapped_column(String, ForeignKey("credit_results.result_id"))
     content_digest: Mapped[str] = mapped_column(String(64))  # hex SHA-256, see results.py
+    # Why and when a REVOKED result was revoked (model.RevocationReason); NULL otherwise.
+    revoked_reason: Mapped[int | None] = mapped_column(SmallInteger)
+    revoked_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
     created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime)
     updated_at: Mapped[dt.datetime] = mapped_column(UtcDateTime)
 

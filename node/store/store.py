@@ -24,7 +24,9 @@ from sqlalchemy.orm import Session
 from node.errors import StoreUnavailable
 from node.store.changes import ChangeRepository
 from node.store.engine import SQLITE_BEGIN, build_engine, describe, parse_url
+from node.store.received import ReceivedRepository
 from node.store.results import ResultRepository
+from node.store.revocations import RevocationRepository
 from node.store.trust_floors import TrustFloorRepository
 
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
@@ -55,6 +57,8 @@ class Store:
         self._url = url
         self.results = ResultRepository(self)
         self.changes = ChangeRepository(self)
+        self.revocations = RevocationRepository(self)
+        self.received = ReceivedRepository(self)
         self.trust_floors = TrustFloorRepository(self)
 
     @classmethod

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from adapters.schemes import issued_schemes
-from node import changefeed, metrics, model, tls, wire
+from node import changefeed, credit_repair, metrics, model, tls, wire
 from node import policy as policies
 from node.answer.local import Answerer, LocalAnswerer
 from node.answer.parts import AnsweringParts
@@ -309,6 +309,9 @@ class NodeRuntime:
             asyncio.create_task(self.trust_poller.run(), name="trust-list-poll"),
             asyncio.create_task(self.notifier().run(), name="revocation-notices"),
             asyncio.create_task(self._watch_revocations(), name="revocation-watch"),
+            asyncio.create_task(
+                credit_repair.run_expiry(self.store, self.clock), name="penalty-expiry"
+            ),
         ]
         self.witnessing.start()
 

@@ -34,6 +34,7 @@ FLOORS: Mapping[str, int] = {
     "node.model": 2,
     "node.log.notes": 2,
     "node.privacy": 2,
+    "node.repair": 2,  # the repair rules: pure
     "node.trust_model": 2,
     # 3: store, wire, policy (generated code below the wire layer), files of the home
     "node._pb": 3,
@@ -62,6 +63,7 @@ FLOORS: Mapping[str, int] = {
     "node.answer": 4,
     "node.changefeed": 4,
     "node.revocation": 4,
+    "node.credit_repair": 4,
     # 5: services, the peer client, the answer worker's two sides, asking a peer, its log
     "node.services": 5,
     "node.peer_client": 5,

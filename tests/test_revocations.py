@@ -15,12 +15,14 @@ from collections.abc import AsyncIterator
 import pytest
 
 from devtools.federation import build
-from node import model, signing, wire
+from node import credit_repair, model, signing, wire
 from node.home import NodeHome
 from node.log.store import LogStore
+from node.repair import Severity, china_day
 from node.revocation import open_revocation_notice
 from node.runtime import NodeRuntime
 from node.services.interchange import SERVICE
+from node.store.penalties import PenaltyRecord
 from tests.federation_helpers import HANGZHOU, HUZHOU, JIAXING, company
 
 Nodes = dict[str, NodeRuntime]
@@ -220,3 +222,40 @@ async def _creditnode(*args: object) -> tuple[int, str, str]:
         raise AssertionError(f"creditnode {args} hung: {err.decode()[-3000:]}") from None
     assert process.returncode is not None
     return process.returncode, out.decode(), err.decode()
+
+
+async def test_a_repair_reaches_the_recipients_and_is_not_replayed(
+    cities: tuple[Nodes, list[model.SubjectRef]],
+) -> None:
+    nodes, (first, _) = cities
+    huzhou, jiaxing = nodes[HUZHOU], nodes[JIAXING]
+    decided = china_day(huzhou.clock.now()) - dt.timedelta(days=1)
+    record = PenaltyRecord("CF-0001", first, "湖州测试", Severity.MINOR, decided, {})
+    added = await asyncio.to_thread(huzhou.store.penalties.add, [record], huzhou.clock.now())
+    [flagged] = added.replaced.values()
+    asked = await jiaxing.ask(HUZHOU, "hjjw", "xinyi-dai", first, "rq-repair-1")
+    assert asked.answer is not None and asked.answer.result.result_id == flagged
+    assert "ADMINISTRATIVE_PENALTY" in asked.answer.result.flags
+
+    reissued = await asyncio.to_thread(
+        credit_repair.repair_record, huzhou.store, "CF-0001", "修复决定", huzhou.clock
+    )
+    repaired = reissued.replaced[flagged]
+
+    def marked() -> bool:
+        held = jiaxing.store.received.get(HUZHOU, flagged)
+        return held is not None and not held.current
+
+    await _until(marked)
+    held = jiaxing.store.received.get(HUZHOU, flagged)
+    assert held is not None and held.revoked_reason is model.RevocationReason.CREDIT_REPAIRED
+    assert held.superseded_by == repaired
+    # The same request id again (our own log keeps one ASKED entry per id, so straight to the
+    # peer): decided afresh, the repaired result without the flag, not the stored answer.
+    client = jiaxing.peer_client(HUZHOU, "hjjw")
+    try:
+        again = await client.query(asked.query)
+    finally:
+        await client.close()
+    assert again.result.result_id == repaired
+    assert "ADMINISTRATIVE_PENALTY" not in again.result.flags

@@ -41,6 +41,7 @@ MY_TABLES = {
     "notifier_state",
     "received_results",
     "revocation_cursors",
+    "penalty_records",
 }
 
 

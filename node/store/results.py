@@ -261,7 +261,7 @@ def plan_import(
 # --- rows <-> domain ---------------------------------------------------------------------------
 
 
-def _row_values(planned: PlannedInsert, now: dt.datetime) -> dict[str, Any]:
+def result_row_values(planned: PlannedInsert, now: dt.datetime) -> dict[str, Any]:
     result = planned.result
     return {
         "result_id": result.result_id,
@@ -437,7 +437,7 @@ class ResultRepository:
                 [{"old_id": result_id} for result_id in plan.superseded],
             )
         if plan.inserts:
-            conn.execute(insert(RESULTS), [_row_values(p, at) for p in plan.inserts])
+            conn.execute(insert(RESULTS), [result_row_values(p, at) for p in plan.inserts])
         # A superseded result is revoked in the feed before its successor arrives, so a
         # consumer keeping one current result per subject and scheme never holds two.
         changes: list[tuple[ChangeKind, str]] = []

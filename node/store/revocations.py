@@ -227,7 +227,7 @@ class RevocationRepository:
                             row.subject_id,
                             reason,
                             row.revoked_at or row.updated_at,
-                            successors.get(row.result_id, "") if superseded else "",
+                            successors.get(row.result_id, ""),
                         ),
                     )
                 )

@@ -44,7 +44,7 @@ STAGED_SUBJECTS = Table(
     prefixes=["TEMPORARY"],
 )
 
-# credit_results' columns that an import writes from the file (node.store.results._row_values).
+# credit_results' columns an import writes from the file (results.result_row_values).
 STAGED_RESULTS = Table(
     "staged_results",
     _METADATA,

@@ -24,6 +24,7 @@ from sqlalchemy.orm import Session
 from node.errors import StoreUnavailable
 from node.store.changes import ChangeRepository
 from node.store.engine import SQLITE_BEGIN, build_engine, describe, parse_url
+from node.store.penalties import PenaltyRepository
 from node.store.received import ReceivedRepository
 from node.store.results import ResultRepository
 from node.store.revocations import RevocationRepository
@@ -59,6 +60,7 @@ class Store:
         self.changes = ChangeRepository(self)
         self.revocations = RevocationRepository(self)
         self.received = ReceivedRepository(self)
+        self.penalties = PenaltyRepository(self)
         self.trust_floors = TrustFloorRepository(self)
 
     @classmethod

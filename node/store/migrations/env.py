@@ -11,6 +11,7 @@ from sqlalchemy.engine import Connection
 
 from node.store import (
     log_tables,  # noqa: F401 - registers the exchange log tables
+    penalties,  # noqa: F401 - registers the penalty records
     received,  # noqa: F401 - registers the received results and revocation cursors
     revocations,  # noqa: F401 - registers deliveries, notices and the notifier's state
     trust_floors,  # noqa: F401 - registers the trust-list floors table

@@ -6,7 +6,12 @@
 2. Each node runs `creditnode serve` in its own process on a loopback port.
 3. A script of queries — granted, refused (not in zone, purpose not agreed, natural person not
    allowed) and not found — runs through `creditnode query`, and is printed as a table.
-4. Huzhou's exchange log is verified offline; every node process is stopped before exit.
+4. The provincial Green Loan Link job (cn-330000, role green-loan-sync on the yrd list)
+   follows Huzhou's signed changefeed into its own SQLite sink (`creditnode greenloan-sync`).
+5. Credit repair: a penalty flags a company, Jiaxing receives the flagged result, Huzhou repairs
+   the record (`creditnode repair`); Jiaxing's node applies the signed revocation notice and
+   the sync job drops the flagged result.
+6. Huzhou's exchange log is verified offline; every node process is stopped before exit.
 """
 
 from __future__ import annotations
@@ -19,18 +24,21 @@ import os
 import pathlib
 import shutil
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import click
 import sqlalchemy as sa
 
-from devtools.federation import CITIES, Federation, build
-from node import model
+from devtools.federation import CITIES, ZONES, Federation, build
+from node import model, repair
+from node.clock import SYSTEM
 from node.home import NodeHome
 from node.store import Store
+from node.store.penalties import PenaltyRecord
 from node.store.schema import CreditResultRow
 
 DEMO = pathlib.Path("demo")
@@ -41,6 +49,7 @@ HUZHOU, JIAXING, HANGZHOU, NINGBO, SHANGHAI = (
     "cn-330200",
     "cn-310000",
 )
+PROVINCE = "cn-330000"  # the Zhejiang Green Loan Link's sync job (浙江省绿贷通)
 CREDITNODE = [sys.executable, "-m", "node.cli"]
 
 
@@ -68,7 +77,7 @@ def serving(fed: Federation) -> Iterator[None]:
     procs: dict[str, subprocess.Popen[bytes]] = {}
     logs = {}
     try:
-        for node_id in fed.ports:
+        for node_id in CITIES:
             ready = fed.root / f"{node_id}.ready"
             logs[node_id] = (fed.root / f"{node_id}.serve.log").open("wb")
             procs[node_id] = subprocess.Popen(
@@ -104,6 +113,126 @@ def serving(fed: Federation) -> Iterator[None]:
                 proc.wait()
         for log in logs.values():
             log.close()
+
+
+def _wait(condition: Callable[[], bool], what: str, timeout: float = 60.0) -> float:
+    """Seconds until `condition` held; exit saying `what` did not happen in time."""
+    started = time.monotonic()
+    while not condition():
+        if time.monotonic() - started > timeout:
+            raise SystemExit(f"demo: {what} did not happen within {timeout:.0f} s")
+        time.sleep(0.05)
+    return time.monotonic() - started
+
+
+def _sink_state(sink: pathlib.Path) -> tuple[int, set[str]]:
+    """(cursor, result ids held) of the sync job's sink; (0, {}) before it exists."""
+    if not sink.exists():
+        return 0, set()
+    with sqlite3.connect(sink) as conn:
+        try:
+            cursor = conn.execute("SELECT max(last_seq) FROM greenloan_cursor").fetchone()[0]
+            ids = {r[0] for r in conn.execute("SELECT jgbs FROM greenloan_records")}
+        except sqlite3.OperationalError:  # tables not made yet
+            return 0, set()
+    return int(cursor or 0), ids
+
+
+def _huzhou_store(fed: Federation) -> Store:
+    home = NodeHome(fed.home(HUZHOU))
+    return Store.open(home.db_url(home.load_config()))
+
+
+@contextlib.contextmanager
+def following_the_feed(fed: Federation) -> Iterator[pathlib.Path]:
+    """The Green Loan Link job following Huzhou's changefeed until the block ends."""
+    sink = fed.root / "greenloan-sink.db"
+    click.echo(
+        "\nGreen Loan Link: the provincial job (cn-330000, role green-loan-sync) follows "
+        "Huzhou's signed changefeed (creditnode greenloan-sync --follow):"
+    )
+    log = (fed.root / "greenloan-sync.log").open("wb")
+    job = subprocess.Popen(
+        [
+            *CREDITNODE,
+            "greenloan-sync",
+            *("--target", fed.endpoint(HUZHOU), "--sink", f"sqlite:///{sink}"),
+            *("--home", str(fed.home(PROVINCE)), "--follow"),
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        with _huzhou_store(fed) as store:
+            head = store.changes.head()
+        took = _wait(lambda: _sink_state(sink)[0] >= head, "the sync job catching up")
+        records = len(_sink_state(sink)[1])
+        click.echo(
+            f"  caught up with all {head:,} changes in {took:.1f} s: {records:,} enterprise "
+            f"records in {sink.name} (each batch signed, checked and committed with its cursor)"
+        )
+        yield sink
+    finally:
+        job.send_signal(signal.SIGTERM)
+        try:
+            job.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            job.kill()
+            job.wait()
+        log.close()
+
+
+def repair_reaches_the_recipients(fed: Federation, sink: pathlib.Path) -> None:
+    company = first_subject(fed, HUZHOU, "企业")
+    subject = model.SubjectRef(model.SubjectIdType.USCC, company)
+    click.echo(
+        "\nCredit repair: a general penalty decided four months ago flags the company "
+        "(recorded through the store here; the 双公示 adapter will feed such records):"
+    )
+    decided = repair.add_months(repair.china_day(SYSTEM.now()), -4)
+    record = PenaltyRecord("CF-DEMO-0001", subject, "demo", repair.Severity.GENERAL, decided, {})
+    with _huzhou_store(fed) as store:
+        [flagged] = store.penalties.add([record], SYSTEM.now()).replaced.values()
+    click.echo(f"  {company}: result {flagged} now carries ADMINISTRATIVE_PENALTY")
+    outcome = ask(fed, JIAXING, HUZHOU, "hjjw", "xinyi-dai", company, False)
+    click.echo(f"  Jiaxing asks Huzhou: {outcome['decision']} {describe(outcome)}")
+    _wait(lambda: flagged in _sink_state(sink)[1], "the sync job receiving the flagged result")
+    click.echo("  the sync job holds it too")
+    repair_started = time.monotonic()
+    done = subprocess.run(
+        [
+            *CREDITNODE,
+            "repair",
+            "CF-DEMO-0001",
+            "--reason",
+            "信用修复决定书 湖信修〔2026〕1号",
+            "--home",
+            str(fed.home(HUZHOU)),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    click.echo("  creditnode repair CF-DEMO-0001: " + (done.stdout or done.stderr).strip())
+    jiaxing = NodeHome(fed.home(JIAXING))
+
+    def applied_at_jiaxing() -> bool:
+        with Store.open(jiaxing.db_url(jiaxing.load_config())) as store:
+            held = store.received.get(HUZHOU, flagged)
+        return held is not None and not held.current
+
+    _wait(applied_at_jiaxing, "Jiaxing applying the revocation notice")
+    took = time.monotonic() - repair_started
+    with Store.open(jiaxing.db_url(jiaxing.load_config())) as store:
+        held = store.received.get(HUZHOU, flagged)
+    assert held is not None and held.revoked_reason is not None
+    click.echo(
+        f"  Jiaxing's node applied Huzhou's signed notice {took:.1f} s after the repair "
+        "command started (most of it the command's own start-up): "
+        f"{held.revoked_reason.name}, superseded by {held.superseded_by} (and logged it)"
+    )
+    _wait(lambda: flagged not in _sink_state(sink)[1], "the sync job dropping the result")
+    click.echo("  the sync job dropped the flagged result and holds its repaired successor")
 
 
 def first_subject(fed: Federation, node_id: str, subject_type: str) -> str:
@@ -183,9 +312,17 @@ def main() -> None:
     DEMO.mkdir()
     click.echo("Setting up five city nodes and four zones under demo/ ...")
     started = time.perf_counter()
-    fed = build(DEMO.resolve(), subjects=2000, seed=20261129, witnesses={HUZHOU: [JIAXING]})
+    fed = build(
+        DEMO.resolve(),
+        {**CITIES, PROVINCE: "浙江省"},
+        {**ZONES, "yrd": (*ZONES["yrd"], PROVINCE)},
+        subjects=2000,
+        seed=20261129,
+        witnesses={HUZHOU: [JIAXING]},
+        roles={PROVINCE: "green-loan-sync"},
+    )
     click.echo(f"  done in {time.perf_counter() - started:.1f} s")
-    for node_id in fed.ports:
+    for node_id in CITIES:
         summarise(fed, node_id)
     click.echo("\nStarting the nodes (creditnode serve, mutual TLS on loopback):")
     with serving(fed):
@@ -206,6 +343,8 @@ def main() -> None:
                 f"{asker:<10} {peer:<10} {zone:<9} {purpose:<15} "
                 f"{masked(subject, resident):<20} {outcome['decision']!s:<10} {details}"
             )
+        with following_the_feed(fed) as sink:
+            repair_reaches_the_recipients(fed, sink)
         time.sleep(0.5)  # let Huzhou send its last checkpoint to its witness
     click.echo(
         "\nVerifying Huzhou's exchange log offline, with Jiaxing's cosignatures "

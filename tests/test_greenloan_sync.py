@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator
 
 import grpc
 import pytest
+from prometheus_client import REGISTRY
 
 from devtools.federation import free_port
 from node import changefeed, model, signing, tls, wire
@@ -54,6 +55,10 @@ async def test_the_sink_equals_the_source_and_resumes_with_each_change_once(
         assert expected and sink_records(sink) == expected
         head = feed.huzhou.store.changes.head()
         assert done.cursor == head and done.lag == 0 and sink.cursor(HUZHOU) == head
+        # The node's metrics: the feed's head and where this consumer stands.
+        assert REGISTRY.get_sample_value("creditnode_changefeed_head_seq") == head
+        consumer = {"consumer": PROVINCE}
+        assert REGISTRY.get_sample_value("creditnode_changefeed_consumer_seq", consumer) == head
         assert done.batches == -(-head // 7)  # ceil: each batch covers 7 seqs
         first_run = applied_seqs(sink)
         assert len(first_run) == len(expected)  # one UPSERT per enterprise result, once

@@ -177,7 +177,10 @@ def test_the_repair_commands(tmp_path: pathlib.Path) -> None:
     node_home = NodeHome(home)
     today = china_day(SYSTEM.now())
     with Store.open(node_home.db_url(node_home.load_config())) as store:
-        _setup(store, ManualClock(SYSTEM.now()), Severity.GENERAL)
+        result = make_result(result_id="cn-330500:r1", subject=SUBJECT)
+        store.results.import_results(
+            [result], source="a.csv", file_sha256="0" * 64, fmt="test", now=SYSTEM.now()
+        )
         record = PenaltyRecord("CF-9", SUBJECT, "湖州绿源", Severity.GENERAL, today, {})
         store.penalties.add([record], SYSTEM.now())
     earliest = add_months(today, 3)

@@ -9,6 +9,7 @@ and is never applied; a connection that drops is retried from the cursor.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 from collections.abc import Callable, Sequence
 
@@ -17,7 +18,7 @@ import grpc
 from node import changefeed, model, signing, wire
 from node.clock import Clock
 from node.errors import BadAnswer, BadSignature, PeerError, PeerUnavailable, UntrustedKey
-from node.greenloan_sink import Applied, GreenLoanSink
+from node.greenloan_sink import GreenLoanSink
 from node.services.greenloan import FEED_HEAD_METADATA, SERVICE
 
 RETRY_DELAYS_S = (0.2, 0.5, 1.0, 2.0, 5.0)  # then 5 s between attempts
@@ -116,35 +117,57 @@ class SyncJob:
             if key == FEED_HEAD_METADATA and value.isdigit():
                 self._state = dataclasses.replace(self._state, head=int(value))
         self._report()
-        async for message in call:
-            envelope = wire.envelope_from_pb(message)
-            applied = await asyncio.to_thread(self._verify_and_apply, envelope)
-            state = self._state
-            self._state = SyncProgress(
-                cursor=applied.last_seq,
-                head=max(state.head, applied.last_seq),
-                batches=state.batches + 1,
-                upserted=state.upserted + applied.upserted,
-                revoked=state.revoked + applied.revoked,
-            )
-            self._report()
-
-    def _verify_and_apply(self, envelope: signing.Envelope) -> Applied:
+        checked = self._state.cursor  # the last seq of the batches checked so far
+        applying: asyncio.Task[None] | None = None
         try:
-            batch = changefeed.open_change_batch(
+            async for message in call:
+                batch = await asyncio.to_thread(
+                    self._check, wire.envelope_from_pb(message), checked
+                )
+                checked = batch.last_seq
+                if applying is not None:
+                    task, applying = applying, None
+                    await task
+                # A batch is written while the next one is checked: the sink's commit (an
+                # fsync) and the checking overlap. Batches are still applied one by one, in
+                # order, each only once the one before it committed.
+                applying = asyncio.create_task(self._apply(batch))
+            if applying is not None:
+                task, applying = applying, None
+                await task
+        finally:
+            if applying is not None:
+                # A later batch failed its check, or the stream broke, while this (checked)
+                # one was being written: let it finish, so the state says where the sink is.
+                with contextlib.suppress(Exception):
+                    await applying
+
+    def _check(self, envelope: signing.Envelope, after_seq: int) -> model.ChangeBatch:
+        try:
+            return changefeed.open_change_batch(
                 envelope,
                 issuer=self._source,
                 audience=self._audience,
-                after_seq=self._state.cursor,
+                after_seq=after_seq,
                 key_for=self._key_for,
             )
         except (BadAnswer, BadSignature, UntrustedKey) as exc:
             raise FeedRejected(
-                f"batch after seq {self._state.cursor} from {self._source} rejected: "
-                f"{exc.message}; nothing of it was applied (the sink stays at seq "
-                f"{self._state.cursor})"
+                f"batch after seq {after_seq} from {self._source} rejected: {exc.message}; "
+                f"nothing of it was applied (the sink stays at seq {after_seq})"
             ) from exc
-        return self._sink.apply(batch, self._source, self._clock.now())
+
+    async def _apply(self, batch: model.ChangeBatch) -> None:
+        applied = await asyncio.to_thread(self._sink.apply, batch, self._source, self._clock.now())
+        state = self._state
+        self._state = SyncProgress(
+            cursor=applied.last_seq,
+            head=max(state.head, applied.last_seq),
+            batches=state.batches + 1,
+            upserted=state.upserted + applied.upserted,
+            revoked=state.revoked + applied.revoked,
+        )
+        self._report()
 
     def _report(self) -> None:
         if self._progress is not None:

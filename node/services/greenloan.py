@@ -66,16 +66,29 @@ class GreenLoanSyncServicer:
         await context.send_initial_metadata(((FEED_HEAD_METADATA, str(head)),))
         metrics.CHANGEFEED_HEAD.set(head)
         metrics.CHANGEFEED_CONSUMER_SEQ.labels(caller).set(after)
-        while True:
-            built = await asyncio.to_thread(self._next_batch, after, limit, scope)
-            if built is None:
-                if not request.follow:
-                    return
-                await asyncio.sleep(self._poll_s)
-                continue
-            envelope, after = built
-            yield envelope
-            metrics.CHANGEFEED_CONSUMER_SEQ.labels(caller).set(after)
+        # The next batch is built while this one is sent: reading, trimming and signing and
+        # the client's receiving overlap instead of taking turns.
+        building = self._build(after, limit, scope)
+        try:
+            while True:
+                built = await building
+                if built is None:
+                    if not request.follow:
+                        return
+                    await asyncio.sleep(self._poll_s)
+                    building = self._build(after, limit, scope)
+                    continue
+                envelope, after = built
+                building = self._build(after, limit, scope)
+                yield envelope
+                metrics.CHANGEFEED_CONSUMER_SEQ.labels(caller).set(after)
+        finally:
+            building.cancel()
+
+    def _build(
+        self, after: int, limit: int, scope: changefeed.FeedScope
+    ) -> asyncio.Task[tuple[wire.pb.Envelope, int] | None]:
+        return asyncio.create_task(asyncio.to_thread(self._next_batch, after, limit, scope))
 
     def _next_batch(
         self, after: int, limit: int, scope: changefeed.FeedScope

@@ -69,6 +69,22 @@ class HomeLock:
         self.release()
 
 
+def holder(data_dir: pathlib.Path) -> int | None:
+    """The pid of the `serve` holding this home's lock (0 if its file names none), or None
+    when no process holds it. Asked with a shared lock, taken and dropped at once."""
+    try:
+        fd = os.open(data_dir / LOCK_FILE, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return _read_pid(fd) or 0
+    finally:
+        os.close(fd)  # closing the descriptor drops a lock we took
+    return None
+
+
 def _read_pid(fd: int) -> int | None:
     """The pid the holder wrote, if it is a number (a bounded read: it is our own file)."""
     try:

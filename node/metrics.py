@@ -1,12 +1,15 @@
 """Prometheus metrics of the node (one registry, the client library's default).
 
 Counters only move forward; names follow Prometheus conventions (`_total`). `serve
---metrics-listen` exposes them over HTTP; the audit web app will serve them too.
+--metrics-listen` exposes them over HTTP (node.admin_http); the audit web app will serve them too.
 """
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge, Histogram
+import importlib.metadata
+import platform
+
+from prometheus_client import Counter, Gauge, Histogram, Info
 
 EXCHANGES = Counter(
     "creditnode_exchanges_total",
@@ -52,3 +55,14 @@ CHANGEFEED_CONSUMER_SEQ = Gauge(
     "each batch's last seq); head minus this is how far behind it is",
     ["consumer"],
 )
+BUILD = Info("creditnode_build", "The software this node runs: creditnode_build_info{version}")
+
+
+def _version() -> str:
+    try:
+        return importlib.metadata.version("credit-interchange-node")
+    except importlib.metadata.PackageNotFoundError:  # run from a source tree, not installed
+        return "unknown"
+
+
+BUILD.info({"version": _version(), "python": platform.python_version()})

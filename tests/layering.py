@@ -30,6 +30,7 @@ FLOORS: Mapping[str, int] = {
     "node.signing": 1,
     "node.sealed_secret": 1,
     "node.process": 1,
+    "node.log_output": 1,  # log lines as text or JSON
     # 2: the model and signed notes
     "node.model": 2,
     "node.log.notes": 2,
@@ -53,6 +54,7 @@ FLOORS: Mapping[str, int] = {
     "node.policy_file": 3,  # node.toml's zone policy, re-read while serving
     "node.tls_probe": 3,  # asks a peer whether it accepts our TLS certificate
     "node.greenloan_sink": 3,  # the sync job's own database
+    "node.admin_http": 3,  # /metrics, /healthz, /readyz over plain HTTP
     # 4: the log, trust, the answer path
     "node.log": 4,
     "node.trust": 4,
@@ -75,6 +77,7 @@ FLOORS: Mapping[str, int] = {
     # 6: wiring, the server, the command line, processes' mains
     "node.server": 6,
     "node.runtime": 6,
+    "node.readiness": 6,  # what /readyz checks of a running node
     "node.cli": 6,
     "node.answer.worker": 6,
     "node": 6,

@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 import sqlalchemy as sa
+from prometheus_client import REGISTRY
 
 from devtools.federation import build
 from node import model, wire
@@ -148,3 +149,33 @@ async def test_a_call_in_flight_when_the_worker_dies_fails_as_unavailable(
     assert worker.pid != old_pid and not reply.refused and reply.decision == "GRANTED"
     response = wire.parse_response(reply.data)
     assert response.request_id == "in-flight" and response.HasField("receipt")
+
+
+def _batch_samples() -> tuple[float, float]:
+    count = REGISTRY.get_sample_value("creditnode_log_batch_entries_count") or 0.0
+    total = REGISTRY.get_sample_value("creditnode_log_batch_entries_sum") or 0.0
+    return count, total
+
+
+async def test_the_workers_batches_reach_the_servers_metrics(pair: Running) -> None:
+    """issue 14 §7: creditnode_log_batch_entries stayed 0 after 16 committed answers, which
+    the worker committed and observed in its own process, where nothing scrapes."""
+    fed, nodes = pair
+    worker = nodes[HUZHOU].answerer
+    assert isinstance(worker, WorkerAnswerer)
+    queries = [
+        wire.serialize(
+            wire.query_to_pb(model.CreditQuery(f"b-{i}", company(fed, i % 4), "hjjw", "xinyi-dai"))
+        )
+        for i in range(16)
+    ]
+    count, total = _batch_samples()
+    replies = await worker.answer(
+        JIAXING, queries, single=False, membership=nodes[HUZHOU].membership(JIAXING)
+    )
+    assert [r.decision for r in replies] == ["GRANTED"] * 16
+    # The last batch's size arrives with the reply that follows it: one more call.
+    await worker.use_policy(nodes[HUZHOU].policy)
+    after_count, after_total = _batch_samples()
+    assert after_total - total == 16  # every committed entry, in this process's histogram
+    assert 1 <= after_count - count <= 16

@@ -40,6 +40,7 @@ NOT_KEY_WRITERS = {
     "repair record",
     "revocations watch",
     "serve",
+    "status",
     "zone add-member",
     "zone install",
     "zone pin",

@@ -7,7 +7,9 @@ socket pair, `<message id: u32><length: u32><body>`; a body is a list of byte fi
   as received;
 - policy (server → worker): "policy" and the zone policy reloaded from node.toml, as the JSON
   of `node.policy.policy_to_mapping`; answered "ok" once the worker decides by it;
-- reply (worker → server): "ok", the worker's committed log size, then per query its meta
+- reply (worker → server): "ok", the worker's committed log size, the entry counts of the
+  batches it committed since its last reply (comma-separated, for the server's
+  `creditnode_log_batch_entries` histogram), then per query its meta
   (refused "1"/"0" followed by the logged decision) and its serialized response; or "fault"
   and a message when the worker could not answer at all;
 - the worker's first frame (id 0): "ready" and its log size.

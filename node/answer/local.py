@@ -13,11 +13,12 @@ bound into a signed result is the SHA-256 of exactly those bytes.
 from __future__ import annotations
 
 import dataclasses
+import logging
 from collections.abc import Sequence
 from typing import Protocol
 
 from node import error_status as status
-from node import metrics, wire
+from node import log_output, metrics, wire
 from node import policy as policies
 from node.answer.builder import Answer
 from node.answer.exchange import Interchange, Received, Replay
@@ -141,6 +142,9 @@ class LocalAnswerer:
         ]
         if self._count:
             count_decisions(replies)
+        if _EXCHANGE_LINES.isEnabledFor(logging.INFO):  # one line per exchange: at least INFO
+            for item, outcome, reply in zip(received, outcomes, replies, strict=True):
+                log_answered(caller, item, outcome, reply.decision)
         return replies
 
     async def use_policy(self, policy: policies.Policy) -> None:
@@ -179,6 +183,45 @@ _ANSWERED = {
     decision: metrics.EXCHANGES.labels("ANSWERED", decision)
     for decision in ("GRANTED", "REFUSED", "NOT_FOUND", "FAILED")
 }
+
+
+_EXCHANGE_LINES = log_output.EXCHANGES
+
+
+def log_answered(
+    caller: str, item: Received, outcome: Answer | Replay | BaseException, decision: str
+) -> None:
+    """The exchange's log line: INFO for one the log recorded, DEBUG for a replay, a call over
+    the caller's rate or one refused before logging (a flood is summarised in the log)."""
+    level = logging.INFO if decision not in (NOT_LOGGED, OVER_RATE) else logging.DEBUG
+    if not _EXCHANGE_LINES.isEnabledFor(level):
+        return
+    query = item.query
+    error = (
+        outcome.error
+        if isinstance(outcome, Answer)
+        else None
+        if isinstance(outcome, Replay)
+        else outcome
+    )
+    index = (
+        outcome.receipt.log_index
+        if isinstance(outcome, Answer) and outcome.receipt is not None
+        else outcome.log_index
+        if isinstance(outcome, Replay)
+        else None
+    )
+    log_output.log_exchange(
+        level,
+        direction="ANSWERED",
+        caller=caller,
+        request_id=item.request_id,
+        zone=query.zone if query else "",
+        purpose=query.purpose if query else "",
+        decision=decision or ("REPLAYED" if isinstance(outcome, Replay) else "NOT_LOGGED"),
+        reason=getattr(error, "reason", type(error).__name__) if error is not None else "",
+        log_index=index,
+    )
 
 
 def count_decisions(replies: Sequence[Reply]) -> None:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from node import policy, signing
+from node import metrics, policy, signing
 from node.answer.exchange import Interchange
 from node.answer.local import LocalAnswerer, encode_answer
 from node.clock import SYSTEM, Clock
@@ -53,14 +53,17 @@ class AnsweringParts:
         self,
         *,
         on_checkpoint: Callable[[int, str], None] | None = None,
+        on_batch: Callable[[int], None] | None = None,
         commit_on_loop: bool = False,
         commit_delay: float = 0.0,
     ) -> Sequencer:
-        """The exchange log's sequencer on this node's store (not started)."""
+        """The exchange log's sequencer on this node's store (not started). `on_batch`: told
+        each committed batch's size instead of this process's metrics (the answer worker)."""
         return Sequencer(
             self.store.engine,
             self.sign_checkpoint,
             on_checkpoint=on_checkpoint,
+            on_batch=on_batch or metrics.LOG_BATCH_SIZE.observe,
             commit_on_loop=commit_on_loop,
             commit_delay=commit_delay,
             clock=self.clock,

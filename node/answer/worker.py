@@ -21,7 +21,7 @@ import signal
 import socket
 from collections.abc import Sequence
 
-from node import policy
+from node import log_output, policy
 from node.answer.framing import POLICY, READY_ID, Outbox, frame, read_frame
 from node.answer.parts import AnsweringParts
 from node.home import NodeHome
@@ -40,7 +40,12 @@ async def work(home: NodeHome, sock: socket.socket) -> None:
     parts = AnsweringParts(home)
     # This loop only reads requests and writes replies: it may wait for each commit itself,
     # and under load let a batch gather for COMMIT_DELAY_S first.
-    sequencer = parts.sequencer(commit_on_loop=True, commit_delay=COMMIT_DELAY_S)
+    # Its batch sizes go to the server with the next reply: the server's metrics are the
+    # ones scraped, and this process has no metrics endpoint of its own.
+    batches: list[int] = []
+    sequencer = parts.sequencer(
+        on_batch=batches.append, commit_on_loop=True, commit_delay=COMMIT_DELAY_S
+    )
     await sequencer.start()
     answerer = parts.local_answerer(sequencer, count=False)
     settle_gc()
@@ -69,7 +74,8 @@ async def work(home: NodeHome, sock: socket.socket) -> None:
             log.exception("answering failed")
             outbox.send(frame(message_id, [b"fault", type(exc).__name__.encode()]))
             return
-        out = [b"ok", str(sequencer.tree.size).encode()]
+        out = [b"ok", str(sequencer.tree.size).encode(), ",".join(map(str, batches)).encode()]
+        batches.clear()
         for reply in replies:
             out.append((b"1" if reply.refused else b"0") + reply.decision.encode())
             out.append(reply.data)
@@ -135,9 +141,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--fd", required=True, type=int)
     parser.add_argument("--parent", type=int, help="the server's process id: die with it")
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s[worker] %(message)s"
-    )
+    log_output.configure(process_tag="[worker]")  # as its server's: set in the environment
     if args.parent is not None:
         die_with_parent(args.parent)
     # Ctrl-C reaches the whole process group: the server stops first and closes the socket,

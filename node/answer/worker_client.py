@@ -20,6 +20,7 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 
+from node import metrics
 from node import policy as policies
 from node.answer.framing import POLICY, READY_ID, Outbox, frame, read_frame
 from node.answer.local import Reply, count_decisions
@@ -87,7 +88,7 @@ class WorkerAnswerer:
         )
         replies = [
             Reply(data, meta[:1] == b"1", meta[1:].decode())
-            for meta, data in zip(fields[2::2], fields[3::2], strict=True)
+            for meta, data in zip(fields[3::2], fields[4::2], strict=True)
         ]
         if len(replies) != len(queries):
             raise NodeFault("the answering worker's reply does not match the request")
@@ -120,6 +121,8 @@ class WorkerAnswerer:
         if fields[0] != b"ok":
             raise NodeFault(f"the answering worker failed: {fields[1].decode(errors='replace')}")
         self._on_log_size(int(fields[1]))
+        for size in filter(None, fields[2].split(b",")):
+            metrics.LOG_BATCH_SIZE.observe(int(size))  # committed there, scraped here
         return fields
 
     async def close(self) -> None:

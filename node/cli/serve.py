@@ -6,14 +6,13 @@ from __future__ import annotations
 import asyncio
 import errno
 import json
-import logging
 import pathlib
 import signal
 
 import click
-import prometheus_client
+from aiohttp import web
 
-from node import model
+from node import admin_http, log_output, model, readiness
 from node.asking import REJECTED, AskOutcome
 from node.cli import exits, names
 from node.cli.options import home_option
@@ -25,6 +24,7 @@ from node.privacy import PrivacyConfig
 from node.process import run_serving_loop, serving_loop_name, settle_gc
 from node.runtime import NodeRuntime
 from node.serving_config import example_zones_toml
+from node.store.engine import describe
 
 
 def register(main: click.Group) -> None:
@@ -39,7 +39,21 @@ def register(main: click.Group) -> None:
     "--metrics-listen",
     default=None,
     metavar="HOST:PORT",
-    help="Expose Prometheus metrics over HTTP at this address.",
+    help="The local admin port, plain HTTP: /metrics (Prometheus), /healthz and /readyz.",
+)
+@click.option(
+    "--log-level",
+    type=click.Choice(log_output.LEVELS, case_sensitive=False),
+    default=None,
+    envvar=log_output.LEVEL_ENV,
+    help="Log this level and above (default INFO; one INFO line per exchange logged).",
+)
+@click.option(
+    "--log-format",
+    type=click.Choice(log_output.FORMATS),
+    default=None,
+    envvar=log_output.FORMAT_ENV,
+    help="One line per record: text (default) or a JSON object.",
 )
 @click.option(
     "--ready-file",
@@ -52,6 +66,8 @@ def serve(
     listen: str | None,
     metrics_listen: str | None,
     ready_file: pathlib.Path | None,
+    log_level: str | None,
+    log_format: str | None,
     home: pathlib.Path,
 ) -> None:
     """Serve peers over gRPC with mutual TLS until SIGINT or SIGTERM.
@@ -70,12 +86,10 @@ def serve(
         exits.check_out_path(ready_file, "--ready-file")
     node_home = NodeHome(home)
     node_home.load_config()  # a home without node.toml is named as such, before the lock
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    log_output.configure(log_level, log_format)  # the answer worker inherits both
     # Held until this process ends: the kernel lets go even on SIGKILL.
     with HomeLock.acquire(node_home.data_dir):
-        if metrics is not None:
-            _start_metrics(*metrics)
-        run_serving_loop(_serve(node_home, listen, ready_file))
+        run_serving_loop(_serve(node_home, listen, ready_file, metrics))
 
 
 def _host_port(text: str, option: str) -> tuple[str, int]:
@@ -85,10 +99,13 @@ def _host_port(text: str, option: str) -> tuple[str, int]:
     return host, int(port)
 
 
-def _start_metrics(host: str, port: int) -> None:
+async def _start_admin(runtime: NodeRuntime, host: str, port: int) -> tuple[web.AppRunner, str]:
+    """The admin port (node.admin_http), its readiness from node.readiness; the bound address."""
     address = f"{host or '127.0.0.1'}:{port}"
+    app = admin_http.application(lambda: readiness.checks(runtime))
     try:
-        prometheus_client.start_http_server(port, addr=host or "127.0.0.1")
+        runner, bound = await admin_http.start(app, host or "127.0.0.1", port)
+        return runner, f"{host or '127.0.0.1'}:{bound}"
     except OSError as exc:
         if exc.errno == errno.EADDRINUSE:
             raise AddressInUse(
@@ -99,8 +116,21 @@ def _start_metrics(host: str, port: int) -> None:
         ) from None
 
 
-async def _serve(home: NodeHome, listen: str | None, ready_file: pathlib.Path | None) -> None:
+async def _serve(
+    home: NodeHome,
+    listen: str | None,
+    ready_file: pathlib.Path | None,
+    admin: tuple[str, int] | None,
+) -> None:
     runtime = NodeRuntime(home)
+    admin_runner, admin_address = None, "off (serve --metrics-listen HOST:PORT)"
+    if admin is not None:
+        try:  # first: probes see the node starting (ready once it serves)
+            admin_runner, bound = await _start_admin(runtime, *admin)
+        except BaseException:
+            runtime.store.close()
+            raise
+        admin_address = f"http://{bound}/metrics, /healthz, /readyz (plain HTTP)"
     await runtime.start(listen)
     settle_gc()
     assert runtime.server is not None
@@ -113,6 +143,9 @@ async def _serve(home: NodeHome, listen: str | None, ready_file: pathlib.Path | 
         f"{runtime.node_id} serving on {runtime.server.target}; zones: {zones}; "
         f"event loop: {serving_loop_name()}"
     )
+    click.echo(f"  store: {describe(runtime.store.engine.url)}")
+    click.echo(f"  gRPC, mutual TLS: {runtime.server.target}")
+    click.echo(f"  admin: {admin_address}")
     if ready_file is not None:
         ready_file.write_text(runtime.server.target)
     stop = asyncio.Event()
@@ -126,6 +159,8 @@ async def _serve(home: NodeHome, listen: str | None, ready_file: pathlib.Path | 
     finally:
         click.echo(f"{runtime.node_id} stopping")
         await runtime.stop()
+        if admin_runner is not None:
+            await admin_runner.cleanup()
 
 
 @click.command()

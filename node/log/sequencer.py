@@ -180,6 +180,7 @@ class Sequencer:
         *,
         max_batch: int = 512,
         on_checkpoint: Callable[[int, str], None] | None = None,
+        on_batch: Callable[[int], None] = metrics.LOG_BATCH_SIZE.observe,
         commit_on_loop: bool = False,
         commit_delay: float = 0.0,
         clock: Clock = SYSTEM,
@@ -189,6 +190,9 @@ class Sequencer:
         self._sign_checkpoint = sign_checkpoint
         self._max_batch = max_batch
         self._on_checkpoint = on_checkpoint
+        # Hears each committed batch's entry count: the histogram, or for the answer worker,
+        # whose metrics nobody scrapes, the frames that carry it to the serving process.
+        self._on_batch = on_batch
         # Commit on the event loop itself, blocking it for the batch's transaction: for a
         # process whose loop has nothing else to do meanwhile (the answer worker), this saves
         # the hand-over to a thread and back for every batch (docs/adr/0005).
@@ -235,6 +239,11 @@ class Sequencer:
                 await self.loop.run_in_executor(self._thread, self._drop_connection)
             self._thread.shutdown(wait=True)
             self._thread = None
+
+    @property
+    def running(self) -> bool:
+        """Whether appends are taken: started, not closed, its worker task alive."""
+        return self._worker is not None and not self._worker.done()
 
     @property
     def loop(self) -> asyncio.AbstractEventLoop:
@@ -510,7 +519,7 @@ class Sequencer:
             ]
         self.latest_checkpoint = note
         metrics.LOG_ENTRIES.inc(len(leaves))
-        metrics.LOG_BATCH_SIZE.observe(len(leaves))
+        self._on_batch(len(leaves))
         if self._on_checkpoint is not None:
             self._on_checkpoint(size, note)
         return receipts

@@ -205,6 +205,16 @@ class Snapshot:
     cosignatures: list[tuple[int, str, str]]  # (size, witness, line)
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class Summary:
+    """Where the log stands, for an operator (`creditnode status`): its size, its latest
+    checkpoint, and per witness the largest checkpoint it cosigned and when that arrived."""
+
+    size: int
+    checkpoint: tuple[int, dt.datetime] | None  # (size, signed at)
+    cosigned: dict[str, tuple[int, dt.datetime]]  # witness name -> (size, received at)
+
+
 class LogStore:
     def __init__(self, db: Database, clock: Clock = SYSTEM) -> None:
         self._db = db
@@ -269,6 +279,27 @@ class LogStore:
                 )
             ]
         return Snapshot(entries, nodes, checkpoints, cosignatures)
+
+    def summary(self) -> Summary:
+        with self._db.connect() as conn:
+            size = conn.execute(sa.select(t.log_state.c.size)).scalar()
+            latest = conn.execute(
+                sa.select(t.log_checkpoints.c.size, t.log_checkpoints.c.created_at)
+                .order_by(t.log_checkpoints.c.size.desc())
+                .limit(1)
+            ).first()
+            cosigned = conn.execute(
+                sa.select(
+                    t.log_cosignatures.c.witness,
+                    sa.func.max(t.log_cosignatures.c.size),
+                    sa.func.max(t.log_cosignatures.c.received_at),
+                ).group_by(t.log_cosignatures.c.witness)
+            ).all()
+        return Summary(
+            int(size or 0),
+            None if latest is None else (int(latest.size), latest.created_at),
+            {str(w): (int(n), at) for w, n, at in cosigned},
+        )
 
     # --- cosignatures our witnesses sent
 

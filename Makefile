@@ -7,7 +7,7 @@ RUNTIME_STAMP := $(VENV)/.installed-runtime
 # The deployable set: every runtime dependency pinned with its hashes (`make lock` writes it).
 LOCK := requirements.lock
 
-.PHONY: demo test test-dates faketime lint proto proto-check bench clean lock audit
+.PHONY: demo test test-dates faketime chromium lint proto proto-check bench clean lock audit
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -27,7 +27,7 @@ $(STAMP): $(RUNTIME_STAMP)
 demo: $(RUNTIME_STAMP)
 	$(PY) -m devtools.demo
 
-test: $(STAMP) faketime
+test: $(STAMP) faketime chromium
 	$(PY) proto/generate.py --check
 	$(PY) -m pytest -q
 	$(MAKE) --no-print-directory test-dates
@@ -39,6 +39,14 @@ NEXT_YEAR = $(shell echo $$(( $$(date +%Y) + 1 )))
 test-dates: $(STAMP) faketime
 	TZ=UTC faketime '2030-06-01 18:00:00' $(PY) -m pytest -q -p no:cacheprovider
 	TZ=Asia/Shanghai faketime '$(NEXT_YEAR)-01-01 00:30:00' $(PY) -m pytest -q -p no:cacheprovider
+
+# Debian's chromium, for the auditor page's browser test (tests/audit/test_page_browser.py,
+# Playwright with an explicit executable path): installed when missing and we are root with apt
+# (CI), else that one test skips, saying so.
+chromium:
+	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null \
+		&& apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; } \
+		|| echo "chromium is missing: the auditor page's browser test will skip"
 
 # libfaketime (Debian package `faketime`): installed when missing and we are root with apt
 # (CI), else named as what to install.

@@ -65,6 +65,7 @@ FLOORS: Mapping[str, int] = {
     "node.answer": 4,
     "node.changefeed": 4,
     "node.revocation": 4,
+    "node.audit": 4,  # the auditor service: its API, index, tokens and page
     "node.credit_repair": 4,
     # 5: services, the peer client, the answer worker's two sides, asking a peer, its log
     "node.services": 5,
@@ -77,6 +78,7 @@ FLOORS: Mapping[str, int] = {
     # 6: wiring, the server, the command line, processes' mains
     "node.server": 6,
     "node.runtime": 6,
+    "node.audit_serving": 6,  # the auditor service wired to a running node
     "node.readiness": 6,  # what /readyz checks of a running node
     "node.cli": 6,
     "node.answer.worker": 6,
@@ -87,6 +89,15 @@ WIRE = "node.wire"
 # A concept's storage has one owner: these modules alone import these tables.
 OWNERS: Mapping[str, frozenset[str]] = {
     "node.store.log_tables": frozenset({"node.log.store", "node.store.migrations.env"}),
+    "node.store.audit": frozenset(
+        {
+            "node.audit.index",
+            "node.audit.query",
+            "node.audit.records",
+            "node.audit.web",
+            "node.store.migrations.env",
+        }
+    ),
 }
 
 

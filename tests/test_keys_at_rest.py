@@ -27,6 +27,9 @@ PASSPHRASE = "correct horse battery staple"
 KEY_WRITERS = {"init", "keys rotate", "keys protect", "zone init"}
 NOT_KEY_WRITERS = {
     "adapters",
+    "auditor add",
+    "auditor list",
+    "auditor remove",
     "gen-data",
     "greenloan-sync",
     "identity export",

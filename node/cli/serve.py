@@ -12,7 +12,7 @@ import signal
 import click
 from aiohttp import web
 
-from node import admin_http, log_output, model, readiness
+from node import admin_http, audit_serving, log_output, model, readiness
 from node.asking import REJECTED, AskOutcome
 from node.cli import exits, names
 from node.cli.options import home_option
@@ -146,6 +146,9 @@ async def _serve(
     click.echo(f"  store: {describe(runtime.store.engine.url)}")
     click.echo(f"  gRPC, mutual TLS: {runtime.server.target}")
     click.echo(f"  admin: {admin_address}")
+    audit = await audit_serving.start_configured(runtime)  # node.toml [auditor_web]
+    if audit is not None:
+        click.echo(f"  auditor page: {audit.url}")
     if ready_file is not None:
         ready_file.write_text(runtime.server.target)
     stop = asyncio.Event()
@@ -158,6 +161,8 @@ async def _serve(
         await stop.wait()
     finally:
         click.echo(f"{runtime.node_id} stopping")
+        if audit is not None:
+            await audit.stop()
         await runtime.stop()
         if admin_runner is not None:
             await admin_runner.cleanup()

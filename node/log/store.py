@@ -215,6 +215,16 @@ class Summary:
     cosigned: dict[str, tuple[int, dt.datetime]]  # witness name -> (size, received at)
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class SignedCheckpoint:
+    """A checkpoint as this log signed it (without the cosignatures it gathered since)."""
+
+    size: int
+    root: bytes
+    note: str
+    created_at: dt.datetime
+
+
 class LogStore:
     def __init__(self, db: Database, clock: Clock = SYSTEM) -> None:
         self._db = db
@@ -231,6 +241,34 @@ class LogStore:
                 .order_by(t.log_entries.c.idx)
             ).all()
         return [(int(r.idx), bytes(r.data)) for r in rows]
+
+    def entries_at(self, indices: Sequence[int]) -> dict[int, bytes]:
+        """The data of each entry in `indices` that exists (a page of search results)."""
+        found: dict[int, bytes] = {}
+        with self._db.connect() as conn:
+            for start in range(0, len(indices), 500):
+                chunk = indices[start : start + 500]
+                found.update(
+                    (int(r.idx), bytes(r.data))
+                    for r in conn.execute(
+                        sa.select(t.log_entries.c.idx, t.log_entries.c.data).where(
+                            t.log_entries.c.idx.in_(chunk)
+                        )
+                    )
+                )
+        return found
+
+    def checkpoints(self, before: int | None, limit: int) -> list[SignedCheckpoint]:
+        """The newest `limit` checkpoints this log signed below size `before` (None: any)."""
+        c = t.log_checkpoints.c
+        stmt = sa.select(c.size, c.root, c.note, c.created_at).order_by(c.size.desc()).limit(limit)
+        if before is not None:
+            stmt = stmt.where(c.size < before)
+        with self._db.connect() as conn:
+            return [
+                SignedCheckpoint(int(r.size), bytes(r.root), str(r.note), r.created_at)
+                for r in conn.execute(stmt)
+            ]
 
     def cosignature_lines(self, size: int) -> list[str]:
         """The witnesses' cosignature lines on our checkpoint of `size`, by witness name."""

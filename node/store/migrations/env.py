@@ -10,6 +10,7 @@ from alembic import context
 from sqlalchemy.engine import Connection
 
 from node.store import (
+    audit,  # noqa: F401 - registers the auditor's index and access log
     log_tables,  # noqa: F401 - registers the exchange log tables
     penalties,  # noqa: F401 - registers the penalty records
     received,  # noqa: F401 - registers the received results and revocation cursors

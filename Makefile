@@ -7,7 +7,7 @@ RUNTIME_STAMP := $(VENV)/.installed-runtime
 # The deployable set: every runtime dependency pinned with its hashes (`make lock` writes it).
 LOCK := requirements.lock
 
-.PHONY: demo test test-dates faketime chromium lint proto proto-check bench clean lock audit
+.PHONY: install demo test test-dates faketime chromium lint proto proto-check bench clean lock audit
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -23,6 +23,9 @@ $(RUNTIME_STAMP): pyproject.toml $(LOCK) | $(PY)
 $(STAMP): $(RUNTIME_STAMP)
 	$(PY) -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
+
+# A node's runtime: .venv with the lock's pins (hash-checked) and creditnode (README).
+install: $(RUNTIME_STAMP)
 
 demo: $(RUNTIME_STAMP)
 	$(PY) -m devtools.demo

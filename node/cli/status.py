@@ -136,7 +136,7 @@ async def collect(home: NodeHome, *, probe: bool = True) -> dict[str, Any]:
         "node_id": config.node_id,
         "name": config.name,
         "checked_at": _iso(now),
-        "serving": {"running": pid is not None, "pid": pid or None},
+        "serving": {"running": pid is not None, "pid": pid},
         "store": store_doc,
         "zones": zones,
         "peers": sorted(peers.values(), key=lambda p: str(p["node_id"])),

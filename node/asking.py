@@ -1,5 +1,6 @@
 """Asking a peer (floor 5): one query sent, the answer and its log receipt verified
-(node.peer_client), and an ASKED entry in our log whatever came back (DESIGN.md §2, §5).
+(node.peer_client), an ASKED entry in our log whatever came back (DESIGN.md §2, §5), and a
+verified result recognised on our scheme (node.recognition) and kept with its envelope.
 
 The entry's decision comes from the peer's gRPC status (`decision_for`); an answer that came
 but does not verify is FAILED with a reason starting with `REJECTED`.
@@ -22,6 +23,7 @@ from node.errors import CreditNodeError, PeerUnavailable
 from node.log.sequencer import LogWrite, Sequencer
 from node.log_client import log_key_of
 from node.peer_client import PeerClient, VerifiedAnswer, refusal_reason, verify_receipt
+from node.recognition import NotRecognised, RecognisedView, Recognition
 from node.store.received import ReceivedRepository
 
 REJECTED = "answer rejected"  # reason prefix of an answer that failed verification
@@ -47,6 +49,9 @@ class AskOutcome:
     reason: str
     answer: VerifiedAnswer | None
     log_index: int  # our ASKED entry
+    # The answer on our scheme, with the crosswalk id@version used, or why not; None: no answer
+    # (or an Asker without recognition).
+    recognised: RecognisedView | NotRecognised | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -62,6 +67,8 @@ class Asker:
     clock: Clock
     # Keeps each verified result with its envelope, for revocation notices (node.store.received).
     received: ReceivedRepository | None = None
+    # Reads a verified answer on our scheme (node.recognition); None: shown as the peer sent it.
+    recognition: Recognition | None = None
 
     async def ask(
         self,
@@ -124,6 +131,11 @@ class Asker:
             lambda index, exc: entry,
         )
         metrics.EXCHANGES.labels("ASKED", decision.name).inc()
+        recognised = (
+            self.recognition.recognise(answer.result, zone)
+            if answer is not None and self.recognition is not None
+            else None
+        )
         if answer is not None and self.received is not None:
             await asyncio.to_thread(
                 self.received.keep,
@@ -134,4 +146,4 @@ class Asker:
                 envelope=wire.envelope_bytes(answer.envelope),
                 at=record.time,
             )
-        return AskOutcome(query, decision, reason, answer, receipt.log_index)
+        return AskOutcome(query, decision, reason, answer, receipt.log_index, recognised)

@@ -34,6 +34,7 @@ from node.log.witnessing import Witnessing
 from node.log_client import PeerLog, fetch_peer_log
 from node.peer_client import PeerClient
 from node.policy_file import PolicyFile
+from node.recognition import Recognition
 from node.revocation import Notifier
 from node.revocation_watch import NoticeRejected, RevocationWatch
 from node.server import GrpcServer
@@ -240,8 +241,16 @@ class NodeRuntime:
             self.keys.subject_hmac_key,
             self.clock,
             self.store.received,
+            self.recognition(),
         )
         await self.sequencer.start()
+
+    def recognition(self) -> Recognition:
+        """How asked results read on our scheme: node.toml's [recognition], else the scheme
+        of our province among those we issue (node.recognition)."""
+        return Recognition.for_node(
+            self.config.division_code, self.parts.document, str(self.home.config_file)
+        )
 
     @property
     def answers_in_worker(self) -> bool:

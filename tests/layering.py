@@ -55,6 +55,7 @@ FLOORS: Mapping[str, int] = {
     "node.tls_probe": 3,  # asks a peer whether it accepts our TLS certificate
     "node.greenloan_sink": 3,  # the sync job's own database
     "node.admin_http": 3,  # /metrics, /healthz, /readyz over plain HTTP
+    "node.recognition": 3,  # a peer's result on our scheme (adapters' crosswalks)
     # 4: the log, trust, the answer path
     "node.log": 4,
     "node.trust": 4,

@@ -16,6 +16,7 @@ from node import admin_http, audit_serving, log_output, model, readiness
 from node.asking import REJECTED, AskOutcome
 from node.cli import exits, names
 from node.cli.options import home_option
+from node.cli.recognised import recognition_json, recognition_lines
 from node.errors import AddressInUse, ConfigError, InvalidInput
 from node.home import NodeHome
 from node.home_lock import HomeLock
@@ -330,6 +331,7 @@ def outcome_json(outcome: AskOutcome, *, show_personal: bool = False) -> dict[st
             "log_index": outcome.answer.receipt.log_index,
             "checkpoint": outcome.answer.receipt.checkpoint,
         }
+        doc.update(recognition_json(outcome.recognised))  # issue 11 §4
     return doc
 
 
@@ -344,12 +346,13 @@ def outcome_text(outcome: AskOutcome, *, show_personal: bool = False) -> str:
     r = outcome.answer.result
     score = f", score {r.native_score:g}" if r.native_score is not None else ""
     flags = f", flags {' '.join(r.flags)}" if r.flags else ""
+    recognised = "".join(f"\n  {line}" for line in recognition_lines(r, outcome.recognised))
     return (
         f"GRANTED (signature, binding and log receipt verified): {head}\n"
         f"  {r.subject_name} [{r.subject_type.name}] level {r.level.name} "
         f"({r.scheme} {r.native_level}{score}{flags}), valid until {r.valid_until.date()}\n"
         f"  issued by {r.issuer_node} at log index {r.log_index}; "
-        f"recorded here at {outcome.log_index}"
+        f"recorded here at {outcome.log_index}{recognised}"
     )
 
 

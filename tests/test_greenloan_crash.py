@@ -11,6 +11,7 @@ import random
 import signal
 import sys
 
+import pytest
 from sqlalchemy import select
 
 from node import changefeed, model
@@ -67,6 +68,7 @@ async def _start_job(home: pathlib.Path, endpoint: str, url: str) -> asyncio.sub
     )
 
 
+@pytest.mark.volume
 async def test_the_job_killed_at_random_moments_resumes_with_each_change_once(
     feed: Setup,
     tmp_path: pathlib.Path,

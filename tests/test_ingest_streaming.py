@@ -68,6 +68,7 @@ def _peak_bytes(store: Store, path: pathlib.Path) -> int:
     return tracemalloc.get_traced_memory()[1] - before
 
 
+@pytest.mark.volume
 def test_memory_does_not_grow_with_the_file(tmp_path: pathlib.Path, db_url: str) -> None:
     """Eight times the rows, about the same peak: memory is bounded by the chunk, not the
     file (a parsed row costs over 1 KB of Python objects: held whole, 48,000 rows would take

@@ -31,6 +31,7 @@ def _reset_peak() -> None:
     _CLEAR_REFS.write_text("5")
 
 
+@pytest.mark.volume
 @pytest.mark.skipif(not _CLEAR_REFS.exists(), reason="needs Linux's /proc/self/clear_refs")
 async def test_a_100k_export_streams_with_flat_memory(
     sqlite_url: str, tmp_path: pathlib.Path
@@ -69,7 +70,8 @@ async def test_a_100k_export_streams_with_flat_memory(
         f"{grown / 1e6:.1f} MB, {second_half / 1e6:.1f} MB of it in the second half"
     )
     # Flat: what the export holds at once is a chunk of entries, whatever its size: the
-    # second 50,000 entries add (almost) nothing to the peak the first ones set. Held whole,
-    # the rows alone would be the size of the export, their Python objects far more.
-    assert second_half < sent / 10, f"the second half grew memory by {second_half:,} bytes"
+    # second 50,000 entries add little to the peak the first ones set (allocator noise of a
+    # few MB: 2.5 MB was seen). Held whole, the second half's rows alone would add half the
+    # export's size, their Python objects far more.
+    assert second_half < sent / 5, f"the second half grew memory by {second_half:,} bytes"
     assert grown < sent / 2, f"memory grew {grown:,} bytes for an export of {sent:,} bytes"

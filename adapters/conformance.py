@@ -12,14 +12,37 @@ import dataclasses
 import io
 import pathlib
 import random
+import re
+import time
 import tomllib
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from typing import Any, BinaryIO, Protocol, TypeVar
 
-from adapters.registry import ImportAdapter
-from node.errors import ImportRejected, RowProblem
-from node.model import CreditResult
+from adapters.streaming import Chunk
+from node.errors import ImportRejected, InvalidIdentifier, RowProblem
+from node.identifiers import mask_resident_id, validate_resident_id
+from node.public_records import ListRemoval
 
-# Every adapter keeps a named vector of each kind in its vector directory.
+R = TypeVar("R")
+
+
+class Adapter(Protocol[R]):
+    """What the suite needs of an adapter: the results exports (adapters.registry) and the
+    government formats (adapters.shuanggongshi) alike."""
+
+    @property
+    def name(self) -> str: ...
+
+    def parse(self, data: bytes, *, issuer_node: str) -> list[R]: ...
+
+    def read(
+        self, stream: BinaryIO, *, issuer_node: str, chunk_rows: int = ...
+    ) -> Iterator[Chunk[R]]: ...
+
+    def render(self, records: Sequence[R], /) -> bytes: ...
+
+
+# Every results adapter keeps a named vector of each kind in its vector directory.
 REQUIRED_VECTOR_KINDS = (
     "bad_uscc_check",
     "uscc_forbidden_letter",
@@ -37,6 +60,67 @@ REQUIRED_VECTOR_KINDS = (
     "evaluated_year_1",
     "nul_in_name",
 )
+
+
+# Every government format (adapters.shuanggongshi) has a vector of each of these kinds, and of
+# its own kind's (tests/vectors/imports/shuanggongshi/vectors.toml), in each container.
+RECORD_VECTOR_KINDS = (
+    "bad_uscc_check",
+    "uscc_forbidden_letter",
+    "bad_resident_id",
+    "bad_date",
+    "date_year_9999",
+    "duplicate_record",
+    "missing_field",
+    "nul_in_name",
+    "many_problems",
+    "unknown_subject_category",
+)
+RECORD_KIND_VECTORS = {
+    "penalty": ("unknown_category", "publicity_before_decision", "bad_amount", "unknown_class"),
+    "serious-dishonesty": ("unknown_action", "removal_without_date", "removal_before_listing"),
+    "licence": ("validity_reversed",),
+}
+
+# XML that a safe parser refuses before anything is expanded or fetched (issue 11 §6).
+XML_ATTACKS: dict[str, bytes] = {
+    "billion_laughs": b"""<?xml version="1.0"?>
+<!DOCTYPE lolz [<!ENTITY lol "lol"><!ENTITY lol2 "&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;">
+<!ENTITY lol3 "&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;">
+<!ENTITY lol4 "&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;">
+<!ENTITY lol5 "&lol4;&lol4;&lol4;&lol4;&lol4;&lol4;&lol4;&lol4;&lol4;&lol4;">
+<!ENTITY lol6 "&lol5;&lol5;&lol5;&lol5;&lol5;&lol5;&lol5;&lol5;&lol5;&lol5;">
+<!ENTITY lol7 "&lol6;&lol6;&lol6;&lol6;&lol6;&lol6;&lol6;&lol6;&lol6;&lol6;">
+<!ENTITY lol8 "&lol7;&lol7;&lol7;&lol7;&lol7;&lol7;&lol7;&lol7;&lol7;&lol7;">
+<!ENTITY lol9 "&lol8;&lol8;&lol8;&lol8;&lol8;&lol8;&lol8;&lol8;&lol8;&lol8;">]>
+<ExchangeMessage><Header/><Body><Record><NAME>&lol9;</NAME></Record></Body></ExchangeMessage>
+""",
+    "quadratic_blowup": b'<?xml version="1.0"?>\n<!DOCTYPE m [<!ENTITY a "'
+    + b"x" * 50_000
+    + b'">]>\n<ExchangeMessage><Body><Record><NAME>'
+    + b"&a;" * 5_000
+    + b"</NAME></Record></Body></ExchangeMessage>",
+    "external_entity_file": b"""<?xml version="1.0"?>
+<!DOCTYPE m [<!ENTITY secret SYSTEM "file:///etc/passwd">]>
+<ExchangeMessage><Body><Record><NAME>&secret;</NAME></Record></Body></ExchangeMessage>
+""",
+    "external_entity_url": b"""<?xml version="1.0"?>
+<!DOCTYPE m [<!ENTITY remote SYSTEM "http://192.0.2.1/x">]>
+<ExchangeMessage><Body><Record><NAME>&remote;</NAME></Record></Body></ExchangeMessage>
+""",
+    "external_dtd": b"""<?xml version="1.0"?>
+<!DOCTYPE ExchangeMessage SYSTEM "http://192.0.2.1/exchange.dtd">
+<ExchangeMessage><Body/></ExchangeMessage>
+""",
+    "parameter_entity": b"""<?xml version="1.0"?>
+<!DOCTYPE m [<!ENTITY % p SYSTEM "http://192.0.2.1/p.dtd"> %p;]>
+<ExchangeMessage><Body/></ExchangeMessage>
+""",
+    "undeclared_entity": b"""<?xml version="1.0"?>
+<ExchangeMessage><Body><Record><NAME>&undeclared;</NAME></Record></Body></ExchangeMessage>
+""",
+}
+_RESIDENT_ID_RE = re.compile(rb"(?<![0-9])[1-8][0-9]{16}[0-9Xx](?![0-9A-Za-z])")
 
 
 class ConformanceFailure(AssertionError):
@@ -74,15 +158,13 @@ def load_vectors(directory: pathlib.Path) -> list[BadFileVector]:
     ]
 
 
-def check_vector_kinds(adapter: ImportAdapter, vectors: Sequence[BadFileVector]) -> None:
+def check_vector_kinds(adapter: Adapter[Any], vectors: Sequence[BadFileVector]) -> None:
     missing = sorted(set(REQUIRED_VECTOR_KINDS) - {v.name for v in vectors})
     if missing:
         raise ConformanceFailure(f"{adapter.name} has no vector for: {', '.join(missing)}")
 
 
-def check_round_trip(
-    adapter: ImportAdapter, results: Sequence[CreditResult], issuer_node: str
-) -> None:
+def check_round_trip(adapter: Adapter[R], results: Sequence[R], issuer_node: str) -> None:
     """parse(render(results)) gives back exactly `results`, in order."""
     parsed = adapter.parse(adapter.render(results), issuer_node=issuer_node)
     if len(parsed) != len(results):
@@ -93,13 +175,13 @@ def check_round_trip(
         if want != got:
             diff = [
                 f"{f.name}: {getattr(want, f.name)!r} != {getattr(got, f.name)!r}"
-                for f in dataclasses.fields(want)
+                for f in dataclasses.fields(want)  # type: ignore[arg-type]
                 if getattr(want, f.name) != getattr(got, f.name)
             ]
             raise ConformanceFailure(f"{adapter.name}: row {index} changed: {'; '.join(diff)}")
 
 
-def check_deterministic(adapter: ImportAdapter, data: bytes, issuer_node: str) -> None:
+def check_deterministic(adapter: Adapter[R], data: bytes, issuer_node: str) -> None:
     """The same bytes parse to the same results (ids included); rendering them is stable."""
     first = adapter.parse(data, issuer_node=issuer_node)
     second = adapter.parse(data, issuer_node=issuer_node)
@@ -107,17 +189,22 @@ def check_deterministic(adapter: ImportAdapter, data: bytes, issuer_node: str) -
         raise ConformanceFailure(f"{adapter.name}: two parses of one file differ")
     if adapter.render(first) != adapter.render(second):
         raise ConformanceFailure(f"{adapter.name}: rendering the same results differs")
-    ids = [r.result_id for r in first]
+    ids = [_id_of(r) for r in first]
     if len(set(ids)) != len(ids):
         raise ConformanceFailure(f"{adapter.name}: two rows of one file got the same result_id")
 
 
-def check_rejects(adapter: ImportAdapter, vector: BadFileVector, issuer_node: str) -> None:
-    """The vector is rejected whole, with exactly its expected (row, field) problems."""
+def check_rejects(
+    adapter: Adapter[R], vector: BadFileVector, issuer_node: str, data: bytes | None = None
+) -> None:
+    """The vector (its file, or `data` made from it) is rejected whole, with exactly its
+    expected (row, field) problems; a resident id in the file is never quoted in clear."""
+    data = vector.path.read_bytes() if data is None else data
     try:
-        results = adapter.parse(vector.path.read_bytes(), issuer_node=issuer_node)
+        results = adapter.parse(data, issuer_node=issuer_node)
     except ImportRejected as exc:
         problems = exc.problems
+        message = exc.message
     else:
         raise ConformanceFailure(
             f"{adapter.name} accepted {vector.name} ({vector.why}) and returned "
@@ -139,7 +226,8 @@ def check_rejects(adapter: ImportAdapter, vector: BadFileVector, issuer_node: st
             )
     if [p.row for p in problems] != sorted(p.row for p in problems):
         raise ConformanceFailure(f"{adapter.name} on {vector.name}: problems not in row order")
-    streamed = _streamed_problems(adapter, vector.path.read_bytes(), issuer_node)
+    check_person_ids_not_shown(adapter, data, [message, *(p.reason for p in problems)])
+    streamed = _streamed_problems(adapter, data, issuer_node)
     if sorted((p.row, p.field) for p in streamed) != sorted(got):
         raise ConformanceFailure(
             f"{adapter.name} on {vector.name}: read a row per chunk, problems at "
@@ -148,7 +236,7 @@ def check_rejects(adapter: ImportAdapter, vector: BadFileVector, issuer_node: st
 
 
 def check_damage_is_rejected_or_whole(
-    adapter: ImportAdapter, data: bytes, issuer_node: str, *, seed: int = 0, trials: int = 60
+    adapter: Adapter[R], data: bytes, issuer_node: str, *, seed: int = 0, trials: int = 60
 ) -> None:
     """Truncated or byte-damaged files either parse (to a list) or raise ImportRejected:
     no other exception escapes, so a caller never sees a half-read file as a crash."""
@@ -177,7 +265,7 @@ def check_damage_is_rejected_or_whole(
                 raise ConformanceFailure(f"{adapter.name}: parse returned {type(parsed)}")
 
 
-def check_streaming(adapter: ImportAdapter, data: bytes, issuer_node: str) -> None:
+def check_streaming(adapter: Adapter[R], data: bytes, issuer_node: str) -> None:
     """Read as a stream in chunks of any size, the file gives what `parse` gives: the same
     results in row order, no chunk over its size, and progress (rows, bytes) that counts up to
     the whole file."""
@@ -202,7 +290,64 @@ def check_streaming(adapter: ImportAdapter, data: bytes, issuer_node: str) -> No
             )
 
 
-def _streamed_problems(adapter: ImportAdapter, data: bytes, issuer_node: str) -> list[RowProblem]:
+def _streamed_problems(adapter: Adapter[R], data: bytes, issuer_node: str) -> list[RowProblem]:
     """The problems of reading `data` one row per chunk (rows seen across chunks)."""
     chunks = adapter.read(io.BytesIO(data), issuer_node=issuer_node, chunk_rows=1)
     return [problem for chunk in chunks for problem in chunk.problems]
+
+
+def check_encodings(adapter: Adapter[R], data: bytes, issuer_node: str) -> None:
+    """A UTF-8 file reads the same with a BOM, and saved as GB18030 (what Excel on a Chinese
+    Windows writes)."""
+    want = adapter.parse(data, issuer_node=issuer_node)
+    variants = {
+        "UTF-8 with BOM": b"\xef\xbb\xbf" + data,
+        "GB18030": data.decode("utf-8").encode("gb18030"),
+    }
+    for label, variant in variants.items():
+        if adapter.parse(variant, issuer_node=issuer_node) != want:
+            raise ConformanceFailure(f"{adapter.name}: the file as {label} reads differently")
+
+
+def check_refuses_xml_attacks(adapter: Adapter[R], issuer_node: str) -> None:
+    """Every XML_ATTACKS file is refused as a whole-file problem, at once: no entity is
+    expanded (bombs) and nothing is fetched (external entities and DTDs)."""
+    for name, data in XML_ATTACKS.items():
+        started = time.perf_counter()
+        try:
+            adapter.parse(data, issuer_node=issuer_node)
+        except ImportRejected as exc:
+            if not any(p.row == 0 for p in exc.problems):
+                raise ConformanceFailure(
+                    f"{adapter.name} on {name}: refused by rows, not as a file: {exc.message}"
+                ) from None
+        else:
+            raise ConformanceFailure(f"{adapter.name} accepted the XML attack {name}")
+        if time.perf_counter() - started > 2.0:
+            raise ConformanceFailure(f"{adapter.name} on {name}: took over 2 s to refuse")
+
+
+def check_person_ids_not_shown(adapter: Adapter[R], data: bytes, texts: Sequence[str]) -> None:
+    """No resident id of `data` appears in clear in `texts` (problems, messages): a person's
+    id leaves the node only where a purpose allows it, never in an error."""
+    for match in _RESIDENT_ID_RE.finditer(data):
+        raw = match.group().decode("ascii").upper()
+        try:
+            validate_resident_id(raw)
+        except InvalidIdentifier:
+            continue
+        for text in texts:
+            if raw in text.upper():
+                raise ConformanceFailure(
+                    f"{adapter.name}: a resident id ({mask_resident_id(raw)}) is quoted in clear"
+                )
+
+
+def _id_of(record: object) -> str:
+    if isinstance(record, ListRemoval):
+        return f"removal of {record.record_id}"  # an entry's removal names the entry
+    for attribute in ("result_id", "record_id", "licence_id"):
+        value = getattr(record, attribute, None)
+        if isinstance(value, str):
+            return value
+    raise ConformanceFailure(f"{type(record).__name__} has no id")

@@ -10,9 +10,9 @@ import dataclasses
 import json
 import operator
 
-from node.model import CreditResult
+from node.model import CreditResult, ResultStatus
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: jgzt (结果状态)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -33,6 +33,7 @@ class GreenLoanRecord:
     pjrq: str  # 评价时间 evaluated_at, ISO 8601 UTC
     yxqz: str  # 有效期至 valid_until, ISO 8601 UTC
     fbjd: str  # 发布节点 issuer node id
+    jgzt: str  # 结果状态 the result's status when fed: ACTIVE (a REVOKE deletes the row)
 
 
 def record_from_result(result: CreditResult) -> GreenLoanRecord:
@@ -57,6 +58,7 @@ def record_from_result(result: CreditResult) -> GreenLoanRecord:
         pjrq=result.evaluated_at.isoformat(),
         yxqz=result.valid_until.isoformat(),
         fbjd=result.issuer_node,
+        jgzt=ResultStatus.ACTIVE.name,  # the feed upserts current results only
     )
 
 

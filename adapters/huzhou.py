@@ -16,9 +16,14 @@ import math
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from collections.abc import Set as AbstractSet
-from typing import BinaryIO, Literal, TextIO
+from typing import BinaryIO, Literal
 
 from adapters.decoding import CountingReader, OpenedText, open_text
+from adapters.jsonstream import MAX_JSON_ELEMENT as MAX_JSON_ELEMENT
+from adapters.jsonstream import JsonText as _JsonText
+from adapters.jsonstream import LongInteger as _LongInteger
+from adapters.jsonstream import RepeatedKeys as _RepeatedKeys
+from adapters.jsonstream import record_array
 from adapters.result_ids import result_id_for
 from adapters.schemes import Scheme, builtin_schemes
 from adapters.streaming import CHUNK_ROWS, Chunk, SeenSubjects, SubjectsInMemory, collect
@@ -83,18 +88,11 @@ _SURROGATE_RE = re.compile("[\ud800-\udfff]")
 # control character is not valid JSON; decoded bytes hold no surrogates): strings are looked
 # at one by one only in a text with such an escape.
 _SUSPECT_ESCAPE_RE = re.compile(r"\\u(0000|[dD][89a-fA-F])")
-_JSON_SPACE_RE = re.compile(r"[ \t\n\r]*")
-_JSON_BLOCK = 1 << 16  # characters read at a time
-# A JSON element (one record, or a value beside "records") longer than this is refused rather
-# than buffered: a record is a few hundred characters.
-MAX_JSON_ELEMENT = 4 << 20
 # The days a row's dates may name. Beyond them a date is a typo or a sentinel such as
 # 9999-12-31 for "no end", and near datetime's own limits (years 1 and 9999) the conversion to
 # UTC or the day after YXQZ overflows.
 EARLIEST_DATE = dt.date(1900, 1, 1)
 LATEST_DATE = dt.date(2199, 12, 31)
-# A JSON integer longer than this is no score or indicator; past 4,300 digits int() refuses it.
-_MAX_JSON_INTEGER_DIGITS = 40
 # How much of a bad cell a problem quotes: enough to find it, never the whole of a huge cell.
 _QUOTED_CHARS = 40
 
@@ -134,7 +132,7 @@ class HuzhouExport:
         subject_key: bytes | None = None,
         seen: SeenSubjects | None = None,
         chunk_rows: int = CHUNK_ROWS,
-    ) -> Iterator[Chunk]:
+    ) -> Iterator[Chunk[CreditResult]]:
         opened = open_text(stream, self.name)
         if isinstance(opened, RowProblem):
             yield Chunk((), (opened,), 0, 0)
@@ -206,13 +204,13 @@ def _chunks(
     seen: SeenSubjects,
     chunk_rows: int,
     counter: CountingReader,
-) -> Iterator[Chunk]:
+) -> Iterator[Chunk[CreditResult]]:
     """Rows converted a chunk at a time; a subject named again is a problem of its row."""
     batch: list[tuple[_Row, CreditResult | list[RowProblem], SubjectRef | None]] = []
     file_problems: list[RowProblem] = []
     rows_read = 0
 
-    def chunk() -> Chunk:
+    def chunk() -> Chunk[CreditResult]:
         repeats = seen.first_rows([(row.row, s) for row, _, s in batch if s is not None])
         records: list[tuple[int, CreditResult]] = []
         problems = list(file_problems)
@@ -291,158 +289,13 @@ def _csv_rows(opened: OpenedText) -> Iterator[_Row | RowProblem]:
         yield RowProblem(0, "file", f"is not valid CSV near line {reader.line_num}: {exc}")
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class _RepeatedKeys:
-    """A JSON object that names a key more than once, as its members in order: a dict keeps
-    only the last value, and the repeat would pass unseen."""
-
-    members: list[tuple[str, object]]
-
-
-def _json_object(members: list[tuple[str, object]]) -> dict[str, object] | _RepeatedKeys:
-    """object_pairs_hook: a dict, as json makes it, unless a key repeats."""
-    obj = dict(members)
-    return obj if len(obj) == len(members) else _RepeatedKeys(members)
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class _LongInteger:
-    """A JSON integer too long to convert (see _MAX_JSON_INTEGER_DIGITS): only its length."""
-
-    digits: int
-
-
-def _json_integer(literal: str) -> int | _LongInteger:
-    if len(literal.lstrip("-")) > _MAX_JSON_INTEGER_DIGITS:
-        return _LongInteger(len(literal.lstrip("-")))
-    return int(literal)
-
-
-class _JsonSyntaxError(Exception):
-    """Where the JSON stops being JSON, as the problem's reason words it."""
-
-
-class _JsonText:
-    """JSON text read a block at a time; `value()` decodes one element with the json module
-    and forgets the text before it, so memory holds about one element."""
-
-    def __init__(self, text: TextIO) -> None:
-        self._text = text
-        self._decoder = json.JSONDecoder(object_pairs_hook=_json_object, parse_int=_json_integer)
-        self.buf = ""
-        self.pos = 0
-        self._eof = False
-        self._line = 1  # line of buf[0]
-        self._column = 1  # column of buf[0]
-
-    def _more(self) -> bool:
-        if self._eof:
-            return False
-        block = self._text.read(_JSON_BLOCK)
-        if not block:
-            self._eof = True
-            return False
-        consumed = self.buf[: self.pos]
-        newlines = consumed.count("\n")
-        if newlines:
-            self._line += newlines
-            self._column = len(consumed) - consumed.rfind("\n")
-        else:
-            self._column += len(consumed)
-        self.buf = self.buf[self.pos :] + block
-        self.pos = 0
-        return True
-
-    def where(self, pos: int) -> str:
-        """`line 3 column 7` of the file for `buf[pos]`."""
-        newlines = self.buf.count("\n", 0, pos)
-        if newlines:
-            line_start = self.buf.rfind("\n", 0, pos)
-            return f"line {self._line + newlines} column {pos - line_start}"
-        return f"line {self._line} column {self._column + pos}"
-
-    def peek(self) -> str | None:
-        """The next character after white space (not consumed), None at the end."""
-        while True:
-            match = _JSON_SPACE_RE.match(self.buf, self.pos)
-            self.pos = match.end() if match else self.pos
-            if self.pos < len(self.buf):
-                return self.buf[self.pos]
-            if not self._more():
-                return None
-
-    def take(self, expected: str, what: str) -> None:
-        if self.peek() != expected:
-            raise _JsonSyntaxError(f"Expecting {what} at {self.where(self.pos)}")
-        self.pos += 1
-
-    def value(self) -> tuple[object, int, int]:
-        """The next element, decoded, and where its text lies in `buf`."""
-        if self.peek() is None:
-            raise _JsonSyntaxError(f"Expecting value at {self.where(self.pos)}")
-        while True:
-            try:
-                value, end = self._decoder.raw_decode(self.buf, self.pos)
-            except json.JSONDecodeError as exc:
-                # Maybe cut off by the end of the block: read on, up to one element's worth.
-                if len(self.buf) - self.pos < MAX_JSON_ELEMENT and self._more():
-                    continue
-                if not self._eof:
-                    raise _JsonSyntaxError(
-                        f"has an element longer than {MAX_JSON_ELEMENT:,} characters "
-                        f"at {self.where(self.pos)}"
-                    ) from None
-                raise _JsonSyntaxError(f"{exc.msg} at {self.where(exc.pos)}") from None
-            # A number that ends the buffer may go on in the next block ("12" of "123").
-            if end == len(self.buf) and self._more():
-                continue
-            start, self.pos = self.pos, end
-            return value, start, end
-
-
 def _json_rows(opened: OpenedText) -> Iterator[_Row | RowProblem]:
     """The records of `[...]` or `{"records": [...]}`, element by element."""
-    text = _JsonText(opened.text)
     seen_columns: set[str] = set()  # of the columns checked at the end, those some record has
-    try:
-        first = text.peek()
-        if first == "{":
-            text.take("{", "'{'")
-            keys: set[str] = set()
-            found = False
-            while text.peek() != "}":
-                if keys:
-                    text.take(",", "',' delimiter")
-                key, _, _ = text.value()
-                if not isinstance(key, str):
-                    raise _JsonSyntaxError(f"Expecting property name at {text.where(text.pos)}")
-                if key in keys:
-                    yield RowProblem(0, "file", "names a key twice in its top object")
-                    return
-                keys.add(key)
-                text.take(":", "':' delimiter")
-                if key == "records" and text.peek() == "[":
-                    found = True
-                    yield from _json_array(text, opened, seen_columns)
-                else:
-                    text.value()  # not ours to read
-            text.take("}", "'}'")
-            if not found:
-                yield RowProblem(0, "file", _NOT_AN_ARRAY)
-                return
-        elif first == "[":
-            yield from _json_array(text, opened, seen_columns)
-        else:
-            text.value()  # valid JSON, but no array of records; or the syntax error
-            yield RowProblem(0, "file", _NOT_AN_ARRAY)
-            return
-        if text.peek() is not None:
-            raise _JsonSyntaxError(f"Extra data at {text.where(text.pos)}")
-    except _JsonSyntaxError as exc:
-        yield RowProblem(0, "file", f"is not valid JSON: {exc}")
-        return
-    except RecursionError:
-        yield RowProblem(0, "file", "is JSON nested too deeply")
+    whole = yield from record_array(
+        _JsonText(opened.text), lambda text: _json_array(text, opened, seen_columns)
+    )
+    if not whole:
         return
     # A JSON file has no header: a column no record has is told once, beside each row's problem.
     for column in REQUIRED_COLUMNS:
@@ -453,7 +306,6 @@ def _json_rows(opened: OpenedText) -> Iterator[_Row | RowProblem]:
 
 
 _INDICATOR_NAMES = "indicator columns are ZB_ then A-Z, 0-9 and _ only"
-_NOT_AN_ARRAY = 'must be a JSON array of objects, or {"records": [...]}'
 _CHECKED_COLUMNS = frozenset({*REQUIRED_COLUMNS, LEVEL})
 
 

@@ -14,6 +14,7 @@ from types import MappingProxyType
 from typing import BinaryIO, Protocol
 
 from adapters.huzhou import HUZHOU_CSV, HUZHOU_JSON
+from adapters.shuanggongshi import RECORD_FORMATS
 from adapters.streaming import CHUNK_ROWS, Chunk, SeenSubjects
 from node.errors import InvalidInput
 from node.model import CreditResult
@@ -47,7 +48,7 @@ class ImportAdapter(Protocol):
         subject_key: bytes | None = None,
         seen: SeenSubjects | None = None,
         chunk_rows: int = CHUNK_ROWS,
-    ) -> Iterator[Chunk]:
+    ) -> Iterator[Chunk[CreditResult]]:
         """The file's rows in chunks of at most `chunk_rows`, in row order: results issued by
         `issuer_node`, and the problem of every bad row. Nothing but chunks comes out, whatever
         the bytes; a whole-file problem (row 0) ends the reading.
@@ -89,3 +90,11 @@ def get_adapter(name: str) -> ImportAdapter:
     except KeyError:
         known = ", ".join(sorted(ADAPTERS))
         raise InvalidInput(f"unknown import format {name!r}; known formats: {known}") from None
+
+
+def format_listing() -> list[tuple[str, str, str]]:
+    """(name, version, description) of every format `creditnode ingest` reads: the results
+    exports, then the government formats (adapters.shuanggongshi)."""
+    return [(a.name, a.version, a.description) for a in ADAPTERS.values()] + [
+        (f.name, f.version, f.description) for f in RECORD_FORMATS.values()
+    ]

@@ -11,22 +11,25 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Protocol
+from typing import Generic, Protocol, TypeVar
 
 from adapters.problems import rejected
 from node.errors import RowProblem
-from node.model import CreditResult, SubjectRef
+from node.model import SubjectRef
 
 CHUNK_ROWS = 5000  # rows per chunk: big enough to amortise a round trip, small to hold
 
+R_co = TypeVar("R_co", covariant=True)
+R = TypeVar("R")
+
 
 @dataclasses.dataclass(frozen=True, slots=True)
-class Chunk:
-    """The next rows of a file: results by row number, and the problems of these rows
-    (row 0 = the file as a whole). `rows_read` counts the file's rows read so far, and
+class Chunk(Generic[R_co]):
+    """The next rows of a file: results (or other records) by row number, and the problems
+    of these rows (row 0 = the file as a whole). `rows_read` counts the file's rows read so far, and
     `bytes_read` the bytes of the stream consumed (both for progress)."""
 
-    records: Sequence[tuple[int, CreditResult]]
+    records: Sequence[tuple[int, R_co]]
     problems: Sequence[RowProblem]
     rows_read: int
     bytes_read: int
@@ -56,10 +59,10 @@ class SubjectsInMemory:
         return repeats
 
 
-def collect(chunks: Iterable[Chunk], format_name: str) -> list[CreditResult]:
+def collect(chunks: Iterable[Chunk[R]], format_name: str) -> list[R]:
     """Every result of a file read whole, or ImportRejected listing every problem in row order
     (whole-file problems first)."""
-    results: list[CreditResult] = []
+    results: list[R] = []
     problems: list[RowProblem] = []
     for chunk in chunks:
         results += [result for _, result in chunk.records]

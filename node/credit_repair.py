@@ -11,8 +11,10 @@ import logging
 
 from node import repair
 from node.clock import Clock
+from node.errors import InvalidInput
+from node.public_records import PenaltyRecord, RecordKind
 from node.store import Store
-from node.store.penalties import PenaltyRecord, Reissued
+from node.store.penalties import Reissued
 
 log = logging.getLogger(__name__)
 EXPIRY_CHECK_S = 60.0  # how often `serve` expires records past their maximum publicity
@@ -24,6 +26,11 @@ def repair_record(store: Store, record_id: str, reason: str, clock: Clock) -> Re
     now = clock.now()
 
     def check(record: PenaltyRecord) -> None:
+        if record.kind is not RecordKind.PENALTY:
+            raise InvalidInput(
+                f"record {record.record_id} is an entry of the serious-dishonesty list: it "
+                "leaves the list by a removal (移出) in the list's file, not by repair"
+            )
         repair.check_repair(
             record.record_id,
             record.severity,
@@ -41,7 +48,9 @@ def expire_due(store: Store, clock: Clock) -> list[str]:
     today = repair.china_day(now)
     expired: list[str] = []
     for record in store.penalties.in_force():
-        expires_on = repair.publicity(record.severity, record.decided_on).expires_on
+        expires_on = repair.publicity(
+            record.severity, record.decided_on, record.publicity_ends_on
+        ).expires_on
         if today < expires_on:
             continue
 
@@ -67,7 +76,12 @@ def due(store: Store, clock: Clock, days: int) -> list[repair.DueItem]:
     """Records in force that become repairable or expire within `days` (到期修复提醒)."""
     today = repair.china_day(clock.now())
     return repair.due_within(
-        ((r.record_id, r.severity, r.decided_on) for r in store.penalties.in_force()), today, days
+        (
+            (r.record_id, r.severity, r.decided_on, r.publicity_ends_on)
+            for r in store.penalties.in_force()
+        ),
+        today,
+        days,
     )
 
 

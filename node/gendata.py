@@ -11,13 +11,17 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import decimal
 import random
+from collections.abc import Iterator
 
 from adapters.huzhou import CHINA_TZ
+from adapters.penalty_class import builtin_rule, classify
 from adapters.registry import get_adapter
 from adapters.result_ids import result_id_for
 from adapters.schemes import Scheme, builtin_schemes
-from node import divisions, identifiers
+from adapters.shuanggongshi import record_id_for
+from node import divisions, identifiers, repair
 from node.errors import InvalidInput
 from node.model import (
     CreditLevel,
@@ -27,6 +31,7 @@ from node.model import (
     SubjectType,
     require_node_id,
 )
+from node.public_records import ListChange, ListRemoval, PenaltyRecord, RecordKind
 
 MAIN_SCHEME = "zj-public-credit@2023"
 ENTERPRISE_SCHEME = "hz-enterprise-credit@2021"  # a share of enterprises use the local scheme
@@ -289,3 +294,92 @@ class _Generator:
             "carbon_intensity": f"{self.rng.uniform(0.05, 2.5):.2f}",  # t CO2e per 10k yuan
             "esg_score": f"{self.rng.uniform(45, 95):.1f}",
         }
+
+
+# --- 双公示 penalties, list changes and licences (issue 11 §5) --------------------------------
+
+# (categories, weight, fine range in 万元 or None)
+_PENALTY_KINDS: tuple[tuple[str, int, tuple[float, float] | None], ...] = (
+    ("警告", 30, None),
+    ("罚款", 45, (0.1, 20.0)),
+    ("罚款", 3, (100.0, 500.0)),
+    ("罚款;没收违法所得", 10, (1.0, 50.0)),
+    ("责令停产停业", 6, None),
+    ("吊销许可证件", 6, None),
+)
+_VIOLATIONS = ("未按规定公示年度报告", "销售不合格产品", "违法排放污染物", "未取得许可擅自经营",
+               "虚假宣传", "违反安全生产规定")  # fmt: skip
+
+
+def generate_penalties(
+    city: str, count: int, seed: int, as_of: dt.date, *, subjects: int | None = None
+) -> Iterator[PenaltyRecord]:
+    """`count` penalty records (as `shuanggongshi-cf-*` reads them) of `subjects` distinct
+    subjects of `city` (default count // 4; a tenth natural persons), decided in the three
+    years before `as_of`. Lazy: a million records never sit in memory at once."""
+    require_node_id(city, "city")
+    gen = _Generator(city, random.Random(f"{city}/penalties/{seed}"), as_of, 0.0)
+    rule = builtin_rule()
+    pool = [_penalty_subject(gen) for _ in range(max(1, subjects or count // 4))]
+    kinds: list[tuple[str, tuple[float, float] | None]] = [(k[0], k[2]) for k in _PENALTY_KINDS]
+    weights = [k[1] for k in _PENALTY_KINDS]
+    rng = gen.rng
+    for number in range(1, count + 1):
+        subject, name = rng.choice(pool)
+        (category, fines) = rng.choices(kinds, weights)[0]
+        decided = as_of - dt.timedelta(days=rng.randrange(3 * 365))
+        content = {
+            "case_number": f"{gen.city_short}罚〔{decided.year}〕{number}号",
+            "category": category,
+            "violation": rng.choice(_VIOLATIONS),
+            "authority": f"{gen.city_short}市{rng.choice(_AGENCIES)}",
+        }
+        fine = None
+        if fines is not None:
+            fine = decimal.Decimal(f"{rng.uniform(*fines):.2f}")
+            content["fine"] = str(fine)
+        severity = classify(rule, "", category, fine)
+        longest = repair.add_months(decided, repair.PUBLICITY_MONTHS[severity][1])
+        yield PenaltyRecord(
+            record_id=record_id_for("cf", subject, (content["case_number"],)),
+            subject=subject,
+            subject_name=name,
+            severity=severity,
+            decided_on=decided,
+            content=content,
+            publicity_ends_on=longest - dt.timedelta(days=1),
+        )
+
+
+def generate_list_changes(city: str, count: int, seed: int, as_of: dt.date) -> list[ListChange]:
+    """`count` serious-dishonesty list rows: entries, and for about a fifth of them a removal
+    (a later row), as `serious-dishonesty-*` reads them."""
+    gen = _Generator(city, random.Random(f"{city}/list/{seed}"), as_of, 0.0)
+    rng = gen.rng
+    changes: list[ListChange] = []
+    while len(changes) < count:
+        subject, name = _penalty_subject(gen)
+        listed = as_of - dt.timedelta(days=400 + rng.randrange(700))
+        content = {"list_reason": rng.choice(_VIOLATIONS), "list_name": "严重失信主体名单"}
+        record_id = record_id_for("sd", subject, ("严重失信主体名单", listed.isoformat()))
+        changes.append(
+            PenaltyRecord(
+                record_id, subject, name, repair.Severity.SERIOUS, listed, content,
+                kind=RecordKind.SERIOUS_DISHONESTY_LIST,
+            )
+        )  # fmt: skip
+        if len(changes) < count and rng.random() < 0.2:
+            removed = listed + dt.timedelta(days=365 + rng.randrange(30))
+            content = {"list_name": "严重失信主体名单", "listed_on": listed.isoformat()}
+            changes.append(ListRemoval(record_id, subject, name, removed, content=content))
+    return changes
+
+
+def _penalty_subject(gen: _Generator) -> tuple[SubjectRef, str]:
+    district_code, district_name = gen._district()
+    if gen.rng.random() < 0.1:
+        person = SubjectRef(SubjectIdType.RESIDENT_ID, gen._resident_id(district_code))
+        return person, gen._person_name()
+    subject_type = gen.rng.choice((SubjectType.ENTERPRISE, SubjectType.INDIVIDUAL_BUSINESS))
+    uscc = SubjectRef(SubjectIdType.USCC, gen._uscc(subject_type, district_code))
+    return uscc, gen._name(subject_type, district_name)

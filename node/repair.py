@@ -30,6 +30,7 @@ class PenaltyStatus(enum.IntEnum):
     IN_FORCE = 1
     REPAIRED = 2
     EXPIRED = 3
+    REMOVED = 4  # taken off the serious-dishonesty list (移出)
 
 
 # (minimum, maximum) publicity in months, by class (Order No. 36).
@@ -69,9 +70,17 @@ class Publicity:
     expires_on: dt.date
 
 
-def publicity(severity: Severity, decided_on: dt.date) -> Publicity:
+def publicity(
+    severity: Severity, decided_on: dt.date, announced_end: dt.date | None = None
+) -> Publicity:
+    """`announced_end`: the last day of publicity the deciding authority announced (双公示
+    CF_GSJZQ). The record expires the day after it, but never later than the class's maximum:
+    Order No. 36's maximum wins over a longer announcement."""
     low, high = PUBLICITY_MONTHS[severity]
-    return Publicity(add_months(decided_on, low), add_months(decided_on, high))
+    expires_on = add_months(decided_on, high)
+    if announced_end is not None:
+        expires_on = min(expires_on, announced_end + dt.timedelta(days=1))
+    return Publicity(add_months(decided_on, low), expires_on)
 
 
 class RepairTooEarly(InvalidInput):
@@ -119,14 +128,18 @@ class DueItem:
 
 
 def due_within(
-    records: Iterable[tuple[str, Severity, dt.date]], today: dt.date, days: int
+    records: Iterable[
+        tuple[str, Severity, dt.date] | tuple[str, Severity, dt.date, dt.date | None]
+    ],
+    today: dt.date,
+    days: int,
 ) -> list[DueItem]:
-    """The 到期修复提醒: records (id, class, decision date) in force that become repairable or
-    expire from today to `days` days ahead, by date."""
+    """The 到期修复提醒: records (id, class, decision date[, announced publicity end]) in force
+    that become repairable or expire from today to `days` days ahead, by date."""
     end = today + dt.timedelta(days=days)
     found: list[DueItem] = []
-    for record_id, severity, decided_on in records:
-        when = publicity(severity, decided_on)
+    for record_id, severity, decided_on, *announced in records:
+        when = publicity(severity, decided_on, announced[0] if announced else None)
         if severity is not Severity.MINOR and today <= when.earliest_repair <= end:
             found.append(DueItem(record_id, "repairable", when.earliest_repair))
         if when.expires_on <= end:

@@ -36,6 +36,7 @@ FLOORS: Mapping[str, int] = {
     "node.log.notes": 2,
     "node.privacy": 2,
     "node.repair": 2,  # the repair rules: pure
+    "node.public_records": 2,  # penalties and list entries that flag results: pure
     "node.trust_model": 2,
     # 3: store, wire, policy (generated code below the wire layer), files of the home
     "node._pb": 3,

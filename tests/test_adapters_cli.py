@@ -10,6 +10,7 @@ from click.testing import CliRunner
 from adapters.crosswalks import builtin_crosswalks
 from adapters.registry import ADAPTERS
 from adapters.schemes import builtin_schemes
+from adapters.shuanggongshi import RECORD_FORMATS
 from node.cli import main
 
 
@@ -29,7 +30,7 @@ def test_adapters_json_carries_the_same_listing() -> None:
     result = CliRunner().invoke(main, ["adapters", "--json"], catch_exceptions=False)
     assert result.exit_code == 0, result.output
     listing = json.loads(result.stdout)
-    assert [a["name"] for a in listing["adapters"]] == list(ADAPTERS)
+    assert [a["name"] for a in listing["adapters"]] == [*ADAPTERS, *RECORD_FORMATS]
     assert {s["id"] for s in listing["schemes"]} == set(builtin_schemes())
     cn = next(s for s in listing["schemes"] if s["id"] == "cn-public-credit@2022")
     assert cn["region"] is None and cn["levels"] == ["A", "B", "C", "D"]

@@ -17,7 +17,7 @@ from adapters.huzhou import HUZHOU_CSV
 from adapters.streaming import Chunk
 from node.errors import ImportRejected
 from node.identifiers import make_uscc, normalise_subject_id
-from node.model import ResultStatus
+from node.model import CreditResult, ResultStatus
 from node.store import ImportSummary, Store
 
 CITY = "cn-330500"
@@ -121,7 +121,7 @@ def test_a_repeat_across_chunks_rejects_the_file_and_writes_nothing(
 
 
 def _blocking_chunks(path: pathlib.Path, reading: threading.Event, go_on: threading.Event,
-                     staged: object) -> Iterator[Chunk]:  # fmt: skip
+                     staged: object) -> Iterator[Chunk[CreditResult]]:  # fmt: skip
     with path.open("rb") as stream:
         for n, chunk in enumerate(
             HUZHOU_CSV.read(stream, issuer_node=CITY, seen=staged, chunk_rows=100)  # type: ignore[arg-type]

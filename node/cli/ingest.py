@@ -20,9 +20,11 @@ from tqdm import tqdm
 
 from adapters.crosswalks import builtin_crosswalks
 from adapters.problems import describe
-from adapters.registry import ADAPTERS, ImportAdapter, get_adapter
+from adapters.registry import ADAPTERS, ImportAdapter, format_listing, get_adapter
 from adapters.schemes import builtin_schemes
+from adapters.shuanggongshi import RECORD_FORMATS
 from node.cli import exits
+from node.cli.ingest_records import ingest_records
 from node.cli.options import home_option
 from node.clock import SYSTEM, china_date
 from node.errors import CreditNodeError, ImportRejected, RowProblem
@@ -47,8 +49,9 @@ def register(main: click.Group) -> None:
     "--format",
     "fmt",
     required=True,
-    type=click.Choice(sorted(ADAPTERS)),
-    help="The export's format (an import adapter).",
+    type=click.Choice(sorted([*ADAPTERS, *RECORD_FORMATS])),
+    help="The export's format (an import adapter, or a government format: "
+    "shuanggongshi-cf-*, serious-dishonesty-*, shuanggongshi-xk-*).",
 )
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=pathlib.Path))
 @home_option
@@ -64,7 +67,25 @@ def ingest(fmt: str, file: pathlib.Path, home: pathlib.Path) -> None:
 
     A USCC with a wrong check character is a row problem unless the node's legacy-uscc.txt
     lists it (a known legacy register code).
+
+    双公示 penalties and serious-dishonesty list changes go into the penalty records (the
+    subjects' current results are re-issued with their flags); licences are checked and
+    counted (adapters/shuanggongshi.md).
     """
+    if fmt in RECORD_FORMATS:
+        try:
+            click.echo(ingest_records(fmt, file, home))
+        except ImportRejected as exc:
+            _echo_problems(exc.problems, exc.more)
+            raise click.ClickException(exc.message) from None
+        except CreditNodeError:
+            raise
+        except Exception as exc:  # a driver's text quotes parameters, resident ids among them
+            raise click.ClickException(
+                f"the store failed while importing {file.name} with {_error_class(exc)}; "
+                "nothing was imported"
+            ) from None
+        return
     node_home = NodeHome(home)
     config = node_home.load_config()
     subject_key = NodeKeys.open(node_home, config).subject_hmac_key()
@@ -93,8 +114,8 @@ def list_adapters(as_json: bool) -> None:
     if as_json:
         listing = {
             "adapters": [
-                {"name": a.name, "version": a.version, "description": a.description}
-                for a in ADAPTERS.values()
+                {"name": name, "version": version, "description": description}
+                for name, version, description in format_listing()
             ],
             "schemes": [
                 {
@@ -121,8 +142,8 @@ def list_adapters(as_json: bool) -> None:
         click.echo(json.dumps(listing, ensure_ascii=False, indent=2))
         return
     click.echo("adapters (creditnode ingest --format NAME):")
-    for adapter in ADAPTERS.values():
-        click.echo(f"  {adapter.name} v{adapter.version}  {adapter.description}")
+    for name, version, description in format_listing():
+        click.echo(f"  {name} v{version}  {description}")
     click.echo("schemes (id@version, issuing region, levels best first):")
     for scheme in schemes:
         region = scheme.region or "national"

@@ -1,11 +1,14 @@
-"""Penalty records and what they do to results (floor 3; DESIGN.md §9, node.repair).
+"""Penalty records and list entries, and what they do to results (floor 3; DESIGN.md §9,
+node.repair, node.public_records).
 
-This module owns `penalty_records` (migration 0005_penalties). A record in force adds its flag
-(node.repair.FLAG_BY_SEVERITY) to every current result of its subject; closing it (repair or
-expiry) takes the flag away again. A result's content never changes under its id: a changed
-flag set is re-issued as a new result that supersedes the old one, with the change journalled
-(REVOKE old, UPSERT new) in the same transaction. A result whose flag was taken away by repair
-or expiry is REVOKED with that reason, so it is never served, replayed or fed again, and every
+This module owns `penalty_records` (migrations 0005_penalties, 0007_public_records): penalties
+and serious-dishonesty list entries, by `kind`. A record in force adds its flag to every
+current result of its subject; closing it (repair, expiry, removal from the list) takes the
+flag away again. Each kind manages only its own flags (node.public_records.MANAGED_FLAGS).
+A result's content never changes under its id: a changed flag set is re-issued as a new result
+that supersedes the old one, with the change journalled (REVOKE old, UPSERT new) in the same
+transaction. A result whose flag was taken away by repair, expiry or removal is REVOKED with
+that reason, so it is never served, replayed or fed again, and every
 peer that received it is sent a notice (node.revocation).
 """
 
@@ -18,7 +21,18 @@ import json
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import Date, Index, SmallInteger, String, Table, Text, insert, select, update
+from sqlalchemy import (
+    Date,
+    Index,
+    SmallInteger,
+    String,
+    Table,
+    Text,
+    bindparam,
+    insert,
+    select,
+    update,
+)
 from sqlalchemy.engine import Connection, RowMapping
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -31,7 +45,8 @@ from node.model import (
     SubjectIdType,
     SubjectRef,
 )
-from node.repair import FLAG_BY_SEVERITY, MAX_RECORD_ID_CHARS, PenaltyStatus, Severity
+from node.public_records import MANAGED_FLAGS, PenaltyRecord, RecordKind
+from node.repair import PenaltyStatus, Severity
 from node.store.engine import Database
 from node.store.journal import append_changes
 from node.store.results import (
@@ -43,7 +58,11 @@ from node.store.results import (
 )
 from node.store.schema import Base, UtcDateTime
 
-PENALTY_FLAGS = frozenset(FLAG_BY_SEVERITY.values())
+__all__ = ["PENALTIES", "PenaltyRecord", "PenaltyRepository", "Reissued", "reflag"]
+
+PENALTY_FLAGS = MANAGED_FLAGS[RecordKind.PENALTY]
+# SQLite binds one parameter per value: stay below its historic limit of 999 per query.
+_SUBJECTS_AT_A_TIME = 400
 
 
 class PenaltyRecordRow(Base):
@@ -60,6 +79,9 @@ class PenaltyRecordRow(Base):
     flag: Mapped[str] = mapped_column(String)
     content: Mapped[str] = mapped_column(Text)  # JSON object of the source's fields
     status: Mapped[int] = mapped_column(SmallInteger)  # node.repair.PenaltyStatus
+    kind: Mapped[int] = mapped_column(SmallInteger, server_default="1")  # RecordKind
+    # The last day of publicity the authority announced (双公示 CF_GSJZQ); None: the maximum.
+    publicity_ends_on: Mapped[dt.date | None] = mapped_column(Date)
     closed_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
     close_reason: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime)
@@ -67,33 +89,11 @@ class PenaltyRecordRow(Base):
     __table_args__ = (
         Index("ix_penalty_records_subject", "subject_id", "id_type"),
         Index("ix_penalty_records_status", "status", "decided_on"),
+        Index("ix_penalty_records_kind", "kind", "status"),
     )
 
 
 PENALTIES: Table = PenaltyRecordRow.__table__  # type: ignore[assignment]
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class PenaltyRecord:
-    record_id: str
-    subject: SubjectRef
-    subject_name: str
-    severity: Severity
-    decided_on: dt.date
-    content: Mapping[str, str] = dataclasses.field(default_factory=dict)
-    status: PenaltyStatus = PenaltyStatus.IN_FORCE
-    closed_at: dt.datetime | None = None
-    close_reason: str = ""
-
-    def __post_init__(self) -> None:
-        if not self.record_id or len(self.record_id) > MAX_RECORD_ID_CHARS:
-            raise InvalidInput(f"a record id has 1 to {MAX_RECORD_ID_CHARS} characters")
-        object.__setattr__(self, "severity", Severity(self.severity))
-        object.__setattr__(self, "status", PenaltyStatus(self.status))
-
-    @property
-    def flag(self) -> str:
-        return FLAG_BY_SEVERITY[self.severity]
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -134,8 +134,11 @@ class PenaltyRepository:
             if records:
                 conn.execute(insert(PENALTIES), [_values(r, now) for r in records])
             replaced: dict[str, str] = {}
-            for subject in {r.subject for r in records}:
-                replaced |= self._reflag(conn, subject, now, None)
+            for kind in {r.kind for r in records}:
+                subjects = sorted(
+                    {(r.subject.id_type, r.subject.id) for r in records if r.kind is kind}
+                )
+                replaced |= reflag(conn, subjects, MANAGED_FLAGS[kind], {}, now)
         return Reissued(replaced)
 
     def get(self, record_id: str) -> PenaltyRecord | None:
@@ -143,11 +146,14 @@ class PenaltyRepository:
             row = conn.execute(select(PENALTIES).where(PENALTIES.c.record_id == record_id)).first()
         return None if row is None else _record(row._mapping)
 
-    def in_force(self) -> list[PenaltyRecord]:
-        """Every record in force, oldest decision first."""
+    def in_force(self, kind: RecordKind = RecordKind.PENALTY) -> list[PenaltyRecord]:
+        """Every record of `kind` in force, oldest decision first."""
         query = (
             select(PENALTIES)
-            .where(PENALTIES.c.status == int(PenaltyStatus.IN_FORCE))
+            .where(
+                PENALTIES.c.status == int(PenaltyStatus.IN_FORCE),
+                PENALTIES.c.kind == int(kind),
+            )
             .order_by(PENALTIES.c.decided_on, PENALTIES.c.record_id)
         )
         with self._store.connect() as conn:
@@ -180,64 +186,101 @@ class PenaltyRepository:
                 .where(PENALTIES.c.record_id == record_id)
                 .values(status=int(status), closed_at=now, close_reason=reason)
             )
-            return Reissued(self._reflag(conn, record.subject, now, revocation))
+            subject = (record.subject.id_type, record.subject.id)
+            managed = MANAGED_FLAGS[record.kind]
+            return Reissued(reflag(conn, [subject], managed, {subject: revocation}, now))
 
-    def _reflag(
-        self,
-        conn: Connection,
-        subject: SubjectRef,
-        now: dt.datetime,
-        revocation: RevocationReason | None,
-    ) -> dict[str, str]:
-        """Re-issue the subject's current results whose penalty flags differ from its records
-        in force. `revocation`: the old results are REVOKED for it (flags taken away by repair
-        or expiry); None: SUPERSEDED (a new penalty)."""
-        flags = {
-            r.flag
-            for r in conn.execute(
-                select(PENALTIES.c.flag).where(
-                    PENALTIES.c.subject_id == subject.id,
-                    PENALTIES.c.id_type == int(subject.id_type),
-                    PENALTIES.c.status == int(PenaltyStatus.IN_FORCE),
-                )
-            )
-        }
-        current = [
-            result_from_row(row)
-            for row in conn.execute(
-                select(RESULTS).where(
-                    RESULTS.c.subject_id == subject.id,
-                    RESULTS.c.id_type == int(subject.id_type),
-                    RESULTS.c.status == int(ResultStatus.ACTIVE),
-                )
-            )
-        ]
-        replaced: dict[str, str] = {}
-        changes: list[tuple[ChangeKind, str]] = []
-        for old in current:
-            wanted = (set(old.flags) - PENALTY_FLAGS) | flags
-            if wanted == set(old.flags):
-                continue
-            new = _reissued(old, tuple(sorted(wanted)))
-            status = ResultStatus.REVOKED if revocation is not None else ResultStatus.SUPERSEDED
-            conn.execute(
-                update(RESULTS)
-                .where(RESULTS.c.result_id == old.result_id)
-                .values(
-                    status=int(status),
-                    revoked_reason=None if revocation is None else int(revocation),
-                    revoked_at=None if revocation is None else now,
-                    updated_at=now,
-                )
-            )
-            conn.execute(
-                insert(RESULTS),
-                [result_row_values(PlannedInsert(new, content_digest(new), old.result_id), now)],
-            )
-            changes += [(ChangeKind.REVOKE, old.result_id), (ChangeKind.UPSERT, new.result_id)]
-            replaced[old.result_id] = new.result_id
+
+SubjectKey = tuple[SubjectIdType, str]  # (id type, subject id)
+
+
+def reflag(
+    conn: Connection,
+    subjects: Sequence[SubjectKey],
+    managed: frozenset[str],
+    revocations: Mapping[SubjectKey, RevocationReason],
+    now: dt.datetime,
+) -> dict[str, str]:
+    """Re-issue the subjects' current results whose `managed` flags differ from those of their
+    records in force (the caller's transaction holds the journal lock). A result that loses
+    one of them is REVOKED for the subject's reason in `revocations` (repair, expiry, removal
+    from the list; CREDIT_REPAIRED when none is given); one that only gains is SUPERSEDED.
+    Returns old id -> new id. Set-based: a few queries per batch of subjects, not per subject."""
+    replaced: dict[str, str] = {}
+    for start in range(0, len(subjects), _SUBJECTS_AT_A_TIME):
+        batch = subjects[start : start + _SUBJECTS_AT_A_TIME]
+        replaced |= _reflag_batch(conn, batch, managed, revocations, now)
+    return replaced
+
+
+def _reflag_batch(
+    conn: Connection,
+    subjects: Sequence[SubjectKey],
+    managed: frozenset[str],
+    revocations: Mapping[SubjectKey, RevocationReason],
+    now: dt.datetime,
+) -> dict[str, str]:
+    wanted_keys = set(subjects)
+    ids = sorted({subject_id for _, subject_id in subjects})
+    in_force: dict[SubjectKey, set[str]] = {}
+    flag_query = select(PENALTIES.c.id_type, PENALTIES.c.subject_id, PENALTIES.c.flag).where(
+        PENALTIES.c.subject_id.in_(ids),
+        PENALTIES.c.status == int(PenaltyStatus.IN_FORCE),
+        PENALTIES.c.flag.in_(sorted(managed)),
+    )
+    for row in conn.execute(flag_query):
+        key = (SubjectIdType(row.id_type), row.subject_id)
+        in_force.setdefault(key, set()).add(row.flag)
+    result_query = select(RESULTS).where(
+        RESULTS.c.subject_id.in_(ids), RESULTS.c.status == int(ResultStatus.ACTIVE)
+    )
+    current = [result_from_row(row) for row in conn.execute(result_query)]
+    replaced: dict[str, str] = {}
+    retired: list[dict[str, Any]] = []
+    inserts: list[dict[str, Any]] = []
+    changes: list[tuple[ChangeKind, str]] = []
+    for old in sorted(current, key=lambda r: r.result_id):
+        key = (old.subject.id_type, old.subject.id)
+        if key not in wanted_keys:
+            continue
+        held = set(old.flags)
+        wanted = (held - managed) | in_force.get(key, set())
+        if wanted == held:
+            continue
+        new = _reissued(old, tuple(sorted(wanted)))
+        revocation = None
+        if held & managed - wanted:  # a flag taken away: the old result must not be relied on
+            revocation = revocations.get(key) or RevocationReason.CREDIT_REPAIRED
+        retired.append(
+            {
+                "old_id": old.result_id,
+                "new_status": int(
+                    ResultStatus.REVOKED if revocation is not None else ResultStatus.SUPERSEDED
+                ),
+                "reason": None if revocation is None else int(revocation),
+                "revoked": None if revocation is None else now,
+            }
+        )
+        inserts.append(
+            result_row_values(PlannedInsert(new, content_digest(new), old.result_id), now)
+        )
+        changes += [(ChangeKind.REVOKE, old.result_id), (ChangeKind.UPSERT, new.result_id)]
+        replaced[old.result_id] = new.result_id
+    if retired:
+        conn.execute(
+            update(RESULTS)
+            .where(RESULTS.c.result_id == bindparam("old_id"))
+            .values(
+                status=bindparam("new_status"),
+                revoked_reason=bindparam("reason"),
+                revoked_at=bindparam("revoked", type_=UtcDateTime),
+                updated_at=now,
+            ),
+            retired,
+        )
+        conn.execute(insert(RESULTS), inserts)
         append_changes(conn, changes, now)
-        return replaced
+    return replaced
 
 
 def _reissued(old: CreditResult, flags: tuple[str, ...]) -> CreditResult:
@@ -263,6 +306,8 @@ def _values(record: PenaltyRecord, now: dt.datetime) -> dict[str, Any]:
         "closed_at": record.closed_at,
         "close_reason": record.close_reason or None,
         "created_at": now,
+        "kind": int(record.kind),
+        "publicity_ends_on": record.publicity_ends_on,
     }
 
 
@@ -277,4 +322,6 @@ def _record(m: RowMapping | Mapping[str, Any]) -> PenaltyRecord:
         status=PenaltyStatus(m["status"]),
         closed_at=m["closed_at"],
         close_reason=m["close_reason"] or "",
+        kind=RecordKind(m["kind"]),
+        publicity_ends_on=m["publicity_ends_on"],
     )

@@ -543,7 +543,8 @@ class _ProblemList:
                 self._rows.append(problem)
 
     def rejected(self, source: str) -> ImportRejected:
-        listed = (self._file + self._rows)[: self._cap]
+        # Problems the store finds come after the file's: listed in row order all the same.
+        listed = (self._file + sorted(self._rows, key=lambda p: p.row))[: self._cap]
         noun = "problem" if self.count == 1 else "problems"
         rows = f"{self.bad_rows:,} row{'s' if self.bad_rows != 1 else ''}"
         return ImportRejected(
@@ -552,6 +553,9 @@ class _ProblemList:
             listed,
             more=self.count - len(listed),
         )
+
+
+ProblemList = _ProblemList  # what node.store.record_import keeps of a rejected file, too
 
 
 class StagedImport:

@@ -97,3 +97,9 @@ def test_conformance_catches_an_adapter_that_returns_part_of_a_file() -> None:
     vector = conformance.load_vectors(VECTORS / "huzhou-csv")[0]
     with pytest.raises(conformance.ConformanceFailure, match="accepted"):
         conformance.check_rejects(DropsBadRows(), vector, CITY)  # type: ignore[arg-type]
+
+
+@adapter_param
+def test_utf8_with_bom_and_gb18030_read_alike(adapter: ImportAdapter) -> None:
+    data = adapter.render(generate_results(CITY, 40, 12, AS_OF))
+    conformance.check_encodings(adapter, data, CITY)

@@ -145,5 +145,6 @@ class Asker:
                 purpose=purpose,
                 envelope=wire.envelope_bytes(answer.envelope),
                 at=record.time,
+                recognised=recognised,
             )
         return AskOutcome(query, decision, reason, answer, receipt.log_index, recognised)

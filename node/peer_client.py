@@ -98,6 +98,22 @@ def verify_answer(
     if not response.HasField("result"):
         raise BadAnswer(f"{peer} sent no result for request {request_id}")
     envelope = wire.envelope_from_pb(response.result)
+    result, keyid = verify_issued_result(
+        envelope, peer=peer, local_node=local_node, key_for=key_for
+    )
+    # 3. Bound to our request.
+    if result.request_id != request_id:
+        raise BadAnswer(f"result answers request {result.request_id!r}, we sent {request_id!r}")
+    if result.request_digest != hashlib.sha256(sent).digest():
+        raise BadAnswer("result's request digest is not the digest of the query we sent")
+    return VerifiedAnswer(result, envelope, response.receipt, keyid)
+
+
+def verify_issued_result(
+    envelope: signing.Envelope, *, peer: str, local_node: str, key_for: KeyLookup
+) -> tuple[model.CreditResult, str]:
+    """Steps 1-2 of an answer's checks, which need nothing but the envelope and the peer's
+    keys (so a kept result verifies again offline): the result and the keyid that signed it."""
     if envelope.payload_type != signing.PAYLOAD_CREDIT_RESULT:
         raise BadAnswer(f"{peer} sent a {envelope.payload_type!r}, not a credit result")
     # 1. Signature by a key of that peer over the bytes received; only then is the payload
@@ -117,16 +133,12 @@ def verify_answer(
             f"key {verified.keyid[:16]}… of {peer} was not valid when the result was issued "
             f"({result.issued_at})"
         )
-    # 2-3. Bound to us and to our request.
+    # 2. Issued by that peer, to us.
     if result.issuer_node != peer:
         raise BadAnswer(f"result issued by {result.issuer_node}, but we asked {peer}")
     if result.audience_node != local_node:
         raise BadAnswer(f"result is addressed to {result.audience_node}, not to us ({local_node})")
-    if result.request_id != request_id:
-        raise BadAnswer(f"result answers request {result.request_id!r}, we sent {request_id!r}")
-    if result.request_digest != hashlib.sha256(sent).digest():
-        raise BadAnswer("result's request digest is not the digest of the query we sent")
-    return VerifiedAnswer(result, envelope, response.receipt, verified.keyid)
+    return result, verified.keyid
 
 
 class PeerClient:

@@ -77,6 +77,7 @@ FLOORS: Mapping[str, int] = {
     "node.log_client": 5,
     "node.greenloan_sync": 5,
     "node.revocation_watch": 5,
+    "node.received_check": 5,  # a kept peer result verified again, offline
     # 6: wiring, the server, the command line, processes' mains
     "node.server": 6,
     "node.runtime": 6,

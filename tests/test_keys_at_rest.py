@@ -38,6 +38,7 @@ NOT_KEY_WRITERS = {
     "log verify",
     "policy example",
     "query",
+    "received show",
     "repair due",
     "repair expire-due",
     "repair record",

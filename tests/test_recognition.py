@@ -2,7 +2,7 @@
 (zj-public-credit@2023), Shanghai (sh-public-credit@2022), Huangshan (ah-public-credit@2022) —
 ask each other over mutual TLS and read every answer on their own scheme under the zone's
 crosswalk; a scheme without a crosswalk is reported, never mapped; `creditnode query` shows both
-levels side by side (and --json all three parts)."""
+levels side by side (and --json all three parts); a kept result verifies again offline."""
 
 from __future__ import annotations
 
@@ -15,15 +15,20 @@ import sys
 from collections.abc import AsyncIterator
 
 import pytest
+from alembic.script import ScriptDirectory
+from sqlalchemy import insert, update
 
 from adapters.crosswalks import NotRecognised, RecognisedView
 from devtools.federation import Federation, build
-from node import model
+from node import model, signing, wire
 from node.errors import ConfigError
 from node.home import NodeHome
 from node.identifiers import make_uscc
 from node.recognition import Recognition, choose_local_scheme
 from node.runtime import NodeRuntime
+from node.store import Store
+from node.store.received import RECEIVED
+from node.store.store import alembic_config
 from tests.federation_helpers import HUZHOU, SHANGHAI, subjects_of
 
 HUANGSHAN = "cn-341000"
@@ -113,6 +118,47 @@ def test_results_under_our_scheme_or_without_a_crosswalk(
     assert recognition.recognise(_peer_result(scheme, level), zone) == expected
 
 
+def test_kept_recognition_survives_the_round_trip_and_the_migration(db_url: str) -> None:
+    """A row kept before the migration that adds recognition reads back with none; rows kept
+    after carry the view or the reason (SQLite and PostgreSQL)."""
+    at = dt.datetime(2026, 3, 1, tzinfo=dt.UTC)
+    with Store.open(db_url, migrate=False) as store:
+        store.migrate(_before("received_recognition"))
+        with store.begin() as conn:
+            conn.execute(
+                insert(RECEIVED).values(
+                    issuer_node=SHANGHAI,
+                    result_id="old",
+                    zone="yrd",
+                    purpose=DAI,
+                    envelope=b"e",
+                    received_at=at,
+                )
+            )
+        store.migrate()
+        view = RecognisedView(ZJ, "D", model.CreditLevel.D, ("A_B", "C"), "yrd/x@1")
+        missing = NotRecognised(f"no crosswalk {CN} → {ZJ} in yrd")
+        for result_id, recognised in (("new", view), ("none", missing)):
+            store.received.keep(
+                issuer_node=SHANGHAI, result_id=result_id, zone="yrd", purpose=DAI,
+                envelope=b"e", at=at, recognised=recognised,
+            )  # fmt: skip
+        got = {r: store.received.get(SHANGHAI, r) for r in ("old", "new", "none")}
+        assert {r: k.recognised for r, k in got.items() if k} == {
+            "old": None,
+            "new": view,
+            "none": missing,
+        }
+
+
+def _before(name: str) -> str:
+    """The revision just before the migration whose id ends with `name`."""
+    script = ScriptDirectory.from_config(alembic_config())
+    [revision] = [r for r in script.walk_revisions() if r.revision.endswith(name)]
+    assert isinstance(revision.down_revision, str)
+    return revision.down_revision
+
+
 # --- three cities, three schemes ------------------------------------------------------------
 
 
@@ -187,8 +233,8 @@ MATRIX = [
 
 async def test_each_city_reads_the_others_on_its_own_scheme(cities: Cities) -> None:
     """Six asks across two zones, each recognised under that zone's crosswalk (the serious
-    dishonesty cap applied, the flag kept); a national-scale result has no crosswalk in yrd and
-    is reported so."""
+    dishonesty cap applied, the flag kept) and kept with the envelope; a national-scale result
+    has no crosswalk in yrd and is reported so, and kept unrecognised."""
     for asker, peer, zone, name, expected in MATRIX:
         outcome = await cities.nodes[asker].ask(peer, zone, DAI, _uscc(cities.subject[name]))
         assert outcome.answer is not None, outcome.reason
@@ -196,11 +242,16 @@ async def test_each_city_reads_the_others_on_its_own_scheme(cities: Cities) -> N
         assert isinstance(view, RecognisedView), (asker, peer, view)
         got = (view.scheme, view.native_level, view.level.name, view.flags, view.crosswalk)
         assert got == expected, (asker, peer)
+        kept = cities.nodes[asker].store.received.get(peer, outcome.answer.result.result_id)
+        assert kept is not None and kept.recognised == view
+        assert kept.envelope == wire.envelope_bytes(outcome.answer.envelope)
 
     huzhou = cities.nodes[HUZHOU]
     outcome = await huzhou.ask(SHANGHAI, "yrd", DAI, _uscc(cities.subject["cn0"]))
     assert outcome.answer is not None and outcome.answer.result.scheme == CN
     assert outcome.recognised == NotRecognised(f"no crosswalk {CN} → {ZJ} in yrd")
+    kept = huzhou.store.received.get(SHANGHAI, outcome.answer.result.result_id)
+    assert kept is not None and kept.recognised == outcome.recognised
 
 
 async def _creditnode(*args: object) -> tuple[int, str]:
@@ -215,7 +266,7 @@ def _words(text: str) -> list[str]:
     return [" ".join(line.split()) for line in text.splitlines()]
 
 
-async def test_query_shows_both_levels_side_by_side_and_in_json(
+async def test_query_shows_both_levels_and_the_kept_result_verifies_offline(
     cities: Cities,
 ) -> None:
     home = cities.fed.home(HUZHOU)
@@ -245,3 +296,36 @@ async def test_query_shows_both_levels_side_by_side_and_in_json(
     }
     assert doc["crosswalk"] == f"yrd/{SH}→{ZJ}@1" and doc["not_recognised"] is None
     assert doc["result"]["native_level"] == "良" and doc["envelope"]["signatures"]
+    result_id = doc["result"]["result_id"]
+
+    # Shanghai goes away: the kept envelope verifies against the trust lists on disk alone.
+    await cities.nodes.pop(SHANGHAI).stop()
+    show = ("received", "show", result_id, "--home", home, "--verify")
+    code, out = await _creditnode(*show, "--json")
+    assert code == 0, out
+    kept = json.loads(out)
+    assert kept["envelope"] == doc["envelope"] and kept["verified"] == {"ok": True, "problem": None}
+    assert (kept["recognised"], kept["crosswalk"]) == (doc["recognised"], doc["crosswalk"])
+    code, out = await _creditnode(*show)
+    assert code == 0, out
+    assert _words(out)[-1] == (
+        f"verified offline: signed by {SHANGHAI} with a key of the trust lists held, issued to "
+        f"this node; recognised again through yrd/{SH}→{ZJ}@1: the same"
+    )
+
+    # One byte of the kept signature changed: it no longer verifies (exit 5), offline too.
+    held = cities.nodes[HUZHOU].store.received.get(SHANGHAI, result_id)
+    assert held is not None
+    envelope = wire.envelope_from_bytes(held.envelope)
+    first = envelope.signatures[0]
+    forged = signing.EnvelopeSignature(first.keyid, first.sig[:-1] + bytes([first.sig[-1] ^ 1]))
+    tampered = dataclasses.replace(envelope, signatures=(forged, *envelope.signatures[1:]))
+    with cities.nodes[HUZHOU].store.begin() as conn:
+        conn.execute(
+            update(RECEIVED)
+            .where(RECEIVED.c.result_id == result_id)
+            .values(envelope=wire.envelope_bytes(tampered))
+        )
+    code, out = await _creditnode(*show)
+    assert code == 5, out
+    assert out.splitlines()[-1].startswith("NOT VERIFIED: BAD_SIGNATURE")

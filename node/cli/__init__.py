@@ -22,6 +22,7 @@ COMMAND_MODULES = (
     "node.cli.serve",
     "node.cli.greenloan",
     "node.cli.revocations",
+    "node.cli.received",
     "node.cli.auditor",
     "node.cli.status",
     "node.cli.repair",

@@ -1,21 +1,25 @@
 """Results received from peers, on the asking side (floor 3): each kept with the peer's signed
-envelope as received (verifiable again, offline), and marked when the peer's revocation notice
-says it is no longer current; and per peer, the last notice applied. This module owns
-`received_results` and `revocation_cursors`; mirrored by migration 0004_revocations.
+envelope as received (verifiable again, offline) and its recognised view on our scheme with the
+crosswalk id@version used (or why it was not recognised), and marked when the peer's revocation
+notice says it is no longer current; and per peer, the last notice applied. This module owns
+`received_results` and `revocation_cursors`; mirrored by migrations 0004_revocations and
+0008_received_recognition.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+from typing import Any
 
-from sqlalchemy import BigInteger, LargeBinary, SmallInteger, String, Table, select, update
+from sqlalchemy import BigInteger, LargeBinary, SmallInteger, String, Table, Text, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Mapped, mapped_column
 
+from adapters.crosswalks import NotRecognised, RecognisedView
 from node.errors import Conflict
-from node.model import RevocationNotice, RevocationReason
+from node.model import CreditLevel, RevocationNotice, RevocationReason
 from node.store.engine import Database
 from node.store.schema import Base, UtcDateTime
 
@@ -35,6 +39,13 @@ class ReceivedResultRow(Base):
     revoked_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
     superseded_by: Mapped[str | None] = mapped_column(String)
     notice_seq: Mapped[int | None] = mapped_column(BigInteger)
+    # The recognised view (adapters.crosswalks.RecognisedView); all None when not recognised.
+    recognised_scheme: Mapped[str | None] = mapped_column(String)
+    recognised_level: Mapped[str | None] = mapped_column(String)  # in recognised_scheme
+    recognised_canonical: Mapped[int | None] = mapped_column(SmallInteger)  # model.CreditLevel
+    recognised_flags: Mapped[str | None] = mapped_column(Text)  # space-separated, in order
+    crosswalk: Mapped[str | None] = mapped_column(String)  # id@version; "": our own scheme
+    not_recognised: Mapped[str | None] = mapped_column(Text)  # why, when not recognised
 
 
 class RevocationCursorRow(Base):
@@ -64,10 +75,58 @@ class Received:
     revoked_reason: RevocationReason | None
     revoked_at: dt.datetime | None
     superseded_by: str
+    recognised: RecognisedView | NotRecognised | None  # None: kept before recognition existed
 
     @property
     def current(self) -> bool:
         return self.revoked_reason is None
+
+
+def _recognition_values(recognised: RecognisedView | NotRecognised | None) -> dict[str, object]:
+    if isinstance(recognised, RecognisedView):
+        return {
+            "recognised_scheme": recognised.scheme,
+            "recognised_level": recognised.native_level,
+            "recognised_canonical": int(recognised.level),
+            "recognised_flags": " ".join(recognised.flags),
+            "crosswalk": recognised.crosswalk,
+            "not_recognised": None,
+        }
+    return {
+        "recognised_scheme": None,
+        "recognised_level": None,
+        "recognised_canonical": None,
+        "recognised_flags": None,
+        "crosswalk": None,
+        "not_recognised": None if recognised is None else recognised.reason,
+    }
+
+
+def _recognition_of(row: Any) -> RecognisedView | NotRecognised | None:
+    if row.recognised_scheme is not None:
+        return RecognisedView(
+            row.recognised_scheme,
+            row.recognised_level,
+            CreditLevel(row.recognised_canonical),
+            tuple(row.recognised_flags.split()),
+            row.crosswalk or "",
+        )
+    return None if row.not_recognised is None else NotRecognised(row.not_recognised)
+
+
+def _received_of(row: Any) -> Received:
+    return Received(
+        row.issuer_node,
+        row.result_id,
+        row.zone,
+        row.purpose,
+        bytes(row.envelope),
+        row.received_at,
+        None if row.revoked_reason is None else RevocationReason(row.revoked_reason),
+        row.revoked_at,
+        row.superseded_by or "",
+        _recognition_of(row),
+    )
 
 
 class ReceivedRepository:
@@ -85,8 +144,11 @@ class ReceivedRepository:
         purpose: str,
         envelope: bytes,
         at: dt.datetime,
+        recognised: RecognisedView | NotRecognised | None = None,
     ) -> None:
-        """Keep a verified result a peer issued to us (the latest envelope of a result id)."""
+        """Keep a verified result a peer issued to us (the latest envelope of a result id),
+        with its recognised view and the crosswalk used, or why it was not recognised."""
+        recognition = _recognition_values(recognised)
         values = {
             "issuer_node": issuer_node,
             "result_id": result_id,
@@ -94,6 +156,7 @@ class ReceivedRepository:
             "purpose": purpose,
             "envelope": envelope,
             "received_at": at,
+            **recognition,
         }
         with self._store.begin() as conn:
             dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
@@ -106,6 +169,7 @@ class ReceivedRepository:
                         "received_at": at,
                         "zone": zone,
                         "purpose": purpose,
+                        **recognition,
                     },
                 )
             )
@@ -117,19 +181,17 @@ class ReceivedRepository:
                     RECEIVED.c.issuer_node == issuer_node, RECEIVED.c.result_id == result_id
                 )
             ).first()
-        if row is None:
-            return None
-        return Received(
-            row.issuer_node,
-            row.result_id,
-            row.zone,
-            row.purpose,
-            bytes(row.envelope),
-            row.received_at,
-            None if row.revoked_reason is None else RevocationReason(row.revoked_reason),
-            row.revoked_at,
-            row.superseded_by or "",
-        )
+        return None if row is None else _received_of(row)
+
+    def with_result_id(self, result_id: str) -> list[Received]:
+        """Every result of that id we hold, whoever issued it (result ids are the issuer's)."""
+        with self._store.connect() as conn:
+            rows = conn.execute(
+                select(RECEIVED)
+                .where(RECEIVED.c.result_id == result_id)
+                .order_by(RECEIVED.c.issuer_node)
+            ).all()
+        return [_received_of(row) for row in rows]
 
     def issuers(self) -> list[str]:
         """The peers we hold results of: whose notices concern us."""

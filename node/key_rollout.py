@@ -15,8 +15,8 @@ from node.trust_model import iso_z
 
 @dataclasses.dataclass(frozen=True)
 class Publication:
-    """Zones whose list in force lists this node, by whether it carries the key (as
-    "zone version N")."""
+    """Zones whose list in force lists this node, by whether it carries the key (or pins the
+    certificate, `node.tls_rollout`), as "zone version N"."""
 
     carrying: tuple[str, ...]
     lacking: tuple[str, ...]

@@ -2,12 +2,13 @@
 
 Separate keys for separate jobs: DSSE signing keys (several, for rotation, listed in a manifest
 with status and not_before), the Ed25519 log key (checkpoints), the Ed25519 witness key
-(cosignatures), the TLS key and self-signed certificate, and the HMAC secret that pseudonymises
-resident ids. Private files are created 0600 and never overwritten; with
-$CREDITNODE_KEY_PASSPHRASE set they are PKCS#8-encrypted (the HMAC secret, not a key PKCS#8
-can hold, is sealed: `node.sealed_secret`, ADR 0006) and loading needs the same passphrase. A
-home's keys are all encrypted under one passphrase or none: a new key is written as they are.
-The manifest holds every public half, so the public identity is exported without a passphrase.
+(cosignatures), the TLS key and self-signed certificate (and the next certificate for the same
+key, staged by `tls reissue`), and the HMAC secret that pseudonymises resident ids. Private
+files are created 0600 and never overwritten; with $CREDITNODE_KEY_PASSPHRASE set they are
+PKCS#8-encrypted (the HMAC secret, not a key PKCS#8 can hold, is sealed: `node.sealed_secret`,
+ADR 0006) and loading needs the same passphrase. A home's keys are all encrypted under one
+passphrase or none: a new key is written as they are. The manifest holds every public half,
+so the public identity is exported without a passphrase.
 """
 
 from __future__ import annotations
@@ -47,7 +48,7 @@ HMAC_KEY_BYTES = 32
 HMAC_KEY_PURPOSE = "subject-hmac"  # bound into the sealed file (sealed_secret's purpose)
 MANIFEST_VERSION = 1
 # How often a serving process re-reads keys.json (CurrentSigner.refresh): node.runtime's trust
-# refresh and the answer worker's own loop.
+# refresh and the answer worker's own loop. The trust refresh re-reads the TLS certificates too.
 KEYS_REFRESH_S = 5.0
 
 log = logging.getLogger(__name__)
@@ -336,6 +337,25 @@ def certificate_sha256(cert: x509.Certificate) -> str:
     return hashlib.sha256(cert.public_bytes(serialization.Encoding.DER)).hexdigest()
 
 
+def certificate_spki(cert: x509.Certificate) -> bytes:
+    """The DER SubjectPublicKeyInfo a certificate binds: equal for a reissued certificate."""
+    return cert.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+
+
+def certificate_hosts(cert: x509.Certificate) -> list[str]:
+    """The DNS names and IP addresses a certificate's SANs give (not the node's URI)."""
+    try:
+        names = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        return []
+    return [
+        *names.get_values_for_type(x509.DNSName),
+        *map(str, names.get_values_for_type(x509.IPAddress)),
+    ]
+
+
 class NodeKeys:
     """The key files of one node home, as named by its config's [keys] table."""
 
@@ -349,6 +369,9 @@ class NodeKeys:
         self.witness_key_path = home.resolve(paths.witness_key)
         self.tls_key_path = home.resolve(paths.tls_key)
         self.tls_cert_path = home.resolve(paths.tls_cert)
+        # `tls reissue` stages the next certificate beside the one presented (ADR 0013).
+        cert = self.tls_cert_path
+        self.staged_tls_cert_path = cert.with_name(f"{cert.stem}.next{cert.suffix}")
         self.subject_hmac_key_path = home.resolve(paths.subject_hmac_key)
         self._subject_hmac_key: bytes | None = None  # unsealing costs a scrypt: once
 
@@ -380,6 +403,7 @@ class NodeKeys:
             except KeyMaterialError:
                 records = ()
             found += [self._signing_key_path(r) for r in records]
+        found.append(self.staged_tls_cert_path)
         found += sorted(self.manifest_path.parent.glob("signing-*.key"))
         return sorted(set(p for p in found if p.exists()))
 
@@ -531,6 +555,43 @@ class NodeKeys:
         self._write_private_key(self._signing_key_path(record), signer.private_key)
         return record
 
+    # --- reissuing the TLS certificate (issue 14 §1, ADR 0013) -----------------------------
+
+    def stage_tls_certificate(self, hosts: Sequence[str], now: dt.datetime) -> x509.Certificate:
+        """A new self-signed certificate for the same TLS key, naming `hosts`, written beside
+        the current one (replacing a certificate staged before). The node presents it once the
+        trust lists pin it (`node.tls_rollout`); the caller checks that no list pins the
+        certificate it replaces."""
+        cert = self_signed_tls_certificate(self.config.node_id, self.tls_private_key(), now, hosts)
+        _write_public(
+            self.staged_tls_cert_path, cert.public_bytes(serialization.Encoding.PEM), replace=True
+        )
+        return cert
+
+    def staged_tls_certificate(self) -> x509.Certificate | None:
+        """The certificate `tls reissue` staged, if one waits; it must bind the TLS key of the
+        current certificate (a reissue keeps the key)."""
+        if not self.staged_tls_cert_path.exists():
+            return None
+        staged = _load_certificate(self.staged_tls_cert_path)
+        if certificate_spki(staged) != certificate_spki(self.tls_certificate()):
+            raise KeyMaterialError(
+                f"{self.staged_tls_cert_path} is not for the TLS key of {self.tls_cert_path}"
+            )
+        return staged
+
+    def activate_staged_tls_certificate(self) -> x509.Certificate:
+        """Make the staged certificate the node's certificate file. The caller checks first
+        that the lists in force pin it."""
+        staged = self.staged_tls_certificate()
+        if staged is None:
+            raise KeyMaterialError(
+                "no staged TLS certificate to activate: stage one first "
+                "(creditnode tls reissue --host NAME_OR_IP …)"
+            )
+        os.replace(self.staged_tls_cert_path, self.tls_cert_path)
+        return staged
+
     # --- public halves (no passphrase needed) -----------------------------------------------
 
     def manifest(self) -> KeyManifest:
@@ -568,20 +629,15 @@ class NodeKeys:
         )
 
     def tls_certificate(self) -> x509.Certificate:
-        try:
-            data = self.tls_cert_path.read_bytes()
-        except FileNotFoundError:
-            raise KeyMaterialError(f"no TLS certificate at {self.tls_cert_path}") from None
-        try:
-            return x509.load_pem_x509_certificate(data)
-        except ValueError:
-            raise KeyMaterialError(f"{self.tls_cert_path} is not a PEM certificate") from None
+        return _load_certificate(self.tls_cert_path)
 
     def tls_certificate_pem(self) -> bytes:
         return self.tls_certificate().public_bytes(serialization.Encoding.PEM)
 
     def public_identity(self) -> PublicIdentity:
-        cert = self.tls_certificate()
+        """What the coordinator lists: a staged TLS certificate rather than the one presented
+        (like a pending signing key), since the next list must pin it (ADR 0013)."""
+        cert = self.staged_tls_certificate() or self.tls_certificate()
         return PublicIdentity(
             node_id=self.config.node_id,
             name=self.config.name,
@@ -723,7 +779,7 @@ class NodeKeys:
         return True
 
     def _private_files(self) -> list[pathlib.Path]:
-        public = {self.manifest_path, self.tls_cert_path}
+        public = {self.manifest_path, self.tls_cert_path, self.staged_tls_cert_path}
         return [p for p in self.existing_files() if p not in public]
 
     def _open_private_file(self, path: pathlib.Path) -> None:
@@ -831,6 +887,17 @@ _PEM_ENCRYPTED_PKCS8 = b"".join(
         b"ENCRYPTED PRIVATE KEY-----",
     )
 )
+
+
+def _load_certificate(path: pathlib.Path) -> x509.Certificate:
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise KeyMaterialError(f"no TLS certificate at {path}") from None
+    try:
+        return x509.load_pem_x509_certificate(data)
+    except ValueError:
+        raise KeyMaterialError(f"{path} is not a PEM certificate") from None
 
 
 def _write_private(path: pathlib.Path, data: bytes) -> None:

@@ -16,8 +16,10 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
+from cryptography.hazmat.primitives import serialization
+
 from adapters.schemes import issued_schemes
-from node import changefeed, credit_repair, metrics, model, tls, wire
+from node import changefeed, credit_repair, metrics, model, tls, tls_rollout, wire
 from node import policy as policies
 from node.answer.local import Answerer, LocalAnswerer
 from node.answer.parts import AnsweringParts
@@ -26,8 +28,9 @@ from node.asking import Asker, AskOutcome
 from node.clock import SYSTEM, Clock
 from node.config import NodeConfig, WitnessConfig
 from node.disclosure import EntryScope
-from node.errors import ConfigError, PermissionDenied, StoreUnavailable
+from node.errors import ConfigError, KeyMaterialError, PermissionDenied, StoreUnavailable
 from node.home import NodeHome
+from node.keys import certificate_sha256, certificate_spki
 from node.log import notes
 from node.log.witness import Witness
 from node.log.witnessing import Witnessing
@@ -68,8 +71,9 @@ class NodeRuntime:
         self.audit_readers = serving.audit_readers
         self.keys = parts.keys
         self.log_signer = parts.log_signer
-        self.tls_key_pem = self.keys.tls_private_key_pem()
-        self.tls_cert_pem = self.keys.tls_certificate_pem()
+        self.tls_key_pem = self.keys.tls_private_key_pem()  # checked against tls.crt
+        self._tls_spki = certificate_spki(self.keys.tls_certificate())
+        self.tls_cert_pem = b""  # the one presented: chosen once the trust lists are loaded
         self.store = parts.store
         try:
             # The versions accepted before bound what the list files may hold (rollback).
@@ -77,6 +81,7 @@ class NodeRuntime:
                 home, clock.now(), self.store.trust_floors
             )
             self.trust_poller = TrustListPoller(home, self.trust_files, clock)  # trust_list_url
+            self.present_tls_certificate()
         except BaseException:
             self.store.close()
             raise
@@ -109,6 +114,32 @@ class NodeRuntime:
         return self.policy_file.policy
 
     # --- identity --------------------------------------------------------------------------
+
+    def present_tls_certificate(self) -> bool:
+        """Present the certificate `node.tls_rollout` chooses: a staged one (`tls reissue`)
+        once the lists in force pin it. Re-reads the certificate files; True when the
+        certificate presented, to callers and as a caller, changed. It must bind the TLS key
+        loaded at start (a reissue keeps the key, ADR 0013)."""
+        keys = self.keys
+        chosen = tls_rollout.presented_certificate(
+            keys.tls_certificate(),
+            keys.staged_tls_certificate(),
+            self.trust,
+            self.node_id,
+            self.clock.now(),
+        )
+        pem = chosen.public_bytes(serialization.Encoding.PEM)
+        if pem == self.tls_cert_pem:
+            return False
+        if certificate_spki(chosen) != self._tls_spki:
+            raise KeyMaterialError(
+                f"the TLS certificate sha256:{certificate_sha256(chosen)} in "
+                f"{keys.tls_cert_path.parent} is not for the TLS key this node started with: "
+                "restart serve"
+            )
+        log.info("presenting TLS certificate sha256:%s", certificate_sha256(chosen))
+        self.tls_cert_pem = pem
+        return True
 
     def caller_of(self, fingerprint: str) -> str | None:
         """The member a client certificate belongs to (cached until a trust list changes);
@@ -307,7 +338,7 @@ class NodeRuntime:
             ),
         }
         credentials = tls.server_credentials(
-            self.tls_key_pem, self.tls_cert_pem, self.trust.anchors_pem
+            self.tls_key_pem, lambda: self.tls_cert_pem, self.trust.anchors_pem
         )
         self.server = GrpcServer(services, credentials, listen or self.config.listen)
         await self.server.start()
@@ -361,6 +392,10 @@ class NodeRuntime:
             await asyncio.to_thread(self.parts.signers.refresh)
         except Exception:
             log.exception("re-reading the signing keys failed; signing on with the keys held")
+        try:  # a certificate reissued by `tls reissue`, once the lists pin it (ADR 0013)
+            await asyncio.to_thread(self.present_tls_certificate)
+        except Exception:
+            log.exception("choosing the TLS certificate failed; presenting the one held")
         await self.report_trust()
         with contextlib.suppress(StoreUnavailable):  # a store outage is reported elsewhere
             metrics.CHANGEFEED_HEAD.set(await asyncio.to_thread(self.store.changes.head))

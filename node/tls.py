@@ -3,7 +3,8 @@
 The server requires a client certificate that chains to one of the trust anchors (the TLS
 certificates of every member on the trust lists we hold); which member a caller is comes from
 the certificate's fingerprint, never from a request field. Anchors are re-read on every new
-handshake, so a newly loaded trust list takes effect without a restart.
+handshake, so a newly loaded trust list (and a reissued certificate it pins) takes effect
+without a restart.
 
 A certificate that chains to no anchor fails the handshake itself, so its caller sees
 UNAVAILABLE rather than DESIGN.md §6's UNAUTHENTICATED: grpcio's Python API cannot ask for a
@@ -33,21 +34,26 @@ def cert_sha256(cert_pem_or_der: bytes) -> str:
 
 
 def server_credentials(
-    key_pem: bytes, cert_pem: bytes, anchors_pem: Callable[[], bytes]
+    key_pem: bytes, cert_pem: bytes | Callable[[], bytes], anchors_pem: Callable[[], bytes]
 ) -> grpc.ServerCredentials:
-    """Server credentials requiring client certificates, with anchors fetched per handshake."""
-    current = {"anchors": anchors_pem()}
+    """Server credentials requiring client certificates, with anchors — and the certificate
+    presented, when `cert_pem` is a callable (a reissued one, ADR 0013) — fetched per
+    handshake. Connections made before a change keep what they were made with."""
+    presented = cert_pem if callable(cert_pem) else lambda: cert_pem
+    current = (anchors_pem(), presented())
 
     def config() -> grpc.ServerCertificateConfiguration:
+        anchors, cert = current
         return grpc.ssl_server_certificate_configuration(
-            [(key_pem, cert_pem)], root_certificates=current["anchors"]
+            [(key_pem, cert)], root_certificates=anchors
         )
 
     def fetch() -> grpc.ServerCertificateConfiguration | None:
-        anchors = anchors_pem()
-        if anchors == current["anchors"]:
+        nonlocal current
+        now = (anchors_pem(), presented())
+        if now == current:
             return None  # unchanged: keep the configuration in force
-        current["anchors"] = anchors
+        current = now
         return config()
 
     return grpc.dynamic_ssl_server_credentials(config(), fetch, require_client_authentication=True)

@@ -64,6 +64,7 @@ FLOORS: Mapping[str, int] = {
     "node.trust_fetch": 4,  # lists polled from the coordinator's URL
     "node.trust_publish": 4,  # the coordinator's HTTP endpoint for them
     "node.key_rollout": 4,  # whether the lists in force carry a staged signing key
+    "node.tls_rollout": 4,  # which TLS certificate to present while a reissue is on its way
     "node.answer": 4,
     "node.changefeed": 4,
     "node.revocation": 4,

@@ -45,6 +45,7 @@ NOT_KEY_WRITERS = {
     "revocations watch",
     "serve",
     "status",
+    "tls reissue",  # a new certificate for the same TLS key: public, nothing secret
     "zone add-member",
     "zone install",
     "zone pin",

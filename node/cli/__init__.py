@@ -18,6 +18,7 @@ COMMAND_MODULES = (
     "node.cli.ingest",
     "node.cli.zone",
     "node.cli.keys_cmd",
+    "node.cli.tls_cmd",
     "node.cli.log",
     "node.cli.serve",
     "node.cli.greenloan",

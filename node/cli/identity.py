@@ -12,18 +12,11 @@ import pathlib
 import click
 
 from node import divisions, signing
-from node.cli.options import home_option
+from node.cli.options import check_hosts, home_option, host_option
 from node.config import NodeConfig, division_of
-from node.errors import ConfigError, InvalidIdentifier, InvalidInput
+from node.errors import ConfigError, InvalidIdentifier
 from node.home import NodeHome
-from node.keys import (
-    MAX_HOSTS,
-    PASSPHRASE_ENV,
-    NodeKeys,
-    host_name,
-    identity_json,
-    passphrase_from_env,
-)
+from node.keys import PASSPHRASE_ENV, NodeKeys, identity_json, passphrase_from_env
 
 
 def register(main: click.Group) -> None:
@@ -41,13 +34,9 @@ def register(main: click.Group) -> None:
     show_default=True,
     help="Algorithm of the DSSE signing key.",
 )
-@click.option(
-    "--host",
-    "hosts",
-    multiple=True,
-    metavar="NAME_OR_IP",
-    help="A name or address peers reach this node by, put in its TLS certificate "
-    "(repeatable; localhost and 127.0.0.1 are always in it).",
+@host_option(
+    "A name or address peers reach this node by, put in its TLS certificate "
+    "(repeatable; localhost and 127.0.0.1 are always in it; `tls reissue` changes them)."
 )
 @click.option("--force", is_flag=True, help="Replace an existing identity (destroys its keys).")
 @home_option
@@ -79,13 +68,7 @@ def init(
             err=True,
         )
 
-    for host in hosts:  # refused before anything is written
-        try:
-            host_name(host)
-        except InvalidInput as exc:
-            raise click.BadParameter(exc.message, param_hint="--host") from None
-    if len(hosts) > MAX_HOSTS:
-        raise click.BadParameter(f"at most {MAX_HOSTS} host names", param_hint="--host")
+    check_hosts(hosts)  # refused before anything is written
     node_home = NodeHome(home)
     config = NodeConfig.for_node(node_id, name)
     keys = NodeKeys(node_home, config, passphrase=passphrase_from_env())

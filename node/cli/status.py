@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import click
+from cryptography.hazmat.primitives import serialization
 
 from node.cli import exits
 from node.cli.options import home_option
@@ -30,6 +31,7 @@ from node.serving_config import ServingConfig
 from node.store import Store
 from node.store.engine import describe, parse_url
 from node.tls_probe import Verdict, probe_client_certificate
+from node.tls_rollout import presented_certificate
 from node.trust import TrustStore
 from node.trust_files import load_home_trust
 from node.trust_model import Member
@@ -110,7 +112,7 @@ async def collect(home: NodeHome, *, probe: bool = True) -> dict[str, Any]:
                     peer["zones"].append(zone)
         zones.append(entry)
     if probe and peers:
-        await _probe(home, config, trust, peers)
+        await _probe(home, config, trust, peers, now)
     log_doc: dict[str, Any] = {"size": None, "checkpoint": None}
     witnesses: list[dict[str, Any]] = []
     if summary is not None:
@@ -156,13 +158,22 @@ def _peer(member: Member) -> dict[str, Any]:
 
 
 async def _probe(
-    home: NodeHome, config: NodeConfig, trust: TrustStore, peers: Mapping[str, Any]
+    home: NodeHome,
+    config: NodeConfig,
+    trust: TrustStore,
+    peers: Mapping[str, Any],
+    now: dt.datetime,
 ) -> None:
     """One TLS handshake per peer, all at once: accepted, refused (our certificate), or
     unreachable (no answer within node.tls_probe's timeout, or not the pinned certificate)."""
     try:
         keys = NodeKeys.open(home, config)
-        key_pem, cert_pem = keys.tls_private_key_pem(), keys.tls_certificate_pem()
+        key_pem = keys.tls_private_key_pem()
+        # The certificate serve presents: a reissued one once the lists pin it (ADR 0013).
+        cert = presented_certificate(
+            keys.tls_certificate(), keys.staged_tls_certificate(), trust, config.node_id, now
+        )
+        cert_pem = cert.public_bytes(serialization.Encoding.PEM)
     except CreditNodeError:
         return  # the keys are sealed (no passphrase given): peers stay not_probed
     members = {

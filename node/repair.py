@@ -15,7 +15,7 @@ import datetime as dt
 import enum
 from collections.abc import Iterable
 
-from node.errors import InvalidInput
+from node.errors import Conflict, InvalidInput
 
 CHINA = dt.timezone(dt.timedelta(hours=8), "Asia/Shanghai")
 
@@ -83,11 +83,18 @@ def publicity(
     return Publicity(add_months(decided_on, low), expires_on)
 
 
-class RepairTooEarly(InvalidInput):
+class RepairTooEarly(Conflict):
+    """The record's minimum publicity has not run out: a precondition, not bad input (HTTP
+    409, gRPC FAILED_PRECONDITION); `earliest` is the first day it may be repaired."""
+
     reason = "REPAIR_TOO_EARLY"
 
+    def __init__(self, message: str, earliest: dt.date) -> None:
+        super().__init__(message)
+        self.earliest = earliest
 
-class RecordClosed(InvalidInput):
+
+class RecordClosed(Conflict):
     reason = "RECORD_CLOSED"
 
 
@@ -105,7 +112,8 @@ def check_repair(
         raise RepairTooEarly(
             f"record {record_id} ({severity.name.lower()} penalty decided {decided_on}) may be "
             f"repaired from {earliest} on (minimum publicity "
-            f"{PUBLICITY_MONTHS[severity][0]} months, NDRC Order No. 36)"
+            f"{PUBLICITY_MONTHS[severity][0]} months, NDRC Order No. 36)",
+            earliest,
         )
 
 

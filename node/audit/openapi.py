@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from node import repair
 from node.audit.query import MAX_LIMIT, MAX_VALUE
 
 _TEXT = {"type": "string", "maxLength": MAX_VALUE}
@@ -78,6 +79,64 @@ def _get(summary: str, params: list[dict[str, Any]], ok: str, **extra: Any) -> d
             "responses": {"200": {"description": ok, **extra}, **_REFUSALS},
         }
     }
+
+
+_REPAIR = {
+    "summary": (
+        "Credit repair (信用修复, NDRC Order No. 36) of one penalty record, by the local "
+        "platform (operators only): the record is closed as repaired and its subject's results "
+        "are re-issued without its flag; every peer that received an old result is sent a "
+        "signed revocation notice. Recorded in the access log with the record and the reason."
+    ),
+    "security": [{"token": []}],
+    "parameters": [
+        {
+            "name": "record_id",
+            "in": "path",
+            "required": True,
+            "description": "The penalty record's id (its decision number), URL-encoded.",
+            "schema": {"type": "string", "minLength": 1, "maxLength": repair.MAX_RECORD_ID_CHARS},
+        }
+    ],
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {
+                "schema": {
+                    "type": "object",
+                    "required": ["reason"],
+                    "additionalProperties": False,
+                    "properties": {
+                        "reason": {
+                            "type": "string",
+                            "minLength": 1,
+                            "maxLength": repair.MAX_REASON_CHARS,
+                            "description": "Why: e.g. the repair decision's number.",
+                        }
+                    },
+                }
+            }
+        },
+    },
+    "responses": {
+        "200": {
+            "description": (
+                "Repaired: record_id, status REPAIRED, reissued (each {old, new} result id)."
+            )
+        },
+        **_REFUSALS,
+        "400": {**_ERROR, "description": "A malformed body, reason or record id."},
+        "403": {**_ERROR, "description": "Not an operator (ROLE_NOT_ALLOWED)."},
+        "404": {**_ERROR, "description": "No such penalty record here (NO_RECORD)."},
+        "409": {
+            **_ERROR,
+            "description": (
+                "Too early (REPAIR_TOO_EARLY: error.earliest is the first day, YYYY-MM-DD, "
+                "the record may be repaired), or closed already (RECORD_CLOSED)."
+            ),
+        },
+    },
+}
 
 
 def document() -> dict[str, Any]:
@@ -170,6 +229,7 @@ def document() -> dict[str, Any]:
                 ],
                 "records, next_before.",
             ),
+            "/api/records/{record_id}/repair": {"post": _REPAIR},
             "/api/openapi.json": {
                 "get": {
                     "summary": "This description.",

@@ -6,8 +6,10 @@ Thin handlers: parameters → node.audit.query → the index (node.store.audit) 
 authenticates every API request (node.audit.access), answers every refusal as
 `{"error": {"reason", "message"}}` with the HTTP status node.error_status gives it, and records
 the request — who, what, with which filter, how many rows, when, answered how — in the
-append-only access log. Every URL the page uses is relative, so the application can be mounted
-under a prefix beside another (the admin port's) with `add_subapp`.
+append-only access log. One route writes: an operator's credit repair of a penalty record
+(`POST api/records/{record_id}/repair`, node.credit_repair). Every URL the page uses is
+relative, so the application can be mounted under a prefix beside another (the admin port's)
+with `add_subapp`.
 """
 
 from __future__ import annotations
@@ -29,7 +31,8 @@ from typing import Any, Protocol
 
 from aiohttp import web
 
-from node.audit import openapi, records
+from node import credit_repair
+from node.audit import openapi, records, repairs
 from node.audit.access import OPERATOR, Auditor, AuditorFile
 from node.audit.index import LogIndexer
 from node.audit.query import Pseudonymise, check_known, parse_limit, parse_search, value
@@ -38,8 +41,9 @@ from node.error_status import classify
 from node.errors import CreditNodeError, InvalidInput, NotFound, PermissionDenied
 from node.log import merkle, notes
 from node.log.store import LogStore
+from node.repair import RepairTooEarly
+from node.store import Store
 from node.store.audit import AccessRecord, AuditRepository
-from node.store.engine import Database
 
 log = logging.getLogger(__name__)
 
@@ -98,13 +102,14 @@ class AuditService:
 
     def __init__(
         self,
-        db: Database,
+        db: Store,
         proofs: ProofSource,
         auditors: AuditorFile,
         pseudonymise: Pseudonymise,
         facts: NodeFacts,
         clock: Clock = SYSTEM,
     ) -> None:
+        self.store = db
         self.repository = AuditRepository(db)
         self.log = LogStore(db, clock)
         self.indexer = LogIndexer(self.log, self.repository)
@@ -394,6 +399,36 @@ class AuditService:
             }
         )
 
+    async def repair(self, request: web.Request) -> web.Response:
+        """Credit repair of one penalty record (NDRC Order No. 36) by the local platform: the
+        same rule and store call as `creditnode repair` (node.credit_repair)."""
+        auditor = _auditor(request)
+        check_known(request.query, ())
+        record_id = repairs.check_record_id(request.match_info["record_id"])
+        _record_filter(request, {"record": record_id})
+        auditor.require(OPERATOR)
+        body = await _body(request, repairs.MAX_BODY_BYTES)
+        asked = repairs.parse_repair(record_id, body)
+        _record_filter(request, {"record": record_id, "reason": records.mask_text(asked.reason)})
+        try:
+            reissued = await asyncio.to_thread(
+                credit_repair.repair_record, self.store, record_id, asked.reason, self.clock
+            )
+        except RepairTooEarly as exc:
+            _, status, reason, message = classify(exc)
+            error = {"reason": reason, "message": message, "earliest": exc.earliest.isoformat()}
+            return _json({"error": error}, status=status)
+        _call().rows = len(reissued.replaced)
+        return _json(
+            {
+                "record_id": record_id,
+                "status": "REPAIRED",
+                "reissued": [
+                    {"old": old, "new": new} for old, new in sorted(reissued.replaced.items())
+                ],
+            }
+        )
+
     # --- every API request ------------------------------------------------------------------
 
     @web.middleware
@@ -468,6 +503,7 @@ _ACTIONS = {
     "stats": "stats",
     "export": "export",
     "access_log": "access-log",
+    "repair": "repair",
 }
 _Render = Callable[[Sequence[dict[str, Any]] | None], bytes]
 
@@ -480,6 +516,17 @@ def _auditor(request: web.Request) -> Auditor:
 
 def _record_filter(request: web.Request, recorded: Mapping[str, str]) -> None:
     _call().filter = dict(recorded)
+
+
+async def _body(request: web.Request, most: int) -> bytes:
+    """The request's body, read no further than `most` + 1 bytes (the parser refuses more)."""
+    body = bytearray()
+    while len(body) <= most:
+        chunk = await request.content.read(most + 1 - len(body))
+        if not chunk:
+            break
+        body += chunk
+    return bytes(body)
 
 
 def _json(body: Any, status: int = 200) -> web.Response:
@@ -531,6 +578,7 @@ def application(service: AuditService) -> web.Application:
     ]
     for name, path, handler in api:
         app.router.add_get(path, handler, name=name)
+    app.router.add_post("/api/records/{record_id}/repair", service.repair, name="repair")
     description = json.dumps(openapi.document(), ensure_ascii=False).encode("utf-8")
 
     async def openapi_json(request: web.Request) -> web.Response:

@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import aiohttp
+import yarl
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from node import model, wire
@@ -146,6 +147,15 @@ class Setting:
         async with self.session.get(f"{self.url}{path}", params=params, headers=headers) as r:
             body = await r.json() if r.content_type == "application/json" else await r.read()
             return r.status, body
+
+    async def post(self, path: str, body: bytes, token: str | None = "operator") -> tuple[int, Any]:
+        """POST `body` (bytes as given) to `path`, which is already URL-encoded."""
+        headers = {"Content-Type": "application/json"}
+        if token is not None:
+            headers["Authorization"] = f"Bearer {self.tokens.get(token, token)}"
+        url = yarl.URL(f"{self.url}{path}", encoded=True)
+        async with self.session.post(url, data=body, headers=headers) as r:
+            return r.status, await r.json() if r.content_type == "application/json" else None
 
 
 @contextlib.asynccontextmanager

@@ -27,8 +27,9 @@ $(STAMP): $(RUNTIME_STAMP)
 # A node's runtime: .venv with the lock's pins (hash-checked) and creditnode (README).
 install: $(RUNTIME_STAMP)
 
+# `make demo KEEP=1` keeps the federation (and Huzhou's auditor page) running until Ctrl-C.
 demo: $(RUNTIME_STAMP)
-	$(PY) -m devtools.demo
+	$(PY) -m devtools.demo $(if $(KEEP),--keep)
 
 # Tests run in parallel, one process per core up to 4 (pytest-xdist): each has its own
 # PostgreSQL server, ports and files. `make test PYTEST_WORKERS=` runs them in one process.

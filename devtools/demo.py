@@ -8,10 +8,13 @@
    allowed) and not found — runs through `creditnode query`, and is printed as a table.
 4. The provincial Green Loan Link job (cn-330000, role green-loan-sync on the yrd list)
    follows Huzhou's signed changefeed into its own SQLite sink (`creditnode greenloan-sync`).
-5. Credit repair: a penalty flags a company, Jiaxing receives the flagged result, Huzhou repairs
-   the record (`creditnode repair`); Jiaxing's node applies the signed revocation notice and
-   the sync job drops the flagged result.
-6. Huzhou's exchange log is verified offline; every node process is stopped before exit.
+5. Credit repair: a penalty flags a company, Jiaxing receives the flagged result, Huzhou's
+   local platform repairs the record over the auditor service's HTTP API (an operator's token;
+   `creditnode repair` does the same on the node's machine); Jiaxing's node applies the signed
+   revocation notice and the sync job drops the flagged result.
+6. Huzhou's auditor page: its URL and an auditor's token are printed; `--keep` (`make demo
+   KEEP=1`) keeps the federation running until Ctrl-C, so that a person can open it.
+7. Huzhou's exchange log is verified offline; every node process is stopped before exit.
 """
 
 from __future__ import annotations
@@ -28,6 +31,9 @@ import sqlite3
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.parse
+import urllib.request
 from collections.abc import Callable, Iterator
 
 import click
@@ -51,6 +57,55 @@ HUZHOU, JIAXING, HANGZHOU, NINGBO, SHANGHAI = (
 )
 PROVINCE = "cn-330000"  # the Zhejiang Green Loan Link's sync job (浙江省绿贷通)
 CREDITNODE = [sys.executable, "-m", "node.cli"]
+AUDITOR, PLATFORM = "demo-auditor", "local-platform"  # Huzhou's auditor service tokens
+
+
+def enable_auditor_service(fed: Federation) -> dict[str, str]:
+    """Huzhou serves its auditor page on a free loopback port; an auditor of every zone and
+    the local platform (an operator) get tokens. Name -> token."""
+    home = NodeHome(fed.home(HUZHOU))
+    with home.config_file.open("a", encoding="utf-8") as f:
+        f.write('\n[auditor_web]\nenabled = true\nlisten = "127.0.0.1:0"\n')
+    tokens = {}
+    for name, role in ((AUDITOR, "auditor"), (PLATFORM, "operator")):
+        done = subprocess.run(
+            [
+                *CREDITNODE,
+                *("auditor", "add", name, "--role", role, "--zone", "*", "--json"),
+                *("--home", str(fed.home(HUZHOU))),
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        tokens[name] = json.loads(done.stdout)["token"]
+    return tokens
+
+
+def auditor_page(fed: Federation) -> str:
+    """The auditor page's URL, as Huzhou's `serve` printed it (its port was free, chosen then)."""
+    for line in (fed.root / f"{HUZHOU}.serve.log").read_text(encoding="utf-8").splitlines():
+        if line.strip().startswith("auditor page: "):
+            return line.split("auditor page: ", 1)[1].strip()
+    raise SystemExit(f"demo: Huzhou printed no auditor page; see {fed.root}/{HUZHOU}.serve.log")
+
+
+def call_api(
+    url: str, token: str, method: str = "GET", body: object = None
+) -> tuple[int, dict[str, object]]:
+    """(status, JSON) of one auditor API call."""
+    data = None if body is None else json.dumps(body, ensure_ascii=False).encode("utf-8")
+    request = urllib.request.Request(
+        url,
+        data=data,
+        method=method,
+        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=30) as reply:
+            return reply.status, json.loads(reply.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
 
 
 def summarise(fed: Federation, node_id: str) -> None:
@@ -182,7 +237,9 @@ def following_the_feed(fed: Federation) -> Iterator[pathlib.Path]:
         log.close()
 
 
-def repair_reaches_the_recipients(fed: Federation, sink: pathlib.Path) -> None:
+def repair_reaches_the_recipients(
+    fed: Federation, sink: pathlib.Path, page: str, platform_token: str
+) -> None:
     company = first_subject(fed, HUZHOU, "企业")
     subject = model.SubjectRef(model.SubjectIdType.USCC, company)
     click.echo(
@@ -199,21 +256,19 @@ def repair_reaches_the_recipients(fed: Federation, sink: pathlib.Path) -> None:
     _wait(lambda: flagged in _sink_state(sink)[1], "the sync job receiving the flagged result")
     click.echo("  the sync job holds it too")
     repair_started = time.monotonic()
-    done = subprocess.run(
-        [
-            *CREDITNODE,
-            "repair",
-            "CF-DEMO-0001",
-            "--reason",
-            "信用修复决定书 湖信修〔2026〕1号",
-            "--home",
-            str(fed.home(HUZHOU)),
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
+    url = f"{page}api/records/{urllib.parse.quote('CF-DEMO-0001', safe='')}/repair"
+    status, body = call_api(
+        url, platform_token, "POST", {"reason": "信用修复决定书 湖信修〔2026〕1号"}
     )
-    click.echo("  creditnode repair CF-DEMO-0001: " + (done.stdout or done.stderr).strip())
+    if status != 200:
+        raise SystemExit(f"demo: the repair was refused: {status} {body}")
+    reissued = body["reissued"]
+    assert isinstance(reissued, list)
+    click.echo(
+        "  the local platform repairs CF-DEMO-0001 over HTTP (POST api/records/…/repair, an "
+        f"operator's token): {status}, re-issued "
+        + ", ".join(f"{r['old']} -> {r['new']}" for r in reissued)
+    )
     jiaxing = NodeHome(fed.home(JIAXING))
 
     def applied_at_jiaxing() -> bool:
@@ -227,8 +282,7 @@ def repair_reaches_the_recipients(fed: Federation, sink: pathlib.Path) -> None:
         held = store.received.get(HUZHOU, flagged)
     assert held is not None and held.revoked_reason is not None
     click.echo(
-        f"  Jiaxing's node applied Huzhou's signed notice {took:.1f} s after the repair "
-        "command started (most of it the command's own start-up): "
+        f"  Jiaxing's node applied Huzhou's signed notice {took:.1f} s after the repair: "
         f"{held.revoked_reason.name}, superseded by {held.superseded_by} (and logged it)"
     )
     _wait(lambda: flagged not in _sink_state(sink)[1], "the sync job dropping the result")
@@ -306,7 +360,32 @@ def masked(subject: str, resident: bool) -> str:
     return subject[:6] + "********" + subject[-4:] if resident else subject
 
 
-def main() -> None:
+def show_auditor_page(page: str, token: str) -> None:
+    status, body = call_api(f"{page}api/entries?limit=500", token)
+    entries = body.get("entries")
+    assert status == 200 and isinstance(entries, list), (status, body)
+    click.echo(
+        f"\nHuzhou's auditor page: {page}\n"
+        f"  auditor token (every zone; residents masked): {token}\n"
+        f"  it lists {len(entries)} exchange-log entries; open an entry to see its proof "
+        "verified in the browser"
+    )
+
+
+def wait_for_ctrl_c() -> None:
+    click.echo("\nThe federation keeps running (KEEP=1). Press Ctrl-C to stop it.")
+    try:
+        while True:
+            signal.pause()
+    except KeyboardInterrupt:
+        click.echo("\nStopping.")
+
+
+@click.command()
+@click.option(
+    "--keep", is_flag=True, help="Keep the federation running until Ctrl-C (make demo KEEP=1)."
+)
+def main(keep: bool) -> None:
     if DEMO.exists():
         shutil.rmtree(DEMO)  # every demo starts from nothing
     DEMO.mkdir()
@@ -321,11 +400,13 @@ def main() -> None:
         witnesses={HUZHOU: [JIAXING]},
         roles={PROVINCE: "green-loan-sync"},
     )
+    tokens = enable_auditor_service(fed)
     click.echo(f"  done in {time.perf_counter() - started:.1f} s")
     for node_id in CITIES:
         summarise(fed, node_id)
     click.echo("\nStarting the nodes (creditnode serve, mutual TLS on loopback):")
     with serving(fed):
+        page = auditor_page(fed)
         click.echo(
             "\nQueries (creditnode query: signed answer and log receipt verified by the "
             "asker, ASKED/ANSWERED entries on both sides):\n"
@@ -344,8 +425,11 @@ def main() -> None:
                 f"{masked(subject, resident):<20} {outcome['decision']!s:<10} {details}"
             )
         with following_the_feed(fed) as sink:
-            repair_reaches_the_recipients(fed, sink)
+            repair_reaches_the_recipients(fed, sink, page, tokens[PLATFORM])
         time.sleep(0.5)  # let Huzhou send its last checkpoint to its witness
+        show_auditor_page(page, tokens[AUDITOR])
+        if keep:
+            wait_for_ctrl_c()
     click.echo(
         "\nVerifying Huzhou's exchange log offline, with Jiaxing's cosignatures "
         "(creditnode log verify):"

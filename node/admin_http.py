@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import logging
 from collections.abc import Awaitable, Callable, Sequence
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
 
 READY_TIMEOUT_S = 5.0  # a check slower than this (a hung database) counts as not ready
+log = logging.getLogger(__name__)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -28,12 +30,22 @@ class Check:
 
 
 Readiness = Callable[[], Awaitable[Sequence[Check]]]
+Refresh = Callable[[], Awaitable[None]]
 
 
-def application(readiness: Readiness, registry: CollectorRegistry = REGISTRY) -> web.Application:
-    """The admin routes: GET (and HEAD) `/metrics`, `/healthz`, `/readyz`."""
+def application(
+    readiness: Readiness, registry: CollectorRegistry = REGISTRY, refresh: Refresh | None = None
+) -> web.Application:
+    """The admin routes: GET (and HEAD) `/metrics`, `/healthz`, `/readyz`. `refresh` sets the
+    gauges read at scrape time (node.scrape_gauges) before each `/metrics`."""
 
     async def metrics(request: web.Request) -> web.Response:
+        if refresh is not None:
+            try:
+                async with asyncio.timeout(READY_TIMEOUT_S):
+                    await refresh()
+            except Exception:  # a store that does not answer: /readyz says so; serve the rest
+                log.warning("reading the gauges of /metrics failed", exc_info=True)
         return web.Response(
             body=generate_latest(registry), headers={"Content-Type": CONTENT_TYPE_LATEST}
         )

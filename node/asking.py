@@ -87,6 +87,7 @@ class Asker:
             request_id or f"{self.local_node}-{uuid.uuid4().hex}", subject, zone, purpose
         )
         sent = wire.serialize(wire.query_to_pb(query))
+        started = self.clock.monotonic()
         client = self.connect(peer, zone)
         answer: VerifiedAnswer | None = None
         decision, reason = model.Decision.GRANTED, ""
@@ -130,7 +131,8 @@ class Asker:
             ),
             lambda index, exc: entry,
         )
-        metrics.EXCHANGES.labels("ASKED", decision.name).inc()
+        metrics.EXCHANGES.labels("ASKED", peer, decision.name).inc()
+        metrics.QUERY_SECONDS.labels("ASKED").observe(self.clock.monotonic() - started)
         recognised = (
             self.recognition.recognise(answer.result, zone)
             if answer is not None and self.recognition is not None

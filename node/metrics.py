@@ -1,7 +1,7 @@
 """Prometheus metrics of the node (one registry, the client library's default).
 
 Counters only move forward; names follow Prometheus conventions (`_total`). `serve
---metrics-listen` exposes them over HTTP (node.admin_http); the audit web app will serve them too.
+--metrics-listen` exposes them over HTTP (node.admin_http), beside /healthz and /readyz.
 """
 
 from __future__ import annotations
@@ -13,8 +13,17 @@ from prometheus_client import Counter, Gauge, Histogram, Info
 
 EXCHANGES = Counter(
     "creditnode_exchanges_total",
-    "Exchanges logged, by direction and decision",
-    ["direction", "decision"],
+    "Exchanges logged, by direction, peer (the caller we answered, or the node we asked) and "
+    "decision",
+    ["direction", "peer", "decision"],
+)
+# Buckets around the 50 ms a query should take, up to a peer's 10 s deadline.
+QUERY_SECONDS = Histogram(
+    "creditnode_query_duration_seconds",
+    "ANSWERED: from a call's arrival to its replies (per QueryCredit call, per group of a "
+    "BatchQueryCredit stream); ASKED: from asking a peer to its verified, logged answer",
+    ["direction"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
 )
 LOG_ENTRIES = Counter("creditnode_log_entries_total", "Entries committed to the exchange log")
 LOG_BATCH_SIZE = Histogram(
@@ -54,6 +63,28 @@ CHANGEFEED_CONSUMER_SEQ = Gauge(
     "Per changefeed consumer: the last seq sent to it (its cursor when it connected, then "
     "each batch's last seq); head minus this is how far behind it is",
     ["consumer"],
+)
+# Read from the store and the clock when /metrics is scraped (node.scrape_gauges): they hold
+# across the processes that serve one city's log, and age between two commits.
+LOG_SIZE = Gauge("creditnode_log_size", "Entries in the exchange log (its committed tree size)")
+CHECKPOINT_AGE = Gauge(
+    "creditnode_checkpoint_age_seconds",
+    "Seconds since the latest checkpoint of the exchange log was signed",
+)
+WITNESS_COSIGNED_SIZE = Gauge(
+    "creditnode_witness_cosigned_size",
+    "The largest checkpoint size a witness has cosigned: log size minus this is how far behind",
+    ["witness"],
+)
+WITNESS_COSIGNATURE_AGE = Gauge(
+    "creditnode_witness_last_cosignature_age_seconds",
+    "Seconds since a witness's last cosignature arrived",
+    ["witness"],
+)
+TRUST_LIST_EXPIRES_IN = Gauge(
+    "creditnode_trust_list_expires_in_seconds",
+    "Seconds until the trust list held for a zone expires (negative once it has)",
+    ["zone"],
 )
 BUILD = Info("creditnode_build", "The software this node runs: creditnode_build_info{version}")
 

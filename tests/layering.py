@@ -70,6 +70,7 @@ FLOORS: Mapping[str, int] = {
     "node.revocation": 4,
     "node.audit": 4,  # the auditor service: its API, index, tokens and page
     "node.credit_repair": 4,
+    "node.scrape_gauges": 4,  # gauges /metrics reads from the store and the clock
     # 5: services, the peer client, the answer worker's two sides, asking a peer, its log
     "node.services": 5,
     "node.peer_client": 5,

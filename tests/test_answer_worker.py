@@ -170,10 +170,14 @@ async def test_the_workers_batches_reach_the_servers_metrics(pair: Running) -> N
         for i in range(16)
     ]
     count, total = _batch_samples()
+    granted = {"direction": "ANSWERED", "peer": JIAXING, "decision": "GRANTED"}
+    counted = REGISTRY.get_sample_value("creditnode_exchanges_total", granted) or 0.0
     replies = await worker.answer(
         JIAXING, queries, single=False, membership=nodes[HUZHOU].membership(JIAXING)
     )
     assert [r.decision for r in replies] == ["GRANTED"] * 16
+    # Counted by this process, by caller, from the decisions the worker's replies report.
+    assert REGISTRY.get_sample_value("creditnode_exchanges_total", granted) == counted + 16
     # The last batch's size arrives with the reply that follows it: one more call.
     await worker.use_policy(nodes[HUZHOU].policy)
     after_count, after_total = _batch_samples()

@@ -13,6 +13,7 @@ import sys
 from collections.abc import AsyncIterator
 
 import grpc
+import prometheus_client
 import pytest
 
 from devtools.federation import build, run_cli
@@ -79,6 +80,7 @@ async def test_authorisation_matrix_across_real_nodes(
         ),
         (JIAXING, "hjjw", "xinyi-dai", unknown, model.Decision.NOT_FOUND, "NOT_FOUND"),
     ]
+    before = _exchange_samples()
     for asker, zone, purpose, subject, decision, reason in cases:
         outcome = await nodes[asker].ask(HUZHOU, zone, purpose, subject)
         assert outcome.decision is decision, (asker, zone, purpose, outcome.reason)
@@ -87,6 +89,21 @@ async def test_authorisation_matrix_across_real_nodes(
             assert outcome.answer is not None
             assert outcome.answer.result.audience_node == asker
             assert outcome.answer.result.zone == zone
+    # /metrics: by peer and decision on both sides, and each query's time (issue 13 §4).
+    counted = {k: v - before.get(k, 0.0) for k, v in _exchange_samples().items()}
+    assert {k: v for k, v in counted.items() if v} == {
+        ("ASKED", HUZHOU, "GRANTED"): 4,
+        ("ASKED", HUZHOU, "REFUSED"): 2,
+        ("ASKED", HUZHOU, "NOT_FOUND"): 1,
+        ("ANSWERED", JIAXING, "GRANTED"): 1,
+        ("ANSWERED", JIAXING, "REFUSED"): 1,
+        ("ANSWERED", JIAXING, "NOT_FOUND"): 1,
+        ("ANSWERED", HANGZHOU, "GRANTED"): 2,
+        ("ANSWERED", NINGBO, "GRANTED"): 1,
+        ("ANSWERED", NINGBO, "REFUSED"): 1,
+        ("QUERY_SECONDS", "ASKED", ""): len(cases),
+        ("QUERY_SECONDS", "ANSWERED", ""): len(cases),
+    }
     # Every exchange is in Huzhou's log (ANSWERED) and the asker's (ASKED).
     huzhou_records = _records(nodes[HUZHOU])
     assert len([r for r in huzhou_records if r.direction is model.Direction.ANSWERED]) == len(cases)
@@ -100,6 +117,21 @@ async def test_authorisation_matrix_across_real_nodes(
     for record in huzhou_records + _records(nodes[HANGZHOU]):
         if record.subject and record.subject.id_type is model.SubjectIdType.RESIDENT_ID:
             assert record.subject.id.startswith("hmac-sha256:")
+
+
+def _exchange_samples() -> dict[tuple[str, str, str], float]:
+    """creditnode_exchanges_total by (direction, peer, decision), and the number of queries
+    creditnode_query_duration_seconds has timed, by direction."""
+    found: dict[tuple[str, str, str], float] = {}
+    for family in prometheus_client.REGISTRY.collect():
+        for sample in family.samples:
+            labels = sample.labels
+            if sample.name == "creditnode_exchanges_total":
+                key = (labels["direction"], labels["peer"], labels["decision"])
+                found[key] = sample.value
+            elif sample.name == "creditnode_query_duration_seconds_count":
+                found[("QUERY_SECONDS", labels["direction"], "")] = sample.value
+    return found
 
 
 async def test_a_node_not_in_the_zone_is_refused(

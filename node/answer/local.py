@@ -12,6 +12,7 @@ bound into a signed result is the SHA-256 of exactly those bytes.
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import logging
 from collections.abc import Sequence
@@ -141,7 +142,7 @@ class LocalAnswerer:
             for item, outcome in zip(received, outcomes, strict=True)
         ]
         if self._count:
-            count_decisions(replies)
+            count_decisions(caller, replies)
         if _EXCHANGE_LINES.isEnabledFor(logging.INFO):  # one line per exchange: at least INFO
             for item, outcome, reply in zip(received, outcomes, replies, strict=True):
                 log_answered(caller, item, outcome, reply.decision)
@@ -179,10 +180,7 @@ class LocalAnswerer:
         return Reply(wire.serialize(response), response.HasField("error"), decision)
 
 
-_ANSWERED = {
-    decision: metrics.EXCHANGES.labels("ANSWERED", decision)
-    for decision in ("GRANTED", "REFUSED", "NOT_FOUND", "FAILED")
-}
+_COUNTED = frozenset({"GRANTED", "REFUSED", "NOT_FOUND", "FAILED"})
 
 
 _EXCHANGE_LINES = log_output.EXCHANGES
@@ -224,11 +222,12 @@ def log_answered(
     )
 
 
-def count_decisions(replies: Sequence[Reply]) -> None:
-    for reply in replies:
-        counter = _ANSWERED.get(reply.decision)
-        if counter is not None:
-            counter.inc()
+def count_decisions(caller: str, replies: Sequence[Reply]) -> None:
+    """Add the logged outcomes of `caller`'s replies to metrics.EXCHANGES (the callers are the
+    members of the trust lists held: a bounded set of label values)."""
+    counted = collections.Counter(r.decision for r in replies if r.decision in _COUNTED)
+    for decision, n in counted.items():
+        metrics.EXCHANGES.labels("ANSWERED", caller, decision).inc(n)
 
 
 def _receipt_pb(receipt: Receipt) -> wire.pb.LogReceipt:

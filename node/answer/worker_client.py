@@ -92,7 +92,7 @@ class WorkerAnswerer:
         ]
         if len(replies) != len(queries):
             raise NodeFault("the answering worker's reply does not match the request")
-        count_decisions(replies)
+        count_decisions(caller, replies)
         return replies
 
     async def use_policy(self, policy: policies.Policy) -> None:

@@ -4,7 +4,8 @@ whether they may see residents' pseudonyms whole, kept hashed in the home's `aud
 
 A token is 32 random bytes, shown once when added; the file keeps its SHA-256 only (a random
 256-bit secret needs no slow hash: nothing about it can be guessed). Roles: `auditor` reads
-the log within its zones; `operator` also reads the access log of every auditor request.
+the log within its zones; `operator` also reads the access log of every auditor request and
+repairs penalty records (the local platform's credit repair).
 """
 
 from __future__ import annotations
@@ -63,7 +64,8 @@ class Auditor:
     def require(self, role: str) -> None:
         if role == OPERATOR and self.role != OPERATOR:
             raise PermissionDenied(
-                "this needs the operator role; auditors read the log, operators read who read it",
+                "this needs the operator role; auditors read the log, operators read who read it "
+                "and repair penalty records",
                 reason="ROLE_NOT_ALLOWED",
             )
 

@@ -34,7 +34,7 @@ def auditor() -> None:
     type=click.Choice(ROLES),
     default="auditor",
     show_default=True,
-    help="auditor: reads the log; operator: also reads who read it.",
+    help="auditor: reads the log; operator: also reads who read it, and repairs penalty records.",
 )
 @click.option(
     "--zone",

@@ -12,7 +12,7 @@ import signal
 import click
 from aiohttp import web
 
-from node import admin_http, audit_serving, log_output, model, readiness
+from node import admin_http, audit_serving, log_output, model, readiness, scrape_gauges
 from node.asking import REJECTED, AskOutcome
 from node.cli import exits, names
 from node.cli.options import home_option
@@ -103,7 +103,10 @@ def _host_port(text: str, option: str) -> tuple[str, int]:
 async def _start_admin(runtime: NodeRuntime, host: str, port: int) -> tuple[web.AppRunner, str]:
     """The admin port (node.admin_http), its readiness from node.readiness; the bound address."""
     address = f"{host or '127.0.0.1'}:{port}"
-    app = admin_http.application(lambda: readiness.checks(runtime))
+    app = admin_http.application(
+        lambda: readiness.checks(runtime),
+        refresh=lambda: scrape_gauges.refresh(runtime.store, runtime.trust, runtime.clock),
+    )
     try:
         runner, bound = await admin_http.start(app, host or "127.0.0.1", port)
         return runner, f"{host or '127.0.0.1'}:{bound}"

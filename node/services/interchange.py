@@ -20,7 +20,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from grpc_status import rpc_status
 
-from node import wire
+from node import metrics, wire
 from node.answer.local import OVER_RATE, Answerer, Reply
 from node.errors import Unauthenticated
 from node.policy import Membership
@@ -42,6 +42,7 @@ OVER_RATE_DELAY_S = 0.25
 # stream looks for new ones this often.
 NOTICES_PER_READ = 200
 NOTICE_POLL_S = 0.1
+_ANSWER_SECONDS = metrics.QUERY_SECONDS.labels("ANSWERED")
 
 Context = Any  # grpc.aio.ServicerContext
 Authenticate = Callable[[Context], str]  # the caller's node id from its verified certificate
@@ -79,9 +80,10 @@ class InterchangeServicer:
 
     async def QueryCredit(self, request: bytes, context: Context) -> bytes:
         caller = self._authenticate(context)
-        [reply] = await self._answerer.answer(
-            caller, [request], single=True, membership=self._membership(caller)
-        )
+        with _ANSWER_SECONDS.time():
+            [reply] = await self._answerer.answer(
+                caller, [request], single=True, membership=self._membership(caller)
+            )
         if reply.decision == OVER_RATE:
             await asyncio.sleep(self._over_rate_delay_s)
         if reply.refused:
@@ -136,11 +138,7 @@ class InterchangeServicer:
                     finished = item is None
                     if items:
                         answering.put_nowait(
-                            asyncio.ensure_future(
-                                self._answerer.answer(
-                                    caller, items, single=False, membership=self._membership(caller)
-                                )
-                            )
+                            asyncio.ensure_future(self._answer_group(caller, items))
                         )
             finally:
                 answering.put_nowait(None)
@@ -169,6 +167,12 @@ class InterchangeServicer:
                 left = answering.get_nowait()
                 if left is not None:
                     left.cancel()
+
+    async def _answer_group(self, caller: str, items: list[bytes]) -> list[Reply]:
+        with _ANSWER_SECONDS.time():
+            return await self._answerer.answer(
+                caller, items, single=False, membership=self._membership(caller)
+            )
 
     async def GetNodeInfo(self, request: Any, context: Context) -> wire.pb.NodeInfo:
         self._authenticate(context)

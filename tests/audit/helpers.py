@@ -138,7 +138,8 @@ class Setting:
             size = notes.checkpoint_size(note)
             text, _ = notes.split_note(note)
             line = notes.cosign_checkpoint(text, witness_signer(), 1_770_000_000 + size)
-            LogStore(self.store).store_cosignature(size, notes.witness_key_name(WITNESS), line)
+            log = LogStore(self.store, self.clock)  # received now, by the test's clock
+            log.store_cosignature(size, notes.witness_key_name(WITNESS), line)
 
     async def get(self, path: str, token: str | None = "auditor", **params: str) -> tuple[int, Any]:
         headers = (

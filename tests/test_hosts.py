@@ -96,3 +96,30 @@ async def test_two_nodes_on_their_own_addresses_talk_mutual_tls(tmp_path: pathli
     assert await _health(tmp_path / "hz", tmp_path / "jx", "127.0.0.2") == "SERVING"
     assert await _health(tmp_path / "jx", tmp_path / "hz", "127.0.0.3") == "SERVING"
     assert await _health(tmp_path / "jx", tmp_path / "hz", "127.0.0.2") == "UNAVAILABLE"
+
+
+def test_add_member_warns_when_the_certificate_does_not_name_the_endpoint(
+    tmp_path: pathlib.Path,
+) -> None:
+    assert init(tmp_path / "h", HUZHOU, "127.0.0.2", "node.huzhou.example").startswith("0\n")
+    runner = CliRunner()
+    identity = tmp_path / "huzhou.json"
+    exported = runner.invoke(main, ["identity", "export", "--home", str(tmp_path / "h")])
+    assert exported.exit_code == 0, exported.output
+    identity.write_text(exported.stdout)
+    coord = tmp_path / "coord"
+    assert (
+        runner.invoke(main, ["zone", "init", "--zone", "hjjw", "--dir", str(coord)]).exit_code == 0
+    )
+
+    def add(endpoint: str) -> str:
+        args = ["zone", "add-member", "--zone", "hjjw", "--identity", str(identity)]
+        result = runner.invoke(main, [*args, "--endpoint", endpoint, "--dir", str(coord)])
+        assert result.exit_code == 0, result.output
+        return result.stderr
+
+    for named in ("127.0.0.2:7443", "NODE.huzhou.example.:7443", "localhost:7443"):
+        assert add(named) == "", named
+    warned = add("127.0.0.3:7443")
+    assert "warning: cn-330500's TLS certificate names" in warned
+    assert "not 127.0.0.3" in warned and "tls reissue --host 127.0.0.3" in warned

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import errno
+import ipaddress
 import json
 import os
 import pathlib
@@ -19,6 +20,7 @@ import signal
 from typing import Any
 
 import click
+from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
@@ -36,6 +38,7 @@ from node.errors import (
 from node.home import NodeHome
 from node.keys import (
     PASSPHRASE_ENV,
+    certificate_hosts,
     is_encrypted_at_rest,
     passphrase_from_env,
     private_key_encryption,
@@ -230,6 +233,26 @@ def add_member_command(
         f"at {member.endpoint} ({len(member.signing_keys)} signing key(s)); "
         f"{len(members) + 1} member(s) in the draft"
     )
+    _warn_unnamed_host(member)
+
+
+def _warn_unnamed_host(member: trust.Member) -> None:
+    """Peers check that the member's certificate names the host of its endpoint: say so
+    now, not at the first handshake ("Hostname Verification Check failed")."""
+    host = member.endpoint.rpartition(":")[0].removeprefix("[").removesuffix("]").lower()
+    named = certificate_hosts(x509.load_der_x509_certificate(member.tls_cert_der))
+    try:
+        host = str(ipaddress.ip_address(host))
+    except ValueError:
+        host = host.removesuffix(".")
+    if host and host not in {n.lower() for n in named}:
+        shown = host if len(host) <= 64 else host[:64] + "…"
+        click.echo(
+            f"warning: {member.node_id}'s TLS certificate names {', '.join(named) or 'no host'}, "
+            f"not {shown}: peers will fail to verify it at {member.endpoint[:80]}. On that node, "
+            f"`creditnode tls reissue --host {shown}` and send its new identity export",
+            err=True,
+        )
 
 
 @zone_group.command(name="remove-member")

@@ -44,7 +44,6 @@ from node import model, repair
 from node.clock import SYSTEM
 from node.home import NodeHome
 from node.store import Store
-from node.store.penalties import PenaltyRecord
 from node.store.schema import CreditResultRow
 
 DEMO = pathlib.Path("demo")
@@ -243,20 +242,46 @@ def repair_reaches_the_recipients(
     company = first_subject(fed, HUZHOU, "企业")
     subject = model.SubjectRef(model.SubjectIdType.USCC, company)
     click.echo(
-        "\nCredit repair: a general penalty decided four months ago flags the company "
-        "(recorded through the store here; the 双公示 adapter will feed such records):"
+        "\nCredit repair: the market regulator's 双公示 export names a general penalty (a fine "
+        "of 5 万元) decided four months ago; `creditnode ingest` reads it and it flags the company:"
     )
     decided = repair.add_months(repair.china_day(SYSTEM.now()), -4)
-    record = PenaltyRecord("CF-DEMO-0001", subject, "demo", repair.Severity.GENERAL, decided, {})
+    ends = repair.add_months(decided, 12)
+    export = fed.root / "huzhou-cf-penalties.csv"
+    with export.open("w", encoding="utf-8", newline="") as out:
+        row = {
+            "CF_XDR_MC": company_name(fed, company),
+            "CF_XDR_LB": "法人及非法人组织",
+            "CF_XDR_SHXYM": company,
+            "CF_WSH": f"湖市监罚〔{decided.year}〕1号",
+            "CF_WFXW": "未按规定公示年度报告",
+            "CF_CFLB": "罚款",
+            "CF_NR_FK": "5",
+            "CF_JDRQ": decided.isoformat(),
+            "CF_GSJZQ": ends.isoformat(),
+            "CF_CFJG": "湖州市市场监督管理局",
+        }
+        writer = csv.DictWriter(out, fieldnames=list(row))
+        writer.writeheader()
+        writer.writerow(row)
+    ingest = [*CREDITNODE, "ingest", "--format", "shuanggongshi-cf-csv", str(export)]
+    done = subprocess.run(
+        [*ingest, "--home", str(fed.home(HUZHOU))], capture_output=True, text=True, check=False
+    )
+    if done.returncode != 0:
+        raise SystemExit(f"demo: the penalty export was refused: {done.stderr or done.stdout}")
+    click.echo(f"  {done.stdout.strip()}")
     with _huzhou_store(fed) as store:
-        [flagged] = store.penalties.add([record], SYSTEM.now()).replaced.values()
+        [record] = [r for r in store.penalties.in_force() if r.subject == subject]
+        current = store.results.get_current(subject.id_type, subject.id)
+    [flagged] = [r.result_id for r in current if "ADMINISTRATIVE_PENALTY" in r.flags]
     click.echo(f"  {company}: result {flagged} now carries ADMINISTRATIVE_PENALTY")
     outcome = ask(fed, JIAXING, HUZHOU, "hjjw", "xinyi-dai", company, False)
     click.echo(f"  Jiaxing asks Huzhou: {outcome['decision']} {describe(outcome)}")
     _wait(lambda: flagged in _sink_state(sink)[1], "the sync job receiving the flagged result")
     click.echo("  the sync job holds it too")
     repair_started = time.monotonic()
-    url = f"{page}api/records/{urllib.parse.quote('CF-DEMO-0001', safe='')}/repair"
+    url = f"{page}api/records/{urllib.parse.quote(record.record_id, safe='')}/repair"
     status, body = call_api(
         url, platform_token, "POST", {"reason": "信用修复决定书 湖信修〔2026〕1号"}
     )
@@ -265,7 +290,7 @@ def repair_reaches_the_recipients(
     reissued = body["reissued"]
     assert isinstance(reissued, list)
     click.echo(
-        "  the local platform repairs CF-DEMO-0001 over HTTP (POST api/records/…/repair, an "
+        f"  the local platform repairs {record.record_id} over HTTP (POST api/records/…/repair, an "
         f"operator's token): {status}, re-issued "
         + ", ".join(f"{r['old']} -> {r['new']}" for r in reissued)
     )
@@ -287,6 +312,11 @@ def repair_reaches_the_recipients(
     )
     _wait(lambda: flagged not in _sink_state(sink)[1], "the sync job dropping the result")
     click.echo("  the sync job dropped the flagged result and holds its repaired successor")
+
+
+def company_name(fed: Federation, uscc: str) -> str:
+    with (fed.root / f"{HUZHOU}-export.csv").open(encoding="utf-8") as f:
+        return next(r["QYMC"] for r in csv.DictReader(f) if r["TYSHXYDM"] == uscc)
 
 
 def first_subject(fed: Federation, node_id: str, subject_type: str) -> str:

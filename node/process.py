@@ -32,9 +32,10 @@ GC_YOUNG_THRESHOLD = 10_000  # allocations between young collections (CPython's 
 
 
 def settle_gc() -> None:
-    """For a long-running process once started: what start-up loaded lives as long as the
-    process, so keep the collector off it, and let the young generation grow, so collections
-    stop pausing answers (docs/adr/0005)."""
+    """For a long-running process once started (a server, a file import): what start-up
+    loaded lives as long as the process, so keep the collector off it, and let the young
+    generation grow, so collections stop pausing answers (docs/adr/0005) and walking the
+    start-up heap once per few chunks of an import (docs/adr/0013)."""
     gc.collect()
     gc.freeze()
     gc.set_threshold(GC_YOUNG_THRESHOLD, *gc.get_threshold()[1:])

@@ -25,6 +25,7 @@ from node.errors import ImportRejected
 from node.home import NodeHome
 from node.keys import NodeKeys
 from node.legacy_uscc import load_legacy_codes
+from node.process import settle_gc
 from node.public_records import RecordKind
 from node.store import Store
 from node.store.record_import import RecordImportSummary, staged_records
@@ -52,6 +53,7 @@ def ingest_records(fmt: str, file: pathlib.Path, home: pathlib.Path, clock: Cloc
     legacy_codes = load_legacy_codes(node_home)
     adapter = record_format(fmt, node_home)
     size = file.stat().st_size
+    settle_gc()
     with file.open("rb") as stream:
         file_sha256 = hashlib.file_digest(stream, "sha256").hexdigest()
         stream.seek(0)

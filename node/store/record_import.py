@@ -25,6 +25,7 @@ from sqlalchemy import (
     BigInteger,
     Column,
     Date,
+    Integer,
     MetaData,
     SmallInteger,
     String,
@@ -47,7 +48,7 @@ from node.errors import RowProblem
 from node.model import ResultStatus, RevocationReason, SubjectIdType
 from node.public_records import MANAGED_FLAGS, ListChange, ListRemoval, PenaltyRecord, RecordKind
 from node.repair import PenaltyStatus, Severity, china_day, publicity
-from node.store.engine import SQLITE_BEGIN, Database
+from node.store.engine import SQLITE_BEGIN, Database, is_file_sqlite
 from node.store.penalties import PENALTIES, SubjectKey, reflag
 from node.store.results import IMPORT_BATCHES, RESULTS, ProblemList
 from node.store.schema import UtcDateTime
@@ -61,7 +62,13 @@ _METADATA = MetaData()
 STAGED = Table(
     "staged_records",
     _METADATA,
-    Column("row_number", BigInteger, primary_key=True, autoincrement=False),
+    # SQLite: INTEGER is the rowid itself, so the rows need no second B-tree to be numbered.
+    Column(
+        "row_number",
+        BigInteger().with_variant(Integer(), "sqlite"),
+        primary_key=True,
+        autoincrement=False,
+    ),
     Column("action", SmallInteger, nullable=False),  # _ADD | _REMOVE
     Column("record_id", String, nullable=False),
     Column("kind", SmallInteger, nullable=False),
@@ -81,6 +88,9 @@ STAGED = Table(
 # Built once the file is staged (cheaper than kept up to date row by row); dropped with it.
 _BY_RECORD = "CREATE INDEX ix_staged_records_record ON staged_records (record_id, action)"
 _PLACEHOLDER = {"qmark": "?", "format": "%s", "pyformat": "%s"}
+# SQLite's page cache while commit inserts (KiB; its default is 2 MiB): the store's indexes
+# take keys in no order, and a cache this size keeps their upper pages from being re-read.
+_COMMIT_CACHE_KIB = 16 * 1024
 _QUOTE = json.encoder.encode_basestring
 
 
@@ -132,7 +142,8 @@ class StagedRecords:
     def __enter__(self) -> StagedRecords:
         conn = self._stack.enter_context(self._store.connect())
         _METADATA.create_all(conn)
-        self._stack.callback(self._drop, conn)
+        on_file = is_file_sqlite(conn.engine.url)
+        self._stack.callback(self._discard if on_file else self._drop, conn)
         self._conn = conn
         mark = _PLACEHOLDER[conn.dialect.paramstyle]
         self._insert_record = _insert_sql(STAGED, mark)
@@ -146,6 +157,12 @@ class StagedRecords:
         tb: TracebackType | None,
     ) -> None:
         self._stack.close()
+
+    @staticmethod
+    def _discard(conn: Connection) -> None:
+        """A file SQLite's temporary tables are its connection's own temporary file: closing
+        the connection deletes it at once, where DROP TABLE would free its pages one by one."""
+        conn.invalidate()
 
     @staticmethod
     def _drop(conn: Connection) -> None:
@@ -191,6 +208,7 @@ class StagedRecords:
         now = (self._now or SYSTEM.now()).astimezone(dt.UTC)
         today = china_day(now)
         conn.execution_options(**{SQLITE_BEGIN: "IMMEDIATE"})
+        cache_setting = self._widen_cache(conn)
         try:
             with conn.begin():
                 self._store.lock_changes(conn)
@@ -214,6 +232,8 @@ class StagedRecords:
                 )
         finally:
             conn.execution_options(**{SQLITE_BEGIN: "DEFERRED"})
+            if cache_setting is not None:
+                _sqlite_pragma(conn, f"main.cache_size = {cache_setting}")
         return RecordImportSummary(
             added=added - expired,
             expired=expired,
@@ -224,8 +244,27 @@ class StagedRecords:
 
     # --- the steps of commit --------------------------------------------------------------------
 
+    def _widen_cache(self, conn: Connection) -> int | None:
+        """On SQLite, a page cache of _COMMIT_CACHE_KIB for the store while commit writes; the
+        setting it had, to restore."""
+        if not self._sqlite:
+            return None
+        setting = int(_sqlite_pragma(conn, "main.cache_size"))
+        _sqlite_pragma(conn, f"main.cache_size = -{_COMMIT_CACHE_KIB}")
+        return setting
+
     def _check_repeats(self, conn: Connection) -> None:
-        """A record the file names twice is a problem of the later row (set-based)."""
+        """A record the file names twice is a problem of the later row (set-based). One scan
+        of the record index tells whether there is any; only then are the rows paired up."""
+        s = STAGED
+        named_twice = (
+            select(s.c.record_id)
+            .group_by(s.c.record_id, s.c.action)
+            .having(func.count() > 1)
+            .limit(1)
+        )
+        if conn.execute(named_twice).first() is None:
+            return
         later, earlier = STAGED, STAGED.alias("earlier")
         query = (
             select(later.c.row_number, func.min(earlier.c.row_number))
@@ -319,7 +358,8 @@ class StagedRecords:
             case((ended, literal(_EXPIRED_ON_IMPORT)), else_=None),
             literal(now, UtcDateTime),
         ).where(s.c.fresh == 1)
-        conn.execute(insert(p).from_select(columns, rows))
+        # In key order: the store's primary key B-tree then grows at its end, page by page.
+        conn.execute(insert(p).from_select(columns, rows.order_by(s.c.record_id)))
         fresh = select(func.count()).select_from(s).where(s.c.fresh == 1)
         added = conn.execute(fresh).scalar_one()  # rowcount of INSERT ... SELECT: not everywhere
         expired = conn.execute(fresh.where(ended)).scalar_one()
@@ -455,6 +495,15 @@ def staged_records(
 def _insert_sql(table: Table, mark: str) -> str:
     columns = ", ".join(column.name for column in table.columns)
     return f"INSERT INTO {table.name} ({columns}) VALUES ({', '.join([mark] * len(table.columns))})"
+
+
+def _sqlite_pragma(conn: Connection, pragma: str) -> Any:
+    """A connection setting, on the driver's connection: outside SQLAlchemy's transaction."""
+    driver = conn.connection.driver_connection
+    if driver is None:
+        raise RuntimeError("the staging connection is closed")
+    row = driver.execute(f"PRAGMA {pragma}").fetchone()
+    return None if row is None else row[0]
 
 
 def _day_text(day: dt.date) -> str:

@@ -16,6 +16,8 @@ from node.errors import InvalidIdentifier
 
 USCC_CHARSET = "0123456789ABCDEFGHJKLMNPQRTUWXY"  # GB 32100-2015: no I, O, Z, S, V
 _USCC_VALUE = {c: i for i, c in enumerate(USCC_CHARSET)}
+# The same as bytes.translate table: a character of the set -> its value (others: 255).
+_USCC_VALUE_BYTES = bytes(_USCC_VALUE.get(chr(b), 255) for b in range(256))
 # Every rule but the check character, in one match: characters of the set, a numeric division.
 _USCC_SHAPE = re.compile(r"[0-9A-HJ-NP-RTUW-Y]{2}[0-9]{6}[0-9A-HJ-NP-RTUW-Y]{10}")
 # GB 32100-2015 §4.2: weight of position i (1-based) is 3^(i-1) mod 31.
@@ -36,7 +38,10 @@ def uscc_check_character(first17: str) -> str:
     """The check character for the first 17 characters of a USCC (GB 32100-2015 §4.2)."""
     if len(first17) != 17:
         raise ValueError("a USCC check character is computed over 17 characters")
-    total = sum(map(operator.mul, map(_USCC_VALUE.__getitem__, first17), _USCC_WEIGHTS))
+    values = first17.encode("ascii").translate(_USCC_VALUE_BYTES)
+    if 255 in values:
+        raise ValueError("a USCC check character is computed over characters of the set")
+    total = sum(map(operator.mul, values, _USCC_WEIGHTS))
     return USCC_CHARSET[(31 - total % 31) % 31]
 
 
@@ -45,6 +50,8 @@ def validate_uscc_shape(raw: str) -> str:
     check character (the shape of a legacy register code, DESIGN.md §9); else raise
     InvalidIdentifier naming the problem without quoting more than one character or the
     division."""
+    if _USCC_SHAPE.fullmatch(raw):  # as written, it has no space or lower-case letter
+        return raw
     code = normalise(raw)
     if _USCC_SHAPE.fullmatch(code):
         return code

@@ -109,8 +109,10 @@ class SubjectRef:
     admitted: dataclasses.InitVar[bool] = False
 
     def __post_init__(self, legacy_codes: AbstractSet[str], admitted: bool) -> None:
-        id_type = SubjectIdType(self.id_type)
-        object.__setattr__(self, "id_type", id_type)
+        id_type = self.id_type
+        if type(id_type) is not SubjectIdType:  # given as a name or a number
+            id_type = SubjectIdType(id_type)
+            object.__setattr__(self, "id_type", id_type)
         if id_type is SubjectIdType.RESIDENT_ID and _HMAC_SUBJECT_RE.match(self.id):
             return
         object.__setattr__(

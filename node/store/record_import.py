@@ -47,7 +47,7 @@ from node.clock import SYSTEM
 from node.errors import RowProblem
 from node.model import ResultStatus, RevocationReason, SubjectIdType
 from node.public_records import MANAGED_FLAGS, ListChange, ListRemoval, PenaltyRecord, RecordKind
-from node.repair import PenaltyStatus, Severity, china_day, publicity
+from node.repair import PenaltyStatus, china_day, publicity
 from node.store.engine import SQLITE_BEGIN, Database, is_file_sqlite
 from node.store.penalties import PENALTIES, SubjectKey, reflag
 from node.store.results import IMPORT_BATCHES, RESULTS, ProblemList
@@ -56,6 +56,7 @@ from node.store.schema import UtcDateTime
 _ADD, _REMOVE = 1, 2
 _SUBJECTS_AT_A_TIME = 400
 _REMOVALS_AT_A_TIME = 5000
+_DAYS_REMEMBERED = 16_384  # combinations of kind, class and days (StagedRecords._staged_values)
 _EXPIRED_ON_IMPORT = "publicity had ended when the record was imported"
 
 _METADATA = MetaData()
@@ -137,7 +138,7 @@ class StagedRecords:
         self._stack = contextlib.ExitStack()
         self._conn: Connection | None = None
         self._rows = 0
-        self._longest: dict[tuple[Severity, dt.date], dt.date] = {}
+        self._staged_days: dict[tuple[Any, ...], tuple[Any, Any, Any, str]] = {}
 
     def __enter__(self) -> StagedRecords:
         conn = self._stack.enter_context(self._store.connect())
@@ -358,8 +359,10 @@ class StagedRecords:
             case((ended, literal(_EXPIRED_ON_IMPORT)), else_=None),
             literal(now, UtcDateTime),
         ).where(s.c.fresh == 1)
-        # In key order: the store's primary key B-tree then grows at its end, page by page.
-        conn.execute(insert(p).from_select(columns, rows.order_by(s.c.record_id)))
+        # In key order, so the store's primary key B-tree grows at one end, page by page. Sorted
+        # as an expression (`|| ''`), not read along the staged record index: that would fetch
+        # the staged rows one by one from all over their table.
+        conn.execute(insert(p).from_select(columns, rows.order_by(s.c.record_id + "")))
         fresh = select(func.count()).select_from(s).where(s.c.fresh == 1)
         added = conn.execute(fresh).scalar_one()  # rowcount of INSERT ... SELECT: not everywhere
         expired = conn.execute(fresh.where(ended)).scalar_one()
@@ -446,31 +449,40 @@ class StagedRecords:
     # --- rows -----------------------------------------------------------------------------------
 
     def _staged_values(self, row: int, change: ListChange) -> tuple[Any, ...]:
-        day = _day_text if self._sqlite else _same
         content = _content_json(change.content)
         subject = change.subject
         if isinstance(change, ListRemoval):
+            day = _day_text if self._sqlite else _same
             return (
                 row, _REMOVE, change.record_id, int(RecordKind.SERIOUS_DISHONESTY_LIST),
                 int(subject.id_type), subject.id, change.subject_name, 0,
                 day(change.removed_on), None, None, "", content, int(change.reason), 0,
             )  # fmt: skip
-        expires = None
-        if change.kind is RecordKind.PENALTY:
-            longest = self._longest.get((change.severity, change.decided_on))
-            if longest is None:  # a file repeats few decision days: each is computed once
-                longest = publicity(change.severity, change.decided_on).expires_on
-                if len(self._longest) < 100_000:
-                    self._longest[(change.severity, change.decided_on)] = longest
-            expires = longest
-            if change.publicity_ends_on is not None:  # node.repair.publicity's rule
-                expires = min(longest, change.publicity_ends_on + dt.timedelta(days=1))
+        key = (change.kind, change.severity, change.decided_on, change.publicity_ends_on)
+        staged = self._staged_days.get(key)
+        if staged is None:  # a file repeats few combinations: each is worked out once
+            staged = self._days_and_flag(change)
+            if len(self._staged_days) < _DAYS_REMEMBERED:
+                self._staged_days[key] = staged
         return (
             row, _ADD, change.record_id, int(change.kind), int(subject.id_type), subject.id,
-            change.subject_name, int(change.severity), day(change.decided_on),
-            None if change.publicity_ends_on is None else day(change.publicity_ends_on),
-            None if expires is None else day(expires), change.flag, content, None, 0,
+            change.subject_name, int(change.severity), *staged, content, None, 0,
         )  # fmt: skip
+
+    def _days_and_flag(self, record: PenaltyRecord) -> tuple[Any, Any, Any, str]:
+        """decided_on, publicity_ends_on and expires_on as staged (a list entry leaves by
+        removal: no expiry), and the flag."""
+        day = _day_text if self._sqlite else _same
+        ends = record.publicity_ends_on
+        expires = None
+        if record.kind is RecordKind.PENALTY:
+            expires = publicity(record.severity, record.decided_on, ends).expires_on
+        return (
+            day(record.decided_on),
+            None if ends is None else day(ends),
+            None if expires is None else day(expires),
+            record.flag,
+        )
 
     def _connection(self) -> Connection:
         if self._conn is None:

@@ -35,7 +35,7 @@ def settle_gc() -> None:
     """For a long-running process once started (a server, a file import): what start-up
     loaded lives as long as the process, so keep the collector off it, and let the young
     generation grow, so collections stop pausing answers (docs/adr/0005) and walking the
-    start-up heap once per few chunks of an import (docs/adr/0013)."""
+    start-up heap once per few chunks of an import (docs/adr/0014)."""
     gc.collect()
     gc.freeze()
     gc.set_threshold(GC_YOUNG_THRESHOLD, *gc.get_threshold()[1:])

@@ -5,9 +5,10 @@ While the file is read its rows are staged, a chunk at a time, in temporary tabl
 connection (no lock on the store's tables: a serving node keeps writing), and Python holds
 one chunk. `commit` then works set-based in one transaction holding the journal lock: it
 refuses a record held already with other content and a removal of an entry never listed;
-inserts the new records with one INSERT ... SELECT (a record whose publicity had already
-ended goes in EXPIRED); closes the entries removed; and re-issues the current results of the
-subjects whose flags changed (node.store.penalties.reflag), a batch of subjects at a time.
+inserts the new records with one INSERT ... SELECT in key order (a record whose publicity
+had already ended goes in EXPIRED); closes the entries removed; and re-issues the current
+results of the subjects whose flags changed (node.store.penalties.reflag), a batch of
+subjects at a time.
 Importing the same file again changes nothing; a closed record is never revived.
 """
 
@@ -234,7 +235,8 @@ class StagedRecords:
         finally:
             conn.execution_options(**{SQLITE_BEGIN: "DEFERRED"})
             if cache_setting is not None:
-                _sqlite_pragma(conn, f"main.cache_size = {cache_setting}")
+                with contextlib.suppress(Exception):  # a broken connection keeps no setting
+                    _sqlite_pragma(conn, f"main.cache_size = {cache_setting}")
         return RecordImportSummary(
             added=added - expired,
             expired=expired,

@@ -91,6 +91,7 @@ def baseline_copy(store_file: pathlib.Path, sink_url: str) -> int:
                 row[12],
                 row[13],
                 row[14],
+                model.ResultStatus.ACTIVE.name,  # jgzt: the feed upserts current results
                 HUZHOU,
                 row[0],
             )

@@ -8,7 +8,7 @@ import errno
 
 from aiohttp import web
 
-from node import model
+from node import admin_http, model
 from node.answer.builder import pseudonymise
 from node.audit import web as audit_web
 from node.audit.access import AuditorFile
@@ -58,7 +58,7 @@ class AuditWeb:
     async def start(self, listen: str) -> str:
         """Serve on host:port (port 0: any free one); the page's URL."""
         host, _, port = listen.rpartition(":")
-        self._runner, bound = await audit_web.start(self.app, host or "127.0.0.1", int(port))
+        self._runner, bound = await admin_http.start(self.app, host or "127.0.0.1", int(port))
         shown = f"[{host}]" if ":" in host else host or "127.0.0.1"
         self.url = f"http://{shown}:{bound}/"
         return self.url

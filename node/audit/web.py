@@ -613,16 +613,3 @@ def _static_handler(name: str) -> Callable[[web.Request], Awaitable[web.Response
         )
 
     return handler
-
-
-async def start(app: web.Application, host: str, port: int) -> tuple[web.AppRunner, int]:
-    """Serve `app` on host:port (0: a free port): the runner (to clean up) and the port."""
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, host, port)
-    try:
-        await site.start()
-    except BaseException:
-        await runner.cleanup()
-        raise
-    return runner, int(runner.addresses[0][1])

@@ -19,7 +19,7 @@ import aiohttp
 import yarl
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
-from node import model, wire
+from node import admin_http, model, wire
 from node.answer.builder import pseudonymise
 from node.audit import web as audit_web
 from node.audit.access import AuditorFile
@@ -202,7 +202,7 @@ async def audit_setting(
         ),
         clock,
     )
-    runner, port = await audit_web.start(audit_web.application(service), "127.0.0.1", port)
+    runner, port = await admin_http.start(audit_web.application(service), "127.0.0.1", port)
     session = aiohttp.ClientSession()
     setting = Setting(
         store, sequencer, clock, f"http://127.0.0.1:{port}/", session, tokens, service

@@ -44,7 +44,6 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import Connection
 
-from node.clock import SYSTEM
 from node.errors import RowProblem
 from node.model import ResultStatus, RevocationReason, SubjectIdType
 from node.public_records import MANAGED_FLAGS, ListChange, ListRemoval, PenaltyRecord, RecordKind
@@ -126,7 +125,7 @@ class StagedRecords:
         source: str,
         fmt: str,
         kind: RecordKind,
-        now: dt.datetime | None,
+        now: dt.datetime,
         repeat: tuple[str, str] = ("row", "the same record"),
     ) -> None:
         self._store = store
@@ -207,7 +206,7 @@ class StagedRecords:
         if self._problems.count:
             raise self._problems.rejected(self._source)
         conn.commit()  # the staged rows; the store's tables are untouched so far
-        now = (self._now or SYSTEM.now()).astimezone(dt.UTC)
+        now = self._now.astimezone(dt.UTC)
         today = china_day(now)
         conn.execution_options(**{SQLITE_BEGIN: "IMMEDIATE"})
         cache_setting = self._widen_cache(conn)
@@ -498,7 +497,7 @@ def staged_records(
     source: str,
     fmt: str,
     kind: RecordKind,
-    now: dt.datetime | None = None,
+    now: dt.datetime,
     repeat: tuple[str, str] = ("row", "the same record"),
 ) -> StagedRecords:
     """An import of one file of `kind` to feed chunks into (`with staged_records(...)`).

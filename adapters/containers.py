@@ -58,10 +58,17 @@ class Row:
 
 
 def read_rows(
-    opened: OpenedText, container: Container, field_map: FieldMap
+    opened: OpenedText,
+    container: Container,
+    field_map: FieldMap,
+    *,
+    first_row: int = 1,
+    lines_before: int = 0,
 ) -> Iterator[Row | RowProblem]:
+    """`first_row` and `lines_before`: where the text's first record is in the file it was
+    cut from (a CSV part, adapters.splitting): the header, then that part."""
     if container == "csv":
-        return _csv_rows(opened, field_map)
+        return _csv_rows(opened, field_map, first_row, lines_before)
     if container == "json":
         return _json_rows(opened, field_map)
     return _xml_rows(opened, field_map)
@@ -70,7 +77,9 @@ def read_rows(
 # --- CSV --------------------------------------------------------------------------------------
 
 
-def _csv_rows(opened: OpenedText, field_map: FieldMap) -> Iterator[Row | RowProblem]:
+def _csv_rows(
+    opened: OpenedText, field_map: FieldMap, first_row: int = 1, lines_before: int = 0
+) -> Iterator[Row | RowProblem]:
     reader = csv.reader(opened.text, strict=True)
     try:
         header = next(reader, None)
@@ -113,7 +122,7 @@ def _csv_rows(opened: OpenedText, field_map: FieldMap) -> Iterator[Row | RowProb
             operator.itemgetter(*positions, *positions[:1] if len(positions) == 1 else ()),
         )
         check_all = opened.has_nul
-        for row_number, cells in enumerate(reader, start=1):
+        for row_number, cells in enumerate(reader, start=first_row):
             found: list[RowProblem] = []
             if len(cells) != width:
                 if not any(cell.strip() for cell in cells):
@@ -140,7 +149,8 @@ def _csv_rows(opened: OpenedText, field_map: FieldMap) -> Iterator[Row | RowProb
                 continue  # blank line of the header's width (",,,,")
             yield Row(row_number, values, names, found)
     except csv.Error as exc:
-        yield RowProblem(0, "file", f"is not valid CSV near line {reader.line_num}: {exc}")
+        line = reader.line_num + lines_before
+        yield RowProblem(0, "file", f"is not valid CSV near line {line}: {exc}")
 
 
 def write_csv(columns: Sequence[str], rows: Sequence[Mapping[str, str]]) -> bytes:

@@ -47,12 +47,18 @@ class OpenedText:
     has_nul: bool
 
 
-def open_text(stream: BinaryIO, format_name: str) -> OpenedText | RowProblem:
-    """The stream as text in its one encoding, or the whole-file problem saying why not.
+@dataclasses.dataclass(frozen=True, slots=True)
+class Settled:
+    """What the one pass over an export's bytes found: the encoding it is read in, and
+    whether a NUL byte occurs."""
 
-    The stream must be seekable (a file, BytesIO): its bytes are checked first, from where it
-    stands, and read again as text.
-    """
+    encoding: str  # "utf-8-sig" (a BOM is dropped) or "gb18030"
+    has_nul: bool
+
+
+def settle(stream: BinaryIO, format_name: str) -> Settled | RowProblem:
+    """The stream's one encoding, or the whole-file problem saying why it has none. Its
+    bytes are read from where it stands, which it is put back to (it must be seekable)."""
     if not stream.seekable():
         raise InvalidInput(f"{format_name}: an export is read from a seekable stream (a file)")
     start = stream.tell()
@@ -65,10 +71,27 @@ def open_text(stream: BinaryIO, format_name: str) -> OpenedText | RowProblem:
             return _undecodable(*utf8_error)
         encoding = "gb18030"
     stream.seek(start)
+    return Settled(encoding, has_nul)
+
+
+def open_text(
+    stream: BinaryIO, format_name: str, settled: Settled | None = None
+) -> OpenedText | RowProblem:
+    """The stream as text in its one encoding, or the whole-file problem saying why not.
+
+    The stream must be seekable (a file, BytesIO): its bytes are checked first, from where it
+    stands, and read again as text. `settled`: checked already (a part of a file cut by
+    adapters.splitting is read in the encoding of the whole).
+    """
+    if settled is None:
+        found = settle(stream, format_name)
+        if isinstance(found, RowProblem):
+            return found
+        settled = found
     counter = CountingReader(stream)
     buffered = io.BufferedReader(counter, buffer_size=_TEXT_BUFFER)
-    text = io.TextIOWrapper(buffered, encoding=encoding, newline="")
-    return OpenedText(text, counter, has_nul)
+    text = io.TextIOWrapper(buffered, encoding=settled.encoding, newline="")
+    return OpenedText(text, counter, settled.has_nul)
 
 
 def _check(stream: BinaryIO, encoding: str) -> tuple[tuple[int, int] | None, bool]:

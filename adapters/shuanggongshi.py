@@ -19,6 +19,7 @@ import decimal
 import hashlib
 import hmac
 import io
+import pathlib
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from collections.abc import Set as AbstractSet
@@ -26,8 +27,9 @@ from typing import Any, BinaryIO, Generic, Protocol, TypeVar
 
 from adapters.containers import CONTAINERS, Container, Row, read_rows, write
 from adapters.decoding import CountingReader, open_text
-from adapters.fieldmaps import FieldMap, builtin_field_maps
+from adapters.fieldmaps import FieldMap, builtin_field_maps, load_field_maps
 from adapters.penalty_class import ClassProblem, ClassRule, builtin_rule, classify
+from adapters.splitting import CsvPart
 from adapters.streaming import CHUNK_ROWS, Chunk, collect
 from node.errors import InvalidIdentifier, InvalidInput, RowProblem
 from node.model import RevocationReason, SubjectIdType, SubjectRef
@@ -507,13 +509,21 @@ class RecordFormat(Generic[R]):
         subject_key: bytes | None = None,
         seen: SeenKeys | None = None,
         chunk_rows: int = CHUNK_ROWS,
+        part: CsvPart | None = None,
     ) -> Iterator[Chunk[R]]:
         """The file's records in chunks of at most `chunk_rows` rows, in row order, and the
         problems of every bad row (row 0: the whole file, which ends the reading). `seen`
         remembers the records of earlier chunks (in memory when not given). `issuer_node`
-        is accepted for the registry's sake: these records are this node's own."""
+        is accepted for the registry's sake: these records are this node's own. `part`:
+        read only that part of the file (a CSV cut by adapters.splitting), numbering its rows
+        as in the whole; `seen` then knows only that part's records."""
         del issuer_node
-        opened = open_text(stream, self.name)
+        if part is None:
+            opened = open_text(stream, self.name)
+        elif self.container != "csv":
+            raise InvalidInput(f"{self.name}: only a CSV export is read in parts")
+        else:
+            opened = open_text(part.open(stream), self.name, part.settled)
         if isinstance(opened, RowProblem):
             yield Chunk((), (opened,), 0, 0)
             return
@@ -524,7 +534,10 @@ class RecordFormat(Generic[R]):
             subject_key=subject_key,
             rule=self.rule or builtin_rule(),
         )
-        rows = read_rows(opened, self.container, self.field_map)
+        place = (
+            {} if part is None else {"first_row": part.first_row, "lines_before": part.lines_before}
+        )
+        rows = read_rows(opened, self.container, self.field_map, **place)
         chunks = _chunks(rows, converter, seen or KeysInMemory(), chunk_rows, opened.counter)
         yield from chunks  # type: ignore[misc]
 
@@ -650,6 +663,15 @@ RECORD_FORMATS: Mapping[str, RecordFormat[Any]] = {
     **LIST_FORMATS,
     **LICENCE_FORMATS,
 }
+
+
+def record_format(name: str, variants: pathlib.Path | None = None) -> RecordFormat[Any]:
+    """The format `name`, reading the shipped column names and those of the field maps in
+    the directory `variants` where it exists (a node's own variants)."""
+    adapter = RECORD_FORMATS[name]
+    if variants is not None and variants.is_dir():
+        adapter = adapter.with_field_maps(load_field_maps(variants))
+    return adapter
 
 
 def _parse_date(raw: str) -> dt.date | None:

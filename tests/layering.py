@@ -80,6 +80,7 @@ FLOORS: Mapping[str, int] = {
     "node.greenloan_sync": 5,
     "node.revocation_watch": 5,
     "node.received_check": 5,  # a kept peer result verified again, offline
+    "node.split_reading": 5,  # reader processes for the parts of a large CSV export
     # 6: wiring, the server, the command line, processes' mains
     "node.server": 6,
     "node.runtime": 6,

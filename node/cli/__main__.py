@@ -2,4 +2,5 @@
 
 from node.cli import run
 
-run()
+if __name__ == "__main__":  # not when a reader process (node.split_reading) imports it
+    run()

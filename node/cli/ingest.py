@@ -24,7 +24,7 @@ from adapters.registry import ADAPTERS, ImportAdapter, format_listing, get_adapt
 from adapters.schemes import builtin_schemes
 from adapters.shuanggongshi import RECORD_FORMATS
 from node.cli import exits
-from node.cli.ingest_records import ingest_records
+from node.cli.ingest_records import MAX_JOBS, default_jobs, ingest_records
 from node.cli.options import home_option
 from node.clock import SYSTEM, china_date
 from node.errors import CreditNodeError, ImportRejected, RowProblem
@@ -53,9 +53,17 @@ def register(main: click.Group) -> None:
     help="The export's format (an import adapter, or a government format: "
     "shuanggongshi-cf-*, serious-dishonesty-*, shuanggongshi-xk-*).",
 )
+@click.option(
+    "--jobs",
+    type=click.IntRange(min=1, max=64),
+    default=None,
+    help="Processes reading a large CSV export of penalties or list changes side by side "
+    f"(default: the CPUs this process may use, at most {MAX_JOBS}); 1 reads it in one "
+    "process, leaving the other cores to a node serving on the same machine.",
+)
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=pathlib.Path))
 @home_option
-def ingest(fmt: str, file: pathlib.Path, home: pathlib.Path) -> None:
+def ingest(fmt: str, file: pathlib.Path, home: pathlib.Path, jobs: int | None) -> None:
     """Import a local platform export FILE into this node's results store.
 
     The file is read as a stream and every row is checked; if any is bad, the problems are
@@ -74,7 +82,7 @@ def ingest(fmt: str, file: pathlib.Path, home: pathlib.Path) -> None:
     """
     if fmt in RECORD_FORMATS:
         try:
-            click.echo(ingest_records(fmt, file, home))
+            click.echo(ingest_records(fmt, file, home, jobs=jobs or default_jobs()))
         except ImportRejected as exc:
             _echo_problems(exc.problems, exc.more)
             raise click.ClickException(exc.message) from None

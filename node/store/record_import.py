@@ -18,7 +18,7 @@ import contextlib
 import dataclasses
 import datetime as dt
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from types import TracebackType
 from typing import Any
 
@@ -56,7 +56,7 @@ from node.store.schema import UtcDateTime
 _ADD, _REMOVE = 1, 2
 _SUBJECTS_AT_A_TIME = 400
 _REMOVALS_AT_A_TIME = 5000
-_DAYS_REMEMBERED = 16_384  # combinations of kind, class and days (StagedRecords._staged_values)
+_DAYS_REMEMBERED = 16_384  # combinations of kind, class and days (StagedRows.row)
 _EXPIRED_ON_IMPORT = "publicity had ended when the record was imported"
 
 _METADATA = MetaData()
@@ -138,7 +138,7 @@ class StagedRecords:
         self._stack = contextlib.ExitStack()
         self._conn: Connection | None = None
         self._rows = 0
-        self._staged_days: dict[tuple[Any, ...], tuple[Any, Any, Any, str]] = {}
+        self._maker: StagedRows | None = None
 
     def __enter__(self) -> StagedRecords:
         conn = self._stack.enter_context(self._store.connect())
@@ -149,6 +149,7 @@ class StagedRecords:
         mark = _PLACEHOLDER[conn.dialect.paramstyle]
         self._insert_record = _insert_sql(STAGED, mark)
         self._sqlite = conn.dialect.name == "sqlite"
+        self._maker = StagedRows(sqlite=self._sqlite)
         return self
 
     def __exit__(
@@ -190,12 +191,28 @@ class StagedRecords:
         """The next chunk: its records are staged (those of a file with problems too, so
         that `commit` can tell every repeat)."""
         self._problems.add(problems)
-        self._rows += len(records) + len({p.row for p in problems if p.row})
-        if not records:
-            return
-        self._connection().exec_driver_sql(
-            self._insert_record, [self._staged_values(row, record) for row, record in records]
-        )
+        self._rows += len({p.row for p in problems if p.row})
+        maker = self.row_maker()
+        self.add_rows([maker.row(row, record) for row, record in records])
+
+    def row_maker(self) -> StagedRows:
+        """What makes this store's staged rows: `add_rows` takes what it makes (in another
+        process, too: node.split_reading)."""
+        if self._maker is None:
+            raise RuntimeError("a StagedRecords is used inside its with block")
+        return self._maker
+
+    def add_rows(self, rows: Sequence[tuple[Any, ...]]) -> None:
+        """Rows made by `row_maker()`, staged as they are."""
+        self._rows += len(rows)
+        if rows:
+            self._connection().exec_driver_sql(self._insert_record, rows)
+
+    def add_problems(self, problems: ProblemList) -> None:
+        """The problems of a part of the file (node.split_reading), the parts in file
+        order, each after all of its rows."""
+        self._problems.extend(problems)
+        self._rows += problems.bad_rows
 
     def commit(self, file_sha256: str) -> RecordImportSummary:
         """Apply the staged rows in one transaction, or raise ImportRejected with nothing
@@ -447,24 +464,36 @@ class StagedRecords:
             }
             reissued += len(reflag(conn, subjects, managed, revocations, now))
 
-    # --- rows -----------------------------------------------------------------------------------
+    def _connection(self) -> Connection:
+        if self._conn is None:
+            raise RuntimeError("a StagedRecords is used inside its with block")
+        return self._conn
 
-    def _staged_values(self, row: int, change: ListChange) -> tuple[Any, ...]:
+
+class StagedRows:
+    """Records made into staged_records rows, as a store of one dialect keeps them (SQLite:
+    days as text). Picklable: a process that reads a part of a file makes its rows."""
+
+    def __init__(self, *, sqlite: bool) -> None:
+        self._day: Callable[[dt.date], Any] = _day_text if sqlite else _same
+        self._days: dict[tuple[Any, ...], tuple[Any, Any, Any, str]] = {}
+
+    def row(self, row: int, change: ListChange) -> tuple[Any, ...]:
+        """The staged row of the record in `row`."""
         content = _content_json(change.content)
         subject = change.subject
         if isinstance(change, ListRemoval):
-            day = _day_text if self._sqlite else _same
             return (
                 row, _REMOVE, change.record_id, int(RecordKind.SERIOUS_DISHONESTY_LIST),
                 int(subject.id_type), subject.id, change.subject_name, 0,
-                day(change.removed_on), None, None, "", content, int(change.reason), 0,
+                self._day(change.removed_on), None, None, "", content, int(change.reason), 0,
             )  # fmt: skip
         key = (change.kind, change.severity, change.decided_on, change.publicity_ends_on)
-        staged = self._staged_days.get(key)
+        staged = self._days.get(key)
         if staged is None:  # a file repeats few combinations: each is worked out once
             staged = self._days_and_flag(change)
-            if len(self._staged_days) < _DAYS_REMEMBERED:
-                self._staged_days[key] = staged
+            if len(self._days) < _DAYS_REMEMBERED:
+                self._days[key] = staged
         return (
             row, _ADD, change.record_id, int(change.kind), int(subject.id_type), subject.id,
             change.subject_name, int(change.severity), *staged, content, None, 0,
@@ -473,7 +502,7 @@ class StagedRecords:
     def _days_and_flag(self, record: PenaltyRecord) -> tuple[Any, Any, Any, str]:
         """decided_on, publicity_ends_on and expires_on as staged (a list entry leaves by
         removal: no expiry), and the flag."""
-        day = _day_text if self._sqlite else _same
+        day = self._day
         ends = record.publicity_ends_on
         expires = None
         if record.kind is RecordKind.PENALTY:
@@ -484,11 +513,6 @@ class StagedRecords:
             None if expires is None else day(expires),
             record.flag,
         )
-
-    def _connection(self) -> Connection:
-        if self._conn is None:
-            raise RuntimeError("a StagedRecords is used inside its with block")
-        return self._conn
 
 
 def staged_records(
@@ -527,4 +551,4 @@ def _same(day: dt.date) -> dt.date:
     return day
 
 
-__all__ = ["PenaltyRecord", "RecordImportSummary", "StagedRecords", "staged_records"]
+__all__ = ["PenaltyRecord", "RecordImportSummary", "StagedRecords", "StagedRows", "staged_records"]

@@ -542,6 +542,16 @@ class _ProblemList:
             if len(self._rows) < self._cap:
                 self._rows.append(problem)
 
+    def extend(self, later: _ProblemList) -> None:
+        """Add `later`'s problems, all of rows after this list's (the next part of a file
+        read in parts): as if added one by one, those it kept and those it counted."""
+        self._file += later._file[: self._cap - len(self._file)]
+        self._rows += later._rows[: self._cap - len(self._rows)]
+        self.count += later.count
+        self.bad_rows += later.bad_rows
+        if later.bad_rows:
+            self._last_row = later._last_row
+
     def rejected(self, source: str) -> ImportRejected:
         # Problems the store finds come after the file's: listed in row order all the same.
         listed = (self._file + sorted(self._rows, key=lambda p: p.row))[: self._cap]

@@ -81,6 +81,8 @@ FLOORS: Mapping[str, int] = {
     "node.revocation_watch": 5,
     "node.received_check": 5,  # a kept peer result verified again, offline
     "node.split_reading": 5,  # reader processes for the parts of a large CSV export
+    "node.reader_process": 5,  # what one of them runs
+    "node.staged_rows": 3,  # a record as a staged row, made without the store
     # 6: wiring, the server, the command line, processes' mains
     "node.server": 6,
     "node.runtime": 6,

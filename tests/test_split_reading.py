@@ -7,10 +7,10 @@ the import with nothing written."""
 from __future__ import annotations
 
 import datetime as dt
-import multiprocessing
+import os
 import pathlib
 import re
-import sys
+import signal
 from typing import Any
 
 import pytest
@@ -23,7 +23,7 @@ from node.errors import ImportRejected, RowProblem
 from node.gendata import generate_penalties
 from node.public_records import RecordKind
 from node.repair import CHINA
-from node.split_reading import ReaderFailed, ReadWhole, _next_message, read_in_parts
+from node.split_reading import ReaderFailed, ReadWhole, read_in_parts
 from node.store import Store
 from node.store.record_import import RecordImportSummary, StagedRecords, staged_records
 from node.store.results import ProblemList
@@ -175,17 +175,41 @@ def test_a_reader_that_fails_stops_the_import(store: Store, tmp_path: pathlib.Pa
     assert _whole(store, path).added + _whole(store, path).unchanged > 0  # the store still works
 
 
-def test_a_reader_that_dies_without_a_word_is_noticed() -> None:
-    context = multiprocessing.get_context("spawn")
-    chunks = context.Queue()
-    reader = context.Process(target=sys.exit, args=(3,))
-    reader.start()
-    reader.join()
-    try:
-        with pytest.raises(ReaderFailed, match="part 1 of 1 ended with exit code 3"):
-            _next_message(chunks, [reader], set())
-    finally:
-        chunks.close()
+def _readers() -> list[int]:
+    """The pids of this process's reader processes."""
+    me = pathlib.Path(f"/proc/{os.getpid()}/task")
+    children = [
+        int(pid) for task in me.iterdir() for pid in (task / "children").read_text().split()
+    ]
+    return [
+        pid
+        for pid in children
+        if b"node.reader_process" in pathlib.Path(f"/proc/{pid}/cmdline").read_bytes()
+    ]
+
+
+def test_a_reader_killed_mid_file_stops_the_import(store: Store, tmp_path: pathlib.Path) -> None:
+    path = tmp_path / "cf.csv"
+    _export(path, 20_000)  # two chunks a part: no reader is done before its first is taken
+    parts = _parts(path, 2)
+    with _staging(store) as staged:
+        reading = read_in_parts(
+            staged,
+            path,
+            parts,
+            format_name=FORMAT,
+            variants=None,
+            legacy_codes=frozenset(),
+            subject_key=None,
+        )
+        next(reading)
+        readers = _readers()
+        assert len(readers) == 2
+        for pid in readers:
+            os.kill(pid, signal.SIGKILL)
+        with pytest.raises(ReaderFailed, match="was killed by SIGKILL before it was done"):
+            list(reading)
+    assert store.penalties.in_force() == [] and _readers() == []
 
 
 def test_a_parts_problems_extend_the_list_as_if_added_one_by_one() -> None:

@@ -37,7 +37,7 @@ from node.store.results import ProblemList
 
 FIELD_MAP_DIR = "fieldmaps"  # in the node home: the operator's own variants
 MAX_JOBS = 4  # reader processes at most, by default
-MIN_PART_BYTES = 8 << 20  # a smaller part costs more to start its process than it saves
+MIN_PART_BYTES = 16 << 20  # smaller, a reader costs about as much to start as it saves
 _KINDS = {"penalty": RecordKind.PENALTY, "serious-dishonesty": RecordKind.SERIOUS_DISHONESTY_LIST}
 
 

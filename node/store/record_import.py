@@ -17,8 +17,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime as dt
-import json
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from types import TracebackType
 from typing import Any
 
@@ -46,17 +45,16 @@ from sqlalchemy.engine import Connection
 
 from node.errors import RowProblem
 from node.model import ResultStatus, RevocationReason, SubjectIdType
-from node.public_records import MANAGED_FLAGS, ListChange, ListRemoval, PenaltyRecord, RecordKind
-from node.repair import PenaltyStatus, china_day, publicity
+from node.public_records import MANAGED_FLAGS, ListChange, PenaltyRecord, RecordKind
+from node.repair import PenaltyStatus, china_day
+from node.staged_rows import ADD, REMOVE, StagedRows
 from node.store.engine import SQLITE_BEGIN, Database, is_file_sqlite
 from node.store.penalties import PENALTIES, SubjectKey, reflag
 from node.store.results import IMPORT_BATCHES, RESULTS, ProblemList
 from node.store.schema import UtcDateTime
 
-_ADD, _REMOVE = 1, 2
 _SUBJECTS_AT_A_TIME = 400
 _REMOVALS_AT_A_TIME = 5000
-_DAYS_REMEMBERED = 16_384  # combinations of kind, class and days (StagedRows.row)
 _EXPIRED_ON_IMPORT = "publicity had ended when the record was imported"
 
 _METADATA = MetaData()
@@ -70,7 +68,7 @@ STAGED = Table(
         primary_key=True,
         autoincrement=False,
     ),
-    Column("action", SmallInteger, nullable=False),  # _ADD | _REMOVE
+    Column("action", SmallInteger, nullable=False),  # node.staged_rows: ADD | REMOVE
     Column("record_id", String, nullable=False),
     Column("kind", SmallInteger, nullable=False),
     Column("id_type", SmallInteger, nullable=False),
@@ -92,13 +90,6 @@ _PLACEHOLDER = {"qmark": "?", "format": "%s", "pyformat": "%s"}
 # SQLite's page cache while commit inserts (KiB; its default is 2 MiB): the store's indexes
 # take keys in no order, and a cache this size keeps their upper pages from being re-read.
 _COMMIT_CACHE_KIB = 16 * 1024
-_QUOTE = json.encoder.encode_basestring
-
-
-def _content_json(content: Mapping[str, str]) -> str:
-    """A record's content as node.store.penalties stores it (json.dumps, keys sorted, not
-    ASCII-escaped), written directly: json.dumps sets an encoder up per call."""
-    return "{" + ", ".join(f"{_QUOTE(k)}: {_QUOTE(content[k])}" for k in sorted(content)) + "}"
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -321,7 +312,7 @@ class StagedRecords:
         held = (
             select(s.c.row_number)
             .join(p, p.c.record_id == s.c.record_id)
-            .where(s.c.action == _ADD, differs)
+            .where(s.c.action == ADD, differs)
             .order_by(s.c.row_number)
         )
         self._problems.add(
@@ -337,9 +328,9 @@ class StagedRecords:
         unknown = (
             select(s.c.row_number)
             .where(
-                s.c.action == _REMOVE,
+                s.c.action == REMOVE,
                 ~exists().where(p.c.record_id == s.c.record_id),
-                ~exists().where(entry.c.record_id == s.c.record_id, entry.c.action == _ADD),
+                ~exists().where(entry.c.record_id == s.c.record_id, entry.c.action == ADD),
             )
             .order_by(s.c.row_number)
         )
@@ -352,7 +343,7 @@ class StagedRecords:
         s, p = STAGED, PENALTIES
         conn.execute(
             update(s)
-            .where(s.c.action == _ADD, ~exists().where(p.c.record_id == s.c.record_id))
+            .where(s.c.action == ADD, ~exists().where(p.c.record_id == s.c.record_id))
             .values(fresh=1)
         )
         ended = and_(s.c.expires_on.is_not(None), s.c.expires_on <= literal(today, Date))
@@ -391,13 +382,13 @@ class StagedRecords:
         in_force = exists().where(
             p.c.record_id == s.c.record_id, p.c.status == int(PenaltyStatus.IN_FORCE)
         )
-        conn.execute(update(s).where(s.c.action == _REMOVE, in_force).values(fresh=1))
+        conn.execute(update(s).where(s.c.action == REMOVE, in_force).values(fresh=1))
         removed = 0
         after = 0
         while True:
             batch = conn.execute(
                 select(s.c.row_number, s.c.record_id, s.c.decided_on, s.c.reason)
-                .where(s.c.action == _REMOVE, s.c.fresh == 1, s.c.row_number > after)
+                .where(s.c.action == REMOVE, s.c.fresh == 1, s.c.row_number > after)
                 .order_by(s.c.row_number)
                 .limit(_REMOVALS_AT_A_TIME)
             ).all()
@@ -426,7 +417,7 @@ class StagedRecords:
         changed = and_(
             s.c.fresh == 1,
             or_(
-                s.c.action == _REMOVE,
+                s.c.action == REMOVE,
                 s.c.expires_on.is_(None),
                 s.c.expires_on > literal(today, Date),
             ),
@@ -470,51 +461,6 @@ class StagedRecords:
         return self._conn
 
 
-class StagedRows:
-    """Records made into staged_records rows, as a store of one dialect keeps them (SQLite:
-    days as text). Picklable: a process that reads a part of a file makes its rows."""
-
-    def __init__(self, *, sqlite: bool) -> None:
-        self._day: Callable[[dt.date], Any] = _day_text if sqlite else _same
-        self._days: dict[tuple[Any, ...], tuple[Any, Any, Any, str]] = {}
-
-    def row(self, row: int, change: ListChange) -> tuple[Any, ...]:
-        """The staged row of the record in `row`."""
-        content = _content_json(change.content)
-        subject = change.subject
-        if isinstance(change, ListRemoval):
-            return (
-                row, _REMOVE, change.record_id, int(RecordKind.SERIOUS_DISHONESTY_LIST),
-                int(subject.id_type), subject.id, change.subject_name, 0,
-                self._day(change.removed_on), None, None, "", content, int(change.reason), 0,
-            )  # fmt: skip
-        key = (change.kind, change.severity, change.decided_on, change.publicity_ends_on)
-        staged = self._days.get(key)
-        if staged is None:  # a file repeats few combinations: each is worked out once
-            staged = self._days_and_flag(change)
-            if len(self._days) < _DAYS_REMEMBERED:
-                self._days[key] = staged
-        return (
-            row, _ADD, change.record_id, int(change.kind), int(subject.id_type), subject.id,
-            change.subject_name, int(change.severity), *staged, content, None, 0,
-        )  # fmt: skip
-
-    def _days_and_flag(self, record: PenaltyRecord) -> tuple[Any, Any, Any, str]:
-        """decided_on, publicity_ends_on and expires_on as staged (a list entry leaves by
-        removal: no expiry), and the flag."""
-        day = self._day
-        ends = record.publicity_ends_on
-        expires = None
-        if record.kind is RecordKind.PENALTY:
-            expires = publicity(record.severity, record.decided_on, ends).expires_on
-        return (
-            day(record.decided_on),
-            None if ends is None else day(ends),
-            None if expires is None else day(expires),
-            record.flag,
-        )
-
-
 def staged_records(
     store: Database,
     *,
@@ -543,12 +489,4 @@ def _sqlite_pragma(conn: Connection, pragma: str) -> Any:
     return None if row is None else row[0]
 
 
-def _day_text(day: dt.date) -> str:
-    return day.isoformat()  # how SQLAlchemy's Date keeps a day in SQLite
-
-
-def _same(day: dt.date) -> dt.date:
-    return day
-
-
-__all__ = ["PenaltyRecord", "RecordImportSummary", "StagedRecords", "StagedRows", "staged_records"]
+__all__ = ["PenaltyRecord", "RecordImportSummary", "StagedRecords", "staged_records"]

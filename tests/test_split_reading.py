@@ -11,6 +11,7 @@ import os
 import pathlib
 import re
 import signal
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -62,17 +63,21 @@ def _whole(store: Store, path: pathlib.Path) -> RecordImportSummary:
         return staged.commit("0" * 64)
 
 
+def _reading(staged: StagedRecords, path: pathlib.Path, parts: list[CsvPart]) -> Iterator[Any]:
+    return read_in_parts(
+        staged,
+        path,
+        parts,
+        format_name=FORMAT,
+        variants=None,
+        legacy_codes=frozenset(),
+        subject_key=None,
+    )
+
+
 def _in_parts(store: Store, path: pathlib.Path, parts: list[CsvPart]) -> RecordImportSummary:
     with _staging(store) as staged:
-        for _ in read_in_parts(
-            staged,
-            path,
-            parts,
-            format_name=FORMAT,
-            variants=None,
-            legacy_codes=frozenset(),
-            subject_key=None,
-        ):
+        for _ in _reading(staged, path, parts):
             pass
         return staged.commit("0" * 64)
 
@@ -193,15 +198,7 @@ def test_a_reader_killed_mid_file_stops_the_import(store: Store, tmp_path: pathl
     _export(path, 20_000)  # two chunks a part: no reader is done before its first is taken
     parts = _parts(path, 2)
     with _staging(store) as staged:
-        reading = read_in_parts(
-            staged,
-            path,
-            parts,
-            format_name=FORMAT,
-            variants=None,
-            legacy_codes=frozenset(),
-            subject_key=None,
-        )
+        reading = _reading(staged, path, parts)
         next(reading)
         readers = _readers()
         assert len(readers) == 2

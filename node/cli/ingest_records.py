@@ -87,7 +87,7 @@ def ingest_records(
                 f"checked {file.name} ({fmt}): {rows:,} licences, all valid; licences are "
                 "public information this node neither stores nor exchanges"
             )
-        parts = _parts(adapter, stream, jobs, min_part_bytes)
+        parts = _parts(adapter, stream, size, jobs, min_part_bytes)
         with Store.open(node_home.db_url(config)) as store:
             staging = functools.partial(
                 staged_records,
@@ -125,10 +125,10 @@ def ingest_records(
 
 
 def _parts(
-    adapter: RecordFormat[Any], stream: BinaryIO, jobs: int, min_part_bytes: int
+    adapter: RecordFormat[Any], stream: BinaryIO, size: int, jobs: int, min_part_bytes: int
 ) -> list[CsvPart] | None:
     """The parts a CSV export is read in side by side, or None: read it whole, here."""
-    if jobs < 2 or adapter.container != "csv":
+    if jobs < 2 or adapter.container != "csv" or size < 2 * min_part_bytes:
         return None
     settled = settle(stream, adapter.name)
     if isinstance(settled, RowProblem):

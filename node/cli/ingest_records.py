@@ -49,7 +49,9 @@ def record_format(name: str, home: NodeHome) -> RecordFormat[Any]:
 def default_jobs() -> int:
     """Reader processes for a large CSV export: the CPUs this process may run on, at most
     MAX_JOBS."""
-    return max(1, min(len(os.sched_getaffinity(0)), MAX_JOBS))
+    allowed = getattr(os, "sched_getaffinity", None)  # Linux; not on a developer's Mac
+    cpus = len(allowed(0)) if allowed is not None else os.cpu_count() or 1
+    return max(1, min(cpus, MAX_JOBS))
 
 
 def ingest_records(

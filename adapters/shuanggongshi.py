@@ -534,10 +534,10 @@ class RecordFormat(Generic[R]):
             subject_key=subject_key,
             rule=self.rule or builtin_rule(),
         )
-        place = (
-            {} if part is None else {"first_row": part.first_row, "lines_before": part.lines_before}
+        first_row, lines_before = (1, 0) if part is None else (part.first_row, part.lines_before)
+        rows = read_rows(
+            opened, self.container, self.field_map, first_row=first_row, lines_before=lines_before
         )
-        rows = read_rows(opened, self.container, self.field_map, **place)
         chunks = _chunks(rows, converter, seen or KeysInMemory(), chunk_rows, opened.counter)
         yield from chunks  # type: ignore[misc]
 

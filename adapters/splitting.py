@@ -23,7 +23,6 @@ from __future__ import annotations
 import csv
 import dataclasses
 import io
-import itertools
 from collections.abc import Iterator
 from typing import BinaryIO
 
@@ -67,59 +66,70 @@ def cut_csv(
     parts = min(parts, (size - len(header)) // max(min_part_bytes, 1))
     if parts < 2:
         return None
-    bounds = [len(header)]
+    found: list[CsvPart] = []
+    start, row, lines = len(header), 1, 0
     for k in range(1, parts):
-        target = max(len(header) + (size - len(header)) * k // parts, bounds[-1])
-        cut = _line_end_after(file, bounds[-1], target)
+        target = max(len(header) + (size - len(header)) * k // parts, start)
+        tally = _Tally()
+        for block in _blocks(file, start, target):
+            tally.add(block)
+        cut = _record_end_after(file, target, tally)
         if cut is None or cut >= size:
             return None
-        bounds.append(cut)
-    bounds.append(size)
-    found: list[CsvPart] = []
-    row, lines = 1, 0
-    for start, end in itertools.pairwise(bounds):
-        found.append(CsvPart(header, start, end, row, lines, settled))
-        if end == size:
-            break
-        counted = _records_and_lines(file, start, end, settled)
+        counted = _records_and_lines(file, start, cut, settled, tally)
         if counted is None:
             return None
-        row += counted[0]
-        lines += counted[1]
+        found.append(CsvPart(header, start, cut, row, lines, settled))
+        start, row, lines = cut, row + counted[0], lines + counted[1]
+    found.append(CsvPart(header, start, size, row, lines, settled))
     return found
 
 
-def _line_end_after(file: BinaryIO, start: int, target: int) -> int | None:
+@dataclasses.dataclass
+class _Tally:
+    """What bytes read so far hold: quotes, line feeds, carriage returns, CR LF pairs."""
+
+    quotes: int = 0
+    feeds: int = 0
+    returns: int = 0
+    pairs: int = 0
+    last: bytes = b""
+
+    def add(self, block: bytes) -> None:
+        if not block:
+            return
+        self.quotes += block.count(b'"')
+        self.feeds += block.count(b"\n")
+        self.returns += block.count(b"\r")
+        self.pairs += block.count(b"\r\n") + (self.last == b"\r" and block[:1] == b"\n")
+        self.last = block[-1:]
+
+
+def _record_end_after(file: BinaryIO, target: int, tally: _Tally) -> int | None:
     """The offset just after the first line feed at or after `target` with an even number
-    of quote characters since `start` (a record's start): where a record would end if every
-    quote belongs to a quoted field, as in an export that follows RFC 4180 (csv checks it)."""
-    odd = sum(block.count(b'"') for block in _blocks(file, start, target)) % 2
+    of quote characters since the part began (`tally`, of the bytes up to `target`, which
+    then takes those up to the cut): where a record would end if every quote belongs to a
+    quoted field, as in an export that follows RFC 4180 (csv checks it)."""
     file.seek(target)
     tail = file.read(_SEEK_BYTES)
+    odd = tally.quotes % 2
     at = 0
     while (feed := tail.find(b"\n", at)) >= 0:
         odd ^= tail.count(b'"', at, feed + 1) % 2
         at = feed + 1
         if not odd:
+            tally.add(tail[:at])
             return target + at
     return None
 
 
 def _records_and_lines(
-    file: BinaryIO, start: int, end: int, settled: Settled
+    file: BinaryIO, start: int, end: int, settled: Settled, tally: _Tally
 ) -> tuple[int, int] | None:
-    """The records and lines in [start, end), which begins a record; None where `end` is not
-    known to end one (or the bytes are not CSV)."""
-    quotes = feeds = returns = pairs = 0
-    last = b""
-    for block in _blocks(file, start, end):
-        quotes += block.count(b'"')
-        feeds += block.count(b"\n")
-        returns += block.count(b"\r")
-        pairs += block.count(b"\r\n") + (last == b"\r" and block[:1] == b"\n")
-        last = block[-1:]
-    if not quotes and returns == pairs:
-        return feeds, feeds  # every line feed ends a record, and only they end lines
+    """The records and lines in [start, end) (`tally`: what its bytes hold), which begins a
+    record; None where `end` is not known to end one (or the bytes are not CSV)."""
+    if not tally.quotes and tally.returns == tally.pairs:
+        return tally.feeds, tally.feeds  # every line feed ends a record, and only they end lines
     encoding = "utf-8" if settled.encoding == "utf-8-sig" else settled.encoding
     text = io.TextIOWrapper(
         io.BufferedReader(_HeaderAndRange(b"", file, start, end)), encoding=encoding, newline=""

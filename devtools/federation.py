@@ -10,11 +10,11 @@ from __future__ import annotations
 import dataclasses
 import json
 import pathlib
-import socket
 from collections.abc import Mapping, Sequence
 
 from click.testing import CliRunner
 
+from devtools.ports import free_port
 from node.cli import main as cli
 from node.home import NodeHome
 from node.serving_config import example_zones_toml
@@ -41,12 +41,6 @@ def run_cli(*args: object) -> str:
     if result.exit_code != 0:
         raise RuntimeError(f"creditnode {' '.join(map(str, args))} failed:\n{result.output}")
     return str(result.output)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclasses.dataclass

@@ -297,12 +297,21 @@ class NodeRuntime:
         return self.parts.local_answerer(self.sequencer, count=count)
 
     async def start(self, listen: str | None = None) -> None:
-        """Open the log and serve: the node's main job."""
+        """Open the log and serve: the node's main job. A start that fails (its address taken,
+        say) stops what it had started and closes the store before the error goes on: a gRPC
+        server or channel left to the garbage collector, after its event loop has closed, can
+        hang the process in gRPC's shutdown."""
+        try:
+            await self._start(listen)
+        except BaseException:
+            await self.stop()
+            raise
+
+    async def _start(self, listen: str | None) -> None:
         await self.open_log()
         if self.answers_in_worker:
-            worker = WorkerAnswerer(self.home, self.sequencer.observe)
-            await worker.start()
-            self.answerer = worker
+            self.answerer = worker = WorkerAnswerer(self.home, self.sequencer.observe)
+            await worker.start()  # one that fails is closed by `stop`
         else:
             self.answerer = self.local_answerer()
         authenticate = svc.caller_from_certificate(self.caller_of)

@@ -3,8 +3,10 @@ a `devtools.federation` build, and subjects from Huzhou's generated export to as
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import pathlib
+from collections.abc import AsyncIterator
 
 from devtools.federation import Federation, run_cli
 from node import model
@@ -20,6 +22,22 @@ HUZHOU, JIAXING, HANGZHOU, NINGBO, SHANGHAI = (
 
 
 Running = tuple[Federation, dict[str, NodeRuntime]]
+
+
+@contextlib.asynccontextmanager
+async def started(nodes: dict[str, NodeRuntime]) -> AsyncIterator[dict[str, NodeRuntime]]:
+    """Start each of `nodes` in turn. However the block ends, and when a later start fails,
+    stop every runtime `nodes` holds by then (one the block put in place of another, too):
+    a gRPC server left to the garbage collector after its event loop has closed can hang the
+    test process in gRPC's shutdown."""
+    try:
+        for runtime in nodes.values():
+            await runtime.start()
+        yield nodes
+    finally:
+        async with contextlib.AsyncExitStack() as stopping:  # each is stopped, come what may
+            for runtime in nodes.values():
+                stopping.push_async_callback(runtime.stop)
 
 
 def subjects_of(fed: Federation, node_id: str) -> dict[str, list[str]]:

@@ -13,12 +13,13 @@ import pwd
 import re
 import shlex
 import shutil
-import socket
 import subprocess
 import tempfile
 from pathlib import Path
 
 import psycopg
+
+from devtools.ports import free_port
 
 PG_LIB = Path("/usr/lib/postgresql")
 SERVER_USER = "postgres"
@@ -42,13 +43,6 @@ def find_bindir(lib: Path = PG_LIB) -> Path:
             "Debian package postgresql (e.g. postgresql-15)"
         )
     return max(candidates)[1]
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 class PostgresServer:

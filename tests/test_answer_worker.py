@@ -28,7 +28,7 @@ from node.home import NodeHome
 from node.log.logverify import verify_store
 from node.runtime import NodeRuntime
 from node.store import log_tables as t
-from tests.federation_helpers import HUZHOU, JIAXING, Running, company
+from tests.federation_helpers import HUZHOU, JIAXING, Running, company, started
 
 
 def test_frames_round_trip_and_truncation_is_refused() -> None:
@@ -46,13 +46,8 @@ async def pair(tmp_path: pathlib.Path) -> AsyncIterator[Running]:
         tmp_path, {HUZHOU: "湖州", JIAXING: "嘉兴"}, {"hjjw": (HUZHOU, JIAXING)}, subjects=20
     )
     nodes = {node_id: NodeRuntime(NodeHome(fed.home(node_id))) for node_id in fed.ports}
-    for runtime in nodes.values():
-        await runtime.start()
-    try:
+    async with started(nodes):
         yield fed, nodes
-    finally:
-        for runtime in nodes.values():
-            await runtime.stop()
 
 
 async def test_a_killed_worker_is_replaced_on_the_same_log(
@@ -111,16 +106,11 @@ async def test_answering_in_process_when_configured(tmp_path: pathlib.Path) -> N
         text.replace("answer_worker = true", "answer_worker = false"), encoding="utf-8"
     )
     nodes = {node_id: NodeRuntime(NodeHome(fed.home(node_id))) for node_id in fed.ports}
-    for runtime in nodes.values():
-        await runtime.start()
-    try:
+    async with started(nodes):
         assert isinstance(nodes[HUZHOU].answerer, LocalAnswerer)
         assert isinstance(nodes[JIAXING].answerer, WorkerAnswerer)
         outcome = await nodes[JIAXING].ask(HUZHOU, "hjjw", "xinyi-dai", company(fed, 0))
         assert outcome.decision is model.Decision.GRANTED
-    finally:
-        for runtime in nodes.values():
-            await runtime.stop()
 
 
 async def test_a_call_in_flight_when_the_worker_dies_fails_as_unavailable(

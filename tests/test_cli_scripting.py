@@ -19,7 +19,7 @@ from devtools.federation import Federation, build, run_cli
 from node.cli import main
 from node.home import NodeHome
 from node.runtime import NodeRuntime
-from tests.federation_helpers import HANGZHOU, HUZHOU, JIAXING, company
+from tests.federation_helpers import HANGZHOU, HUZHOU, JIAXING, company, started
 
 UNKNOWN_USCC = "91350100M000100Y43"  # valid check character, in nobody's store
 
@@ -46,13 +46,8 @@ async def nodes(tmp_path: pathlib.Path) -> AsyncIterator[tuple[Federation, dict[
         subjects=30, witnesses={HUZHOU: [JIAXING]},
     )  # fmt: skip
     running = {n: NodeRuntime(NodeHome(fed.home(n))) for n in (HUZHOU, JIAXING)}
-    for runtime in running.values():
-        await runtime.start()
-    try:
+    async with started(running):
         yield fed, running
-    finally:
-        for runtime in running.values():
-            await runtime.stop()
 
 
 async def _query(fed: Federation, *args: object) -> tuple[int, str, str]:

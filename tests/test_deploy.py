@@ -18,7 +18,7 @@ from devtools.federation import build
 from node import model
 from node.home import NodeHome
 from node.runtime import NodeRuntime
-from tests.federation_helpers import HUZHOU, JIAXING, company
+from tests.federation_helpers import HUZHOU, JIAXING, company, started
 from tests.pg import SERVER_USER, PostgresServer
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -53,16 +53,11 @@ async def test_a_backup_restores_into_a_new_home_whose_log_verifies(
     jx = NodeHome(fed.home(JIAXING))  # on PostgreSQL: its log is what the backup carries
     jx.write_config(dataclasses.replace(jx.load_config(), db_url=postgres_url))
     nodes = {n: NodeRuntime(NodeHome(fed.home(n))) for n in fed.ports}
-    for runtime in nodes.values():
-        await runtime.start()
-    try:
+    async with started(nodes):
         for i in range(3):
             outcome = await nodes[JIAXING].ask(HUZHOU, "hjjw", "xinyi-dai", company(fed, i))
             assert outcome.decision is model.Decision.GRANTED
         size = nodes[JIAXING].sequencer.tree.size
-    finally:
-        for runtime in nodes.values():
-            await runtime.stop()
 
     database = postgres_url.rsplit("/", 1)[1]
     server = f"--host=127.0.0.1 --port={postgres_server.port} --username={SERVER_USER}"

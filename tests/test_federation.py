@@ -35,6 +35,7 @@ from tests.federation_helpers import (
     Running,
     company,
     person,
+    started,
 )
 
 
@@ -42,13 +43,8 @@ from tests.federation_helpers import (
 async def federation(tmp_path: pathlib.Path) -> AsyncIterator[Running]:
     fed = build(tmp_path, subjects=60, witnesses={HUZHOU: [JIAXING]})
     nodes = {node_id: NodeRuntime(NodeHome(fed.home(node_id))) for node_id in fed.ports}
-    for runtime in nodes.values():
-        await runtime.start()
-    try:
+    async with started(nodes):
         yield fed, nodes
-    finally:
-        for runtime in nodes.values():
-            await runtime.stop()
 
 
 async def test_authorisation_matrix_across_real_nodes(

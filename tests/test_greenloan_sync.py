@@ -15,7 +15,7 @@ import grpc
 import pytest
 from prometheus_client import REGISTRY
 
-from devtools.federation import free_port
+from devtools.ports import free_port
 from node import changefeed, model, signing, tls, wire
 from node.errors import PeerUnavailable
 from node.greenloan_sink import GreenLoanSink

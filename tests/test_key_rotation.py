@@ -36,7 +36,7 @@ from node.keys import (
 from node.peer_client import VerifiedAnswer
 from node.runtime import NodeRuntime
 from node.trust_files import load_home_trust
-from tests.federation_helpers import HUZHOU, JIAXING, Running, company
+from tests.federation_helpers import HUZHOU, JIAXING, Running, company, started
 
 CITIES = {HUZHOU: "湖州", JIAXING: "嘉兴"}
 ZONES = {"hjjw": (HUZHOU, JIAXING)}
@@ -47,14 +47,9 @@ SWITCH_AFTER_S = 10  # the least `--activate --after` takes: both processes re-r
 async def pair(tmp_path: pathlib.Path) -> AsyncIterator[Running]:
     fed = build(tmp_path, CITIES, ZONES, subjects=30)
     nodes = {node_id: NodeRuntime(NodeHome(fed.home(node_id))) for node_id in CITIES}
-    for runtime in nodes.values():
-        await runtime.start()
-    assert nodes[HUZHOU].answers_in_worker  # the worker must switch as well as the server
-    try:
+    async with started(nodes):
+        assert nodes[HUZHOU].answers_in_worker  # the worker must switch as well as the server
         yield fed, nodes
-    finally:
-        for runtime in nodes.values():
-            await runtime.stop()
 
 
 async def creditnode(*args: object) -> tuple[int, str]:

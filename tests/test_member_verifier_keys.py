@@ -19,7 +19,7 @@ from node.log import logverify, notes
 from node.peer_client import verify_receipt
 from node.runtime import NodeRuntime
 from node.store import Store
-from tests.federation_helpers import HUZHOU, JIAXING, company
+from tests.federation_helpers import HUZHOU, JIAXING, company, started
 from tests.trust_lists import T0, make_list, make_member
 
 
@@ -41,14 +41,9 @@ async def test_receipt_and_cosignature_verify_from_the_signed_list_alone(
         subjects=30, witnesses={HUZHOU: [JIAXING]},
     )  # fmt: skip
     nodes = {n: NodeRuntime(NodeHome(fed.home(n))) for n in (HUZHOU, JIAXING)}
-    for runtime in nodes.values():
-        await runtime.start()
-    try:
+    async with started(nodes):
         outcome = await nodes[JIAXING].ask(HUZHOU, "hjjw", "xinyi-dai", company(fed))
         await nodes[HUZHOU].witnessing.flush()
-    finally:
-        for runtime in nodes.values():
-            await runtime.stop()
     assert outcome.answer is not None, outcome.reason
 
     coordinator = fed.coordinator_dir()

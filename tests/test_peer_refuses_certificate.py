@@ -21,7 +21,7 @@ from node.runtime import NodeRuntime
 from node.server import GrpcServer
 from node.store import log_tables as t
 from node.tls_probe import Verdict, probe_client_certificate
-from tests.federation_helpers import HANGZHOU, HUZHOU, JIAXING, Running, company
+from tests.federation_helpers import HANGZHOU, HUZHOU, JIAXING, Running, company, started
 from tests.pki import NodeTls, make_node_tls
 
 REFUSAL = "CERTIFICATE_NOT_ACCEPTED"
@@ -37,13 +37,8 @@ async def fed3(tmp_path: pathlib.Path) -> AsyncIterator[Running]:
         subjects=10,
     )
     nodes = {node_id: NodeRuntime(NodeHome(fed.home(node_id))) for node_id in fed.ports}
-    for runtime in nodes.values():
-        await runtime.start()
-    try:
+    async with started(nodes):
         yield fed, nodes
-    finally:
-        for runtime in nodes.values():
-            await runtime.stop()
 
 
 async def _timed_ask(asker: NodeRuntime, fed: Federation, index: int) -> tuple[float, str, str]:

@@ -22,7 +22,7 @@ from node.answer import worker_client
 from node.answer.worker_client import WorkerAnswerer
 from node.home import NodeHome
 from node.runtime import NodeRuntime
-from tests.federation_helpers import HUZHOU, JIAXING, Running, company
+from tests.federation_helpers import HUZHOU, JIAXING, Running, company, started
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 GOU = "[zones.hjjw.purposes.xinyi-gou]\n"
@@ -37,13 +37,8 @@ async def pair(tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch) -> Async
     monkeypatch.setattr(runtime, "CONFIG_POLL_S", 0.05)  # the real loop, polling fast
     fed = _pair(tmp_path)
     nodes = {node_id: NodeRuntime(NodeHome(fed.home(node_id))) for node_id in fed.ports}
-    for node in nodes.values():
-        await node.start()
-    try:
+    async with started(nodes):
         yield fed, nodes
-    finally:
-        for node in nodes.values():
-            await node.stop()
 
 
 def _config(fed: Federation) -> pathlib.Path:
@@ -118,9 +113,7 @@ async def test_a_bad_config_is_refused_and_the_policy_in_force_stays(
 ) -> None:
     fed = _pair(tmp_path)
     nodes = {node_id: NodeRuntime(NodeHome(fed.home(node_id))) for node_id in fed.ports}
-    for node in nodes.values():
-        await node.start()
-    try:
+    async with started(nodes):
         huzhou, jiaxing = nodes[HUZHOU], nodes[JIAXING]
         config = _config(fed)
         # First a good change (xinyi-gou withdrawn), so "the policy in force" is not merely
@@ -152,9 +145,6 @@ async def test_a_bad_config_is_refused_and_the_policy_in_force_stays(
         assert await huzhou.reload_config()  # fixed: taken
         assert huzhou.policy.zones["hjjw"].rate_per_minute == 300
         assert huzhou.policy_file.last_error is None
-    finally:
-        for node in nodes.values():
-            await node.stop()
 
 
 class Serve:

@@ -19,7 +19,6 @@ import pathlib
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -31,6 +30,7 @@ from typing import Any
 import pytest
 
 from devtools.federation import run_cli
+from devtools.ports import free_port
 from node.home import NodeHome
 from node.serving_config import example_zones_toml
 from tests.federation_helpers import HUZHOU, JIAXING
@@ -45,12 +45,6 @@ def readme_block() -> list[str]:
     section = text[text.index("## Running a node") :]
     block = section[section.index("```sh\n") + 6 :]
     return [line for line in block[: block.index("```")].splitlines() if line.strip()]
-
-
-def free_port(host: str) -> int:
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
 
 
 def http(url: str) -> tuple[int, bytes]:

@@ -29,7 +29,7 @@ from node.runtime import NodeRuntime
 from node.store import Store
 from node.store.received import RECEIVED
 from node.store.store import alembic_config
-from tests.federation_helpers import HUZHOU, SHANGHAI, subjects_of
+from tests.federation_helpers import HUZHOU, SHANGHAI, started, subjects_of
 
 HUANGSHAN = "cn-341000"
 ZJ, SH, AH, CN = (
@@ -207,13 +207,8 @@ async def cities(tmp_path: pathlib.Path) -> AsyncIterator[Cities]:
     reissue(nodes[SHANGHAI], cn0, CN, "B", None)
     reissue(nodes[HUZHOU], zj0, ZJ, "B", 780)
     reissue(nodes[HUANGSHAN], ah0, AH, "AA", 850)
-    for runtime in nodes.values():
-        await runtime.start()
-    try:
+    async with started(nodes):
         yield Cities(fed, nodes, {"sh0": sh0, "cn0": cn0, "zj0": zj0, "ah0": ah0})
-    finally:
-        for runtime in nodes.values():
-            await runtime.stop()
 
 
 def _uscc(uscc: str) -> model.SubjectRef:

@@ -23,7 +23,7 @@ from node.revocation import open_revocation_notice
 from node.runtime import NodeRuntime
 from node.services.interchange import SERVICE
 from node.store.penalties import PenaltyRecord
-from tests.federation_helpers import HANGZHOU, HUZHOU, JIAXING, company
+from tests.federation_helpers import HANGZHOU, HUZHOU, JIAXING, company, started
 
 Nodes = dict[str, NodeRuntime]
 
@@ -37,13 +37,8 @@ async def cities(tmp_path: pathlib.Path) -> AsyncIterator[tuple[Nodes, list[mode
         subjects=30,
     )
     nodes = {n: NodeRuntime(NodeHome(fed.home(n))) for n in (HUZHOU, JIAXING, HANGZHOU)}
-    for runtime in nodes.values():
-        await runtime.start()
-    try:
+    async with started(nodes):
         yield nodes, [company(fed, 0), company(fed, 1)]
-    finally:
-        for runtime in nodes.values():
-            await runtime.stop()
 
 
 async def _until(condition: object, timeout: float = 15.0) -> None:

@@ -4,6 +4,7 @@ and a distinct exit status, never a traceback. The real CLI in child processes."
 
 from __future__ import annotations
 
+import asyncio
 import pathlib
 import signal
 import socket
@@ -14,6 +15,10 @@ from collections.abc import Iterator
 
 import pytest
 
+from node.answer.worker_client import WorkerAnswerer
+from node.errors import AddressInUse
+from node.home import NodeHome
+from node.runtime import NodeRuntime
 from tests.federation_helpers import HUZHOU, init_home
 
 IN_USE, CANNOT_WRITE = 7, 8
@@ -92,6 +97,27 @@ def test_a_busy_port_is_one_line_and_status_7(
     other = ["--listen", "127.0.0.1:0"] if option == "--metrics-listen" else []
     result = creditnode("serve", "--home", home, option, address, *other)
     assert_one_error_line(result, IN_USE, f"{address}: another process listens there")
+
+
+async def test_a_start_that_fails_stops_what_it_had_started(
+    home: pathlib.Path, listening: int
+) -> None:
+    """In-process (the demo's and the tests' way): the log, the answering worker and the tasks
+    a failed start began are ended, not left to the garbage collector after the loop is gone,
+    and the same home then serves."""
+    runtime = NodeRuntime(NodeHome(home))
+    with pytest.raises(AddressInUse, match="another process listens there"):
+        await runtime.start(f"127.0.0.1:{listening}")
+    assert runtime.server is None and not runtime.sequencer.running
+    assert isinstance(runtime.answerer, WorkerAnswerer) and runtime.answerer.pid is not None
+    assert not pathlib.Path(f"/proc/{runtime.answerer.pid}").exists()  # ended and reaped
+    assert asyncio.all_tasks() == {asyncio.current_task()}
+    again = NodeRuntime(NodeHome(home))
+    await again.start("127.0.0.1:0")
+    try:
+        assert again.server is not None and again.sequencer.running
+    finally:
+        await again.stop()
 
 
 def test_a_port_beyond_65535_is_a_usage_error(home: pathlib.Path) -> None:

@@ -14,6 +14,7 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import func, insert, inspect, select, update
 from sqlalchemy.exc import IntegrityError
 
+from devtools.ports import free_port
 from node.errors import Conflict, ImportRejected, InvalidIdentifier, StoreUnavailable
 from node.identifiers import make_uscc
 from node.model import (
@@ -28,7 +29,6 @@ from node.model import (
 from node.store import ImportSummary, Store, head_revisions
 from node.store.results import RESULTS
 from node.store.schema import Base, ChangeRow, CreditResultRow, ImportBatchRow
-from tests.pg import free_port
 
 EVALUATED = dt.datetime(2025, 3, 1, 8, 30, tzinfo=dt.UTC)
 SCHEME = "zj-public-credit@2023"

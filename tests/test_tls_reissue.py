@@ -199,9 +199,9 @@ async def pair(
         NodeRuntime(NodeHome(fed.home(HUZHOU))),
         NodeRuntime(NodeHome(fed.home(JIAXING))),
     )
-    await huzhou.start(listen=f"0.0.0.0:{fed.ports[HUZHOU]}")
-    await jiaxing.start()
     try:
+        await huzhou.start(listen=f"0.0.0.0:{fed.ports[HUZHOU]}")
+        await jiaxing.start()
         yield fed, huzhou, jiaxing
     finally:
         await huzhou.stop()

@@ -33,7 +33,7 @@ from node.home import NodeHome, dumps_toml
 from node.runtime import NodeRuntime
 from node.trust_files import trust_list_path
 from node.trust_model import TrustList
-from tests.federation_helpers import HANGZHOU, HUZHOU, JIAXING, company
+from tests.federation_helpers import HANGZHOU, HUZHOU, JIAXING, company, started
 
 CITIES = {HUZHOU: "湖州", JIAXING: "嘉兴", HANGZHOU: "杭州"}
 # Hangzhou shares hz-metro with both (so it can connect), and is not in hjjw at first.
@@ -189,8 +189,7 @@ async def test_running_nodes_take_a_newer_list_from_the_url_and_refuse_bad_ones(
     nodes = {node_id: NodeRuntime(NodeHome(fed.home(node_id))) for node_id in CITIES}
     for runtime in nodes.values():
         runtime.trust_poller.interval_s = POLL_S
-        await runtime.start()
-    try:
+    async with started(nodes):
         huzhou, hangzhou = nodes[HUZHOU], nodes[HANGZHOU]
         await until(lambda: version(hangzhou) == 1, "Hangzhou to fetch version 1")
         refused = await hangzhou.ask(HUZHOU, "hjjw", "xinyi-dai", company(fed))
@@ -249,9 +248,6 @@ async def test_running_nodes_take_a_newer_list_from_the_url_and_refuse_bad_ones(
         publisher.sign("hjjw")
         await publisher.start()
         await until(lambda: version(huzhou) == 4, "Huzhou to take v4 once the URL answers")
-    finally:
-        for runtime in nodes.values():
-            await runtime.stop()
 
 
 async def test_restarted_node_keeps_the_list_it_took_from_the_url(

@@ -13,7 +13,7 @@ from devtools.federation import Federation, build, run_cli
 from node import model
 from node.home import NodeHome
 from node.runtime import NodeRuntime
-from tests.federation_helpers import HANGZHOU, HUZHOU, JIAXING, Running, company
+from tests.federation_helpers import HANGZHOU, HUZHOU, JIAXING, Running, company, started
 
 CITIES = {HUZHOU: "湖州", JIAXING: "嘉兴", HANGZHOU: "杭州"}
 # Hangzhou shares hz-metro with Huzhou (so the two can connect), but is not in hjjw at first.
@@ -24,13 +24,8 @@ ZONES = {"hjjw": (HUZHOU, JIAXING), "hz-metro": (HUZHOU, JIAXING, HANGZHOU)}
 async def three(tmp_path: pathlib.Path) -> AsyncIterator[Running]:
     fed = build(tmp_path, CITIES, ZONES, subjects=20)
     nodes = {node_id: NodeRuntime(NodeHome(fed.home(node_id))) for node_id in fed.ports}
-    for runtime in nodes.values():
-        await runtime.start()
-    try:
+    async with started(nodes):
         yield fed, nodes
-    finally:
-        for runtime in nodes.values():
-            await runtime.stop()
 
 
 def _resign(fed: Federation, zone: str, version: str, *, add: str = "", remove: str = "") -> None:
@@ -125,12 +120,7 @@ async def test_a_node_toml_that_still_lists_members_loads_with_a_warning(
     )
     caplog.set_level("WARNING", logger="node.policy")
     nodes = {n: NodeRuntime(NodeHome(fed.home(n))) for n in fed.ports}
-    for runtime in nodes.values():
-        await runtime.start()
-    try:
+    async with started(nodes):
         outcome = await nodes[JIAXING].ask(HUZHOU, "hjjw", "xinyi-dai", company(fed))
-    finally:
-        for runtime in nodes.values():
-            await runtime.stop()
     assert outcome.decision is model.Decision.GRANTED, outcome.reason
     assert f"{config}: [zones.hjjw]: members is ignored" in caplog.text

@@ -135,7 +135,12 @@ async def _serve(
             runtime.store.close()
             raise
         admin_address = f"http://{bound}/metrics, /healthz, /readyz (plain HTTP)"
-    await runtime.start(listen)
+    try:
+        await runtime.start(listen)  # one that fails has stopped itself
+    except BaseException:
+        if admin_runner is not None:
+            await admin_runner.cleanup()
+        raise
     settle_gc()
     assert runtime.server is not None
     now = runtime.clock.now()

@@ -5,11 +5,11 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import functools
-import socket
 
 import grpc
 import pytest
 
+from devtools.ports import free_port
 from node import model, signing, wire
 from node.errors import BadAnswer, BadSignature, PeerUnavailable, UntrustedKey
 from node.peer_client import KeyLookup, PeerClient, verify_answer
@@ -95,9 +95,7 @@ async def test_refusal_surfaces_as_grpc_error(node: Node, tls: dict[str, NodeTls
 
 
 async def test_peer_down_is_unavailable_after_retries(tls: dict[str, NodeTls]) -> None:
-    with socket.socket() as s:  # a port with nothing listening
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()  # nothing listens there
     me = tls[JIAXING]
     client = PeerClient(
         local_node=JIAXING,

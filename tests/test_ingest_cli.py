@@ -17,6 +17,7 @@ from node.errors import RowProblem
 from node.home import NodeHome
 from node.model import ResultStatus
 from node.store import Store
+from tests.federation_helpers import HUZHOU, init_home
 
 VECTORS = pathlib.Path(__file__).parent / "vectors" / "imports" / "huzhou-csv"
 GOOD = VECTORS / "good.csv"
@@ -28,10 +29,7 @@ def _run(*args: str) -> Result:
 
 @pytest.fixture
 def home(tmp_path: pathlib.Path) -> pathlib.Path:
-    path = tmp_path / "huzhou"
-    result = _run("init", "--node-id", "cn-330500", "--name", "湖州", "--home", str(path))
-    assert result.exit_code == 0, result.output
-    return path
+    return init_home(tmp_path, HUZHOU, "湖州")
 
 
 @pytest.fixture

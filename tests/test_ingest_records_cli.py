@@ -14,6 +14,7 @@ from node.cli import main
 from node.clock import SYSTEM, china_date
 from node.home import NodeHome
 from node.store import Store
+from tests.federation_helpers import HUZHOU, init_home
 
 VARIANT = """
 id = "shuanggongshi-cf@hz-2019"
@@ -38,10 +39,7 @@ def _run(*args: str) -> Result:
 
 @pytest.fixture
 def home(tmp_path: pathlib.Path) -> pathlib.Path:
-    path = tmp_path / "huzhou"
-    result = _run("init", "--node-id", "cn-330500", "--name", "湖州", "--home", str(path))
-    assert result.exit_code == 0, result.output
-    return path
+    return init_home(tmp_path, HUZHOU, "湖州")
 
 
 def _penalties(home: pathlib.Path) -> int:

@@ -8,16 +8,27 @@ certificate, for tests that run nodes over real mutual TLS.
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 
+from devtools.ports import share_ports
 from node.store import Store
 from tests.backends import BACKENDS
 from tests.greenloan_helpers import Setup, greenloan_setting
 from tests.pg import PostgresServer, PostgresUnavailable
 from tests.pki import NodeTls, make_node_tls
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Each test worker picks ports from its own share (devtools.ports), so two workers never
+    pick the same port for nodes they start side by side."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER")  # "gw0", "gw1", … under pytest-xdist
+    if worker:
+        count = int(os.environ["PYTEST_XDIST_WORKER_COUNT"])
+        share_ports(int(worker.removeprefix("gw")) % count, count)
 
 
 @pytest.fixture(scope="session")

@@ -6,16 +6,42 @@ from __future__ import annotations
 import pathlib
 import socket
 
-from devtools.ports import candidate_ports, ephemeral_ports, free_port
+import pytest
+
+from devtools import ports
+from devtools.ports import candidate_ports, ephemeral_ports, free_port, share_ports
 
 
-def test_a_picked_port_is_free_and_outside_the_kernels_range() -> None:
+def test_a_picked_port_is_free_outside_the_kernels_range_and_not_given_twice() -> None:
     low, high = ephemeral_ports()
-    for _ in range(50):
+    given = []
+    for _ in range(200):
         port = free_port()
         assert not low <= port <= high, port
         with socket.socket() as server:
             server.bind(("127.0.0.1", port))
+        given.append(port)
+    assert len(set(given)) == len(given)
+
+
+def test_a_port_something_holds_is_passed_over() -> None:
+    with socket.socket() as held:
+        share = candidate_ports(ephemeral_ports(), ports._share)
+        port = share[(ports._start + ports._handed) % len(share)]  # the one due next
+        held.bind(("127.0.0.1", port))
+        assert free_port() != port
+
+
+def test_workers_pick_from_shares_that_do_not_meet(monkeypatch: pytest.MonkeyPatch) -> None:
+    shares = [candidate_ports((32768, 60999), (i, 3)) for i in range(3)]
+    assert [len(s) for s in shares] == [7589] * 3
+    assert shares[0][-1] < shares[1][0] and shares[1][-1] < shares[2][0]
+    monkeypatch.setattr(ports, "_share", ports._share)  # restored after the test
+    share_ports(2, 3)
+    mine = candidate_ports(ephemeral_ports(), (2, 3))
+    assert all(free_port() in mine for _ in range(20))
+    with pytest.raises(ValueError, match="share 3 of 3 does not exist"):
+        share_ports(3, 3)
 
 
 def test_the_range_is_read_from_linux_or_else_the_iana_one(tmp_path: pathlib.Path) -> None:

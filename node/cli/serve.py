@@ -60,7 +60,8 @@ def register(main: click.Group) -> None:
     "--ready-file",
     type=click.Path(path_type=pathlib.Path),
     default=None,
-    help="Write the bound address here once serving (for scripts and tests).",
+    help="Write the bound address here once serving, whole (for scripts and tests); "
+    "from then on SIGTERM stops the node cleanly.",
 )
 @home_option
 def serve(
@@ -143,30 +144,35 @@ async def _serve(
         raise
     settle_gc()
     assert runtime.server is not None
-    now = runtime.clock.now()
-    zones = ", ".join(runtime.trust.zones_in_force(now)) or "none (install trust lists)"
-    expired = runtime.trust.expired_zones(now)
-    if expired:  # held, but granting nothing until the coordinator signs a newer list
-        zones += f"; expired lists (not granting): {', '.join(expired)}"
-    click.echo(
-        f"{runtime.node_id} serving on {runtime.server.target}; zones: {zones}; "
-        f"event loop: {serving_loop_name()}"
-    )
-    click.echo(f"  store: {describe(runtime.store.engine.url)}")
-    click.echo(f"  gRPC, mutual TLS: {runtime.server.target}")
-    click.echo(f"  admin: {admin_address}")
-    audit = await audit_serving.start_configured(runtime)  # node.toml [auditor_web]
-    if audit is not None:
-        click.echo(f"  auditor page: {audit.url}")
-    if ready_file is not None:
-        ready_file.write_text(runtime.server.target)
+    # Before anyone can learn that we serve (the ready file, the log): a SIGTERM sent the
+    # moment the node is seen serving stops it cleanly instead of killing it.
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
     # SIGHUP (systemd's ExecReload): node.toml's zone policy now, not at the next poll.
     loop.add_signal_handler(signal.SIGHUP, runtime.request_reload)
+    audit = None
     try:
+        now = runtime.clock.now()
+        zones = ", ".join(runtime.trust.zones_in_force(now)) or "none (install trust lists)"
+        expired = runtime.trust.expired_zones(now)
+        if expired:  # held, but granting nothing until the coordinator signs a newer list
+            zones += f"; expired lists (not granting): {', '.join(expired)}"
+        click.echo(
+            f"{runtime.node_id} serving on {runtime.server.target}; zones: {zones}; "
+            f"event loop: {serving_loop_name()}"
+        )
+        click.echo(f"  store: {describe(runtime.store.engine.url)}")
+        click.echo(f"  gRPC, mutual TLS: {runtime.server.target}")
+        click.echo(f"  admin: {admin_address}")
+        audit = await audit_serving.start_configured(runtime)  # node.toml [auditor_web]
+        if audit is not None:
+            click.echo(f"  auditor page: {audit.url}")
+        if ready_file is not None:  # whole or not at all: a watcher may read it at once
+            partial = ready_file.with_name(ready_file.name + ".partial")
+            partial.write_text(runtime.server.target)
+            partial.replace(ready_file)
         await stop.wait()
     finally:
         click.echo(f"{runtime.node_id} stopping")
